@@ -1,0 +1,29 @@
+"""Pure scoring: one lead, its traits and events, at an instant. No I/O here."""
+
+from .conditions import compile_condition
+from .scorer import (
+    Event,
+    EventContribution,
+    Explanation,
+    LeadScore,
+    Reason,
+    RuleExplanation,
+    Scorer,
+    grade_of,
+    to_utc,
+    us_of,
+)
+
+__all__ = [
+    "Event",
+    "EventContribution",
+    "Explanation",
+    "LeadScore",
+    "Reason",
+    "RuleExplanation",
+    "Scorer",
+    "compile_condition",
+    "grade_of",
+    "to_utc",
+    "us_of",
+]

@@ -1,0 +1,289 @@
+"""Score one lead from its traits and events at an instant, exactly as the spec says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..model.schema import EngagementRule, FitRule, Model
+from ..model.values import lookup, norm_text
+from .conditions import Predicate, compile_condition
+
+__all__ = [
+    "Event",
+    "EventContribution",
+    "Explanation",
+    "LeadScore",
+    "Reason",
+    "RuleExplanation",
+    "Scorer",
+    "grade_of",
+    "to_utc",
+    "us_of",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+US_PER_DAY = 86_400_000_000
+
+
+def to_utc(ts: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def us_of(ts: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (to_utc(ts) - _EPOCH) // _US
+
+
+class Event:
+    """One behaviour of a lead: a track event's name (``page`` for page views), when, and properties."""
+
+    __slots__ = ("key", "name", "properties", "timestamp", "ts_us")
+
+    def __init__(
+        self, name: str, timestamp: datetime, properties: Mapping[str, Any] | None = None
+    ) -> None:
+        self.name = name
+        self.timestamp = to_utc(timestamp)
+        self.properties: Mapping[str, Any] = properties or {}
+        self.key = norm_text(name)
+        self.ts_us = us_of(self.timestamp)
+
+    def __repr__(self) -> str:
+        return f"Event({self.name!r}, {self.timestamp.isoformat()}, {dict(self.properties)!r})"
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule: str
+    points: float
+
+
+@dataclass(frozen=True)
+class LeadScore:
+    """Unrounded scores and the decisions made from them."""
+
+    fit: float
+    engagement: float
+    score: float
+    grade: str
+    mql: bool
+    fast_track: bool
+    reasons: tuple[Reason, ...]
+
+    def record(self, lead_id: str) -> dict[str, Any]:
+        """The output record of ``leadscore score``: numbers rounded to 2 decimals."""
+        return {
+            "lead_id": lead_id,
+            "fit": round(self.fit, 2),
+            "engagement": round(self.engagement, 2),
+            "score": round(self.score, 2),
+            "grade": self.grade,
+            "mql": self.mql,
+            "fast_track": self.fast_track,
+            "reasons": [{"rule": r.rule, "points": round(r.points, 2)} for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
+class EventContribution:
+    event: Event
+    age_days: float
+    points: float
+
+
+@dataclass(frozen=True)
+class RuleExplanation:
+    rule: FitRule | EngagementRule
+    matched: bool  # fit: the condition held; engagement: at least one event counted
+    raw: float  # before the rule's cap
+    points: float  # after the cap
+    events: tuple[EventContribution, ...] = ()
+    values: tuple[tuple[str, Any], ...] = ()  # fit: the traits the condition read
+
+
+@dataclass(frozen=True)
+class Explanation:
+    score: LeadScore
+    as_of: datetime
+    rules: tuple[RuleExplanation, ...]
+    fit_raw: float
+    engagement_raw: float
+    ignored_future: int = 0
+    ignored_old: int = 0
+    unmatched_events: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+
+def grade_of(model: Model, fit: float, engagement: float) -> str:
+    g = model.grades
+    if g is None:
+        return ""
+    a, b, c = g.fit
+    letter = "A" if fit >= a else "B" if fit >= b else "C" if fit >= c else "D"
+    one, two, three = g.engagement
+    digit = "1" if engagement >= one else "2" if engagement >= two else "3" if engagement >= three else "4"
+    return letter + digit
+
+
+class Scorer:
+    """A model compiled once for scoring many leads."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._fit: list[tuple[FitRule, Predicate]] = [
+            (r, compile_condition(r.when)) for r in model.fit_rules
+        ]
+        self._by_event: dict[str, list[tuple[int, Predicate | None, float]]] = {}
+        for i, r in enumerate(model.engagement_rules):
+            pred = compile_condition(r.when) if r.when is not None else None
+            self._by_event.setdefault(r.event_key, []).append((i, pred, r.points))
+        self._fast = [r.fast_track for r in model.engagement_rules]
+        self._caps = [r.cap for r in model.engagement_rules]
+        self._window_us = (
+            round(model.window_days * US_PER_DAY) if model.window_days is not None else None
+        )
+        self._half_life_us = (
+            model.half_life_days * US_PER_DAY if model.half_life_days is not None else None
+        )
+
+    def score(
+        self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
+    ) -> LeadScore:
+        fit_points = [(r, r.points) for r, pred in self._fit if pred(traits)]
+        subtotals, counted = self._engage(events, us_of(as_of))
+        return self._finish(fit_points, subtotals, counted)
+
+    def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
+        n = len(self.model.engagement_rules)
+        sums = [0.0] * n
+        counted = [False] * n
+        by_event = self._by_event
+        window = self._window_us
+        half = self._half_life_us
+        for ev in events:
+            rules = by_event.get(ev.key)
+            if rules is None:
+                continue
+            age = asof_us - ev.ts_us
+            if age < 0 or (window is not None and age > window):
+                continue
+            factor = 0.5 ** (age / half) if half is not None else 1.0
+            props = ev.properties
+            for i, pred, pts in rules:
+                if pred is None or pred(props):
+                    sums[i] += pts * factor
+                    counted[i] = True
+        return sums, counted
+
+    def _finish(
+        self,
+        fit_points: list[tuple[FitRule, float]],
+        sums: list[float],
+        counted: list[bool],
+    ) -> LeadScore:
+        m = self.model
+        fit = sum(p for _, p in fit_points)
+        if m.fit_max is not None and fit > m.fit_max:
+            fit = m.fit_max
+        subtotals = [
+            min(s, cap) if cap is not None else s for s, cap in zip(sums, self._caps, strict=True)
+        ]
+        engagement = sum(subtotals)
+        if m.engagement_max is not None and engagement > m.engagement_max:
+            engagement = m.engagement_max
+        fast = any(c and f for c, f in zip(counted, self._fast, strict=True))
+        score = fit + engagement
+        mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
+        contributions: list[tuple[float, int, str]] = [
+            (p, r.order, r.name) for r, p in fit_points if p != 0
+        ]
+        contributions += [
+            (s, r.order, r.name)
+            for r, s in zip(m.engagement_rules, subtotals, strict=True)
+            if s != 0
+        ]
+        contributions.sort(key=lambda c: (-abs(c[0]), c[1]))
+        return LeadScore(
+            fit=fit,
+            engagement=engagement,
+            score=score,
+            grade=grade_of(m, fit, engagement),
+            mql=mql,
+            fast_track=fast,
+            reasons=tuple(Reason(name, p) for p, _, name in contributions),
+        )
+
+    def explain(
+        self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
+    ) -> Explanation:
+        """The score plus, per rule, what matched and which events counted for how much."""
+        m = self.model
+        asof_us = us_of(as_of)
+        evs = list(events)
+        result = self.score(traits, evs, as_of)
+        rules: list[RuleExplanation] = []
+        fit_raw = 0.0
+        for r, pred in self._fit:
+            hit = pred(traits)
+            fields = sorted(_fields(r.when))
+            values = tuple((f, lookup(traits, tuple(f.split(".")))) for f in fields)
+            fit_raw += r.points if hit else 0.0
+            pts = r.points if hit else 0.0
+            rules.append(RuleExplanation(r, hit, pts, pts, values=values))
+        future = old = unmatched = 0
+        per_rule: dict[int, list[EventContribution]] = {}
+        for ev in evs:
+            age = asof_us - ev.ts_us
+            if age < 0:
+                future += 1
+                continue
+            if self._window_us is not None and age > self._window_us:
+                old += 1
+                continue
+            hit_any = False
+            for i, pred, pts in self._by_event.get(ev.key, ()):
+                if pred is None or pred(ev.properties):
+                    factor = 0.5 ** (age / self._half_life_us) if self._half_life_us else 1.0
+                    per_rule.setdefault(i, []).append(
+                        EventContribution(ev, age / US_PER_DAY, pts * factor)
+                    )
+                    hit_any = True
+            unmatched += not hit_any
+        eng_raw = 0.0
+        for i, r in enumerate(m.engagement_rules):
+            contribs = per_rule.get(i, [])
+            raw = sum(c.points for c in contribs)
+            capped = min(raw, r.cap) if r.cap is not None else raw
+            eng_raw += capped
+            rules.append(RuleExplanation(r, bool(contribs), raw, capped, events=tuple(contribs)))
+        rules.sort(key=lambda x: x.rule.order)
+        return Explanation(
+            score=result,
+            as_of=to_utc(as_of),
+            rules=tuple(rules),
+            fit_raw=fit_raw,
+            engagement_raw=eng_raw,
+            ignored_future=future,
+            ignored_old=old,
+            unmatched_events=unmatched,
+        )
+
+
+def _fields(cond: Any) -> set[str]:
+    from ..model.schema import All, Any, Leaf, Not
+
+    if isinstance(cond, Leaf):
+        return {cond.field}
+    if isinstance(cond, All | Any):
+        out: set[str] = set()
+        for c in cond.conditions:
+            out |= _fields(c)
+        return out
+    if isinstance(cond, Not):
+        return _fields(cond.condition)
+    return set()

@@ -1,0 +1,77 @@
+"""Every error leadscore raises on purpose, as one tree.
+
+    LeadscoreError                  base: the CLI prints ``Error: <message>`` and exits 1
+    ├── ModelError                  a scoring model is invalid; ``.problems`` lists every one
+    ├── InputError                  a leads/events file cannot be read; names file and line
+    │   └── BadRowsError            rows that cannot be read, when not skipping them
+    └── ConfigError                 a command was given options that cannot work together
+
+Front ends catch ``LeadscoreError`` and show its message; anything else is a bug and is
+shown with a traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BadRowsError",
+    "ConfigError",
+    "InputError",
+    "LeadscoreError",
+    "ModelError",
+    "Problem",
+]
+
+
+class LeadscoreError(Exception):
+    """Base of every error meant for a user."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a model file, with where it is and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ModelError(LeadscoreError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"the model has {n} problem{'s' if n != 1 else ''}"
+        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
+
+
+class InputError(LeadscoreError):
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        super().__init__(where + message)
+
+
+class BadRowsError(InputError):
+    def __init__(self, file: str, rows: list[tuple[int, str]], total: int) -> None:
+        self.rows = rows
+        self.total = total
+        lines = [f"{file}:{line}: {msg}" for line, msg in rows]
+        more = f"\n… and {total - len(rows)} more" if total > len(rows) else ""
+        super().__init__(
+            f"{total} row{'s' if total != 1 else ''} cannot be read:\n"
+            + "\n".join(lines)
+            + more
+            + "\nFix the rows, or pass --skip-bad-rows to score the rest and count what was skipped."
+        )
+
+
+class ConfigError(LeadscoreError):
+    pass
