@@ -1,0 +1,1 @@
+"""Helpers for testing code that uses leadscore (and leadscore's own tests)."""
