@@ -10,4 +10,6 @@ def test_the_test_server_is_real_and_databases_are_isolated(pg_url, postgres_ser
     assert int(version.split(".")[0]) >= 13
     other = postgres_server.create_database()
     with psycopg.connect(other) as conn:
-        assert conn.execute("select count(*) from pg_tables where tablename = 't'").fetchone()[0] == 0
+        assert (
+            conn.execute("select count(*) from pg_tables where tablename = 't'").fetchone()[0] == 0
+        )

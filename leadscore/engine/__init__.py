@@ -10,6 +10,7 @@ from .scorer import (
     RuleExplanation,
     Scorer,
     grade_of,
+    round2,
     to_utc,
     us_of,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Scorer",
     "compile_condition",
     "grade_of",
+    "round2",
     "to_utc",
     "us_of",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ __all__ = [
     "RuleExplanation",
     "Scorer",
     "grade_of",
+    "round2",
     "to_utc",
     "us_of",
 ]
@@ -27,6 +29,12 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 US_PER_DAY = 86_400_000_000
+
+
+def round2(x: float) -> float:
+    """Round to 2 decimals, halves away from zero, as the SQL engines' ROUND does."""
+    r = math.floor(abs(x) * 100.0 + 0.5) / 100.0
+    return math.copysign(r, x) if r else 0.0
 
 
 def to_utc(ts: datetime) -> datetime:
@@ -79,13 +87,13 @@ class LeadScore:
         """The output record of ``leadscore score``: numbers rounded to 2 decimals."""
         return {
             "lead_id": lead_id,
-            "fit": round(self.fit, 2),
-            "engagement": round(self.engagement, 2),
-            "score": round(self.score, 2),
+            "fit": round2(self.fit),
+            "engagement": round2(self.engagement),
+            "score": round2(self.score),
             "grade": self.grade,
             "mql": self.mql,
             "fast_track": self.fast_track,
-            "reasons": [{"rule": r.rule, "points": round(r.points, 2)} for r in self.reasons],
+            "reasons": [{"rule": r.rule, "points": round2(r.points)} for r in self.reasons],
         }
 
 
@@ -126,7 +134,15 @@ def grade_of(model: Model, fit: float, engagement: float) -> str:
     a, b, c = g.fit
     letter = "A" if fit >= a else "B" if fit >= b else "C" if fit >= c else "D"
     one, two, three = g.engagement
-    digit = "1" if engagement >= one else "2" if engagement >= two else "3" if engagement >= three else "4"
+    digit = (
+        "1"
+        if engagement >= one
+        else "2"
+        if engagement >= two
+        else "3"
+        if engagement >= three
+        else "4"
+    )
     return letter + digit
 
 
@@ -147,8 +163,10 @@ class Scorer:
         self._window_us = (
             round(model.window_days * US_PER_DAY) if model.window_days is not None else None
         )
-        self._half_life_us = (
-            model.half_life_days * US_PER_DAY if model.half_life_days is not None else None
+        # ages are seconds / (half-life in seconds), in the same order of operations as the SQL
+        # engines, so both compute bit-identical decay factors
+        self._half_life_s = (
+            model.half_life_days * 86400.0 if model.half_life_days is not None else None
         )
 
     def score(
@@ -164,7 +182,7 @@ class Scorer:
         counted = [False] * n
         by_event = self._by_event
         window = self._window_us
-        half = self._half_life_us
+        half = self._half_life_s
         for ev in events:
             rules = by_event.get(ev.key)
             if rules is None:
@@ -172,7 +190,7 @@ class Scorer:
             age = asof_us - ev.ts_us
             if age < 0 or (window is not None and age > window):
                 continue
-            factor = 0.5 ** (age / half) if half is not None else 1.0
+            factor = 0.5 ** ((age / 1e6) / half) if half is not None else 1.0
             props = ev.properties
             for i, pred, pts in rules:
                 if pred is None or pred(props):
@@ -246,21 +264,22 @@ class Scorer:
                 old += 1
                 continue
             hit_any = False
-            for i, pred, pts in self._by_event.get(ev.key, ()):
-                if pred is None or pred(ev.properties):
-                    factor = 0.5 ** (age / self._half_life_us) if self._half_life_us else 1.0
+            for i, epred, pts in self._by_event.get(ev.key, ()):
+                if epred is None or epred(ev.properties):
+                    half = self._half_life_s
+                    factor = 0.5 ** ((age / 1e6) / half) if half is not None else 1.0
                     per_rule.setdefault(i, []).append(
                         EventContribution(ev, age / US_PER_DAY, pts * factor)
                     )
                     hit_any = True
             unmatched += not hit_any
         eng_raw = 0.0
-        for i, r in enumerate(m.engagement_rules):
+        for i, er in enumerate(m.engagement_rules):
             contribs = per_rule.get(i, [])
             raw = sum(c.points for c in contribs)
-            capped = min(raw, r.cap) if r.cap is not None else raw
+            capped = min(raw, er.cap) if er.cap is not None else raw
             eng_raw += capped
-            rules.append(RuleExplanation(r, bool(contribs), raw, capped, events=tuple(contribs)))
+            rules.append(RuleExplanation(er, bool(contribs), raw, capped, events=tuple(contribs)))
         rules.sort(key=lambda x: x.rule.order)
         return Explanation(
             score=result,

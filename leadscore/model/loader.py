@@ -16,7 +16,6 @@ from yaml.constructor import SafeConstructor
 
 from ..errors import ModelError, Problem
 from .schema import (
-    NUMERIC_OPS,
     OPERATORS,
     All,
     Any,
@@ -354,8 +353,10 @@ def _rule_head(
         m = _mapping(ctx, item, allowed, label)
     if m is None:
         return None
-    for required in ("name", "points") + (("event",) if section == "engagement" else ()) + (
-        ("when",) if section == "fit" else ()
+    for required in (
+        ("name", "points")
+        + (("event",) if section == "engagement" else ())
+        + (("when",) if section == "fit" else ())
     ):
         if required not in m:
             ctx.add(item, f"{label} has no '{required}'")
@@ -377,7 +378,11 @@ def parse_model(text: str, file: str = "<model>") -> Model:
         raise ModelError([Problem(file, 1, 1, f"this is not valid YAML: {e}")]) from None
     if root is None:
         raise ModelError(
-            [Problem(file, 1, 1, "the model file is empty; `leadscore init` writes a starter model")]
+            [
+                Problem(
+                    file, 1, 1, "the model file is empty; `leadscore init` writes a starter model"
+                )
+            ]
         )
     top = _mapping(ctx, root, TOP_KEYS, "the model")
     if top is None:
@@ -385,9 +390,11 @@ def parse_model(text: str, file: str = "<model>") -> Model:
 
     for required in ("model", "name"):
         if required not in top:
-            ctx.add(root, f"the model has no '{required}'" + (
-                " (the format version; write 'model: 1')" if required == "model" else ""
-            ))
+            ctx.add(
+                root,
+                f"the model has no '{required}'"
+                + (" (the format version; write 'model: 1')" if required == "model" else ""),
+            )
     if "model" in top:
         vnode = top["model"][1]
         v = _scalar(vnode)
@@ -408,7 +415,9 @@ def parse_model(text: str, file: str = "<model>") -> Model:
         key = nm.lower()
         if key in rule_names:
             first = rule_names[key].start_mark.line + 1
-            ctx.add(node, f"rule name '{nm}' is already used on line {first}; rule names must be unique")
+            ctx.add(
+                node, f"rule name '{nm}' is already used on line {first}; rule names must be unique"
+            )
             return None
         rule_names[key] = node
         return nm
@@ -429,7 +438,9 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 m, label = head
                 nm = check_name(m["name"][1], label) if "name" in m else None
                 when = _condition(ctx, m["when"][1], label) if "when" in m else None
-                pts = _number(ctx, m["points"][1], f"'points' of {label}") if "points" in m else None
+                pts = (
+                    _number(ctx, m["points"][1], f"'points' of {label}") if "points" in m else None
+                )
                 if nm is None or when is None or pts is None:
                     return None
                 return FitRule(nm, when, pts, order, item.start_mark.line + 1)
@@ -462,7 +473,9 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 event = _text(ctx, m["event"][1], f"'event' of {label}") if "event" in m else None
                 when = _condition(ctx, m["when"][1], label) if "when" in m else None
                 bad_when = "when" in m and when is None
-                pts = _number(ctx, m["points"][1], f"'points' of {label}") if "points" in m else None
+                pts = (
+                    _number(ctx, m["points"][1], f"'points' of {label}") if "points" in m else None
+                )
                 cap = None
                 if "cap" in m:
                     cap = _number(ctx, m["cap"][1], f"'cap' of {label}", positive=True)
@@ -477,13 +490,28 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 if "fast_track" in m:
                     fv = _scalar(m["fast_track"][1])
                     if not isinstance(fv, bool):
-                        ctx.add(m["fast_track"][1], f"'fast_track' of {label} must be true or false")
+                        ctx.add(
+                            m["fast_track"][1], f"'fast_track' of {label} must be true or false"
+                        )
                         return None
                     fast = fv
-                if nm is None or event is None or bad_when or pts is None or ("cap" in m and cap is None):
+                if (
+                    nm is None
+                    or event is None
+                    or bad_when
+                    or pts is None
+                    or ("cap" in m and cap is None)
+                ):
                     return None
                 return EngagementRule(
-                    nm, event.strip(), norm_text(event), when, pts, cap, fast, order,
+                    nm,
+                    event.strip(),
+                    norm_text(event),
+                    when,
+                    pts,
+                    cap,
+                    fast,
+                    order,
                     item.start_mark.line + 1,
                 )
 
@@ -514,11 +542,11 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     fit_rules.sort(key=lambda r: r.order)
     eng_rules.sort(key=lambda r: r.order)
     # renumber orders densely, in file order across both sections
-    ordered = sorted([*fit_rules, *eng_rules], key=lambda r: r.order)
-    rank = {id(r): i for i, r in enumerate(ordered)}
-    fit_final = tuple(
-        FitRule(r.name, r.when, r.points, rank[id(r)], r.line) for r in fit_rules
+    ordered: list[FitRule | EngagementRule] = sorted(
+        [*fit_rules, *eng_rules], key=lambda r: r.order
     )
+    rank = {id(r): i for i, r in enumerate(ordered)}
+    fit_final = tuple(FitRule(r.name, r.when, r.points, rank[id(r)], r.line) for r in fit_rules)
     eng_final = tuple(
         EngagementRule(
             r.name, r.event, r.event_key, r.when, r.points, r.cap, r.fast_track, rank[id(r)], r.line
@@ -550,7 +578,10 @@ def _grades(ctx: _Ctx, node: yaml.Node) -> Grades | None:
     out: dict[str, tuple[float, float, float]] = {}
     for part, keys in (("fit", ("A", "B", "C")), ("engagement", ("1", "2", "3"))):
         if part not in g:
-            ctx.add(node, f"'grades' has no '{part}'; give both fit {{A, B, C}} and engagement {{1, 2, 3}}")
+            ctx.add(
+                node,
+                f"'grades' has no '{part}'; give both fit {{A, B, C}} and engagement {{1, 2, 3}}",
+            )
             continue
         pnode = g[part][1]
         if not isinstance(pnode, yaml.MappingNode):
@@ -568,7 +599,9 @@ def _grades(ctx: _Ctx, node: yaml.Node) -> Grades | None:
         missing = [k for k in keys if k not in values]
         if missing:
             if not any(p.line == pnode.start_mark.line + 1 for p in ctx.problems):
-                ctx.add(pnode, f"'grades.{part}' needs {', '.join(keys)}; missing {', '.join(missing)}")
+                ctx.add(
+                    pnode, f"'grades.{part}' needs {', '.join(keys)}; missing {', '.join(missing)}"
+                )
             continue
         a, b, c = (values[k][0] for k in keys)
         if not (a > b > c):
@@ -597,7 +630,11 @@ def load_model(path: str | Path) -> Model:
             [Problem(str(path), 1, 1, "no such file; `leadscore init` writes a starter model")]
         ) from None
     except UnicodeDecodeError as e:
-        raise ModelError([Problem(str(path), 1, 1, f"the file is not UTF-8 text ({e.reason})")]) from None
+        raise ModelError(
+            [Problem(str(path), 1, 1, f"the file is not UTF-8 text ({e.reason})")]
+        ) from None
     except OSError as e:
-        raise ModelError([Problem(str(path), 1, 1, f"cannot read the file: {e.strerror}")]) from None
+        raise ModelError(
+            [Problem(str(path), 1, 1, f"cannot read the file: {e.strerror}")]
+        ) from None
     return parse_model(text, str(path))

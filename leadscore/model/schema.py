@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 __all__ = [
-    "TEXT_OPS",
     "NUMERIC_OPS",
     "OPERATORS",
+    "TEXT_OPS",
     "All",
     "Any",
     "Condition",
@@ -28,7 +27,7 @@ NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between")
 OPERATORS = (*TEXT_OPS[:3], *NUMERIC_OPS, *TEXT_OPS[3:], "exists")
 
 #: An operand after normalisation: text is stripped and lower-cased, numbers are floats.
-Operand = Union[str, float]
+Operand = str | float
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Not:
     condition: Condition
 
 
-Condition = Union[Leaf, All, Any, Not]
+Condition = Leaf | All | Any | Not
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class EngagementRule:
     line: int = 0
 
 
-Rule = Union[FitRule, EngagementRule]
+Rule = FitRule | EngagementRule
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,15 @@ class PostgresServer:
             root.chmod(0o700)
             self._as_user = ["runuser", "-u", "postgres", "--"]
         self._run(
-            str(self._bin / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            str(self._bin / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         )
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {root} "
@@ -80,8 +87,17 @@ class PostgresServer:
             "-c max_connections=200 -c shared_buffers=128MB"
         )
         self._run(
-            str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-o", opts,
-            "-l", str(root / "server.log"), "-w", "-t", "60", "start",
+            str(self._bin / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-o",
+            opts,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         return self
 
@@ -114,7 +130,9 @@ class PostgresServer:
         if self.datadir is None or self._bin is None:
             return
         try:
-            self._run(str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+            self._run(
+                str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"
+            )
         finally:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
             self.datadir = None

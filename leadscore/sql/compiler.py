@@ -1,0 +1,497 @@
+"""The scoring model compiled to one SQL syntax tree (sqlglot), rendered per dialect.
+
+The query computes exactly what leadscore.engine computes (spec "Scores of one lead"), for every
+lead of a source at one instant ``as_of``:
+
+    f    one row per lead: each fit rule's points when its condition holds
+    ev   the counted events: matching names, at or before as_of, inside the window; age in seconds
+    g    per lead, each engagement rule's decayed sum, and whether a fast-track rule counted
+    r    fit rules and capped engagement subtotals side by side (leads without events get zeros)
+    t    fit (lowered to fit.max) and engagement (lowered to engagement.max)
+    u    score = fit + engagement
+    out  rounded numbers, grade, mql, fast_track, reasons
+
+Conditions follow leadscore/model/values.py: a field's text form is trimmed and lower-cased;
+a number is text that matches NUMBER_PATTERN; an absent value makes every leaf false except
+``exists: false``. Every leaf is wrapped so it is TRUE or FALSE, never NULL, so ``not`` works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlglot
+from sqlglot import exp
+
+from ..engine.scorer import US_PER_DAY
+from ..model.schema import All, Any, Condition, Leaf, Model, Not
+from ..model.values import NUMBER_PATTERN, WHITESPACE
+from .sources import Source
+
+__all__ = ["DIALECTS", "compile_score", "score_sql"]
+
+DIALECTS = ("duckdb", "postgres", "sqlite", "snowflake", "bigquery", "spark")
+
+Path = tuple[str, ...]
+Reader = Callable[[Path], exp.Expr]
+
+
+def _lit(v: float | str) -> exp.Expr:
+    if isinstance(v, str):
+        return exp.Literal.string(v)
+    if v == int(v) and abs(v) < 1e15:
+        return exp.Literal.number(int(v))
+    return exp.Literal.number(repr(float(v)))
+
+
+def _dbl(v: float | str) -> exp.Expr:
+    """A DOUBLE literal: plain ``0.0`` is DECIMAL in some engines."""
+    return exp.cast(_lit(float(v)), "double")
+
+
+def _false() -> exp.Expr:
+    return exp.Boolean(this=False)
+
+
+def _bool(e: exp.Expr) -> exp.Expr:
+    """TRUE or FALSE, never NULL."""
+    return exp.Coalesce(this=exp.Paren(this=e), expressions=[_false()])
+
+
+@dataclass
+class _Leafs:
+    dialect: str
+
+    def trimmed(self, x: exp.Expr) -> exp.Expr:
+        return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
+
+    def norm(self, x: exp.Expr) -> exp.Expr:
+        return exp.Lower(this=self.trimmed(x))
+
+    def number(self, x: exp.Expr) -> exp.Expr:
+        t = self.trimmed(x)
+        return exp.Case(
+            ifs=[exp.If(this=self.regex(t.copy(), NUMBER_PATTERN), true=exp.cast(t, "double"))]
+        )
+
+    def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
+        p = exp.Literal.string(pattern)
+        if self.dialect == "snowflake":  # REGEXP_LIKE must match the whole text there
+            return exp.GT(
+                this=exp.Anonymous(this="REGEXP_INSTR", expressions=[x, p]),
+                expression=exp.Literal.number(0),
+            )
+        return exp.RegexpLike(this=x, expression=p)
+
+    def present(self, x: exp.Expr) -> exp.Expr:
+        return exp.and_(
+            exp.Not(this=exp.Is(this=x, expression=exp.Null())),
+            exp.NEQ(this=self.trimmed(x.copy()), expression=exp.Literal.string("")),
+        )
+
+    def leaf(self, leaf: Leaf, read: Reader) -> exp.Expr:
+        x = read(leaf.path)
+        op, v = leaf.op, leaf.value
+        if op == "exists":
+            pres = _bool(self.present(x))
+            return pres if v else exp.Not(this=pres)
+        if op in ("gt", "gte", "lt", "lte"):
+            cls = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE}[op]
+            assert isinstance(v, float)
+            return _bool(cls(this=self.number(x), expression=_lit(v)))
+        if op == "between":
+            assert isinstance(v, tuple)
+            lo, hi = v
+            return _bool(exp.Between(this=self.number(x), low=_lit(lo), high=_lit(hi)))
+        if op in ("equals", "in", "not_in"):
+            items = v if isinstance(v, tuple) else (v,)
+            texts = [i for i in items if isinstance(i, str)]
+            nums = [i for i in items if isinstance(i, float)]
+            parts: list[exp.Expr] = []
+            if texts:
+                parts.append(exp.In(this=self.norm(x), expressions=[_lit(t) for t in texts]))
+            if nums:
+                parts.append(
+                    exp.In(this=self.number(x.copy()), expressions=[_lit(n) for n in nums])
+                )
+            hit = _bool(exp.or_(*parts) if len(parts) > 1 else parts[0])
+            if op == "not_in":
+                return exp.and_(_bool(self.present(x.copy())), exp.Not(this=hit))
+            return hit
+        assert isinstance(v, str)
+        t = self.norm(x)
+        s = exp.Literal.string(v)
+        if op == "contains":
+            return _bool(
+                exp.GT(this=exp.StrPosition(this=t, substr=s), expression=exp.Literal.number(0))
+            )
+        n = exp.Literal.number(len(v))
+        if op == "starts_with":
+            return _bool(
+                exp.EQ(
+                    this=exp.Substring(this=t, start=exp.Literal.number(1), length=n), expression=s
+                )
+            )
+        if op == "ends_with":
+            length = exp.Length(this=t.copy())
+            start = exp.Add(
+                this=exp.Sub(this=length, expression=n.copy()), expression=exp.Literal.number(1)
+            )
+            return _bool(
+                exp.and_(
+                    exp.GTE(this=length.copy(), expression=n.copy()),
+                    exp.EQ(this=exp.Substring(this=t, start=start, length=n), expression=s),
+                )
+            )
+        if op == "matches":
+            return _bool(self.regex(t, v))
+        raise ValueError(f"unknown operator {op!r}")
+
+    def condition(self, cond: Condition, read: Reader) -> exp.Expr:
+        if isinstance(cond, Leaf):
+            return exp.Paren(this=self.leaf(cond, read))
+        if isinstance(cond, All):
+            return exp.Paren(this=exp.and_(*(self.condition(c, read) for c in cond.conditions)))
+        if isinstance(cond, Any):
+            return exp.Paren(this=exp.or_(*(self.condition(c, read) for c in cond.conditions)))
+        if isinstance(cond, Not):
+            return exp.Not(this=self.condition(cond.condition, read))
+        raise TypeError(cond)
+
+
+def _cap(x: exp.Expr, cap: float | None) -> exp.Expr:
+    if cap is None:
+        return x
+    return exp.Case(
+        ifs=[exp.If(this=exp.GT(this=x, expression=_lit(cap)), true=_lit(cap))], default=x.copy()
+    )
+
+
+def _sum(cols: list[exp.Expr]) -> exp.Expr:
+    if not cols:
+        return _dbl(0)
+    out = cols[0]
+    for c in cols[1:]:
+        out = exp.Add(this=out, expression=c)
+    return exp.Paren(this=out)
+
+
+def _c(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table)
+
+
+def _round2(x: exp.Expr, dialect: str) -> exp.Expr:
+    if dialect == "postgres":  # round(double precision, int) does not exist there
+        return exp.cast(
+            exp.Round(this=exp.cast(x, "numeric"), decimals=exp.Literal.number(2)), "double"
+        )
+    return exp.Round(this=x, decimals=exp.Literal.number(2))
+
+
+def _grade(model: Model) -> exp.Expr:
+    g = model.grades
+    if g is None:
+        return exp.Literal.string("")
+
+    def steps(col: str, thresholds: tuple[float, float, float], names: str) -> exp.Expr:
+        return exp.Case(
+            ifs=[
+                exp.If(this=exp.GTE(this=_c(col), expression=_lit(t)), true=exp.Literal.string(n))
+                for t, n in zip(thresholds, names, strict=False)
+            ],
+            default=exp.Literal.string(names[3]),
+        )
+
+    return exp.DPipe(
+        this=steps("fit", g.fit, "ABCD"),
+        expression=steps("engagement", g.engagement, "1234"),
+        safe=True,
+    )
+
+
+def _reason_terms(model: Model) -> list[tuple[str, str, int]]:
+    """(rule name, column in u, order) for every rule."""
+    terms = [(r.name, f"f{i}", r.order) for i, r in enumerate(model.fit_rules)]
+    terms += [(r.name, f"e{i}", r.order) for i, r in enumerate(model.engagement_rules)]
+    return sorted(terms, key=lambda t: t[2])
+
+
+def _reasons_row(model: Model, dialect: str) -> exp.Expr | None:
+    """Reasons as a row-level expression over u (engines with lists and lambdas)."""
+    terms = _reason_terms(model)
+    if not terms:
+        return None
+    if dialect == "duckdb":
+        items = ", ".join(
+            f"{{'k': -abs({col}), 'o': {o}, 'rule': {_sqlstr(name)}, 'points': {col}}}"
+            for name, col, o in terms
+        )
+        sql = (
+            f"list_transform(list_sort(list_filter([{items}], x -> x.points <> 0)), "
+            "x -> {'rule': x.rule, 'points': round(x.points, 2)})"
+        )
+        return sqlglot.parse_one(sql, read="duckdb")
+    return None
+
+
+def _sqlstr(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _reasons_subquery(model: Model, dialect: str) -> exp.Expr:
+    """Reasons as a correlated subquery over u: a JSON text list (postgres, sqlite)."""
+    terms = _reason_terms(model)
+    if not terms:
+        return exp.Literal.string("[]")
+    union = " UNION ALL ".join(
+        f"SELECT {_sqlstr(name)} AS rule, u.{col} AS points, {o} AS o" for name, col, o in terms
+    )
+    if dialect == "postgres":
+        sql = (
+            "(SELECT CAST(COALESCE(json_agg(json_build_object('rule', v.rule, 'points', "
+            "ROUND(CAST(v.points AS NUMERIC), 2)) ORDER BY ABS(v.points) DESC, v.o), "
+            f"CAST('[]' AS JSON)) AS TEXT) FROM ({union}) AS v WHERE v.points <> 0)"
+        )
+        return sqlglot.parse_one(sql, read="postgres")
+    sql = (
+        "(SELECT json_group_array(json_object('rule', v.rule, 'points', ROUND(v.points, 2))) "
+        f"FROM (SELECT * FROM ({union}) AS w WHERE w.points <> 0 ORDER BY ABS(w.points) DESC, w.o) AS v)"
+    )
+    return sqlglot.parse_one(sql, read="sqlite")
+
+
+def _reasons_cte(model: Model, dialect: str) -> exp.Expr | None:
+    """Reasons as a grouped CTE (warehouses): one row per lead with any reason."""
+    terms = _reason_terms(model)
+    if not terms:
+        return None
+    union = " UNION ALL ".join(
+        f"SELECT u.lead_id, {_sqlstr(name)} AS rule, u.{col} AS points, {o} AS o FROM u"
+        for name, col, o in terms
+    )
+    if dialect == "spark":
+        agg = (
+            "TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT(-ABS(points) AS k, o AS o, rule AS rule, "
+            "ROUND(points, 2) AS points))), x -> STRUCT(x.rule AS rule, x.points AS points))"
+        )
+        sql = f"SELECT lead_id, {agg} AS reasons FROM ({union}) AS v WHERE points <> 0 GROUP BY lead_id"
+        return sqlglot.parse_one(sql, read="spark")
+    sql = (
+        "SELECT lead_id, ARRAY_AGG({'rule': rule, 'points': ROUND(points, 2)} "
+        f"ORDER BY ABS(points) DESC, o) AS reasons FROM ({union}) AS v WHERE points <> 0 GROUP BY lead_id"
+    )
+    return sqlglot.parse_one(sql, read="duckdb")
+
+
+def compile_score(
+    model: Model,
+    source: Source,
+    as_of: datetime,
+    dialect: str = "duckdb",
+    *,
+    detail: bool = False,
+) -> exp.Expr:
+    """The whole scoring query as a sqlglot tree for one dialect.
+
+    ``detail=True`` adds unrounded ``fit_raw``, ``engagement_raw``, ``score_raw`` and one column
+    per rule (``f0``…, ``e0``…) — what parity tests and explanations compare.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    L = _Leafs(dialect)
+    lead_id = source.lead_id_col()
+
+    # f: fit rule points per lead
+    f_cols: list[exp.Expr] = [exp.alias_(lead_id, "lead_id")]
+    for i, r in enumerate(model.fit_rules):
+        cond = L.condition(r.when, lambda p: source.lead_text(p, dialect))
+        f_cols.append(
+            exp.alias_(
+                exp.Case(ifs=[exp.If(this=cond, true=_dbl(r.points))], default=_dbl(0)),
+                f"f{i}",
+            )
+        )
+    f = exp.select(*f_cols).from_(source.leads_table())
+    query = exp.select("*").with_("f", as_=f)
+
+    has_events = bool(model.engagement_rules)
+    if has_events:
+        window_us = round(model.window_days * US_PER_DAY) if model.window_days is not None else None
+        key = L.norm(source.event_name_col())
+        keys = sorted(model.event_keys)
+        ev_where = exp.and_(
+            source.time_filter(as_of, window_us, dialect),
+            exp.In(this=key.copy(), expressions=[exp.Literal.string(k) for k in keys]),
+        )
+        age = source.age_seconds(as_of, dialect)
+        if model.half_life_days is not None:
+            decay: exp.Expr = exp.Pow(
+                this=exp.Literal.number("0.5"),
+                expression=exp.Div(this=age, expression=_dbl(model.half_life_days * 86400.0)),
+            )
+        else:
+            decay = _dbl(1)
+        g_cols: list[exp.Expr] = [exp.alias_(source.event_lead_id_col(), "lead_id")]
+        fast_terms: list[exp.Expr] = []
+        for i, er in enumerate(model.engagement_rules):
+            hit: exp.Expr = exp.EQ(this=key.copy(), expression=exp.Literal.string(er.event_key))
+            if er.when is not None:
+                hit = exp.and_(hit, L.condition(er.when, lambda p: source.event_text(p, dialect)))
+            g_cols.append(
+                exp.alias_(
+                    exp.Sum(
+                        this=exp.Case(
+                            ifs=[
+                                exp.If(
+                                    this=hit, true=exp.Mul(this=_dbl(er.points), expression=_c("d"))
+                                )
+                            ],
+                            default=_dbl(0),
+                        )
+                    ),
+                    f"s{i}",
+                )
+            )
+            if er.fast_track:
+                fast_terms.append(hit.copy())
+        if fast_terms:
+            g_cols.append(
+                exp.alias_(
+                    exp.Max(
+                        this=exp.Case(
+                            ifs=[exp.If(this=exp.or_(*fast_terms), true=exp.Literal.number(1))],
+                            default=exp.Literal.number(0),
+                        )
+                    ),
+                    "ft",
+                )
+            )
+        else:
+            g_cols.append(exp.alias_(exp.Literal.number(0), "ft"))
+        # the decay factor once per event, then every rule's sum in one pass
+        ev_inner = (
+            exp.select(exp.Star(), exp.alias_(decay, "d"))
+            .from_(source.events_table())
+            .where(ev_where)
+        )
+        # keep the events table alias "e" visible to the conditions: select from a subquery aliased e
+        g = (
+            exp.select(*g_cols)
+            .from_(exp.Subquery(this=ev_inner, alias=exp.TableAlias(this=exp.to_identifier("e"))))
+            .group_by(source.event_lead_id_col())
+        )
+        query = query.with_("g", as_=g)
+
+    # r: fit rules and capped engagement subtotals per lead
+    r_cols: list[exp.Expr] = [_c("lead_id", "f")]
+    r_cols += [_c(f"f{i}", "f") for i in range(len(model.fit_rules))]
+    for i, rule in enumerate(model.engagement_rules):
+        s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
+        r_cols.append(exp.alias_(_cap(s, rule.cap), f"e{i}"))
+    r_cols.append(
+        exp.alias_(
+            exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
+            if has_events
+            else exp.Literal.number(0),
+            "ft",
+        )
+    )
+    r_sel = exp.select(*r_cols).from_("f")
+    if has_events:
+        r_sel = r_sel.join(
+            "g", on=exp.EQ(this=_c("lead_id", "g"), expression=_c("lead_id", "f")), join_type="left"
+        )
+    query = query.with_("r", as_=r_sel)
+
+    fit_sum = _sum([_c(f"f{i}") for i in range(len(model.fit_rules))])
+    eng_sum = _sum([_c(f"e{i}") for i in range(len(model.engagement_rules))])
+    t = exp.select(
+        exp.Star(),
+        exp.alias_(_cap(fit_sum, model.fit_max), "fit"),
+        exp.alias_(_cap(eng_sum, model.engagement_max), "engagement"),
+    ).from_("r")
+    query = query.with_("t", as_=t)
+    u = exp.select(
+        exp.Star(), exp.alias_(exp.Add(this=_c("fit"), expression=_c("engagement")), "score")
+    ).from_("t")
+    query = query.with_("u", as_=u)
+
+    fast = exp.EQ(this=_c("ft", "u"), expression=exp.Literal.number(1))
+    mql: exp.Expr = exp.Paren(
+        this=exp.or_(exp.GTE(this=_c("score", "u"), expression=_lit(model.threshold)), fast.copy())
+    )
+    if model.min_fit is not None:
+        mql = exp.and_(mql, exp.GTE(this=_c("fit", "u"), expression=_lit(model.min_fit)))
+
+    reasons: exp.Expr
+    reasons_cte = None
+    row = _reasons_row(model, dialect)
+    if row is not None:
+        reasons = row
+    elif dialect in ("postgres", "sqlite") or not model.rules:
+        reasons = _reasons_subquery(model, dialect)
+    else:
+        reasons_cte = _reasons_cte(model, dialect)
+        assert reasons_cte is not None  # the model has rules
+        reasons = _c("reasons", "rs")
+        query = query.with_("rs", as_=reasons_cte)
+    if dialect == "duckdb" and row is None:
+        reasons = sqlglot.parse_one(
+            "CAST([] AS STRUCT(rule VARCHAR, points DOUBLE)[])", read="duckdb"
+        )
+
+    if dialect in ("duckdb", "postgres"):
+        mql_out: exp.Expr = exp.Paren(this=mql)
+        fast_out: exp.Expr = fast
+    else:
+        mql_out = exp.Case(ifs=[exp.If(this=mql, true=exp.true())], default=exp.false())
+        fast_out = exp.Case(ifs=[exp.If(this=fast, true=exp.true())], default=exp.false())
+    out_cols = [
+        exp.alias_(_c("lead_id", "u"), "lead_id"),
+        exp.alias_(_round2(_c("fit", "u"), dialect), "fit"),
+        exp.alias_(_round2(_c("engagement", "u"), dialect), "engagement"),
+        exp.alias_(_round2(_c("score", "u"), dialect), "score"),
+        exp.alias_(
+            _grade(model).transform(lambda n: _c(n.name, "u") if isinstance(n, exp.Column) else n),
+            "grade",
+        ),
+        exp.alias_(mql_out, "mql"),
+        exp.alias_(fast_out, "fast_track"),
+        exp.alias_(reasons, "reasons"),
+    ]
+    if detail:
+        out_cols += [
+            exp.alias_(_c("fit", "u"), "fit_raw"),
+            exp.alias_(_c("engagement", "u"), "engagement_raw"),
+            exp.alias_(_c("score", "u"), "score_raw"),
+        ]
+        out_cols += [_c(f"f{i}", "u") for i in range(len(model.fit_rules))]
+        out_cols += [_c(f"e{i}", "u") for i in range(len(model.engagement_rules))]
+    final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")))
+    if reasons_cte is not None:
+        final = final.join(
+            "rs",
+            on=exp.EQ(this=_c("lead_id", "rs"), expression=_c("lead_id", "u")),
+            join_type="left",
+        )
+    # replace the placeholder outer SELECT * with the final select, keeping the CTEs
+    with_key = "with_" if "with_" in query.args else "with"
+    final.set(with_key, query.args.get(with_key))
+    return final
+
+
+def score_sql(
+    model: Model,
+    source: Source,
+    as_of: datetime,
+    dialect: str = "duckdb",
+    *,
+    detail: bool = False,
+    pretty: bool = False,
+) -> str:
+    """The scoring query as SQL text for one dialect."""
+    return compile_score(model, source, as_of, dialect, detail=detail).sql(
+        dialect=dialect, pretty=pretty
+    )

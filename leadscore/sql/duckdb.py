@@ -1,0 +1,149 @@
+"""Run the scoring query in DuckDB over the views leadscore.io makes of the user's files.
+
+The views have a canonical shape (see leadscore.io): leads ``lead_id`` plus one column per trait
+(dotted names or STRUCT columns), events ``lead_id, event, ts, properties``. This adapter looks at
+the column types once and tells the compiler how to read each field the model uses as text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from ..model.schema import All, Condition, Leaf, Model, Not
+from ..model.schema import Any as AnyCond
+from .compiler import score_sql as _score_sql
+from .sources import ColumnTables, json_path
+
+__all__ = ["EMPTY_EVENTS", "column_source", "fields_of", "score_sql", "text_expr"]
+
+EMPTY_EVENTS = (
+    "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
+    "CAST(NULL AS TIMESTAMP) AS ts, CAST(NULL AS JSON) AS properties WHERE false"
+)
+
+Path = tuple[str, ...]
+
+
+def fields_of(cond: Condition | None) -> set[Path]:
+    if cond is None:
+        return set()
+    if isinstance(cond, Leaf):
+        return {cond.path}
+    if isinstance(cond, All | AnyCond):
+        out: set[Path] = set()
+        for c in cond.conditions:
+            out |= fields_of(c)
+        return out
+    if isinstance(cond, Not):
+        return fields_of(cond.condition)
+    return set()
+
+
+def _q(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def text_expr(value: exp.Expr, dtype: Any) -> exp.Expr:
+    """The text form (leadscore/model/values.py) of a DuckDB value of type ``dtype``."""
+    tid = str(getattr(dtype, "id", dtype)).lower()
+    if tid == "varchar":
+        return value
+    if tid == "json":
+        return exp.Anonymous(
+            this="json_extract_string", expressions=[value, exp.Literal.string("$")]
+        )
+    if tid in ("struct", "list", "map", "array"):
+        return exp.cast(exp.Anonymous(this="to_json", expressions=[value]), "varchar")
+    if tid == "decimal":
+        return exp.cast(exp.cast(value, "double"), "varchar")
+    return exp.cast(value, "varchar")
+
+
+def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None:
+    """An expression for the field at ``path`` in a relation with these columns, or None."""
+    flat = ".".join(path)
+    if flat in columns:
+        return text_expr(exp.column(_q(flat), table=_q(table)), columns[flat])
+    for cut in range(len(path) - 1, 0, -1):
+        head = ".".join(path[:cut])
+        if head not in columns:
+            continue
+        value: exp.Expr = exp.column(_q(head), table=_q(table))
+        dtype = columns[head]
+        rest = path[cut:]
+        for i, part in enumerate(rest):
+            tid = str(getattr(dtype, "id", dtype)).lower()
+            if tid == "struct":
+                children = dict(dtype.children)
+                if part not in children:
+                    return None
+                value = exp.Anonymous(
+                    this="struct_extract", expressions=[value, exp.Literal.string(part)]
+                )
+                dtype = children[part]
+            elif tid in ("json", "varchar"):
+                if tid == "varchar" and head != "properties":
+                    return None
+                return exp.Anonymous(
+                    this="json_extract_string",
+                    expressions=[value, exp.Literal.string(json_path(rest[i:]))],
+                )
+            else:
+                return None
+        return text_expr(value, dtype)
+    return None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, Any]:
+    rel = con.sql(f'SELECT * FROM "{view}" LIMIT 0')
+    return dict(zip(rel.columns, rel.types, strict=True))
+
+
+def column_source(
+    con: duckdb.DuckDBPyConnection, model: Model, leads_view: str, events_view: str | None
+) -> ColumnTables:
+    lead_cols = _columns(con, leads_view)
+    lead_fields = {}
+    for r in model.fit_rules:
+        for path in fields_of(r.when):
+            e = _resolve("l", lead_cols, path)
+            if e is not None:
+                lead_fields[path] = e
+    if events_view is None:
+        events_view = "leadscore_no_events"
+        con.execute(f'CREATE OR REPLACE TEMP VIEW "{events_view}" AS {EMPTY_EVENTS}')
+    ev_cols = _columns(con, events_view)
+    event_fields = {}
+    for er in model.engagement_rules:
+        for path in fields_of(er.when):
+            e = _resolve("e", ev_cols, ("properties", *path))
+            if e is not None:
+                event_fields[path] = e
+    return ColumnTables(
+        leads=leads_view,
+        events=events_view,
+        ts="ts",
+        lead_fields=lead_fields,
+        event_fields=event_fields,
+    )
+
+
+def score_sql(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    inputs: Any,
+    as_of: datetime,
+    *,
+    detail: bool = False,
+) -> str:
+    """The scoring query over ``inputs.leads_view`` / ``inputs.events_view`` in this connection.
+
+    Returns ``lead_id, fit, engagement, score, grade, mql, fast_track, reasons`` (reasons a list
+    of ``{rule, points}`` structs; numbers rounded to 2 decimals).
+    """
+    source = column_source(con, model, inputs.leads_view, getattr(inputs, "events_view", None))
+    return _score_sql(model, source, as_of, "duckdb", detail=detail)
