@@ -44,6 +44,7 @@ LEAF_KEYS = ("field", *OPERATORS)
 # (`in: [NO, SE]` means Norway and Sweden), so conditions keep the words as written.
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 _SAFE = SafeConstructor()
+_CODE_LIKE = re.compile(r"^[+-]?(0[0-9_]|0[xXoObB]|.*[:_])")
 
 # `matches` accepts the syntax that Python, DuckDB (RE2) and PostgreSQL read alike.
 _BAD_ESCAPE = re.compile(r"\\([A-Za-z0-9])")
@@ -70,6 +71,15 @@ def _text_scalar(node: yaml.ScalarNode) -> AnyT:
     """A scalar inside a condition: yes/no/on/off stay words, not booleans."""
     value = _scalar(node)
     if isinstance(value, bool) and node.style is None and node.value.lower() in _YAML11_BOOL_WORDS:
+        return node.value
+    # YAML 1.1 also reads 02134 as an octal number and 10:30 as 630: codes such as postal
+    # codes, phone prefixes and times stay text, as written
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and node.style is None
+        and _CODE_LIKE.match(node.value)
+    ):
         return node.value
     return value
 
@@ -244,7 +254,12 @@ def _pattern(ctx: _Ctx, node: yaml.Node, text: str, what: str) -> str | None:
                 "write the characters out, e.g. [0-9] or a literal",
             )
             return None
-    return pattern.lower()
+    # matching ignores case: lower-case the literal text, but not escapes (\\D is not \\d)
+    return re.sub(
+        r"\\.|[^\\]+",
+        lambda m: m.group(0) if m.group(0).startswith("\\") else m.group(0).lower(),
+        pattern,
+    )
 
 
 def _condition(ctx: _Ctx, node: yaml.Node, where: str) -> Condition | None:

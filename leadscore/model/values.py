@@ -62,12 +62,16 @@ def number_of(v: Any) -> float | None:
     if isinstance(v, bool) or v is None:
         return None
     if isinstance(v, int | float):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer too large for a double
+            return None
         return f if math.isfinite(f) else None
     if isinstance(v, str):
         s = v.strip(WHITESPACE)
         if _NUMBER.match(s):
-            return float(s)
+            f = float(s)
+            return f if math.isfinite(f) else None
     return None
 
 
