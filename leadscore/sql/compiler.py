@@ -282,7 +282,12 @@ def _reasons_cte(model: Model, dialect: str) -> exp.Expr | None:
         "SELECT lead_id, ARRAY_AGG({'rule': rule, 'points': ROUND(points, 2)} "
         f"ORDER BY ABS(points) DESC, o) AS reasons FROM ({union}) AS v WHERE points <> 0 GROUP BY lead_id"
     )
-    return sqlglot.parse_one(sql, read="duckdb")
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    # The sort keys are never NULL; spell NULL order as the target's default so no dialect
+    # has to translate it (BigQuery sorts NULLs first when ascending).
+    for o in tree.find_all(exp.Ordered):
+        o.set("nulls_first", dialect == "bigquery" and not o.args.get("desc"))
+    return tree
 
 
 def compile_score(

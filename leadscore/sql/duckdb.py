@@ -18,7 +18,7 @@ from ..model.schema import Any as AnyCond
 from .compiler import score_sql as _score_sql
 from .sources import ColumnTables, json_path
 
-__all__ = ["EMPTY_EVENTS", "column_source", "fields_of", "score_sql", "text_expr"]
+__all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "score_sql", "text_expr"]
 
 EMPTY_EVENTS = (
     "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
@@ -26,6 +26,9 @@ EMPTY_EVENTS = (
 )
 
 Path = tuple[str, ...]
+
+#: Leads read from JSON Lines keep all their traits in this one JSON column.
+TRAITS_COLUMN = "__traits"
 
 
 def fields_of(cond: Condition | None) -> set[Path]:
@@ -47,9 +50,16 @@ def _q(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
+def _tid(dtype: Any) -> str:
+    """DuckDB's type name in lower case; JSON (a VARCHAR underneath) is ``json``."""
+    if str(dtype).upper() == "JSON":
+        return "json"
+    return str(getattr(dtype, "id", dtype)).lower()
+
+
 def text_expr(value: exp.Expr, dtype: Any) -> exp.Expr:
     """The text form (leadscore/model/values.py) of a DuckDB value of type ``dtype``."""
-    tid = str(getattr(dtype, "id", dtype)).lower()
+    tid = _tid(dtype)
     if tid == "varchar":
         return value
     if tid == "json":
@@ -76,7 +86,7 @@ def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None
         dtype = columns[head]
         rest = path[cut:]
         for i, part in enumerate(rest):
-            tid = str(getattr(dtype, "id", dtype)).lower()
+            tid = _tid(dtype)
             if tid == "struct":
                 children = dict(dtype.children)
                 if part not in children:
@@ -88,10 +98,21 @@ def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None
             elif tid in ("json", "varchar"):
                 if tid == "varchar" and head != "properties":
                     return None
-                return exp.Anonymous(
+                nested = exp.Anonymous(
                     this="json_extract_string",
                     expressions=[value, exp.Literal.string(json_path(rest[i:]))],
                 )
+                if head != TRAITS_COLUMN or len(rest) - i < 2:
+                    return nested
+                # a JSON Lines lead may spell a nested trait as one dotted key
+                dotted = exp.Anonymous(
+                    this="json_extract_string",
+                    expressions=[
+                        value.copy(),
+                        exp.Literal.string(json_path((".".join(rest[i:]),))),
+                    ],
+                )
+                return exp.Coalesce(this=nested, expressions=[dotted])
             else:
                 return None
         return text_expr(value, dtype)
@@ -111,6 +132,8 @@ def column_source(
     for r in model.fit_rules:
         for path in fields_of(r.when):
             e = _resolve("l", lead_cols, path)
+            if e is None and TRAITS_COLUMN in lead_cols:
+                e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
             if e is not None:
                 lead_fields[path] = e
     if events_view is None:

@@ -92,6 +92,26 @@ def _epoch_us(ts: exp.Expr, dialect: str) -> exp.Expr:
         return exp.Anonymous(this="epoch_us", expressions=[ts])
     if dialect == "bigquery":
         return exp.Anonymous(this="UNIX_MICROS", expressions=[ts])
+    if dialect == "sqlite":
+        # SQLite keeps timestamps as ISO text ('YYYY-MM-DD HH:MM:SS[.ffffff]', UTC): whole
+        # seconds from strftime, microseconds from the digits after the point
+        secs = exp.cast(
+            exp.Anonymous(this="strftime", expressions=[exp.Literal.string("%s"), ts]), "integer"
+        )
+        frac_text = exp.Substring(
+            this=exp.DPipe(
+                this=exp.Substring(this=ts.copy(), start=exp.Literal.number(21)),
+                expression=exp.Literal.string("000000"),
+            ),
+            start=exp.Literal.number(1),
+            length=exp.Literal.number(6),
+        )
+        return exp.Paren(
+            this=exp.Add(
+                this=exp.Mul(this=secs, expression=exp.Literal.number(1_000_000)),
+                expression=exp.cast(frac_text, "integer"),
+            )
+        )
     # postgres, snowflake, spark: epoch seconds (with fraction) times a million
     return exp.Mul(
         this=exp.Paren(this=exp.TimeToUnix(this=ts)), expression=exp.Literal.number(1_000_000)
@@ -117,6 +137,15 @@ class _TimeMixin:
                 )
             return cond
         assert ts is not None
+        if dialect == "sqlite":  # text timestamps: compare exact microseconds
+            us = _epoch_us(_col(ts, "e"), dialect)
+            hi = us_of(as_of)
+            cond = exp.LTE(this=us, expression=exp.Literal.number(hi))
+            if window_us is not None:
+                cond = exp.and_(
+                    cond, exp.GTE(this=us.copy(), expression=exp.Literal.number(hi - window_us))
+                )
+            return cond
         col = _col(ts, "e")
         cond = exp.LTE(this=col, expression=_ts_literal(as_of, dialect, aware))
         if window_us is not None:
@@ -169,7 +198,9 @@ def _json_text(column: exp.Expr, path: Path, dialect: str, jsonb: bool) -> exp.E
             ],
             default=raw,
         )
-    return exp.JSONExtractScalar(this=column, expression=exp.Literal.string(json_path(path)))
+    # warehouses: a parsed JSON path, so sqlglot spells it the way each dialect wants
+    jp = exp.JSONPath(expressions=[exp.JSONPathRoot(), *(exp.JSONPathKey(this=k) for k in path)])
+    return exp.JSONExtractScalar(this=column, expression=jp)
 
 
 @dataclass(frozen=True)

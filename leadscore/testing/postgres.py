@@ -136,3 +136,46 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
             self.datadir = None
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m leadscore.testing.postgres start|stop STATE_FILE`` (used by CI scripts).
+
+    ``start`` starts a server, writes what ``stop`` needs to STATE_FILE and prints its URL.
+    """
+    import json
+
+    if len(argv) != 2 or argv[0] not in ("start", "stop"):
+        print("usage: python -m leadscore.testing.postgres start|stop STATE_FILE")
+        return 2
+    state = Path(argv[1])
+    if argv[0] == "start":
+        server = PostgresServer().start()
+        state.write_text(
+            json.dumps(
+                {
+                    "port": server.port,
+                    "datadir": str(server.datadir),
+                    "bin": str(server._bin),
+                    "as_user": server._as_user,
+                }
+            )
+        )
+        print(server.url())
+        return 0
+    data = json.loads(state.read_text())
+    server = PostgresServer(
+        port=data["port"],
+        datadir=Path(data["datadir"]),
+        _as_user=data["as_user"],
+        _bin=Path(data["bin"]),
+    )
+    server.stop()
+    state.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,197 @@
+"""Batch scoring on DuckDB: files in, one SQL query, records out. The CLI is a thin layer on this."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+
+from .engine import Event, Explanation, Scorer
+from .errors import ConfigError, InputError
+from .io import Inputs, open_inputs
+from .model import Model, nest
+from .sql.duckdb import TRAITS_COLUMN, score_sql
+
+__all__ = ["OUTPUT_FORMATS", "BatchRun", "explain_lead", "load_lead", "run", "summary"]
+
+OUTPUT_FORMATS = ("jsonl", "csv", "table")
+KEYS = ("lead_id", "fit", "engagement", "score", "grade", "mql", "fast_track", "reasons")
+
+
+@dataclass
+class BatchRun:
+    """A scoring query ready to run over the inputs it was built for."""
+
+    model: Model
+    inputs: Inputs
+    as_of: datetime
+    query: str
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self.inputs.con
+
+    def materialise(self) -> str:
+        """Run the query once into a temp table (for several reads: table, summary, demo)."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE scores AS {self.query}")
+        return "scores"
+
+    def jsonl_lines(self, table: str | None = None, order: str = "lead_id") -> Iterator[str]:
+        src = table or f"({self.query})"
+        cur = self.con.execute(
+            "SELECT to_json(struct_pack(lead_id, fit, engagement, score, grade, mql, fast_track, "
+            f"reasons)) FROM {src} ORDER BY {order}"
+        )
+        while rows := cur.fetchmany(10_000):
+            for (line,) in rows:
+                yield line
+
+    def write(self, fmt: str, out: IO[str] | None, path: Path | None) -> int:
+        """Write every record as jsonl or csv to ``path`` (DuckDB writes it) or to ``out``."""
+        if fmt not in ("jsonl", "csv"):
+            raise ConfigError(f"unknown output format {fmt!r}; use jsonl, csv or table")
+        select = (
+            "SELECT lead_id, fit, engagement, score, grade, mql, fast_track, "
+            + ("reasons" if fmt == "jsonl" else "CAST(to_json(reasons) AS VARCHAR) AS reasons")
+            + f" FROM ({self.query}) ORDER BY lead_id"
+        )
+        if path is not None:
+            opts = "FORMAT JSON" if fmt == "jsonl" else "FORMAT CSV, HEADER"
+            target = str(path).replace("'", "''")
+            try:
+                self.con.execute(f"COPY ({select}) TO '{target}' ({opts})")
+            except duckdb.IOException as e:
+                raise InputError(
+                    f"cannot write the output: {str(e).splitlines()[0]}", file=str(path)
+                ) from None
+            return self.inputs.leads
+        stream = out or sys.stdout
+        n = 0
+        if fmt == "jsonl":
+            for line in self.jsonl_lines():
+                stream.write(line + "\n")
+                n += 1
+            return n
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(KEYS)
+        cur = self.con.execute(select)
+        while rows := cur.fetchmany(10_000):
+            for r in rows:
+                writer.writerow(
+                    [r[0], *(_num(x) for x in r[1:4]), r[4], _bool(r[5]), _bool(r[6]), r[7]]
+                )
+                n += 1
+        return n
+
+
+def _num(x: float) -> str:
+    return json.dumps(x)
+
+
+def _bool(x: bool) -> str:
+    return "true" if x else "false"
+
+
+def run(
+    model: Model,
+    leads: Path | None,
+    events: Path | None,
+    as_of: datetime,
+    *,
+    segment: Path | None = None,
+    skip_bad_rows: bool = False,
+    leads_format: str | None = None,
+    events_format: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> BatchRun:
+    inputs = open_inputs(
+        leads,
+        events,
+        segment=segment,
+        skip_bad_rows=skip_bad_rows,
+        leads_format=leads_format,
+        events_format=events_format,
+        con=con,
+    )
+    return BatchRun(model, inputs, as_of, score_sql(inputs.con, model, inputs, as_of))
+
+
+def summary(con: duckdb.DuckDBPyConnection, table: str, top: int = 10) -> dict[str, Any]:
+    """MQL count and rate, the grade matrix, the most frequent reasons and the top leads."""
+    row = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE mql), count(*) FILTER (WHERE fast_track), "
+        f"avg(score) FROM {table}"
+    ).fetchone()
+    assert row is not None
+    n, mql, fast, avg = int(row[0]), int(row[1]), int(row[2]), float(row[3] or 0)
+    grades = dict(
+        con.execute(
+            f"SELECT grade, count(*) FROM {table} WHERE grade <> '' GROUP BY grade"
+        ).fetchall()
+    )
+    reasons = con.execute(
+        f"SELECT r.rule, count(*) AS n, sum(r.points) / count(*) AS avg FROM "
+        f"(SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule ORDER BY n DESC, r.rule LIMIT 10"
+    ).fetchall()
+    top_rows = con.execute(
+        f"SELECT lead_id, fit, engagement, score, grade, mql, fast_track FROM {table} "
+        f"ORDER BY score DESC, lead_id LIMIT {int(top)}"
+    ).fetchall()
+    return {
+        "leads": n,
+        "mql": mql,
+        "mql_rate": mql / n if n else 0.0,
+        "fast_track": fast,
+        "avg_score": avg,
+        "grades": grades,
+        "reasons": reasons,
+        "top": top_rows,
+    }
+
+
+def _traits_of(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.pop(TRAITS_COLUMN, None)
+    if raw is not None:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        if isinstance(data, dict):
+            row = {**data, **{k: v for k, v in row.items() if k not in data}}
+    return nest(row)
+
+
+def load_lead(inputs: Inputs, lead_id: str) -> tuple[dict[str, Any], list[Event]]:
+    """One lead's traits and events, as the Python engine takes them."""
+    con = inputs.con
+    cur = con.execute(f"SELECT * FROM {inputs.leads_view} WHERE lead_id = ?", [lead_id])
+    cols = [d[0] for d in cur.description or ()]
+    found = cur.fetchone()
+    if found is None:
+        close = con.execute(
+            f"SELECT lead_id FROM {inputs.leads_view} ORDER BY jaro_winkler_similarity(lead_id, ?) DESC LIMIT 1",
+            [lead_id],
+        ).fetchone()
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"no lead with lead_id {lead_id!r}{hint}")
+    traits = _traits_of(dict(zip(cols, found, strict=True)))
+    events: list[Event] = []
+    if inputs.events_view:
+        rows = con.execute(
+            f"SELECT event, ts, properties FROM {inputs.events_view} WHERE lead_id = ? ORDER BY ts",
+            [lead_id],
+        ).fetchall()
+        for name, ts, props in rows:
+            if isinstance(props, str):
+                props = json.loads(props)
+            events.append(Event(name, ts, props if isinstance(props, dict) else {}))
+    return traits, events
+
+
+def explain_lead(model: Model, inputs: Inputs, lead_id: str, as_of: datetime) -> Explanation:
+    traits, events = load_lead(inputs, lead_id)
+    return Scorer(model).explain(traits, events, as_of)

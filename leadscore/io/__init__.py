@@ -1,0 +1,46 @@
+"""Reading leads and events for batch scoring (see docs/inputs.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ..errors import ConfigError
+from .files import FORMATS, Inputs, connect, detect_format, open_files
+from .segment import open_segment
+
+__all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_inputs"]
+
+
+def open_inputs(
+    leads: Path | None,
+    events: Path | None = None,
+    *,
+    segment: Path | None = None,
+    skip_bad_rows: bool = False,
+    leads_format: str | None = None,
+    events_format: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Inputs:
+    """Leads and events from files, or from one file of Segment messages."""
+    con = con or connect()
+    if segment is not None:
+        if leads is not None or events is not None:
+            raise ConfigError("give either --segment or --leads/--events, not both")
+        from .files import _check_file
+
+        _check_file(segment)
+        inputs = Inputs(con)
+        open_segment(con, segment, inputs, skip_bad_rows)
+        return inputs
+    if leads is None:
+        raise ConfigError("give the leads file with --leads (and the events with --events)")
+    return open_files(
+        con,
+        leads,
+        events,
+        leads_format=leads_format,
+        events_format=events_format,
+        skip_bad_rows=skip_bad_rows,
+    )

@@ -1,0 +1,395 @@
+"""Leads and events files as DuckDB views of one canonical shape.
+
+``leads_view``: ``lead_id`` (text) and one column per trait — a dotted column name
+(``company.employees``) or a STRUCT column is a nested trait; JSON Lines leads keep their
+traits in one JSON column ``__traits``.
+
+``events_view``: ``lead_id`` (text), ``event`` (text), ``ts`` (TIMESTAMP, UTC) and
+``properties`` (JSON, JSON text, or a STRUCT from Parquet).
+
+Files are never loaded into Python: DuckDB reads them in a streaming fashion. Leads are
+materialised once (they are checked for duplicates and missing ids); events stay a view over
+the file and are checked in one aggregate pass, then read again by the scoring query.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import BadRowsError, InputError
+from ..sql.duckdb import _tid
+
+__all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_files"]
+
+FORMATS = ("csv", "jsonl", "parquet")
+SHOW_BAD_ROWS = 10
+
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up the way every leadscore query expects (UTC, no progress bar)."""
+    con = duckdb.connect(database)
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET enable_progress_bar=false")
+    return con
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in (".gz", ".zst", ".gzip"):
+        suffixes.pop()
+    if suffixes and suffixes[-1] in _SUFFIXES:
+        return _SUFFIXES[suffixes[-1]]
+    raise InputError(
+        "cannot tell the format from the file name; name it .csv, .jsonl or .parquet "
+        "(or pass --leads-format / --events-format)",
+        file=str(path),
+    )
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class Inputs:
+    """What was read: view names for the scoring query and counts for the summary."""
+
+    con: duckdb.DuckDBPyConnection
+    leads_view: str = "leads_view"
+    events_view: str | None = None
+    leads: int = 0
+    events: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    orphan_events: int = 0
+    orphan_lead_ids: int = 0
+    anonymous_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("no such file", file=str(path))
+    if path.is_dir():
+        raise InputError("is a directory, not a file", file=str(path))
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", file=str(path))
+
+
+def _columns(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
+    rel = con.sql(f"SELECT * FROM ({sql}) LIMIT 0")
+    return dict(zip(rel.columns, rel.types, strict=True))
+
+
+def _require(cols: dict[str, Any], name: str, path: Path, what: str) -> None:
+    if name in cols:
+        return
+    hint = ""
+    names = [c for c in cols if not c.startswith("__") and c != "file_row_number"]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower().replace(" ", "_"): c for c in names}
+        if name in lowered:
+            close = [lowered[name]]
+    if close:
+        hint = f"; did you mean '{close[0]}'? Rename that column to '{name}'"
+    shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+    raise InputError(f"{what} need a '{name}' column (found: {shown}){hint}", file=str(path))
+
+
+def _duck_error(path: Path, err: Exception) -> InputError:
+    msg = str(err).split("\n")[0]
+    for prefix in ("Invalid Input Error: ", "IO Error: ", "Conversion Error: ", "Binder Error: "):
+        msg = msg.removeprefix(prefix)
+    return InputError(f"cannot be read: {msg}", file=str(path))
+
+
+def _lines_sql(path: Path) -> str:
+    """Each line of a text file as ``__line`` (1-based) and ``j`` (the line's text)."""
+    return (
+        "SELECT row_number() OVER () AS __line, j FROM read_csv("
+        f"{_lit(str(path))}, columns={{'j': 'VARCHAR'}}, delim=chr(30), quote='', escape='', "
+        "header=false, auto_detect=false, max_line_size=33554432)"
+    )
+
+
+def _csv_sql(path: Path, rejects: str) -> str:
+    return (
+        f"SELECT row_number() OVER () + 1 AS __line, * FROM read_csv({_lit(str(path))}, "
+        f"all_varchar=true, header=true, store_rejects=true, rejects_table={_lit(rejects)}, "
+        f"rejects_scan={_lit(rejects + '_scan')})"
+    )
+
+
+def _rejects(con: duckdb.DuckDBPyConnection, rejects: str) -> list[tuple[int, str]]:
+    try:
+        rows = con.execute(
+            f"SELECT line, error_message FROM {rejects} ORDER BY line LIMIT {SHOW_BAD_ROWS}"
+        ).fetchall()
+        total = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+    except duckdb.Error:
+        return []
+    n = total[0] if total else 0
+    out = [(int(line), f"malformed CSV row ({msg.split(chr(10))[0]})") for line, msg in rows]
+    return out + [(0, "")] * max(0, n - len(out))
+
+
+class _Bad:
+    """Bad rows of one file: the first few with their messages, and the total."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[tuple[int, str]] = []
+        self.total = 0
+
+    def add(self, rows: list[tuple[int, str]], total: int) -> None:
+        self.rows.extend(r for r in rows if r[0])
+        self.total += total
+
+    def settle(self, inputs: Inputs, skip: bool) -> None:
+        if not self.total:
+            return
+        shown = sorted(self.rows)[:SHOW_BAD_ROWS]
+        if not skip:
+            raise BadRowsError(str(self.path), shown, self.total)
+        inputs.skipped[str(self.path)] = inputs.skipped.get(str(self.path), 0) + self.total
+
+
+# ---------------------------------------------------------------- leads
+
+
+def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Bad) -> None:
+    """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits."""
+    if fmt == "csv":
+        src = _csv_sql(path, "leadscore_rej_leads")
+        try:
+            cols = _columns(con, src)
+        except duckdb.Error as e:
+            raise _duck_error(path, e) from None
+        _require(cols, "lead_id", path, "leads")
+        body = f"SELECT * FROM ({src})"
+        bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
+    elif fmt == "jsonl":
+        bad_expr = (
+            "CASE WHEN NOT json_valid(__text) THEN 'not valid JSON' "
+            "WHEN json_type(CAST(__text AS JSON)) <> 'OBJECT' THEN 'not a JSON object' "
+            "WHEN nullif(trim(json_extract_string(CAST(__text AS JSON), '$.lead_id')), '') IS NULL "
+            "THEN 'no lead_id' END"
+        )
+        body = (
+            "SELECT __line, CASE WHEN json_valid(__text) THEN "
+            "json_extract_string(CAST(__text AS JSON), '$.lead_id') END AS lead_id, "
+            "CASE WHEN json_valid(__text) THEN CAST(__text AS JSON) END AS __traits, __text FROM ("
+            "SELECT __line, j AS __text FROM (" + _lines_sql(path) + ") "
+            "WHERE nullif(trim(j), '') IS NOT NULL)"
+        )
+    else:
+        src = f"SELECT file_row_number + 1 AS __line, * FROM read_parquet({_lit(str(path))}, file_row_number=true)"
+        try:
+            cols = _columns(con, src)
+        except duckdb.Error as e:
+            raise _duck_error(path, e) from None
+        _require(cols, "lead_id", path, "leads")
+        body = (
+            f"SELECT * EXCLUDE (file_row_number) REPLACE (CAST(lead_id AS VARCHAR) AS lead_id) "
+            f"FROM ({src})"
+        )
+        bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE leads_src AS SELECT {bad_expr} AS __bad, * FROM ({body})"
+        )
+        # A repeated lead_id is a bad row too: the first one wins.
+        con.execute(
+            "UPDATE leads_src SET __bad = 'lead_id ' || lead_id || ' appears again (first on line ' "
+            "|| d.first || ')' FROM (SELECT lead_id AS id, min(__line) AS first FROM leads_src "
+            "WHERE __bad IS NULL GROUP BY lead_id HAVING count(*) > 1) d "
+            "WHERE leads_src.lead_id = d.id AND leads_src.__line > d.first AND __bad IS NULL"
+        )
+    except duckdb.Error as e:
+        raise _duck_error(path, e) from None
+    if fmt == "csv":
+        rej = _rejects(con, "leadscore_rej_leads")
+        bad.add(rej, len(rej))
+    rows = con.execute(
+        f"SELECT __line, __bad FROM leads_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
+    ).fetchall()
+    total = con.execute("SELECT count(*) FROM leads_src WHERE __bad IS NOT NULL").fetchone()
+    bad.add([(int(a), str(b)) for a, b in rows], total[0] if total else 0)
+
+
+# ---------------------------------------------------------------- events
+
+_TS_TEXT = "try_cast(try_cast(nullif(trim({c}), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
+
+
+def _ts_expr(col: str, dtype: Any, path: Path) -> str:
+    tid = _tid(dtype)
+    c = _q(col)
+    if tid in ("timestamp", "timestamp_ns", "timestamp_ms", "timestamp_s", "date"):
+        return f"CAST({c} AS TIMESTAMP)"
+    if tid == "timestamp with time zone":
+        return f"CAST({c} AS TIMESTAMP)"
+    if tid == "varchar":
+        return _TS_TEXT.format(c=c)
+    raise InputError(
+        f"the timestamp column has type {dtype}; give ISO 8601 text "
+        "(2026-05-01T10:00:00Z; no offset means UTC) or a timestamp",
+        file=str(path),
+    )
+
+
+def _events_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> str:
+    """SQL for the events file as ``__line, lead_id, event, ts, __ts_text, properties``."""
+    if fmt == "jsonl":
+        lines = (
+            "SELECT __line, j, CASE WHEN json_valid(j) THEN CAST(j AS JSON) END AS d FROM ("
+            + _lines_sql(path)
+            + ") WHERE nullif(trim(j), '') IS NOT NULL"
+        )
+        ts_text = "coalesce(json_extract_string(d, '$.timestamp'), json_extract_string(d, '$.ts'))"
+        return (
+            "SELECT __line, json_extract_string(d, '$.lead_id') AS lead_id, "
+            "json_extract_string(d, '$.event') AS event, "
+            + _TS_TEXT.format(c=ts_text)
+            + f" AS ts, {ts_text} AS __ts_text, "
+            "CASE WHEN json_type(d, '$.properties') = 'VARCHAR' "
+            "THEN CAST(json_extract_string(d, '$.properties') AS JSON) "
+            "ELSE json_extract(d, '$.properties') END AS properties, "
+            "CASE WHEN d IS NULL THEN 'not valid JSON' "
+            "WHEN json_type(d) <> 'OBJECT' THEN 'not a JSON object' END AS __bad0 "
+            f"FROM ({lines})"
+        )
+    if fmt == "csv":
+        src = _csv_sql(path, "leadscore_rej_events")
+    else:
+        src = f"SELECT file_row_number + 1 AS __line, * FROM read_parquet({_lit(str(path))}, file_row_number=true)"
+    try:
+        cols = _columns(con, src)
+    except duckdb.Error as e:
+        raise _duck_error(path, e) from None
+    for name in ("lead_id", "event", "timestamp"):
+        _require(cols, name, path, "events")
+    ts = _ts_expr("timestamp", cols["timestamp"], path)
+    ts_text = 'CAST("timestamp" AS VARCHAR)'
+    if "properties" in cols:
+        tid = _tid(cols["properties"])
+        props = '"properties"'
+        if tid == "varchar":
+            props = 'CASE WHEN json_valid("properties") THEN CAST("properties" AS JSON) END'
+    else:
+        props = "CAST(NULL AS JSON)"
+    bad0 = "NULL"
+    if "properties" in cols and props.startswith("CASE"):
+        bad0 = (
+            'CASE WHEN nullif(trim("properties"), \'\') IS NOT NULL AND NOT json_valid("properties") '
+            "THEN 'properties is not valid JSON' END"
+        )
+    return (
+        'SELECT __line, CAST("lead_id" AS VARCHAR) AS lead_id, CAST("event" AS VARCHAR) AS event, '
+        f"{ts} AS ts, {ts_text} AS __ts_text, {props} AS properties, {bad0} AS __bad0 FROM ({src})"
+    )
+
+
+_EVENT_BAD = (
+    "coalesce(__bad0, "
+    "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' "
+    "WHEN nullif(trim(event), '') IS NULL THEN 'no event name' "
+    "WHEN ts IS NULL AND nullif(trim(__ts_text), '') IS NULL THEN 'no timestamp' "
+    "WHEN ts IS NULL THEN 'timestamp ' || to_json(__ts_text) || ' is not an ISO 8601 timestamp "
+    "(write it like 2026-05-01T10:00:00Z; no offset means UTC)' END)"
+)
+
+
+def _open_events(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, inputs: Inputs, bad: _Bad
+) -> None:
+    src = _events_source(con, path, fmt)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
+    )
+    try:
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL), "
+            "count(*) FILTER (WHERE __bad IS NULL AND l.lead_id IS NULL), "
+            "count(DISTINCT e.lead_id) FILTER (WHERE __bad IS NULL AND l.lead_id IS NULL) "
+            "FROM events_src e LEFT JOIN (SELECT lead_id FROM leads_view) l ON e.lead_id = l.lead_id"
+        ).fetchone()
+    except duckdb.Error as e:
+        raise _duck_error(path, e) from None
+    assert row is not None
+    total, n_bad, orphans, orphan_ids = (int(x or 0) for x in row)
+    if fmt == "csv":
+        rej = _rejects(con, "leadscore_rej_events")
+        bad.add(rej, len(rej))
+    if n_bad:
+        rows = con.execute(
+            f"SELECT __line, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
+        ).fetchall()
+        bad.add([(int(a), str(b)) for a, b in rows], n_bad)
+    inputs.events = total - n_bad - orphans
+    inputs.orphan_events = orphans
+    inputs.orphan_lead_ids = orphan_ids
+    where = "WHERE __bad IS NULL" if n_bad else ""
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW events_view AS "
+        f"SELECT lead_id, event, ts, properties FROM events_src {where}"
+    )
+    inputs.events_view = "events_view"
+
+
+def open_files(
+    con: duckdb.DuckDBPyConnection,
+    leads: Path,
+    events: Path | None = None,
+    *,
+    leads_format: str | None = None,
+    events_format: str | None = None,
+    skip_bad_rows: bool = False,
+) -> Inputs:
+    """Read a leads file and (optionally) an events file into ``leads_view`` / ``events_view``.
+
+    Raises InputError for a file that cannot be read at all, and BadRowsError listing file:line
+    for rows that cannot be read unless ``skip_bad_rows`` (then they are counted in
+    ``Inputs.skipped``).
+    """
+    inputs = Inputs(con)
+    _check_file(leads)
+    lf = leads_format or detect_format(leads)
+    lbad = _Bad(leads)
+    _leads_source(con, leads, lf, lbad)
+    lbad.settle(inputs, skip_bad_rows)
+    drop = "__bad, __line" + (", __text" if lf == "jsonl" else "")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW leads_view AS SELECT * EXCLUDE ({drop}) FROM leads_src "
+        "WHERE __bad IS NULL"
+    )
+    n = con.execute("SELECT count(*) FROM leads_view").fetchone()
+    inputs.leads = int(n[0]) if n else 0
+    if inputs.leads == 0 and not inputs.skipped:
+        raise InputError("has no leads (only a header?)", file=str(leads))
+    if events is not None:
+        _check_file(events)
+        ebad = _Bad(events)
+        _open_events(con, events, events_format or detect_format(events), inputs, ebad)
+        ebad.settle(inputs, skip_bad_rows)
+    return inputs
