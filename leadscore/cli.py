@@ -302,6 +302,9 @@ def sql(
         ),
     ] = "events",
     pretty: Annotated[bool, typer.Option("--pretty/--compact", help="Indent the SQL.")] = True,
+    jsonb: Annotated[
+        bool, typer.Option("--jsonb", help="PostgreSQL: traits and properties are jsonb, not json.")
+    ] = False,
 ) -> None:
     """Print the model as one SQL query for a warehouse or a dbt model."""
     from .sql import DIALECTS, JsonTables
@@ -310,7 +313,9 @@ def sql(
     if dialect not in DIALECTS:
         raise ConfigError(f"--dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
     m = _load(model)
-    source = JsonTables(leads=leads_table, events=events_table, ts="ts", ts_aware=False)
+    source = JsonTables(
+        leads=leads_table, events=events_table, ts="ts", ts_aware=False, jsonb=jsonb
+    )
     text = render(m, source, parse_as_of(as_of), dialect, pretty=pretty)
     print(
         f"-- leadscore model {m.name!r} as {dialect} SQL; tables: {leads_table}(lead_id, traits JSON), "
