@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 test: $(STAMP)            ## the whole test suite (starts its own PostgreSQL server)
 	$(BIN)/python -m pytest
 
+LINTED := leadscore tests $(wildcard bench)
+
 lint: $(STAMP)
-	$(BIN)/ruff check leadscore tests bench
-	$(BIN)/ruff format --check leadscore tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy leadscore
 
 bench: $(STAMP)           ## the batch benchmark (see docs/benchmarks.md)

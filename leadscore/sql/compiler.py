@@ -301,7 +301,8 @@ def compile_score(
     """The whole scoring query as a sqlglot tree for one dialect.
 
     ``detail=True`` adds unrounded ``fit_raw``, ``engagement_raw``, ``score_raw`` and one column
-    per rule (``f0``…, ``e0``…) — what parity tests and explanations compare.
+    per rule (``f0``…, ``e0``… after caps, ``s0``… before caps) — what parity tests, explanations
+    and the service's read-time decay use.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
@@ -395,6 +396,8 @@ def compile_score(
     for i, rule in enumerate(model.engagement_rules):
         s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
         r_cols.append(exp.alias_(_cap(s, rule.cap), f"e{i}"))
+        if detail:  # the decayed sum before the cap: the service decays it further at read time
+            r_cols.append(exp.alias_(s.copy(), f"s{i}"))
     r_cols.append(
         exp.alias_(
             exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
@@ -474,6 +477,7 @@ def compile_score(
         ]
         out_cols += [_c(f"f{i}", "u") for i in range(len(model.fit_rules))]
         out_cols += [_c(f"e{i}", "u") for i in range(len(model.engagement_rules))]
+        out_cols += [_c(f"s{i}", "u") for i in range(len(model.engagement_rules))]
     final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")))
     if reasons_cte is not None:
         final = final.join(
