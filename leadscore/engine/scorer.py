@@ -176,6 +176,21 @@ class Scorer:
         subtotals, counted = self._engage(events, us_of(as_of))
         return self._finish(fit_points, subtotals, counted)
 
+    def parts(
+        self, traits: Mapping[str, Any], events: Iterable[Event], asof_us: int
+    ) -> tuple[list[int], list[float], list[bool]]:
+        """What a score is made of: the fit rules that hold (indexes), each engagement rule's
+        decayed sum before its cap, and whether any event counted for it. ``finish`` turns
+        these into a score; the live service keeps them and decays the sums at read time."""
+        held = [i for i, (_, pred) in enumerate(self._fit) if pred(traits)]
+        sums, counted = self._engage(events, asof_us)
+        return held, sums, counted
+
+    def finish(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
+        """The score from ``parts`` (sums may have been decayed further since)."""
+        rules = self.model.fit_rules
+        return self._finish([(rules[i], rules[i].points) for i in held], sums, counted)
+
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
         sums = [0.0] * n

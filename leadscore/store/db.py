@@ -1,0 +1,92 @@
+"""Open the service's database: the same default for the CLI and the server, migrations on open.
+
+The URL comes from ``--database-url``, else ``LEADSCORE_DATABASE_URL``, else the SQLite file
+``./leadscore.db``. SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk when
+it returns, so an acknowledged event survives a crash or power cut.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from ..errors import ConfigError
+
+__all__ = ["DEFAULT_URL", "database_url", "open_engine", "upgrade"]
+
+DEFAULT_URL = "sqlite:///leadscore.db"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def database_url(given: str | None = None) -> str:
+    url = given or os.environ.get("LEADSCORE_DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(
+            f"{url!r} is not a database URL; use sqlite:///FILE or postgresql://…"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"database {parsed.get_backend_name()!r} is not supported; use SQLite or PostgreSQL"
+        )
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+    from ..sql.sqlite import connect_functions
+
+    connect_functions(dbapi_conn)
+
+
+def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """An engine on the service database, with every migration applied."""
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLAlchemy's pysqlite driver: let BEGIN be explicit so transactions are real
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as e:
+        raise ConfigError(
+            f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: {str(e).splitlines()[0]}"
+        ) from None
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
