@@ -57,3 +57,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared data sets are not beside the project ({SHARED_DATA})")
     return SHARED_DATA
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def service_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The live service's database, once on a SQLite file and once on a fresh PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'leadscore.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def api(service_db_url: str) -> Iterator[object]:
+    """The real service app on ``service_db_url`` with the test model active and real keys."""
+    from tests.service_helpers import api_on
+
+    with api_on(service_db_url) as a:
+        yield a
