@@ -555,9 +555,11 @@ def _active(version: int, model: Model) -> ActiveModel:
 
 
 def _json_param(v: Any, dialect: str) -> Any:
+    """A value for a JSON column: text on SQLite; on PostgreSQL the value itself, which the jsonb
+    type serialises (text there would be stored as one jsonb string, invisible to the SQL engine)."""
     if v is None:
         return None
-    return _dumps(v)
+    return v if dialect == "postgresql" else _dumps(v)
 
 
 def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
