@@ -167,12 +167,14 @@ class Service:
         rows = conn.exec_driver_sql(query).mappings().all()
         new_mqls: list[str] = []
         stages: dict[str, str] = {r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))}
+        due = _rescore_times(conn, active, at)
         for r in rows:
             held = [i for i in range(n_fit) if r[f"f{i}"] != 0]
             sums = [float(r[f"s{i}"]) for i in range(n_eng)]
             counted = _counted_from_sql(model, r, n_eng)
             score = active.scorer.finish(held, sums, counted)
             values = _score_values(score, held, sums, counted, active.version, at)
+            values["rescore_at_us"] = due.get(r["lead_id"])
             if stages.get(r["lead_id"]) != "mql" and score.mql:
                 reason = _mql_reason(model, score) + f" (model v{active.version} activated)"
                 self._qualify(conn, r["lead_id"], at, reason, active.version, score)
@@ -596,6 +598,24 @@ def _score_values(
         "scored_at_us": at,
         "model_version": version,
     }
+
+
+def _rescore_times(conn: Connection, active: ActiveModel, at: int) -> dict[str, int]:
+    """Per lead, when parts scored at ``at`` by this model stop being exact (``_rescore_at``)."""
+    window = active.model.window_days
+    q = sa.select(t.events.c.lead_id, t.events.c.event, t.events.c.ts_us).where(
+        t.events.c.lead_id.is_not(None), t.events.c.event.is_not(None)
+    )
+    if window is None:
+        q = q.where(t.events.c.ts_us > at)
+    else:
+        q = q.where(t.events.c.ts_us >= at - round(window * 86400 * US))
+    events: dict[str, list[Event]] = {}
+    for lead, name, ts_us in conn.execute(q):
+        when = datetime.fromtimestamp(ts_us // US, UTC).replace(microsecond=ts_us % US)
+        events.setdefault(lead, []).append(Event(name, when))
+    due = {lead: _rescore_at(active, evs, at) for lead, evs in events.items()}
+    return {lead: when for lead, when in due.items() if when is not None}
 
 
 def _rescore_at(active: ActiveModel, events: Iterable[Event], at: int) -> int | None:
