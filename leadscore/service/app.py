@@ -329,8 +329,15 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
             if stage not in ("lead", "mql"):
                 raise ApiError(422, "invalid_request", f"stage {stage!r}: use lead or mql")
             query = query.where(t.leads.c.stage == stage)
-        if min_score is not None:  # the stored score is the most a lead can have now
-            query = query.where(t.leads.c.score >= min_score)
+        active = service._active
+        if min_score is not None and active and all(
+            r.points > 0 for r in active.model.engagement_rules
+        ):
+            # decay only lowers a stored score, so it bounds the score now, except for a lead
+            # with an event come due since (rescore_at_us); a negative rule decays upwards
+            query = query.where(
+                sa.or_(t.leads.c.score >= min_score, t.leads.c.rescore_at_us.is_not(None))
+            )
         if q:
             like = f"%{q.lower()}%"
             traits_text = sa.cast(t.leads.c.traits, sa.Text)
@@ -355,7 +362,16 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
         reverse = sort.startswith("-")
         present = [v for v in views if v.get(field) is not None]
         missing = [v for v in views if v.get(field) is None]
-        present.sort(key=lambda v: (v[field], v["lead_id"]), reverse=reverse)
+        # times sort by their exact value: their text drops zero microseconds
+        exact = {r.lead_id: r for r in rows}
+        column = {"mql_at": "mql_at_us", "updated_at": "updated_at_us"}.get(field)
+        present.sort(
+            key=lambda v: (
+                getattr(exact[v["lead_id"]], column) if column else v[field],
+                v["lead_id"],
+            ),
+            reverse=reverse,
+        )
         ordered = present + missing
         return {
             "total": len(ordered),
