@@ -320,7 +320,14 @@ def free_port() -> int:
 
 def cli(*args: str, cwd: Path | None = None) -> str:
     """Run `leadscore ARGS` as a user would; its standard output."""
-    proc = subprocess.run([*LEADSCORE, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    proc = subprocess.run(
+        [*LEADSCORE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
