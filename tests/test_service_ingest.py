@@ -403,3 +403,43 @@ def _ids(api: Api, anon: str) -> set[str]:
                 )
             ).scalars()
         )
+
+
+def test_values_no_database_can_store_are_refused_by_index_not_with_a_server_error(
+    api: Api,
+) -> None:
+    """A 5xx makes the clients resend the whole batch; one bad message must not do that."""
+    good = page("u1", "/pricing")
+    bad = [
+        page("u2", "/pri\u0000cing"),
+        page("u2", "/", properties={"path": "/", "n\u0000": 1}),
+        page("u2", "/", properties={"path": "/", "big": 1e400}),
+        page("u2", "/", timestamp="0001-01-01T00:00:00+14:00"),
+        page("u2", "/", timestamp="9999-12-31T23:59:59-14:00"),
+        track("u2", "E" * 300),
+    ]
+    resp = api.send(good, *bad)
+    assert resp.status_code == 200, resp.text
+    reasons = [r["reason"] for r in resp.json()["rejected"]]
+    assert [r["index"] for r in resp.json()["rejected"]] == [1, 2, 3, 4, 5, 6]
+    for words, reason in zip(
+        ["NUL", "NUL", "inf", "out of range", "out of range", "longer than 255"],
+        reasons,
+        strict=True,
+    ):
+        assert words in reason, reason
+    nan = b'{"batch": [{"type": "page", "userId": "u3", "properties": {"n": NaN}}]}'
+    assert (
+        "nan"
+        in assert_error(api.post("/v1/batch", nan, basic(api.write_key)), 400)["details"][0][
+            "reason"
+        ]
+    )
+    assert api.count(t.events) == 1 and api.count(t.leads) == 1
+
+
+def test_identify_traits_may_come_in_the_context(api: Api) -> None:
+    msg = identify("u1", context={"traits": {"title": "VP Sales"}})
+    del msg["traits"]
+    api.ok(msg)
+    assert api.lead("u1")["traits"] == {"title": "VP Sales"} and api.lead("u1")["fit"] == 20

@@ -10,6 +10,7 @@ service makes one up, and a resent copy would count twice.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,7 +56,8 @@ class Message:
 
 
 def _depth(v: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, stopping once past ``limit``."""
+    """Nesting depth of a JSON value, stopping once past ``limit``. Raises MessageError for what
+    no database stores: a NUL character (PostgreSQL) or NaN/Infinity (not JSON)."""
     stack = [(v, 1)]
     deepest = 0
     while stack:
@@ -65,8 +67,15 @@ def _depth(v: Any, limit: int) -> int:
             return deepest
         if isinstance(x, dict):
             stack.extend((y, d + 1) for y in x.values())
+            if any("\x00" in k for k in x):
+                raise MessageError("a key contains a NUL character (\\u0000)")
         elif isinstance(x, list):
             stack.extend((y, d + 1) for y in x)
+        elif isinstance(x, str):
+            if "\x00" in x:
+                raise MessageError("a value contains a NUL character (\\u0000)")
+        elif isinstance(x, float) and not math.isfinite(x):
+            raise MessageError(f"a number is {x!r}; JSON numbers are finite")
     return deepest
 
 
@@ -92,7 +101,10 @@ def parse_timestamp(text: Any, field: str) -> int:
         raise MessageError(f"{field} {text!r} is not an ISO 8601 timestamp") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return us_of(ts)
+    try:
+        return us_of(ts)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        raise MessageError(f"{field} {text!r} is out of range") from None
 
 
 def _object(msg: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -149,6 +161,8 @@ def check_message(msg: Any, received_us: int, size: int | None = None) -> Messag
         if not isinstance(name, str) or not name.strip():
             raise MessageError("a track call needs an event name in 'event'")
         event = name.strip()
+        if len(event) > MAX_ID_LENGTH:
+            raise MessageError(f"event is longer than {MAX_ID_LENGTH} characters")
     elif kind in ("page", "screen"):
         event = kind
         name = msg.get("name")
