@@ -66,6 +66,10 @@ def test_list_filters_sorts_and_pages(api: Api) -> None:
     assert [x["lead_id"] for x in api.leads(q="ACME")["leads"]] == ["ann", "eve"]
     assert [x["lead_id"] for x in api.leads(q="bo")["leads"]] == ["bob"]
     assert api.leads(q="nobody-at-all")["total"] == 0
+    assert api.leads(q="%")["total"] == 0  # typed text, not a wildcard
+    assert api.leads(q="a_n")["total"] == 0
+    assert_error(api.get("/api/leads", q="\u0000"), 422, "invalid_request")
+    assert_error(api.get("/api/leads/a%00b"), 404, "not_found")
     assert [x["lead_id"] for x in api.leads(sort="lead_id")["leads"]] == [
         "ann",
         "bob",

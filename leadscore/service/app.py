@@ -339,12 +339,16 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
                 sa.or_(t.leads.c.score >= min_score, t.leads.c.rescore_at_us.is_not(None))
             )
         if q:
-            like = f"%{q.lower()}%"
+            if "\x00" in q:  # PostgreSQL cannot even compare it
+                raise ApiError(422, "invalid_request", "q contains a NUL character")
+            # the text as typed: % and _ are not wildcards
+            text = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            like = f"%{text}%"
             traits_text = sa.cast(t.leads.c.traits, sa.Text)
             query = query.where(
                 sa.or_(
-                    sa.func.lower(t.leads.c.lead_id).like(like),
-                    sa.func.lower(traits_text).like(like),
+                    sa.func.lower(t.leads.c.lead_id).like(like, escape="\\"),
+                    sa.func.lower(traits_text).like(like, escape="\\"),
                 )
             )
         with engine.connect() as conn:
@@ -389,6 +393,8 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
         request: Request, lead_id: str, events: int = Query(50, ge=0, le=1000)
     ) -> dict[str, Any]:
         _require(request, ("read", "admin"))
+        if "\x00" in lead_id:  # no lead has one; PostgreSQL cannot even compare it
+            raise ApiError(404, "not_found", f"no lead {lead_id!r}")
         with engine.connect() as conn:
             row = conn.execute(sa.select(t.leads).where(t.leads.c.lead_id == lead_id)).first()
             if row is None:
