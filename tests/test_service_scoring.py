@@ -157,6 +157,22 @@ def test_a_lead_that_crosses_the_threshold_becomes_an_mql_at_that_events_time(ap
     assert api.leads(stage="mql")["leads"][0]["lead_id"] == "u1"
 
 
+def test_the_mql_time_is_the_qualifying_events_when_a_batch_links_a_visitor(api: Api) -> None:
+    """Identify, then the visitor's pricing view and demo request, in one batch: the lead
+    qualifies at the demo request, not at the identify that linked the visitor."""
+    t0, t1, t2 = ago(0, hours=3), ago(0, hours=2), ago(0, hours=1)
+    api.ok(
+        track(None, "Demo Requested", anonymousId="anon", timestamp=t2),
+        page(None, "/pricing", anonymousId="anon", timestamp=t1),
+        identify(
+            "u1", {"title": "VP", "company": {"employees": 300}}, anonymousId="anon", timestamp=t0
+        ),
+    )
+    lead = api.lead("u1")
+    assert lead["stage"] == "mql" and parse_iso(lead["mql_at"]) == parse_iso(t2)
+    assert_matches(api.row("u1"), api.reference("u1"))
+
+
 def test_fast_track_qualifies_with_its_reason_and_only_with_enough_fit(api: Api) -> None:
     api.ok(identify("fit", {"title": "Director"}), identify("nofit", {"title": "Intern"}))
     demo_at = ago(60)  # fit 20 and 25 points: below the threshold even when it happened

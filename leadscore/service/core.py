@@ -261,11 +261,15 @@ class Service:
                 if m.type == "alias":
                     assert m.user_id is not None and m.previous_id is not None
                     self._link(conn, m.previous_id, m.user_id, at, touched, m.ts_us)
+                    links.setdefault(m.previous_id, m.user_id)
                     lead = m.user_id
+                if lead is None and m.anonymous_id:
+                    lead = links.get(m.anonymous_id)  # linked by an earlier message of this call
                 if lead is None:
                     continue
                 if m.type == "identify" and m.anonymous_id and m.user_id:
                     self._link(conn, m.anonymous_id, m.user_id, at, touched, m.ts_us)
+                    links.setdefault(m.anonymous_id, m.user_id)
                 traits = traits_cache.get(lead)
                 if traits is None:
                     traits = traits_cache[lead] = self._lead_traits(conn, lead, at)
