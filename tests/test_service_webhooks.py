@@ -78,7 +78,7 @@ def test_a_failing_receiver_gets_the_notification_once_it_recovers(api: Api) -> 
             ).all()
         assert [tuple(x) for x in log] == [(500, "HTTP 500"), (503, "HTTP 503"), (200, None)]
         assert [s for _, _, s in rx.requests] == [500, 503, 200]
-        [(headers, body)] = rx.delivered()
+        [(_, body)] = rx.delivered()
         ids = {h["X-Leadscore-Delivery"] for h, _, _ in rx.requests}
         assert ids == {str(done.id)}  # stable across retries: the receiver can de-duplicate
         for h, b, _ in rx.requests:

@@ -330,8 +330,10 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
                 raise ApiError(422, "invalid_request", f"stage {stage!r}: use lead or mql")
             query = query.where(t.leads.c.stage == stage)
         active = service._active
-        if min_score is not None and active and all(
-            r.points > 0 for r in active.model.engagement_rules
+        if (
+            min_score is not None
+            and active
+            and all(r.points > 0 for r in active.model.engagement_rules)
         ):
             # decay only lowers a stored score, so it bounds the score now, except for a lead
             # with an event come due since (rescore_at_us); a negative rule decays upwards
