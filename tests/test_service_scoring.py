@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,45 @@ def test_cli_validate_agrees_with_a_model_the_service_accepts(api: Api, tmp_path
     assert "ok" in cli("validate", str(good))
     resp = api.client.put("/api/models", content=MODEL_V2.encode(), headers=bearer(api.admin_token))
     assert resp.status_code == 201
+
+
+def test_activating_a_model_during_ingest_leaves_every_lead_consistent(api: Api) -> None:
+    rng = random.Random(3)
+    leads = [f"l{i:03d}" for i in range(200)]
+    api.ok(*[identify(x, {"title": "VP", "phone": "1"}) for x in leads])
+    api.ok(*[page(x, "/pricing", timestamp=ago(rng.uniform(0, 10))) for x in leads])
+    sent = threading.Semaphore(0)
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            x = rng.choice(leads)
+            resp = api.send(
+                page(x, "/pricing", timestamp=ago(rng.uniform(0, 10))),
+                track(x, "Webinar Attended", {"minutes": 45}),
+            )
+            if resp.status_code != 200:
+                failures.append(resp.text)
+            sent.release()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        for _ in range(5):
+            sent.acquire()
+        resp = api.client.put(
+            "/api/models", content=MODEL_V2.encode(), headers=bearer(api.admin_token)
+        )
+        assert resp.status_code == 201, resp.text
+        for _ in range(5):  # and some more after it
+            sent.acquire()
+    finally:
+        stop.set()
+        loader.join(30)
+    assert not failures, failures[:3]
+    v2 = parse_model(MODEL_V2, "v2")
+    for x in leads:
+        row = api.row(x)
+        assert row.model_version == 2, x
+        assert_matches(row, python_score(api.engine, v2, x, row.scored_at_us))

@@ -72,7 +72,9 @@ class Service:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # one writer at a time, as SQLite has it anyway: an activation re-scoring every lead
+        # must not interleave with an ingest updating some of them
+        self._write_lock = threading.Lock()
         self._active: ActiveModel | None = None
         self._load_active()
 
@@ -130,21 +132,26 @@ class Service:
             raise LeadscoreError(f"there is no model version {version}")
         model = parse_model(row.source, f"model v{version}")
         active = _active(version, model)
-        at = now_us()
-        with self._tx() as conn:
-            conn.execute(sa.update(t.models).where(t.models.c.active).values(active=False))
-            conn.execute(
-                sa.update(t.models)
-                .where(t.models.c.version == version)
-                .values(active=True, activated_at_us=at, activated_by=by)
-            )
-            n, new_mqls = self._rescore_all(conn, active, at)
-            conn.execute(
-                sa.insert(t.model_activations).values(
-                    version=version, at_us=at, by=by, leads_rescored=n, new_mqls=len(new_mqls)
+        previous = self._active
+        try:
+            with self._tx() as conn:
+                at = now_us()
+                conn.execute(sa.update(t.models).where(t.models.c.active).values(active=False))
+                conn.execute(
+                    sa.update(t.models)
+                    .where(t.models.c.version == version)
+                    .values(active=True, activated_at_us=at, activated_by=by)
                 )
-            )
-        self._active = active
+                n, new_mqls = self._rescore_all(conn, active, at)
+                conn.execute(
+                    sa.insert(t.model_activations).values(
+                        version=version, at_us=at, by=by, leads_rescored=n, new_mqls=len(new_mqls)
+                    )
+                )
+                self._active = active  # before the write lock passes to the next ingest
+        except BaseException:
+            self._active = previous
+            raise
         return {"version": version, "active": True, "leads_rescored": n, "new_mqls": len(new_mqls)}
 
     def _rescore_all(self, conn: Connection, active: ActiveModel, at: int) -> tuple[int, list[str]]:
@@ -166,7 +173,9 @@ class Service:
         n_fit, n_eng = len(model.fit_rules), len(model.engagement_rules)
         rows = conn.exec_driver_sql(query).mappings().all()
         new_mqls: list[str] = []
-        stages: dict[str, str] = {r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))}
+        stages: dict[str, str] = {
+            r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))
+        }
         due = _rescore_times(conn, active, at)
         for r in rows:
             held = [i for i in range(n_fit) if r[f"f{i}"] != 0]
@@ -228,6 +237,7 @@ class Service:
         if not messages:
             return res
         with self._tx() as conn:
+            active = self.active  # under the write lock: an activation may just have committed
             msgs = [m for _, m in messages]
             links = _identities(conn, {m.anonymous_id for m in msgs if m.anonymous_id})
             rows = []
