@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from leadscore.errors import ModelError
 from leadscore.model import parse_model
 from leadscore.store import schema as t
 from tests.service_helpers import (
@@ -407,3 +408,35 @@ def test_activating_a_model_during_ingest_leaves_every_lead_consistent(api: Api)
         row = api.row(x)
         assert row.model_version == 2, x
         assert_matches(row, python_score(api.engine, v2, x, row.scored_at_us))
+
+
+def test_without_a_model_events_wait_with_a_retryable_503(tmp_path: Path) -> None:
+    from tests.service_helpers import api_on
+
+    with api_on(f"sqlite:///{tmp_path / 'x.db'}", model="") as bare:
+        err = assert_error(bare.send(page("u1", "/pricing")), 503, "no_model")
+        assert "--model" in err["message"] and bare.count(t.events) == 0
+        assert bare.client.get("/health").json()["model_version"] is None
+        resp = bare.client.put(
+            "/api/models", content=MODEL_V2.encode(), headers=bearer(bare.admin_token)
+        )
+        assert resp.status_code == 201 and resp.json()["leads_rescored"] == 0
+        assert bare.send(page("u1", "/pricing")).status_code == 200
+
+
+def test_starting_with_a_model_file_activates_it_once(api: Api) -> None:
+    """What `leadscore serve --model FILE` does at start: the same text is not a new version."""
+    from tests.service_helpers import MODEL
+
+    api.ok(identify("u1", {"title": "VP"}), page("u1", "/pricing"))
+    assert api.service.ensure_model(MODEL, "leadscore.yaml", "cli:leadscore.yaml") == {
+        "version": 1,
+        "unchanged": True,
+    }
+    changed = api.service.ensure_model(MODEL_V2, "leadscore.yaml", "cli:leadscore.yaml")
+    assert changed["version"] == 2 and changed["leads_rescored"] == 1
+    models = api.get("/api/models").json()["models"]
+    assert models[0]["activations"][0]["by"] == "cli:leadscore.yaml"
+    with pytest.raises(ModelError, match=r"leadscore\.yaml:7:7: unknown key 'pionts'"):
+        api.service.ensure_model(BAD_MODEL, "leadscore.yaml", "cli:leadscore.yaml")
+    assert api.service.active.version == 2

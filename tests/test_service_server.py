@@ -203,3 +203,36 @@ def test_a_lead_from_anonymous_visits_to_the_mql_webhook(
             engine.dispose()
     finally:
         s.server.stop()
+
+
+def test_serve_and_key_commands_explain_what_is_wrong(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_service_scoring import BAD_MODEL
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_MODEL)
+    db = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    cases = [
+        (["serve", "--model", str(bad), "--database-url", db], f"{bad}:7:7: unknown key 'pionts'"),
+        (["serve", "--database-url", "mysql://x@localhost/db"], "not supported"),
+        (["keys", "create", "--name", "x", "--scope", "root", "--database-url", db], "'root'"),
+        (["keys", "revoke", "99", "--database-url", db], "no active key 99"),
+        (["webhooks", "add", "ftp://example.com", "--database-url", db], "not an http(s) URL"),
+        (
+            ["webhooks", "add", "https://x.test", "--events", "lead.won", "--database-url", db],
+            "lead.won",
+        ),
+    ]
+    for args, words in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "leadscore", *args], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and words in proc.stderr, (args, proc.stderr)
+    # a revoked key is listed as such and never shown again
+    secret = cli("keys", "create", "--name", "site", "--database-url", db).strip()
+    cli("keys", "revoke", "1", "--database-url", db)
+    listing = cli("keys", "list", "--database-url", db)
+    assert "site" in listing and secret not in listing and secret[:8] in listing
