@@ -443,3 +443,14 @@ def test_identify_traits_may_come_in_the_context(api: Api) -> None:
     del msg["traits"]
     api.ok(msg)
     assert api.lead("u1")["traits"] == {"title": "VP Sales"} and api.lead("u1")["fit"] == 20
+
+
+def test_an_open_read_does_not_hold_up_ingest(api: Api) -> None:
+    """SQLite runs in WAL mode so that readers and the writer do not wait for each other."""
+    api.ok(page("u1", "/pricing"))
+    with api.engine.connect() as reader:
+        assert reader.execute(sa.select(sa.func.count()).select_from(t.events)).scalar_one() == 1
+        # the reader's transaction is still open while a batch comes in
+        resp = api.send(page("u1", "/pricing/teams"))
+        assert resp.status_code == 200, resp.text
+        assert api.lead("u1")["recent_events"][0]["properties"] == {"path": "/pricing/teams"}

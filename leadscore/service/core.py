@@ -20,6 +20,7 @@ from ..engine import Event, LeadScore, Scorer, round2
 from ..errors import LeadscoreError
 from ..model import Model, parse_model
 from ..store import schema as t
+from ..store.db import WRITES
 from .messages import Message
 
 __all__ = ["IngestResult", "NoModelError", "Service", "now_us"]
@@ -549,7 +550,8 @@ class _Tx:
         if self.lock is not None:
             self.lock.acquire()
         try:
-            self.ctx = self.engine.begin()
+            # it reads before it writes: on SQLite it must take the write lock at BEGIN
+            self.ctx = self.engine.execution_options(**{WRITES: True}).begin()
             return self.ctx.__enter__()  # type: ignore[no-any-return]
         except BaseException:
             if self.lock is not None:

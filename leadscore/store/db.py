@@ -16,9 +16,11 @@ from sqlalchemy.engine import make_url
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_URL", "database_url", "open_engine", "upgrade"]
+__all__ = ["DEFAULT_URL", "WRITES", "database_url", "open_engine", "upgrade"]
 
 DEFAULT_URL = "sqlite:///leadscore.db"
+#: execution option of a transaction that reads before it writes (see ``_sqlite_begin``)
+WRITES = "leadscore_writes"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -53,6 +55,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     connect_functions(dbapi_conn)
 
 
+def _sqlite_begin(conn: Any) -> None:
+    # a read begins deferred, so in WAL mode it neither waits for the writer nor holds it up;
+    # a transaction that reads before it writes takes the write lock at once, as it could not
+    # wait for it later. One that writes first waits for the lock at its first write.
+    immediate = conn.get_execution_options().get(WRITES, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """An engine on the service database, with every migration applied."""
     url = database_url(url)
@@ -60,7 +70,7 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLAlchemy's pysqlite driver: let BEGIN be explicit so transactions are real
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
@@ -87,6 +97,6 @@ def upgrade(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.execution_options(**{WRITES: True}).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
