@@ -182,9 +182,25 @@ class Scorer:
         """What a score is made of: the fit rules that hold (indexes), each engagement rule's
         decayed sum before its cap, and whether any event counted for it. ``finish`` turns
         these into a score; the live service keeps them and decays the sums at read time."""
-        held = [i for i, (_, pred) in enumerate(self._fit) if pred(traits)]
+        held = self.fit_held(traits)
         sums, counted = self._engage(events, asof_us)
         return held, sums, counted
+
+    def fit_held(self, traits: Mapping[str, Any]) -> list[int]:
+        """Indexes of the fit rules whose condition holds for these traits."""
+        return [i for i, (_, pred) in enumerate(self._fit) if pred(traits)]
+
+    def matches(self, event: Event) -> list[tuple[int, float]]:
+        """The engagement rules this event counts for (index, undecayed points), window aside."""
+        return [
+            (i, pts)
+            for i, pred, pts in self._by_event.get(event.key, ())
+            if pred is None or pred(event.properties)
+        ]
+
+    def engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
+        """Each engagement rule's decayed sum before its cap, and whether any event counted."""
+        return self._engage(events, asof_us)
 
     def finish(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
         """The score from ``parts`` (sums may have been decayed further since)."""

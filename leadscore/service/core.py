@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,6 +77,7 @@ class Service:
         # must not interleave with an ingest updating some of them
         self._write_lock = threading.Lock()
         self._active: ActiveModel | None = None
+        self._ctx = threading.local()  # per-request working state of ingest()
         self._load_active()
 
     # ------------------------------------------------------------------ models
@@ -173,6 +174,7 @@ class Service:
         query = score_sql(model, source, as_of, dialect, detail=True)
         n_fit, n_eng = len(model.fit_rules), len(model.engagement_rules)
         rows = conn.exec_driver_sql(query).mappings().all()
+        self._ctx.hooks, self._ctx.traits = None, {}
         new_mqls: list[str] = []
         stages: dict[str, str] = {
             r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))
@@ -183,7 +185,7 @@ class Service:
             sums = [float(r[f"s{i}"]) for i in range(n_eng)]
             counted = _counted_from_sql(model, r, n_eng)
             score = active.scorer.finish(held, sums, counted)
-            values = _score_values(score, held, sums, counted, active.version, at)
+            values = _score_values(score, held, sums, counted, active.version, at, self.dialect)
             values["rescore_at_us"] = due.get(r["lead_id"])
             if stages.get(r["lead_id"]) != "mql" and score.mql:
                 reason = _mql_reason(model, score) + f" (model v{active.version} activated)"
@@ -260,14 +262,23 @@ class Service:
             inserted = self._insert_events(conn, rows)
             res.accepted = len(inserted)
             res.duplicates = len(rows) - len(inserted)
-            fresh = [
-                (m, r["lead_id"])
-                for m, r in zip(msgs, rows, strict=True)
-                if m.message_id in inserted
-            ]
+            fresh = []
+            for m, r in zip(msgs, rows, strict=True):
+                if m.message_id in inserted:  # new, and the first copy within this request
+                    inserted.discard(m.message_id)
+                    fresh.append((m, r["lead_id"]))
             touched: dict[str, list[int]] = {}  # lead -> timestamps of the messages that touched it
-            traits_cache: dict[str, dict[str, Any]] = {}
+            self._ctx.parts = {}
+            self._ctx.relinked = set()
+            self._ctx.hooks = None
+            arrived: dict[str, list[Message]] = {}  # lead -> its new scored events
+            needed = {lead for _, lead in fresh if lead} | {
+                m.user_id for m, _ in fresh if m.user_id
+            }
+            leads = self._load_leads(conn, needed, at)
             changed_traits: set[str] = set()
+            self._ctx.changed = changed_traits
+            self._ctx.traits = {k: v[0] for k, v in leads.items()}
             for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
                 if m.type == "alias":
                     assert m.user_id is not None and m.previous_id is not None
@@ -281,9 +292,7 @@ class Service:
                 if m.type == "identify" and m.anonymous_id and m.user_id:
                     self._link(conn, m.anonymous_id, m.user_id, at, touched, m.ts_us)
                     links.setdefault(m.anonymous_id, m.user_id)
-                traits = traits_cache.get(lead)
-                if traits is None:
-                    traits = traits_cache[lead] = self._lead_traits(conn, lead, at)
+                traits = leads[lead][0]
                 if m.type == "identify" and m.traits:
                     _merge_identify(traits, m.traits)
                     changed_traits.add(lead)
@@ -297,17 +306,115 @@ class Service:
                         company["id"] = m.group_id
                     changed_traits.add(lead)
                 touched.setdefault(lead, []).append(m.ts_us)
-            for lead in changed_traits:
+                if m.event is not None:
+                    arrived.setdefault(lead, []).append(m)
+            if changed_traits:
                 conn.execute(
-                    sa.update(t.leads)
-                    .where(t.leads.c.lead_id == lead)
-                    .values(traits=_json_param(traits_cache[lead], self.dialect), updated_at_us=at)
+                    _UPDATE_TRAITS,
+                    [
+                        {
+                            "b_id": x,
+                            "traits": _json_param(leads[x][0], self.dialect),
+                            "updated_at_us": at,
+                        }
+                        for x in changed_traits
+                    ],
                 )
+            missing = [x for x in touched if x not in leads]
+            if missing:  # linked through identities only
+                leads.update(self._load_leads(conn, set(missing), at))
+            # leads whose stored parts can simply be carried forward; the rest are re-scored
+            # from all their events
+            quick = {
+                lead
+                for lead in touched
+                if lead not in self._ctx.relinked
+                and self._can_advance(active, lead, arrived.get(lead, []), at)
+            }
+            full = sorted(set(touched) - quick)
+            events: dict[str, list[Event]] = {}
+            if full:
+                earliest = min(min(touched[x]) for x in full)
+                events = self._events_for(conn, active, full, min(earliest, at))
+            updates = []
             for lead in sorted(touched):
-                if self._update_lead(conn, active, lead, touched[lead], at):
+                traits, stage = leads[lead]
+                if lead in quick:
+                    values, qualified = self._advance(
+                        conn, active, lead, traits, stage, arrived.get(lead, []), touched[lead], at
+                    )
+                else:
+                    values, qualified = self._rescore(
+                        conn, active, lead, traits, stage, events.get(lead, []), touched[lead], at
+                    )
+                values["b_id"] = lead
+                updates.append(values)
+                if qualified:
                     res.new_mqls.append(lead)
+            if updates:
+                conn.execute(_UPDATE_SCORES, updates)
             res.leads = sorted(touched)
         return res
+
+    def _load_leads(
+        self, conn: Connection, ids: set[str], at: int
+    ) -> dict[str, tuple[dict[str, Any], str]]:
+        """Traits and stage of these leads; the ones not seen before are created."""
+        out: dict[str, tuple[dict[str, Any], str]] = {}
+        if not ids:
+            return out
+        for lead, traits, stage, parts, scored_at, rescore_at in conn.execute(
+            _SELECT_LEADS, {"ids": sorted(ids)}
+        ):
+            out[lead] = (dict(_loads(traits) or {}), stage)
+            if parts is not None and scored_at is not None:
+                self._ctx.parts[lead] = (_loads(parts), scored_at, rescore_at)
+        new = [x for x in ids if x not in out]
+        if new:
+            conn.execute(
+                sa.insert(t.leads),
+                [
+                    {
+                        "lead_id": x,
+                        "traits": _json_param({}, self.dialect),
+                        "created_at_us": at,
+                        "updated_at_us": at,
+                    }
+                    for x in new
+                ],
+            )
+            for x in new:
+                out[x] = ({}, "lead")
+        return out
+
+    def _events_for(
+        self, conn: Connection, active: ActiveModel, ids: list[str], at: int
+    ) -> dict[str, list[Event]]:
+        """Every scored event of these leads that can count at ``at`` or later, in one query
+        (the engine applies the window itself)."""
+        if not ids:
+            return {}
+        since = -(2**62)
+        if active.model.window_days is not None:
+            since = at - round(active.model.window_days * 86400 * US)
+        out: dict[str, list[Event]] = {}
+        # straight to the driver: this is the hot read of the ingest path
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        sql = (
+            "SELECT lead_id, event, ts_us, properties FROM events WHERE lead_id IN ("
+            + ", ".join([mark] * len(ids))
+            + f") AND event IS NOT NULL AND ts_us >= {mark}"
+        )
+        if self.dialect == "postgresql":
+            sql = sql.replace("properties FROM", "properties::text FROM")
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(sql, (*ids, since))
+            for lead, name, ts_us, props in cur.fetchall():
+                out.setdefault(lead, []).append(_event(name, ts_us, props))
+        finally:
+            cur.close()
+        return out
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         if self.dialect == "postgresql":
@@ -351,71 +458,121 @@ class Service:
         ).rowcount
         if moved:
             touched.setdefault(lead, []).append(ts)
-
-    def _lead_traits(self, conn: Connection, lead: str, at: int) -> dict[str, Any]:
-        row = conn.execute(sa.select(t.leads.c.traits).where(t.leads.c.lead_id == lead)).first()
-        if row is not None:
-            return dict(_loads(row.traits) or {})
-        conn.execute(
-            sa.insert(t.leads).values(
-                lead_id=lead,
-                traits=_json_param({}, self.dialect),
-                created_at_us=at,
-                updated_at_us=at,
-            )
-        )
-        return {}
+            self._ctx.relinked.add(lead)
 
     def _events_of(self, conn: Connection, active: ActiveModel, lead: str, at: int) -> list[Event]:
-        model = active.model
-        q = sa.select(t.events.c.event, t.events.c.ts_us, t.events.c.properties).where(
-            t.events.c.lead_id == lead, t.events.c.event.is_not(None)
-        )
-        if model.window_days is not None:
-            q = q.where(t.events.c.ts_us >= at - round(model.window_days * 86400 * US))
-        out = []
-        for name, ts_us, props in conn.execute(q):
-            ev = Event.__new__(Event)
-            ev.name = name
-            ev.key = name.strip(" \t\n\r\f\v").lower()
-            ev.ts_us = ts_us
-            ev.timestamp = datetime.fromtimestamp(ts_us // US, UTC).replace(microsecond=ts_us % US)
-            ev.properties = _loads(props) or {}
-            out.append(ev)
-        return out
+        return self._events_for(conn, active, [lead], at).get(lead, [])
 
-    def _update_lead(
-        self, conn: Connection, active: ActiveModel, lead: str, times: list[int], at: int
-    ) -> bool:
-        """Re-score one lead from its stored events; qualify it if it crossed. True if it did."""
-        row = conn.execute(
-            sa.select(t.leads.c.traits, t.leads.c.stage).where(t.leads.c.lead_id == lead)
-        ).first()
-        assert row is not None
-        traits = _loads(row.traits) or {}
-        events = self._events_of(conn, active, lead, at)
+    def _can_advance(self, active: ActiveModel, lead: str, new: list[Message], at: int) -> bool:
+        """True when the lead's stored parts are exact and its new events all follow them in
+        time: the live case, where events arrive as they happen."""
+        got = self._ctx.parts.get(lead)
+        if got is None:
+            return False
+        parts, scored_at, rescore_at = got
+        if parts.get("v") != active.version or (rescore_at is not None and at >= rescore_at):
+            return False
+        return all(scored_at <= m.ts_us <= at for m in new)
+
+    def _advance(
+        self,
+        conn: Connection,
+        active: ActiveModel,
+        lead: str,
+        traits: dict[str, Any],
+        stage: str,
+        new: list[Message],
+        times: list[int],
+        at: int,
+    ) -> tuple[dict[str, Any], bool]:
+        """Carry the stored parts forward: decay them to each new event's time, add its points,
+        and decide MQL at that instant. Exact up to floating-point rounding."""
+        parts, scored_at, rescore_at = self._ctx.parts[lead]
         scorer = active.scorer
-        held, sums, counted = scorer.parts(traits, events, at)
+        model = active.model
+        held = parts["h"] if lead not in self._ctx.changed else scorer.fit_held(traits)
+        sums = [float(x) for x in parts["s"]]
+        counted = [bool(x) for x in parts["c"]]
+        half_s = model.half_life_days * 86400.0 if model.half_life_days is not None else None
+        window_us = round(model.window_days * 86400 * US) if model.window_days is not None else None
+        clock = scored_at
+        qualified = stage == "mql"
+        became = False
+
+        def decay_to(ts: int) -> None:
+            nonlocal clock, sums
+            if half_s is not None and ts > clock:
+                f = 0.5 ** (((ts - clock) / 1e6) / half_s)
+                sums = [x * f for x in sums]
+            clock = max(clock, ts)
+
+        # an identify or group call may have changed fit: decide at its time too
+        for ts, ev in sorted(
+            [(m.ts_us, m) for m in new] + [(x, None) for x in times if x >= scored_at],
+            key=lambda p: (p[0], p[1] is None),
+        ):
+            decay_to(ts)
+            if ev is not None:
+                assert ev.event is not None
+                e = _event(ev.event, ev.ts_us, ev.properties or {})
+                hits = scorer.matches(e)
+                for i, pts in hits:
+                    sums[i] += pts
+                    counted[i] = True
+                if window_us is not None and hits:
+                    expiry = ev.ts_us + window_us + 1
+                    rescore_at = expiry if rescore_at is None else min(rescore_at, expiry)
+            if not qualified:
+                s = scorer.finish(held, sums, counted)
+                if s.mql:
+                    self._qualify(conn, lead, ts, _mql_reason(model, s), active.version, s)
+                    qualified = became = True
+        decay_to(at)
         score = scorer.finish(held, sums, counted)
-        values = _score_values(score, held, sums, counted, active.version, at)
+        if not qualified and score.mql:
+            self._qualify(conn, lead, max(times), _mql_reason(model, score), active.version, score)
+            became = True
+        values = _score_values(score, held, sums, counted, active.version, at, self.dialect)
+        values["rescore_at_us"] = rescore_at
+        values["updated_at_us"] = at
+        return values, became
+
+    def _rescore(
+        self,
+        conn: Connection,
+        active: ActiveModel,
+        lead: str,
+        traits: dict[str, Any],
+        stage: str,
+        events: list[Event],
+        times: list[int],
+        at: int,
+    ) -> tuple[dict[str, Any], bool]:
+        """A lead's new score from its events; qualify it if it crossed. Returns the row values
+        and whether it became an MQL."""
+        scorer = active.scorer
+        held = scorer.fit_held(traits)
+        sums, counted = scorer.engage(events, at)
+        score = scorer.finish(held, sums, counted)
+        values = _score_values(score, held, sums, counted, active.version, at, self.dialect)
         values["rescore_at_us"] = _rescore_at(active, events, at)
-        qualified = False
-        if row.stage != "mql":
-            # the first of this call's messages, by its own time, at which the lead qualifies
+        values["updated_at_us"] = at
+        if stage == "mql":
+            return values, False
+        # the first of this call's messages, by its own time, at which the lead qualifies;
+        # skipped when even undecayed points could not reach the threshold
+        if score.mql or _could_qualify(active, traits, events, held):
             for ts in sorted(set(times)):
-                s = score if ts >= at else scorer.finish(*scorer.parts(traits, events, ts))
+                s = score if ts >= at else scorer.finish(held, *scorer.engage(events, ts))
                 if s.mql:
                     self._qualify(conn, lead, ts, _mql_reason(active.model, s), active.version, s)
-                    qualified = True
-                    break
-            if not qualified and score.mql:
-                self._qualify(
-                    conn, lead, max(times), _mql_reason(active.model, score), active.version, score
-                )
-                qualified = True
-        values["updated_at_us"] = at
-        conn.execute(sa.update(t.leads).where(t.leads.c.lead_id == lead).values(**values))
-        return qualified
+                    return values, True
+        if score.mql:
+            self._qualify(
+                conn, lead, max(times), _mql_reason(active.model, score), active.version, score
+            )
+            return values, True
+        return values, False
 
     def _qualify(
         self, conn: Connection, lead: str, at_us: int, reason: str, version: int, score: LeadScore
@@ -431,15 +588,21 @@ class Service:
                 lead_id=lead, stage="mql", at_us=at_us, reason=reason, model_version=version
             )
         )
-        hooks = conn.execute(
-            sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
-        ).all()
-        targets = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
+        targets = getattr(self._ctx, "hooks", None)
+        if targets is None:
+            hooks = conn.execute(
+                sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
+            ).all()
+            targets = self._ctx.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
         if not targets:
             return
-        traits = _loads(
-            conn.execute(sa.select(t.leads.c.traits).where(t.leads.c.lead_id == lead)).scalar_one()
-        )
+        traits = getattr(self._ctx, "traits", {}).get(lead)
+        if traits is None:
+            traits = _loads(
+                conn.execute(
+                    sa.select(t.leads.c.traits).where(t.leads.c.lead_id == lead)
+                ).scalar_one()
+            )
         payload = _dumps(
             {
                 "type": "lead.mql",
@@ -537,6 +700,99 @@ class Service:
 
 # ---------------------------------------------------------------------- helpers
 
+# statements built once: the ingest path runs them for every request
+_SELECT_LEADS = sa.select(
+    t.leads.c.lead_id,
+    t.leads.c.traits,
+    t.leads.c.stage,
+    t.leads.c.rule_sums,
+    t.leads.c.scored_at_us,
+    t.leads.c.rescore_at_us,
+).where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
+_SELECT_EVENTS = sa.select(
+    t.events.c.lead_id, t.events.c.event, t.events.c.ts_us, t.events.c.properties
+).where(
+    t.events.c.lead_id.in_(sa.bindparam("ids", expanding=True)),
+    t.events.c.event.is_not(None),
+    t.events.c.ts_us >= sa.bindparam("since"),
+)
+_UPDATE_TRAITS = (
+    sa.update(t.leads)
+    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
+    .values(traits=sa.bindparam("traits"), updated_at_us=sa.bindparam("updated_at_us"))
+)
+_SCORE_COLUMNS = (
+    "fit",
+    "engagement",
+    "score",
+    "grade",
+    "mql",
+    "fast_track",
+    "rule_sums",
+    "scored_at_us",
+    "model_version",
+    "rescore_at_us",
+    "updated_at_us",
+)
+_UPDATE_SCORES = (
+    sa.update(t.leads)
+    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
+    .values({c: sa.bindparam(c) for c in _SCORE_COLUMNS})
+)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _StoredEvent(Event):
+    """An event read back from the store: its properties are parsed only if a rule reads them."""
+
+    __slots__ = ("_raw",)
+    _raw: Any
+
+    @property
+    def properties(self) -> Any:  # type: ignore[override]
+        raw = self._raw
+        if not isinstance(raw, dict):
+            raw = self._raw = _loads(raw) or {}
+        return raw
+
+
+def _event(name: str, ts_us: int, props: Any) -> Event:
+    """An Event from a stored row, without re-parsing its timestamp."""
+    ev = _StoredEvent.__new__(_StoredEvent)
+    ev.name = name
+    ev.key = name.strip(" \t\n\r\f\v").lower()
+    ev.ts_us = ts_us
+    ev.timestamp = _EPOCH + timedelta(microseconds=ts_us)
+    ev._raw = props
+    return ev
+
+
+def _could_qualify(
+    active: ActiveModel, traits: dict[str, Any], events: list[Event], held: list[int]
+) -> bool:
+    """Whether the lead could be an MQL at some earlier instant: decay only lowers points, so
+    undecayed, capped points that fall short of the threshold (with no fast-track event) rule
+    it out without scoring at every instant."""
+    m = active.model
+    fit = sum(m.fit_rules[i].points for i in held)
+    if m.fit_max is not None:
+        fit = min(fit, m.fit_max)
+    if m.min_fit is not None and fit < m.min_fit:
+        return False
+    keys = {ev.key for ev in events}
+    if any(r.fast_track and r.event_key in keys for r in m.engagement_rules):
+        return True
+    best = 0.0
+    for r in m.engagement_rules:
+        if r.event_key in keys and r.points > 0:
+            n = sum(1 for ev in events if ev.key == r.event_key)
+            best += min(r.points * n, r.cap) if r.cap is not None else r.points * n
+    if m.engagement_max is not None:
+        best = min(best, m.engagement_max)
+    return fit + best >= m.threshold
+
 
 class _Tx:
     """``with`` a write transaction; on SQLite one writer at a time (BEGIN IMMEDIATE)."""
@@ -601,7 +857,13 @@ def _merge_identify(traits: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def _score_values(
-    score: LeadScore, held: list[int], sums: list[float], counted: list[bool], version: int, at: int
+    score: LeadScore,
+    held: list[int],
+    sums: list[float],
+    counted: list[bool],
+    version: int,
+    at: int,
+    dialect: str,
 ) -> dict[str, Any]:
     return {
         "fit": score.fit,
@@ -610,7 +872,7 @@ def _score_values(
         "grade": score.grade,
         "mql": score.mql,
         "fast_track": score.fast_track,
-        "rule_sums": _dumps({"v": version, "h": held, "s": sums, "c": counted}),
+        "rule_sums": _json_param({"v": version, "h": held, "s": sums, "c": counted}, dialect),
         "scored_at_us": at,
         "model_version": version,
     }
