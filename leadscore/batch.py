@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+from sqlglot import exp
 
 from .engine import Event, Explanation, Scorer
 from .errors import ConfigError, InputError
 from .io import Inputs, open_inputs
 from .model import Model, nest
-from .sql.duckdb import TRAITS_COLUMN, score_sql
+from .sql.compiler import compile_score
+from .sql.duckdb import TRAITS_COLUMN, column_source
 
 __all__ = ["OUTPUT_FORMATS", "BatchRun", "explain_lead", "load_lead", "run", "summary"]
 
@@ -120,7 +122,30 @@ def run(
         events_format=events_format,
         con=con,
     )
-    return BatchRun(model, inputs, as_of, score_sql(inputs.con, model, inputs, as_of))
+    return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
+
+
+def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
+    """The scoring query, with its per-lead event aggregate run first into a temp table: the
+    query then reads the events file once, and events for lead ids that are not in the leads
+    file are counted from that small table instead of by another pass over the events."""
+    con = inputs.con
+    source = column_source(con, model, inputs.leads_view, inputs.events_view)
+    tree = compile_score(model, source, as_of, "duckdb")
+    g = next((c for c in tree.find_all(exp.CTE) if c.alias == "g"), None)
+    if inputs.events_view is None or g is None or not isinstance(g.this, exp.Select):
+        return tree.sql(dialect="duckdb")
+    agg = g.this.select(exp.alias_(exp.Count(this=exp.Star()), "__n"))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+    g.set("this", exp.select("*").from_("leadscore_g"))
+    row = con.execute(
+        f"SELECT count(*), coalesce(sum(__n), 0) FROM leadscore_g g ANTI JOIN "
+        f"{inputs.leads_view} l ON g.lead_id = l.lead_id"
+    ).fetchone()
+    if row is not None:
+        inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])
+        inputs.events -= inputs.orphan_events
+    return tree.sql(dialect="duckdb")
 
 
 def summary(con: duckdb.DuckDBPyConnection, table: str, top: int = 10) -> dict[str, Any]:

@@ -215,16 +215,31 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
         )
         bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE leads_src AS SELECT {bad_expr} AS __bad, * FROM ({body})"
-        )
-        # A repeated lead_id is a bad row too: the first one wins.
-        con.execute(
-            "UPDATE leads_src SET __bad = 'lead_id ' || lead_id || ' appears again (first on line ' "
-            "|| d.first || ')' FROM (SELECT lead_id AS id, min(__line) AS first FROM leads_src "
-            "WHERE __bad IS NULL GROUP BY lead_id HAVING count(*) > 1) d "
-            "WHERE leads_src.lead_id = d.id AND leads_src.__line > d.first AND __bad IS NULL"
-        )
+        if fmt == "parquet":
+            # typed and columnar: check in place and keep reading the file, unless it has bad rows
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW leads_src AS SELECT {bad_expr} AS __bad, * FROM ({body})"
+            )
+            row = con.execute(
+                "SELECT count(*) FILTER (WHERE __bad IS NOT NULL), "
+                "count(*) FILTER (WHERE __bad IS NULL) - count(DISTINCT lead_id) FILTER (WHERE __bad IS NULL) "
+                "FROM leads_src"
+            ).fetchone()
+            if row is not None and (row[0] or row[1]):
+                con.execute("CREATE OR REPLACE TEMP TABLE leads_tab AS SELECT * FROM leads_src")
+                con.execute("CREATE OR REPLACE TEMP VIEW leads_src AS SELECT * FROM leads_tab")
+                if row[1]:
+                    _mark_duplicates(con, "leads_tab")
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE leads_tab AS SELECT {bad_expr} AS __bad, * FROM ({body})"
+            )
+            con.execute("CREATE OR REPLACE TEMP VIEW leads_src AS SELECT * FROM leads_tab")
+            dup = con.execute(
+                "SELECT count(*) - count(DISTINCT lead_id) FROM leads_tab WHERE __bad IS NULL"
+            ).fetchone()
+            if dup and dup[0]:
+                _mark_duplicates(con, "leads_tab")
     except duckdb.Error as e:
         raise _duck_error(path, e) from None
     if fmt == "csv":
@@ -235,6 +250,16 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
     ).fetchall()
     total = con.execute("SELECT count(*) FROM leads_src WHERE __bad IS NOT NULL").fetchone()
     bad.add([(int(a), str(b)) for a, b in rows], total[0] if total else 0)
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """A repeated lead_id is a bad row too: the first one wins."""
+    con.execute(
+        f"UPDATE {table} SET __bad = 'lead_id ' || lead_id || ' appears again (first on line ' "
+        f"|| d.first || ')' FROM (SELECT lead_id AS id, min(__line) AS first FROM {table} "
+        "WHERE __bad IS NULL GROUP BY lead_id HAVING count(*) > 1) d "
+        f"WHERE {table}.lead_id = d.id AND {table}.__line > d.first AND __bad IS NULL"
+    )
 
 
 # ---------------------------------------------------------------- events
@@ -329,15 +354,12 @@ def _open_events(
     )
     try:
         row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL), "
-            "count(*) FILTER (WHERE __bad IS NULL AND l.lead_id IS NULL), "
-            "count(DISTINCT e.lead_id) FILTER (WHERE __bad IS NULL AND l.lead_id IS NULL) "
-            "FROM events_src e LEFT JOIN (SELECT lead_id FROM leads_view) l ON e.lead_id = l.lead_id"
+            "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
         ).fetchone()
     except duckdb.Error as e:
         raise _duck_error(path, e) from None
     assert row is not None
-    total, n_bad, orphans, orphan_ids = (int(x or 0) for x in row)
+    total, n_bad = (int(x or 0) for x in row)
     if fmt == "csv":
         rej = _rejects(con, "leadscore_rej_events")
         bad.add(rej, len(rej))
@@ -346,9 +368,7 @@ def _open_events(
             f"SELECT __line, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
         ).fetchall()
         bad.add([(int(a), str(b)) for a, b in rows], n_bad)
-    inputs.events = total - n_bad - orphans
-    inputs.orphan_events = orphans
-    inputs.orphan_lead_ids = orphan_ids
+    inputs.events = total - n_bad
     where = "WHERE __bad IS NULL" if n_bad else ""
     con.execute(
         "CREATE OR REPLACE TEMP VIEW events_view AS "
