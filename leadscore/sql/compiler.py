@@ -63,6 +63,7 @@ def _bool(e: exp.Expr) -> exp.Expr:
 @dataclass
 class _Leafs:
     dialect: str
+    fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -92,36 +93,58 @@ class _Leafs:
         )
 
     def leaf(self, leaf: Leaf, read: Reader) -> exp.Expr:
-        x = read(leaf.path)
         op, v = leaf.op, leaf.value
+        if self.fields is not None:
+            # each field's text form and number are computed once, in a subquery (fields)
+            idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
+
+            def norm() -> exp.Expr:
+                return exp.column(f"n{idx}")
+
+            def number() -> exp.Expr:
+                return exp.column(f"x{idx}")
+
+            def present() -> exp.Expr:
+                return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
+
+        else:
+            x = read(leaf.path)
+
+            def norm() -> exp.Expr:
+                return self.norm(x.copy())
+
+            def number() -> exp.Expr:
+                return self.number(x.copy())
+
+            def present() -> exp.Expr:
+                return self.present(x.copy())
+
         if op == "exists":
-            pres = _bool(self.present(x))
+            pres = _bool(present())
             return pres if v else exp.Not(this=pres)
         if op in ("gt", "gte", "lt", "lte"):
             cls = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE}[op]
             assert isinstance(v, float)
-            return _bool(cls(this=self.number(x), expression=_lit(v)))
+            return _bool(cls(this=number(), expression=_lit(v)))
         if op == "between":
             assert isinstance(v, tuple)
             lo, hi = v
-            return _bool(exp.Between(this=self.number(x), low=_lit(lo), high=_lit(hi)))
+            return _bool(exp.Between(this=number(), low=_lit(lo), high=_lit(hi)))
         if op in ("equals", "in", "not_in"):
             items = v if isinstance(v, tuple) else (v,)
             texts = [i for i in items if isinstance(i, str)]
             nums = [i for i in items if isinstance(i, float)]
             parts: list[exp.Expr] = []
             if texts:
-                parts.append(exp.In(this=self.norm(x), expressions=[_lit(t) for t in texts]))
+                parts.append(exp.In(this=norm(), expressions=[_lit(t) for t in texts]))
             if nums:
-                parts.append(
-                    exp.In(this=self.number(x.copy()), expressions=[_lit(n) for n in nums])
-                )
+                parts.append(exp.In(this=number(), expressions=[_lit(n) for n in nums]))
             hit = _bool(exp.or_(*parts) if len(parts) > 1 else parts[0])
             if op == "not_in":
-                return exp.and_(_bool(self.present(x.copy())), exp.Not(this=hit))
+                return exp.and_(_bool(present()), exp.Not(this=hit))
             return hit
         assert isinstance(v, str)
-        t = self.norm(x)
+        t = norm()
         s = exp.Literal.string(v)
         if op == "contains":
             return _bool(
@@ -148,6 +171,21 @@ class _Leafs:
         if op == "matches":
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")
+
+    def field_columns(self) -> list[exp.Expr]:
+        """The precomputed columns for every field the leaves read: ``n<i>`` its normalised
+        text (NULL when absent), ``x<i>`` its number (NULL when not a number)."""
+        assert self.fields is not None
+        cols: list[exp.Expr] = []
+        for idx, x in self.fields.values():
+            cols.append(
+                exp.alias_(
+                    exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
+                    f"n{idx}",
+                )
+            )
+            cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
+        return cols
 
     def condition(self, cond: Condition, read: Reader) -> exp.Expr:
         if isinstance(cond, Leaf):
@@ -309,17 +347,21 @@ def compile_score(
     L = _Leafs(dialect)
     lead_id = source.lead_id_col()
 
-    # f: fit rule points per lead
-    f_cols: list[exp.Expr] = [exp.alias_(lead_id, "lead_id")]
+    # f: fit rule points per lead, over each trait's text and number computed once (fx)
+    LF = _Leafs(dialect, fields={})
+    f_cols: list[exp.Expr] = [_c("lead_id")]
     for i, r in enumerate(model.fit_rules):
-        cond = L.condition(r.when, lambda p: source.lead_text(p, dialect))
+        cond = LF.condition(r.when, lambda p: source.lead_text(p, dialect))
         f_cols.append(
             exp.alias_(
                 exp.Case(ifs=[exp.If(this=cond, true=_dbl(r.points))], default=_dbl(0)),
                 f"f{i}",
             )
         )
-    f = exp.select(*f_cols).from_(source.leads_table())
+    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns()).from_(source.leads_table())
+    f = exp.select(*f_cols).from_(
+        exp.Subquery(this=fx, alias=exp.TableAlias(this=exp.to_identifier("fx")))
+    )
     query = exp.select("*").with_("f", as_=f)
 
     has_events = bool(model.engagement_rules)
