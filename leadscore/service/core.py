@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
@@ -39,13 +40,16 @@ def iso(us: int | None) -> str | None:
 
 
 def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:  # a value orjson does not know (e.g. a very large integer)
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _loads(v: Any) -> Any:
     if v is None or isinstance(v, dict | list):
         return v
-    return json.loads(v)
+    return orjson.loads(v)
 
 
 class NoModelError(LeadscoreError):
@@ -507,6 +511,7 @@ class Service:
             clock = max(clock, ts)
 
         # an identify or group call may have changed fit: decide at its time too
+        steps: list[tuple[int, list[float], list[bool]]] = []
         for ts, ev in sorted(
             [(m.ts_us, m) for m in new] + [(x, None) for x in times if x >= scored_at],
             key=lambda p: (p[0], p[1] is None),
@@ -523,12 +528,21 @@ class Service:
                     expiry = ev.ts_us + window_us + 1
                     rescore_at = expiry if rescore_at is None else min(rescore_at, expiry)
             if not qualified:
-                s = scorer.finish(held, sums, counted)
+                steps.append((ts, list(sums), list(counted)))
+        decay_to(at)
+        score = scorer.finish(held, sums, counted)
+        if (
+            not qualified
+            and steps
+            and (score.mql or _may_have_qualified(active, score, steps[0][0], at))
+        ):
+            # the first step at which it qualified: that event's time is mql_at
+            for ts, st_sums, st_counted in steps:
+                s = scorer.finish(held, st_sums, st_counted)
                 if s.mql:
                     self._qualify(conn, lead, ts, _mql_reason(model, s), active.version, s)
                     qualified = became = True
-        decay_to(at)
-        score = scorer.finish(held, sums, counted)
+                    break
         if not qualified and score.mql:
             self._qualify(conn, lead, max(times), _mql_reason(model, score), active.version, score)
             became = True
@@ -767,6 +781,21 @@ def _event(name: str, ts_us: int, props: Any) -> Event:
     ev.timestamp = _EPOCH + timedelta(microseconds=ts_us)
     ev._raw = props
     return ev
+
+
+def _may_have_qualified(active: ActiveModel, now: LeadScore, since: int, at: int) -> bool:
+    """Whether a lead that is not an MQL at ``at`` may have been one at some instant since
+    ``since``: engagement then was at most engagement now undone by the decay in between
+    (with no negative engagement rules, the only thing that lowers a score over time)."""
+    m = active.model
+    if any(r.points < 0 for r in m.engagement_rules):
+        return True
+    if m.min_fit is not None and now.fit < m.min_fit:
+        return False
+    undo = 1.0
+    if m.half_life_days is not None:
+        undo = 2.0 ** (((at - since) / 1e6) / (m.half_life_days * 86400.0))
+    return now.fit + now.engagement * undo >= m.threshold
 
 
 def _could_qualify(
