@@ -205,7 +205,9 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
         except UnicodeDecodeError as e:
             raise ApiError(400, "bad_encoding", f"the body is not UTF-8 (byte {e.start})") from None
         try:
-            return orjson.loads(data)
+            value = orjson.loads(data)
+            request.state.strict_json = True
+            return value
         except orjson.JSONDecodeError:
             pass  # strict JSON failed: the standard parser also reads NaN and Infinity, which
             # Python clients send, so such messages are refused one by one, not the whole batch
@@ -237,13 +239,14 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
             else None
         )
         good, rejected = [], []
+        strict = bool(getattr(request.state, "strict_json", False))
         for i, msg in enumerate(batch):
             if default_type is not None and isinstance(msg, dict):
                 msg = {**msg, "type": msg.get("type") or default_type}
             if context and isinstance(msg, dict) and "context" not in msg:
                 msg = {**msg, "context": context}
             try:
-                good.append((i, check_message(msg, received)))
+                good.append((i, check_message(msg, received, strict_json=strict)))
             except MessageError as e:
                 mid = msg.get("messageId") if isinstance(msg, dict) else None
                 rejected.append({"index": i, "messageId": mid, "reason": str(e)})

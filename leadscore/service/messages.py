@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from ..engine import us_of
 
 __all__ = [
@@ -116,12 +118,29 @@ def _object(msg: dict[str, Any], key: str) -> dict[str, Any] | None:
     return v
 
 
-def check_message(msg: Any, received_us: int, size: int | None = None) -> Message:
-    """The message as stored, or MessageError naming the field that is wrong."""
+def check_message(
+    msg: Any, received_us: int, size: int | None = None, *, strict_json: bool = False
+) -> Message:
+    """The message as stored, or MessageError naming the field that is wrong.
+
+    ``strict_json``: the body was parsed as strict JSON (no NaN or Infinity can be in it), which
+    lets the common case skip walking the message."""
     if not isinstance(msg, dict):
         raise MessageError("a message must be a JSON object")
-    if size is None:
-        size = len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
+    walk = True
+    try:
+        encoded = orjson.dumps(msg)
+        if size is None:
+            size = len(encoded)
+        # no NUL escape and fewer brackets than the depth limit: nothing for the walk to find
+        walk = (
+            not strict_json
+            or b"\\u0000" in encoded
+            or encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH
+        )
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+        if size is None:
+            size = len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_MESSAGE_BYTES:
         raise MessageError(
             f"the message is {size:,} bytes; the limit is {MAX_MESSAGE_BYTES:,} (32 KB)"
@@ -132,7 +151,7 @@ def check_message(msg: Any, received_us: int, size: int | None = None) -> Messag
     if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
         raise MessageError(f"type {kind!r} is not one of " + ", ".join(TYPES))
     kind = kind.strip().lower()
-    if _depth(msg, MAX_DEPTH) > MAX_DEPTH:
+    if walk and _depth(msg, MAX_DEPTH) > MAX_DEPTH:
         raise MessageError(f"the message is nested deeper than {MAX_DEPTH} levels")
     user_id = _id(msg, "userId")
     anonymous_id = _id(msg, "anonymousId")
