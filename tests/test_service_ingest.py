@@ -454,3 +454,21 @@ def test_an_open_read_does_not_hold_up_ingest(api: Api) -> None:
         resp = api.send(page("u1", "/pricing/teams"))
         assert resp.status_code == 200, resp.text
         assert api.lead("u1")["recent_events"][0]["properties"] == {"path": "/pricing/teams"}
+
+
+def test_single_endpoints_take_the_type_in_any_case_and_refuse_another(api: Api) -> None:
+    msg = {**page("u-case", "/pricing"), "type": "PAGE"}
+    resp = api.post("/v1/page", msg, basic(api.write_key))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 1
+    other = api.post("/v1/page", {**page("u-case", "/"), "type": "track"}, basic(api.write_key))
+    assert_error(other, 400, "invalid_message")
+    assert api.count(t.events, t.events.c.lead_id == "u-case") == 1
+
+
+def test_a_body_longer_than_the_limit_on_the_wire_is_refused_before_it_is_read(api: Api) -> None:
+    big = b'{"batch": [' + b" " * (600 * 1024) + b"]}"
+    resp = api.post("/v1/batch", big, basic(api.write_key))
+    err = assert_error(resp, 413, "too_large")
+    assert "614,4" in err["message"] and "512,000" in err["message"]
+    assert api.count(t.events) == 0

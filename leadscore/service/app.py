@@ -178,8 +178,19 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
             raise ApiError(
                 415, "unsupported_media_type", f"content type {ctype!r}; send application/json"
             )
-        raw = await request.body()
         encoding = request.headers.get("content-encoding", "").lower().strip()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            # compressed or not, a body this long on the wire is over the limit once read
+            raise ApiError(
+                413, "too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}"
+            )
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise ApiError(413, "too_large", f"the body is over {limit:,} bytes")
+        raw = bytes(buf)
         if encoding in ("gzip", "deflate"):
             try:
                 d = zlib.decompressobj(wbits=47 if encoding == "gzip" else 15)
@@ -285,7 +296,8 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
             body = await _body(request, MAX_BATCH_BYTES)
             if not isinstance(body, dict):
                 raise ApiError(400, "invalid_message", "the body must be a JSON object")
-            if body.get("type") not in (None, kind):
+            given = body.get("type")
+            if given is not None and (not isinstance(given, str) or given.strip().lower() != kind):
                 raise ApiError(
                     400, "invalid_message", f"type {body.get('type')!r} sent to /v1/{kind}"
                 )
