@@ -52,7 +52,7 @@ def free_port() -> int:
 
 def make_batches(n_events: int, n_leads: int, seed: int = 1) -> list[list[dict]]:
     """Messages as a website sends them: one identify per lead first, then page views and
-    track events as they happen (stamped when sent), in batches of 100."""
+    track events as they happen (stamped just before the run), in batches of 100."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     msgs: list[dict] = []
@@ -144,7 +144,19 @@ class Server:
 
 def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> dict:
     lock = threading.Lock()
-    todo = list(enumerate(batches))
+    # bodies are made before the clock starts, as a client's queue holds them: each event
+    # stamped when it happened, the batch sent a moment later
+    stamp = datetime.now(UTC).isoformat()
+    bodies = [
+        json.dumps(
+            {
+                "batch": [m if m.get("timestamp") else {**m, "timestamp": stamp} for m in b],
+                "sentAt": stamp,
+            }
+        ).encode()
+        for b in batches
+    ]
+    todo = list(enumerate(bodies))
     latencies: list[float] = []
     failures = 0
 
@@ -157,10 +169,7 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
                 with lock:
                     if not todo:
                         return
-                    _, batch = todo.pop(0)
-                sent = datetime.now(UTC).isoformat()
-                stamped = [m if m.get("timestamp") else {**m, "timestamp": sent} for m in batch]
-                body = json.dumps({"batch": stamped, "sentAt": sent})
+                    _, body = todo.pop(0)
                 t0 = time.perf_counter()
                 r = client.post(
                     "/v1/batch", content=body, headers={"Content-Type": "application/json"}

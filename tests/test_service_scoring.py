@@ -440,3 +440,28 @@ def test_starting_with_a_model_file_activates_it_once(api: Api) -> None:
     with pytest.raises(ModelError, match=r"leadscore\.yaml:7:7: unknown key 'pionts'"):
         api.service.ensure_model(BAD_MODEL, "leadscore.yaml", "cli:leadscore.yaml")
     assert api.service.active.version == 2
+
+
+def test_late_events_are_carried_into_the_stored_score_and_a_late_qualifier_sets_mql_at(
+    api: Api,
+) -> None:
+    """Events older than a lead's last score (a queued client flushing late, a second source)
+    are added decayed; one that may have qualified the lead earlier re-scores its history."""
+    api.ok(
+        identify("late", {"title": "Head of Growth"}),
+        page("late", "/", timestamp=ago(0, minutes=1)),
+    )
+    # late and not enough to qualify: the stored score is still the engine's
+    api.ok(
+        page("late", "/pricing", timestamp=ago(10)),
+        track("late", "Webinar Attended", timestamp=ago(5)),
+    )
+    assert_matches(api.row("late"), api.reference("late"))
+    assert api.row("late").stage == "lead"
+    # late and qualifying: with a demo request four days ago it crossed the threshold then
+    demo_at = ago(4)
+    api.ok(track("late", "Demo Requested", timestamp=demo_at))
+    row = api.row("late")
+    assert_matches(row, api.reference("late"))
+    assert row.stage == "mql" and row.mql_at_us == us(parse_iso(demo_at))
+    assert row.mql_reason.startswith("score ") and row.mql_reason.endswith("threshold 50")

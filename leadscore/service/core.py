@@ -343,11 +343,17 @@ class Service:
             updates = []
             for lead in sorted(touched):
                 traits, stage = leads[lead]
+                got = None
                 if lead in quick:
-                    values, qualified = self._advance(
+                    got = self._advance(
                         conn, active, lead, traits, stage, arrived.get(lead, []), touched[lead], at
                     )
+                if got is not None:
+                    values, qualified = got
                 else:
+                    if lead not in events:  # a late event may have qualified it: full history
+                        since = min(min(touched[lead]), at)
+                        events.update(self._events_for(conn, active, [lead], since))
                     values, qualified = self._rescore(
                         conn, active, lead, traits, stage, events.get(lead, []), touched[lead], at
                     )
@@ -468,15 +474,15 @@ class Service:
         return self._events_for(conn, active, [lead], at).get(lead, [])
 
     def _can_advance(self, active: ActiveModel, lead: str, new: list[Message], at: int) -> bool:
-        """True when the lead's stored parts are exact and its new events all follow them in
-        time: the live case, where events arrive as they happen."""
+        """True when the lead's stored parts are exact and none of its new events is in the
+        future. Events older than the parts (late ones) are added decayed to the parts' time."""
         got = self._ctx.parts.get(lead)
         if got is None:
             return False
-        parts, scored_at, rescore_at = got
+        parts, _scored_at, rescore_at = got
         if parts.get("v") != active.version or (rescore_at is not None and at >= rescore_at):
             return False
-        return all(scored_at <= m.ts_us <= at for m in new)
+        return all(m.ts_us <= at for m in new)
 
     def _advance(
         self,
@@ -488,9 +494,11 @@ class Service:
         new: list[Message],
         times: list[int],
         at: int,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[dict[str, Any], bool] | None:
         """Carry the stored parts forward: decay them to each new event's time, add its points,
-        and decide MQL at that instant. Exact up to floating-point rounding."""
+        and decide MQL at that instant. Exact up to floating-point rounding. None when a late
+        event may have made the lead an MQL at an earlier instant: only its whole history can
+        tell when, so the caller re-scores it from its events."""
         parts, scored_at, rescore_at = self._ctx.parts[lead]
         scorer = active.scorer
         model = active.model
@@ -502,6 +510,7 @@ class Service:
         clock = scored_at
         qualified = stage == "mql"
         became = False
+        late_events = False
 
         def decay_to(ts: int) -> None:
             nonlocal clock, sums
@@ -519,10 +528,17 @@ class Service:
             decay_to(ts)
             if ev is not None:
                 assert ev.event is not None
+                if window_us is not None and ev.ts_us < at - window_us:
+                    continue  # already outside the window: it never counts
                 e = _event(ev.event, ev.ts_us, ev.properties or {})
                 hits = scorer.matches(e)
+                late = 1.0
+                if ev.ts_us < clock:
+                    late_events = True
+                    if half_s is not None:
+                        late = 0.5 ** (((clock - ev.ts_us) / 1e6) / half_s)
                 for i, pts in hits:
-                    sums[i] += pts
+                    sums[i] += pts * late
                     counted[i] = True
                 if window_us is not None and hits:
                     expiry = ev.ts_us + window_us + 1
@@ -531,6 +547,12 @@ class Service:
                 steps.append((ts, list(sums), list(counted)))
         decay_to(at)
         score = scorer.finish(held, sums, counted)
+        if (
+            late_events
+            and not qualified
+            and (score.mql or _may_have_qualified(active, score, min(m.ts_us for m in new), at))
+        ):
+            return None
         if (
             not qualified
             and steps
