@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,6 +143,17 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def run_threads(worker: Callable[[], None], n: int) -> float:
+    """Run ``n`` copies of ``worker`` at once; the wall time until the last one ends."""
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0
+
+
 def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> dict:
     lock = threading.Lock()
     # bodies are made before the clock starts, as a client's queue holds them: each event
@@ -180,13 +192,7 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
                     if r.status_code != 200:
                         failures += 1
 
-    threads = [threading.Thread(target=worker) for _ in range(senders)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(worker, senders)
     n = sum(len(b) for b in batches)
     latencies.sort()
     return {
@@ -237,13 +243,7 @@ def storage_floor(url: str, batches: list[list[dict]], senders: int) -> dict:
             with engine.begin() as conn:
                 conn.execute(sa.insert(events), data)
 
-    threads = [threading.Thread(target=worker) for _ in range(senders)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(worker, senders)
     n = sum(len(b) for b in batches)
     engine.dispose()
     return {"events": n, "seconds": wall, "events_per_s": n / wall}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..model.schema import EngagementRule, FitRule, Model
+from ..model.schema import EngagementRule, FitRule, Model, leaves
 from ..model.values import lookup, norm_text
 from .conditions import Predicate, compile_condition
 
@@ -279,7 +279,7 @@ class Scorer:
         fit_raw = 0.0
         for r, pred in self._fit:
             hit = pred(traits)
-            fields = sorted(_fields(r.when))
+            fields = sorted({leaf.field for leaf in leaves(r.when)})
             values = tuple((f, lookup(traits, tuple(f.split(".")))) for f in fields)
             fit_raw += r.points if hit else 0.0
             pts = r.points if hit else 0.0
@@ -322,18 +322,3 @@ class Scorer:
             ignored_old=old,
             unmatched_events=unmatched,
         )
-
-
-def _fields(cond: Any) -> set[str]:
-    from ..model.schema import All, Any, Leaf, Not
-
-    if isinstance(cond, Leaf):
-        return {cond.field}
-    if isinstance(cond, All | Any):
-        out: set[str] = set()
-        for c in cond.conditions:
-            out |= _fields(c)
-        return out
-    if isinstance(cond, Not):
-        return _fields(cond.condition)
-    return set()

@@ -12,6 +12,7 @@ from .schema import (
     Model,
     Not,
     Rule,
+    leaves,
 )
 from .values import lookup, nest, norm_text, number_of, text_of
 
@@ -26,6 +27,7 @@ __all__ = [
     "Model",
     "Not",
     "Rule",
+    "leaves",
     "load_model",
     "lookup",
     "nest",

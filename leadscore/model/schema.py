@@ -66,6 +66,17 @@ class Not:
 Condition = Leaf | All | Any | Not
 
 
+def leaves(cond: Condition | None) -> list[Leaf]:
+    """Every leaf of a condition, in file order (what the condition reads)."""
+    if cond is None:
+        return []
+    if isinstance(cond, Leaf):
+        return [cond]
+    if isinstance(cond, Not):
+        return leaves(cond.condition)
+    return [leaf for c in cond.conditions for leaf in leaves(c)]
+
+
 @dataclass(frozen=True)
 class FitRule:
     name: str

@@ -13,8 +13,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from ..model.schema import All, Condition, Leaf, Model, Not
-from ..model.schema import Any as AnyCond
+from ..model.schema import Condition, Model, leaves
 from .compiler import score_sql as _score_sql
 from .sources import ColumnTables, json_path
 
@@ -32,18 +31,7 @@ TRAITS_COLUMN = "__traits"
 
 
 def fields_of(cond: Condition | None) -> set[Path]:
-    if cond is None:
-        return set()
-    if isinstance(cond, Leaf):
-        return {cond.path}
-    if isinstance(cond, All | AnyCond):
-        out: set[Path] = set()
-        for c in cond.conditions:
-            out |= fields_of(c)
-        return out
-    if isinstance(cond, Not):
-        return fields_of(cond.condition)
-    return set()
+    return {leaf.path for leaf in leaves(cond)}
 
 
 def _q(name: str) -> exp.Identifier:
