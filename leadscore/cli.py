@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -179,7 +180,7 @@ def score(
     m = _load(model)
     when = parse_as_of(as_of)
     started = time.perf_counter()
-    with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else _null():
+    with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
         batch = run(m, leads, events, when, segment=segment, skip_bad_rows=skip_bad_rows)
         if fmt == "table":
             table = batch.materialise()
@@ -189,14 +190,6 @@ def score(
             n = batch.write(fmt, None, output)
     if not quiet:
         _report(batch.inputs, n, when, time.perf_counter() - started, output)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from ..errors import BadRowsError, InputError
-from ..sql.duckdb import _tid
+from ..sql.duckdb import type_name
 
 __all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_files"]
 
@@ -83,7 +83,6 @@ class Inputs:
     orphan_events: int = 0
     orphan_lead_ids: int = 0
     anonymous_events: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _check_file(path: Path) -> None:
@@ -95,9 +94,21 @@ def _check_file(path: Path) -> None:
         raise InputError("the file is empty", file=str(path))
 
 
-def _columns(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
-    rel = con.sql(f"SELECT * FROM ({sql}) LIMIT 0")
+def _columns(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> dict[str, Any]:
+    """The columns and types of a file's source query; a file DuckDB cannot read is an InputError."""
+    try:
+        rel = con.sql(f"SELECT * FROM ({sql}) LIMIT 0")
+    except duckdb.Error as e:
+        raise _duck_error(path, e) from None
     return dict(zip(rel.columns, rel.types, strict=True))
+
+
+def _parquet_sql(path: Path) -> str:
+    """A Parquet file with ``__line``: the row's position, counted from 2 like a CSV's lines."""
+    return (
+        "SELECT file_row_number + 1 AS __line, * FROM "
+        f"read_parquet({_lit(str(path))}, file_row_number=true)"
+    )
 
 
 def _require(cols: dict[str, Any], name: str, path: Path, what: str) -> None:
@@ -181,10 +192,7 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
     """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits."""
     if fmt == "csv":
         src = _csv_sql(path, "leadscore_rej_leads")
-        try:
-            cols = _columns(con, src)
-        except duckdb.Error as e:
-            raise _duck_error(path, e) from None
+        cols = _columns(con, src, path)
         _require(cols, "lead_id", path, "leads")
         body = f"SELECT * FROM ({src})"
         bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
@@ -203,11 +211,8 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
             "WHERE nullif(trim(j), '') IS NOT NULL)"
         )
     else:
-        src = f"SELECT file_row_number + 1 AS __line, * FROM read_parquet({_lit(str(path))}, file_row_number=true)"
-        try:
-            cols = _columns(con, src)
-        except duckdb.Error as e:
-            raise _duck_error(path, e) from None
+        src = _parquet_sql(path)
+        cols = _columns(con, src, path)
         _require(cols, "lead_id", path, "leads")
         body = (
             f"SELECT * EXCLUDE (file_row_number) REPLACE (CAST(lead_id AS VARCHAR) AS lead_id) "
@@ -268,7 +273,7 @@ _TS_TEXT = "try_cast(try_cast(nullif(trim({c}), '') AS TIMESTAMPTZ) AS TIMESTAMP
 
 
 def _ts_expr(col: str, dtype: Any, path: Path) -> str:
-    tid = _tid(dtype)
+    tid = type_name(dtype)
     c = _q(col)
     if tid in ("timestamp", "timestamp_ns", "timestamp_ms", "timestamp_s", "date"):
         return f"CAST({c} AS TIMESTAMP)"
@@ -304,20 +309,14 @@ def _events_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> str:
             "WHEN json_type(d) <> 'OBJECT' THEN 'not a JSON object' END AS __bad0 "
             f"FROM ({lines})"
         )
-    if fmt == "csv":
-        src = _csv_sql(path, "leadscore_rej_events")
-    else:
-        src = f"SELECT file_row_number + 1 AS __line, * FROM read_parquet({_lit(str(path))}, file_row_number=true)"
-    try:
-        cols = _columns(con, src)
-    except duckdb.Error as e:
-        raise _duck_error(path, e) from None
+    src = _csv_sql(path, "leadscore_rej_events") if fmt == "csv" else _parquet_sql(path)
+    cols = _columns(con, src, path)
     for name in ("lead_id", "event", "timestamp"):
         _require(cols, name, path, "events")
     ts = _ts_expr("timestamp", cols["timestamp"], path)
     ts_text = 'CAST("timestamp" AS VARCHAR)'
     if "properties" in cols:
-        tid = _tid(cols["properties"])
+        tid = type_name(cols["properties"])
         props = '"properties"'
         if tid == "varchar":
             props = 'CASE WHEN json_valid("properties") THEN CAST("properties" AS JSON) END'

@@ -1,4 +1,4 @@
-"""Run the scoring query in DuckDB over the views leadscore.io makes of the user's files.
+"""How the scoring query reads the DuckDB views leadscore.io makes of the user's files.
 
 The views have a canonical shape (see leadscore.io): leads ``lead_id`` plus one column per trait
 (dotted names or STRUCT columns), events ``lead_id, event, ts, properties``. This adapter looks at
@@ -7,17 +7,15 @@ the column types once and tells the compiler how to read each field the model us
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import duckdb
 from sqlglot import exp
 
 from ..model.schema import Condition, Model, leaves
-from .compiler import score_sql as _score_sql
 from .sources import ColumnTables, json_path
 
-__all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "score_sql", "text_expr"]
+__all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "text_expr"]
 
 EMPTY_EVENTS = (
     "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
@@ -38,7 +36,7 @@ def _q(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
-def _tid(dtype: Any) -> str:
+def type_name(dtype: Any) -> str:
     """DuckDB's type name in lower case; JSON (a VARCHAR underneath) is ``json``."""
     if str(dtype).upper() == "JSON":
         return "json"
@@ -47,7 +45,7 @@ def _tid(dtype: Any) -> str:
 
 def text_expr(value: exp.Expr, dtype: Any) -> exp.Expr:
     """The text form (leadscore/model/values.py) of a DuckDB value of type ``dtype``."""
-    tid = _tid(dtype)
+    tid = type_name(dtype)
     if tid == "varchar":
         return value
     if tid == "json":
@@ -74,7 +72,7 @@ def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None
         dtype = columns[head]
         rest = path[cut:]
         for i, part in enumerate(rest):
-            tid = _tid(dtype)
+            tid = type_name(dtype)
             if tid == "struct":
                 children = dict(dtype.children)
                 if part not in children:
@@ -141,20 +139,3 @@ def column_source(
         lead_fields=lead_fields,
         event_fields=event_fields,
     )
-
-
-def score_sql(
-    con: duckdb.DuckDBPyConnection,
-    model: Model,
-    inputs: Any,
-    as_of: datetime,
-    *,
-    detail: bool = False,
-) -> str:
-    """The scoring query over ``inputs.leads_view`` / ``inputs.events_view`` in this connection.
-
-    Returns ``lead_id, fit, engagement, score, grade, mql, fast_track, reasons`` (reasons a list
-    of ``{rule, points}`` structs; numbers rounded to 2 decimals).
-    """
-    source = column_source(con, model, inputs.leads_view, getattr(inputs, "events_view", None))
-    return _score_sql(model, source, as_of, "duckdb", detail=detail)
