@@ -260,7 +260,9 @@ class Service:
                         "ts_us": m.ts_us,
                         "received_at_us": at,
                         "properties": _json_param(m.properties, self.dialect),
-                        "message": _json_param(m.raw, self.dialect),
+                        "message": m.encoded
+                        if m.encoded is not None and self.dialect != "postgresql"
+                        else _json_param(m.raw, self.dialect),
                     }
                 )
             inserted = self._insert_events(conn, rows)

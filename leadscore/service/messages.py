@@ -55,6 +55,7 @@ class Message:
     traits: dict[str, Any] | None
     group_id: str | None
     raw: dict[str, Any]
+    encoded: str | None = None  # ``raw`` as compact JSON, when it was made while checking
 
 
 def _depth(v: Any, limit: int) -> int:
@@ -128,6 +129,7 @@ def check_message(
     if not isinstance(msg, dict):
         raise MessageError("a message must be a JSON object")
     walk = True
+    encoded: bytes | None = None
     try:
         encoded = orjson.dumps(msg)
         if size is None:
@@ -200,4 +202,5 @@ def check_message(
         traits=traits,
         group_id=group_id,
         raw=msg,
+        encoded=encoded.decode() if encoded is not None else None,
     )
