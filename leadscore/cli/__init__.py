@@ -1,0 +1,158 @@
+"""The ``leadscore`` command: a thin front end over leadscore.model, leadscore.batch and leadscore.sql.
+
+Every error meant for a user is a LeadscoreError: it is printed as ``Error: …`` on stderr with
+exit code 1 (2 for a usage mistake, as Click does). Anything else is a bug; it is reported in one
+line, and ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import __version__
+from ..errors import ConfigError, LeadscoreError
+from ..model import Model, load_model
+
+app = typer.Typer(
+    name="leadscore",
+    help="Lead scoring and MQL handoff: score leads with a model you can read, test and version.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"leadscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback for unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug or bool(os.environ.get("LEADSCORE_DEBUG"))
+
+
+def parse_as_of(text: str | None) -> datetime:
+    """``--as-of``: an ISO 8601 date or timestamp (no offset means UTC); absent means now."""
+    if text is None or text.strip().lower() == "now":
+        return datetime.now(UTC)
+    s = text.strip()
+    try:
+        ts = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {text!r} is not a date or timestamp; write it like 2026-06-01 or "
+            "2026-06-01T09:30:00Z (no offset means UTC)"
+        ) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _load(model: Path) -> Model:
+    if not model.exists():
+        hint = (
+            " Run `leadscore init` to write a starter model."
+            if model.name == "leadscore.yaml"
+            else ""
+        )
+        raise ConfigError(f"{model}: no such model file.{hint}")
+    return load_model(model)
+
+
+ModelArg = Annotated[Path, typer.Argument(help="The scoring model (YAML).", show_default=True)]
+LeadsOpt = Annotated[
+    Path | None,
+    typer.Option("--leads", help="Leads: CSV, JSON Lines or Parquet; a lead_id column."),
+]
+EventsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--events",
+        help="Events: CSV, JSON Lines or Parquet; lead_id, event, timestamp, properties.",
+    ),
+]
+SegmentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--segment",
+        help="Segment messages (identify/group/track/page) as JSON Lines, instead of --leads/--events.",
+    ),
+]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Score at this instant (ISO 8601; default: now, UTC).")
+]
+SkipOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-rows",
+        help="Skip rows that cannot be read (and count them) instead of stopping.",
+    ),
+]
+
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="LEADSCORE_DATABASE_URL",
+        help="Default: sqlite:///leadscore.db (./leadscore.db).",
+    ),
+]
+
+
+def main() -> None:
+    """Entry point: run the app and turn every error into a message, never a traceback."""
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except LeadscoreError as e:
+        err.print(f"Error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as e:  # a bug: say so plainly, show details only on request
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # Click's usage errors
+            e.show()
+            sys.exit(e.exit_code)
+        if _debug:
+            raise
+        err.print(
+            f"Error: unexpected {type(e).__name__}: {e}\n"
+            "This is a bug in leadscore; run again with --debug for details and report it.",
+            markup=False,
+        )
+        sys.exit(70)
+
+
+# the commands register themselves on ``app``
+from . import batch as _batch  # noqa: E402, F401
+from . import service as _service  # noqa: E402, F401

@@ -1,0 +1,292 @@
+"""Batch commands: init, validate, score, explain, sql, demo."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError, ModelError
+from . import (
+    AsOfOpt,
+    EventsOpt,
+    LeadsOpt,
+    ModelArg,
+    SegmentOpt,
+    SkipOpt,
+    _load,
+    app,
+    err,
+    out,
+    parse_as_of,
+)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the model.")] = Path(
+        "leadscore.yaml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter model for a B2B SaaS company."""
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it")
+    text = (
+        resources.files("leadscore").joinpath("templates/starter.yaml").read_text(encoding="utf-8")
+    )
+    path.write_text(text, encoding="utf-8")
+    err.print(f"Wrote {path}. Next: leadscore validate {path}")
+
+
+@app.command()
+def validate(models: Annotated[list[Path], typer.Argument(help="Model files to check.")]) -> None:
+    """Check models; list every problem as FILE:LINE:COLUMN: message."""
+    failed = 0
+    for path in models:
+        try:
+            m = _load(path)
+        except ModelError as e:
+            failed += 1
+            for p in e.problems:
+                print(str(p), file=sys.stderr)
+            continue
+        print(
+            f"{path}: ok — model {m.name!r}: {len(m.fit_rules)} fit rules, "
+            f"{len(m.engagement_rules)} engagement rules, threshold {m.threshold:g}"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def score(
+    model: ModelArg = Path("leadscore.yaml"),
+    leads: LeadsOpt = None,
+    events: EventsOpt = None,
+    segment: SegmentOpt = None,
+    as_of: AsOfOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or table.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Rows shown by --format table (0: all).")
+    ] = 25,
+    skip_bad_rows: SkipOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
+    ] = False,
+) -> None:
+    """Score every lead: one record per lead with fit, engagement, score, grade, mql, reasons."""
+    from ..batch import OUTPUT_FORMATS, run
+
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    if fmt == "table" and output is not None:
+        raise ConfigError("--format table is for the terminal; write files as jsonl or csv")
+    m = _load(model)
+    when = parse_as_of(as_of)
+    started = time.perf_counter()
+    with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
+        batch = run(m, leads, events, when, segment=segment, skip_bad_rows=skip_bad_rows)
+        if fmt == "table":
+            table = batch.materialise()
+            _print_table(batch.con, table, limit)
+            n = batch.inputs.leads
+        else:
+            n = batch.write(fmt, None, output)
+    if not quiet:
+        _report(batch.inputs, n, when, time.perf_counter() - started, output)
+
+
+def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | None) -> None:
+    from ..io import Inputs
+
+    assert isinstance(inputs, Inputs)
+    where = f" to {output}" if output else ""
+    err.print(
+        f"Scored {n:,} lead{'s' if n != 1 else ''} ({inputs.events:,} events) at {when:%Y-%m-%dT%H:%M:%SZ}{where} "
+        f"in {secs:.1f} s."
+    )
+    for file, count in inputs.skipped.items():
+        err.print(f"Skipped {count:,} bad row{'s' if count != 1 else ''} in {file}.")
+    if inputs.orphan_events:
+        err.print(
+            f"{inputs.orphan_events:,} events for {inputs.orphan_lead_ids:,} lead ids that are not "
+            "in the leads file were not scored."
+        )
+    if inputs.anonymous_events:
+        err.print(f"{inputs.anonymous_events:,} anonymous events (no userId) were not scored.")
+
+
+def _print_table(con: object, table: str, limit: int) -> None:
+    import duckdb
+
+    assert isinstance(con, duckdb.DuckDBPyConnection)
+    lim = f"LIMIT {int(limit)}" if limit > 0 else ""
+    rows = con.execute(
+        f"SELECT lead_id, fit, engagement, score, grade, mql, fast_track, reasons FROM {table} "
+        f"ORDER BY score DESC, lead_id {lim}"
+    ).fetchall()
+    total_row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE mql) FROM {table}").fetchone()
+    total, mqls = (int(x) for x in total_row) if total_row else (0, 0)
+    t = Table(title=f"{total:,} leads, {mqls:,} MQLs — highest scores first", title_justify="left")
+    for col, just in [
+        ("lead", "left"),
+        ("fit", "right"),
+        ("engagement", "right"),
+        ("score", "right"),
+        ("grade", "center"),
+        ("MQL", "center"),
+        ("top reasons", "left"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for lead_id, fit, eng, sc, grade, mql, fast, reasons in rows:
+        top = ", ".join(f"{r['rule']} {r['points']:+g}" for r in (reasons or [])[:3])
+        t.add_row(
+            str(lead_id),
+            f"{fit:g}",
+            f"{eng:g}",
+            f"{sc:g}",
+            grade or "",
+            ("fast track" if fast and mql else "yes") if mql else "",
+            top,
+        )
+    out.print(t)
+    if limit > 0 and total > limit:
+        out.print(
+            f"Showing {limit} of {total:,}; --limit 0 shows all, --format jsonl/csv writes every lead."
+        )
+
+
+@app.command()
+def explain(
+    model: ModelArg = Path("leadscore.yaml"),
+    lead: Annotated[str, typer.Option("--lead", help="The lead_id to explain.")] = "",
+    leads: LeadsOpt = None,
+    events: EventsOpt = None,
+    segment: SegmentOpt = None,
+    as_of: AsOfOpt = None,
+    skip_bad_rows: SkipOpt = False,
+) -> None:
+    """Show how one lead's score is made: every rule, every event that counted, the decision."""
+    from ..batch import explain_lead
+    from ..io import open_inputs
+    from ..render import print_explanation
+
+    if not lead:
+        raise ConfigError("say which lead with --lead LEAD_ID")
+    m = _load(model)
+    when = parse_as_of(as_of)
+    inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
+    print_explanation(out, m, lead, explain_lead(m, inputs, lead, when))
+
+
+@app.command()
+def sql(
+    model: ModelArg = Path("leadscore.yaml"),
+    dialect: Annotated[
+        str,
+        typer.Option(
+            "--dialect", "-d", help="duckdb, postgres, sqlite, snowflake, bigquery or spark."
+        ),
+    ] = "duckdb",
+    as_of: AsOfOpt = None,
+    leads_table: Annotated[
+        str, typer.Option("--leads-table", help="Table of leads: lead_id and a JSON traits column.")
+    ] = "leads",
+    events_table: Annotated[
+        str,
+        typer.Option(
+            "--events-table", help="Table of events: lead_id, event, ts, JSON properties."
+        ),
+    ] = "events",
+    pretty: Annotated[bool, typer.Option("--pretty/--compact", help="Indent the SQL.")] = True,
+    jsonb: Annotated[
+        bool, typer.Option("--jsonb", help="PostgreSQL: traits and properties are jsonb, not json.")
+    ] = False,
+) -> None:
+    """Print the model as one SQL query for a warehouse or a dbt model."""
+    from ..sql import DIALECTS, JsonTables
+    from ..sql import score_sql as render
+
+    if dialect not in DIALECTS:
+        raise ConfigError(f"--dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
+    m = _load(model)
+    source = JsonTables(
+        leads=leads_table, events=events_table, ts="ts", ts_aware=False, jsonb=jsonb
+    )
+    text = render(m, source, parse_as_of(as_of), dialect, pretty=pretty)
+    print(
+        f"-- leadscore model {m.name!r} as {dialect} SQL; tables: {leads_table}(lead_id, traits JSON), "
+        f"{events_table}(lead_id, event, ts TIMESTAMP in UTC, properties JSON)"
+    )
+    print(text.rstrip() + ";")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path, typer.Option("--dir", help="Where to write the demo data and model.")
+    ] = Path("leadscore-demo"),
+    leads_n: Annotated[int, typer.Option("--leads", help="How many leads to generate.")] = 5000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed gives the same data.")
+    ] = 42,
+) -> None:
+    """Generate a realistic data set, score it with the starter model and print a summary."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..batch import run, summary
+    from ..demo import DEMO_AS_OF, generate
+    from ..render import print_summary
+
+    if leads_n < 1:
+        raise ConfigError("--leads must be at least 1")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "leadscore.yaml"
+    if not model_path.exists():
+        text = (
+            resources.files("leadscore")
+            .joinpath("templates/starter.yaml")
+            .read_text(encoding="utf-8")
+        )
+        model_path.write_text(text, encoding="utf-8")
+    m = _load(model_path)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        step = progress.add_task(f"Generating {leads_n:,} leads and their events", total=3)
+        files = generate(out_dir, leads_n, seed=seed)
+        progress.update(step, advance=1, description="Scoring")
+        batch = run(m, files.leads, files.events, DEMO_AS_OF)
+        table = batch.materialise()
+        progress.update(step, advance=1, description="Writing scores")
+        batch.write("jsonl", None, out_dir / "scores.jsonl")
+        progress.update(step, advance=1)
+    print_summary(out, m, summary(batch.con, table), batch.inputs, DEMO_AS_OF)
+    some = batch.con.execute(
+        f"SELECT lead_id FROM {table} WHERE mql ORDER BY score DESC, lead_id LIMIT 1"
+    ).fetchone()
+    lead = some[0] if some else "L-000001"
+    d = out_dir
+    out.print(
+        f"\nFiles in {d}/: leadscore.yaml (the model), leads.csv, events.parquet, scores.jsonl.\n"
+        "Try next:\n"
+        f"  leadscore explain {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --lead {lead}\n"
+        f"  leadscore score {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --format table\n"
+        f"  leadscore sql {d}/leadscore.yaml --dialect snowflake",
+        soft_wrap=True,
+    )

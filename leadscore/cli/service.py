@@ -1,0 +1,169 @@
+"""Service commands: serve, keys, webhooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from . import DbOpt, _load, app, err, out
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Activate this model at start (validated first).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    database_url: DbOpt = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the live service: Segment-compatible ingest, real-time scores, MQL webhooks, read API."""
+    import uvicorn
+
+    from ..service.app import create_app
+    from ..store import open_engine
+
+    engine = open_engine(database_url)
+    app_ = create_app(engine)
+    if model is not None:
+        m = _load(model)  # the same errors as `leadscore validate`
+        info = app_.state.service.ensure_model(
+            model.read_text(encoding="utf-8"), str(model), f"cli:{model}"
+        )
+        what = (
+            "unchanged"
+            if info.get("unchanged")
+            else f"activated; {info.get('leads_rescored', 0)} leads re-scored"
+        )
+        err.print(f"Model {m.name!r} is version {info['version']} ({what}).")
+    elif app_.state.service._active is None:
+        err.print(
+            "No model is active yet: events are refused until you start with --model FILE or PUT /api/models."
+        )
+    err.print(
+        f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{port} (API docs at /docs)."
+    )
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+keys_app = typer.Typer(
+    help="Write keys (scope ingest) and API tokens (scopes read, admin).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for, e.g. website.")],
+    scope: Annotated[str, typer.Option("--scope", help="ingest, read or admin.")] = "ingest",
+    database_url: DbOpt = None,
+) -> None:
+    """Create a key; its secret is printed once and stored only as a hash."""
+    from ..service.auth import create_key
+    from ..store import open_engine
+
+    key_id, secret = create_key(open_engine(database_url), name, scope)
+    err.print(
+        f"Key {key_id} ({name}, scope {scope}). Keep the secret now; it cannot be shown again:"
+    )
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DbOpt = None) -> None:
+    """List keys (never their secrets)."""
+    from ..service.auth import list_keys
+    from ..store import open_engine
+
+    table = Table("id", "name", "scope", "starts with", "created", "revoked")
+    for k in list_keys(open_engine(database_url)):
+        table.add_row(
+            str(k["id"]),
+            k["name"],
+            k["scope"],
+            k["prefix"] + "…",
+            k["created_at"],
+            k["revoked_at"] or "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from ..service.auth import revoke_key
+    from ..store import open_engine
+
+    if not revoke_key(open_engine(database_url), key_id):
+        raise ConfigError(f"there is no active key {key_id}")
+    err.print(f"Key {key_id} revoked.")
+
+
+hooks_app = typer.Typer(help="Webhooks notified when a lead becomes an MQL.", no_args_is_help=True)
+app.add_typer(hooks_app, name="webhooks")
+
+
+@hooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="Where to POST notifications.")],
+    events: Annotated[
+        list[str], typer.Option("--events", help="Which notifications: lead.mql.")
+    ] = ["lead.mql"],  # noqa: B006
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Signing secret (default: a new random one).")
+    ] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Register a webhook; prints the secret that signs its deliveries."""
+    from ..service.webhooks import add_webhook
+    from ..store import open_engine
+
+    names = [e.strip() for x in events for e in x.split(",") if e.strip()]
+    hook = add_webhook(open_engine(database_url), url, names, secret)
+    err.print(
+        f"Webhook {hook['id']} → {url} for {', '.join(names)}. Verify X-Leadscore-Signature with this secret:"
+    )
+    print(hook["secret"])
+
+
+@hooks_app.command("list")
+def webhooks_list(database_url: DbOpt = None) -> None:
+    """List webhooks with their delivery counts."""
+    from ..service.webhooks import list_webhooks
+    from ..store import open_engine
+
+    table = Table("id", "url", "events", "active", "delivered", "pending", "failed")
+    for h in list_webhooks(open_engine(database_url)):
+        table.add_row(
+            str(h["id"]),
+            h["url"],
+            ",".join(h["events"]),
+            "yes" if h["active"] else "no",
+            str(h["delivered"]),
+            str(h["pending"]),
+            str(h["failed"]),
+        )
+    out.print(table)
+
+
+@hooks_app.command("remove")
+def webhooks_remove(
+    hook_id: Annotated[int, typer.Argument(help="The webhook's id.")], database_url: DbOpt = None
+) -> None:
+    """Stop notifying a webhook (its delivery log is kept)."""
+    from ..service.webhooks import remove_webhook
+    from ..store import open_engine
+
+    if not remove_webhook(open_engine(database_url), hook_id):
+        raise ConfigError(f"there is no webhook {hook_id}")
+    err.print(f"Webhook {hook_id} removed.")
