@@ -4,7 +4,15 @@
     ├── ModelError                  a scoring model is invalid; ``.problems`` lists every one
     ├── InputError                  a leads/events file cannot be read; names file and line
     │   └── BadRowsError            rows that cannot be read, when not skipping them
-    └── ConfigError                 a command was given options that cannot work together
+    ├── ConfigError                 a command was given options that cannot work together
+    │   └── MissingExtraError       an optional part is not installed (e.g. leadscore[serve])
+    ├── NotFoundError               a lead, model version, key or webhook does not exist   (404)
+    ├── InvalidRequestError         a request's parameters cannot work                     (422)
+    ├── BadMessageError             an ingested message cannot be accepted                 (400)
+    └── UnavailableError            the service cannot answer now; try again               (503)
+        └── NoModelError            no model is active yet                                 (503)
+
+The numbers are the HTTP status the API answers with (leadscore/api/errors.py holds the table).
 
 Front ends catch ``LeadscoreError`` and show its message; anything else is a bug and is
 shown with a traceback only under ``--debug``.
@@ -15,12 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BadMessageError",
     "BadRowsError",
     "ConfigError",
     "InputError",
+    "InvalidRequestError",
     "LeadscoreError",
+    "MissingExtraError",
     "ModelError",
+    "NoModelError",
+    "NotFoundError",
     "Problem",
+    "UnavailableError",
 ]
 
 
@@ -75,3 +89,27 @@ class BadRowsError(InputError):
 
 class ConfigError(LeadscoreError):
     pass
+
+
+class MissingExtraError(ConfigError):
+    """A command needs an optional part that is not installed."""
+
+
+class NotFoundError(LeadscoreError):
+    """What was asked for does not exist."""
+
+
+class InvalidRequestError(LeadscoreError):
+    """A request's parameters cannot work together or are out of range."""
+
+
+class BadMessageError(LeadscoreError):
+    """An ingested message cannot be accepted; the message says why."""
+
+
+class UnavailableError(LeadscoreError):
+    """The service cannot answer now (its database is down, no model is active); try again."""
+
+
+class NoModelError(UnavailableError):
+    """No scoring model is active yet."""

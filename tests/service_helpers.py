@@ -30,7 +30,7 @@ from leadscore.engine import Event, LeadScore, Scorer
 from leadscore.model import Model, parse_model
 from leadscore.service.app import create_app
 from leadscore.service.auth import create_key
-from leadscore.service.core import Service
+from leadscore.service.facade import Service
 from leadscore.store import open_engine
 from leadscore.store import schema as t
 

@@ -339,7 +339,7 @@ def test_model_versions_and_who_activated_them(api: Api) -> None:
     act = api.client.post("/api/models/2/activate", headers=admin)
     assert act.status_code == 200 and act.json()["leads_rescored"] == 1
     assert api.lead("u1")["reasons"][0]["rule"] == "Pricing"
-    assert_error(api.client.post("/api/models/9/activate", headers=admin), 400)
+    assert_error(api.client.post("/api/models/9/activate", headers=admin), 404, "not_found")
     models = api.get("/api/models").json()["models"]
     assert [(m["version"], m["active"], m["name"]) for m in models] == [
         (2, True, "service-test-v2"),

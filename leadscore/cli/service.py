@@ -43,7 +43,7 @@ def serve(
             else f"activated; {info.get('leads_rescored', 0)} leads re-scored"
         )
         err.print(f"Model {m.name!r} is version {info['version']} ({what}).")
-    elif app_.state.service._active is None:
+    elif app_.state.service.active_or_none is None:
         err.print(
             "No model is active yet: events are refused until you start with --model FILE or PUT /api/models."
         )

@@ -1,1 +1,1 @@
-"""The live service: Segment-compatible ingest, real-time scores, MQL handoff (see docs/service.md)."""
+"""The live service: ``Service`` (facade.py) is its one entry point."""

@@ -21,10 +21,10 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import LeadscoreError, ModelError
-from ..store import schema as t
+from ..errors import InvalidRequestError, LeadscoreError, ModelError, NoModelError, NotFoundError
 from .auth import find_key
-from .core import NoModelError, Service, iso, now_us
+from .common import now_us
+from .facade import Service
 from .messages import MAX_BATCH_BYTES, MessageError, check_message
 from .webhooks import Deliverer
 
@@ -106,6 +106,14 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
     @app.exception_handler(NoModelError)
     async def _no_model(_r: Request, e: NoModelError) -> JSONResponse:
         return _error(503, "no_model", str(e))
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_r: Request, e: NotFoundError) -> JSONResponse:
+        return _error(404, "not_found", str(e))
+
+    @app.exception_handler(InvalidRequestError)
+    async def _invalid(_r: Request, e: InvalidRequestError) -> JSONResponse:
+        return _error(422, "invalid_request", str(e))
 
     @app.exception_handler(LeadscoreError)
     async def _ls_error(_r: Request, e: LeadscoreError) -> JSONResponse:
@@ -313,16 +321,7 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        active = service._active
-        return {
-            "status": "ok",
-            "version": __version__,
-            "database": engine.dialect.name,
-            "model_version": active.version if active else None,
-            "model": active.model.name if active else None,
-        }
+        return {"status": "ok", "version": __version__, **service.health()}
 
     @app.get("/api/leads", tags=["leads"], summary="Leads, filtered, sorted and paged")
     def list_leads(
@@ -338,74 +337,15 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
         _require(request, ("read", "admin"))
-        keys = {"score", "mql_at", "updated_at", "lead_id", "fit", "engagement"}
-        if sort.lstrip("-") not in keys:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"sort {sort!r}: use one of {', '.join(sorted(keys))}, '-' for descending",
-            )
-        query = sa.select(t.leads)
-        if stage:
-            if stage not in ("lead", "mql"):
-                raise ApiError(422, "invalid_request", f"stage {stage!r}: use lead or mql")
-            query = query.where(t.leads.c.stage == stage)
-        active = service._active
-        if (
-            min_score is not None
-            and active
-            and all(r.points > 0 for r in active.model.engagement_rules)
-        ):
-            # decay only lowers a stored score, so it bounds the score now, except for a lead
-            # with an event come due since (rescore_at_us); a negative rule decays upwards
-            query = query.where(
-                sa.or_(t.leads.c.score >= min_score, t.leads.c.rescore_at_us.is_not(None))
-            )
-        if q:
-            if "\x00" in q:  # PostgreSQL cannot even compare it
-                raise ApiError(422, "invalid_request", "q contains a NUL character")
-            # the text as typed: % and _ are not wildcards
-            text = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            like = f"%{text}%"
-            traits_text = sa.cast(t.leads.c.traits, sa.Text)
-            query = query.where(
-                sa.or_(
-                    sa.func.lower(t.leads.c.lead_id).like(like, escape="\\"),
-                    sa.func.lower(traits_text).like(like, escape="\\"),
-                )
-            )
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-        at = now_us()
-        views = [service.lead_view(r, at) for r in rows]
-        if min_score is not None:
-            views = [v for v in views if v["score"] >= min_score]
-        if grade:
-            g = grade.upper()
-            views = [
-                v for v in views if v["grade"] == g or (len(g) == 1 and v["grade"].startswith(g))
-            ]
-        field = sort.lstrip("-")
-        reverse = sort.startswith("-")
-        present = [v for v in views if v.get(field) is not None]
-        missing = [v for v in views if v.get(field) is None]
-        # times sort by their exact value: their text drops zero microseconds
-        exact = {r.lead_id: r for r in rows}
-        column = {"mql_at": "mql_at_us", "updated_at": "updated_at_us"}.get(field)
-        present.sort(
-            key=lambda v: (
-                getattr(exact[v["lead_id"]], column) if column else v[field],
-                v["lead_id"],
-            ),
-            reverse=reverse,
+        return service.leads(
+            stage=stage,
+            grade=grade,
+            min_score=min_score,
+            q=q,
+            sort=sort,
+            limit=limit,
+            offset=offset,
         )
-        ordered = present + missing
-        return {
-            "total": len(ordered),
-            "limit": limit,
-            "offset": offset,
-            "leads": ordered[offset : offset + limit],
-        }
 
     @app.get(
         "/api/leads/{lead_id}",
@@ -416,55 +356,7 @@ def create_app(engine: Engine, *, deliver: bool = True) -> FastAPI:
         request: Request, lead_id: str, events: int = Query(50, ge=0, le=1000)
     ) -> dict[str, Any]:
         _require(request, ("read", "admin"))
-        if "\x00" in lead_id:  # no lead has one; PostgreSQL cannot even compare it
-            raise ApiError(404, "not_found", f"no lead {lead_id!r}")
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(t.leads).where(t.leads.c.lead_id == lead_id)).first()
-            if row is None:
-                raise ApiError(404, "not_found", f"no lead {lead_id!r}")
-            history = conn.execute(
-                sa.select(t.stage_history)
-                .where(t.stage_history.c.lead_id == lead_id)
-                .order_by(t.stage_history.c.at_us)
-            ).all()
-            recent = conn.execute(
-                sa.select(
-                    t.events.c.message_id,
-                    t.events.c.type,
-                    t.events.c.event,
-                    t.events.c.ts_us,
-                    t.events.c.properties,
-                )
-                .where(t.events.c.lead_id == lead_id)
-                .order_by(t.events.c.ts_us.desc(), t.events.c.id.desc())
-                .limit(events)
-            ).all()
-        view = service.lead_view(row, now_us(), full=True)
-        view["stage_history"] = [
-            {"stage": "lead", "at": iso(row.created_at_us), "reason": "first seen"},
-            *(
-                {
-                    "stage": h.stage,
-                    "at": iso(h.at_us),
-                    "reason": h.reason,
-                    "model_version": h.model_version,
-                }
-                for h in history
-            ),
-        ]
-        view["recent_events"] = [
-            {
-                "messageId": e.message_id,
-                "type": e.type,
-                "event": e.event,
-                "timestamp": iso(e.ts_us),
-                "properties": json.loads(e.properties)
-                if isinstance(e.properties, str)
-                else e.properties,
-            }
-            for e in recent
-        ]
-        return view
+        return service.lead(lead_id, events=events)
 
     # ---------------------------------------------------------------- models
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
-from .core import iso, now_us
+from .common import iso, now_us
 
 __all__ = ["SCOPES", "create_key", "find_key", "list_keys", "revoke_key"]
 

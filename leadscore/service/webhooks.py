@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
-from .core import iso, now_us
+from .common import iso, now_us
 
 __all__ = [
     "EVENTS",

@@ -1,0 +1,78 @@
+"""Small parts every service module shares: time in microseconds, JSON for the store's columns,
+and the one write transaction."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine
+
+from ..store.db import WRITES
+
+__all__ = ["US", "Tx", "dumps", "iso", "json_param", "loads", "now_us"]
+
+US = 1_000_000
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / US, UTC).isoformat().replace("+00:00", "Z")
+
+
+def dumps(v: Any) -> str:
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:  # a value orjson does not know (e.g. a very large integer)
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def loads(v: Any) -> Any:
+    if v is None or isinstance(v, dict | list):
+        return v
+    return orjson.loads(v)
+
+
+def json_param(v: Any, dialect: str) -> Any:
+    """A value for a JSON column: text on SQLite; on PostgreSQL the value itself, which the jsonb
+    type serialises (text there would be stored as one jsonb string, invisible to the SQL engine)."""
+    if v is None:
+        return None
+    return v if dialect == "postgresql" else dumps(v)
+
+
+class Tx:
+    """``with`` a write transaction; on SQLite one writer at a time (BEGIN IMMEDIATE)."""
+
+    def __init__(self, engine: Engine, lock: threading.Lock | None) -> None:
+        self.engine = engine
+        self.lock = lock
+        self.ctx: Any = None
+
+    def __enter__(self) -> Connection:
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            # it reads before it writes: on SQLite it must take the write lock at BEGIN
+            self.ctx = self.engine.execution_options(**{WRITES: True}).begin()
+            return self.ctx.__enter__()  # type: ignore[no-any-return]
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.ctx.__exit__(*exc)
+        finally:
+            if self.lock is not None:
+                self.lock.release()

@@ -1,0 +1,75 @@
+"""Reading a lead's scored events back from the store, as the engine's Events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ..engine import Event
+from .common import US, loads
+
+__all__ = ["event_from_row", "events_for", "events_of"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _StoredEvent(Event):
+    """An event read back from the store: its properties are parsed only if a rule reads them."""
+
+    __slots__ = ("_raw",)
+    _raw: Any
+
+    @property
+    def properties(self) -> Any:  # type: ignore[override]
+        raw = self._raw
+        if not isinstance(raw, dict):
+            raw = self._raw = loads(raw) or {}
+        return raw
+
+
+def event_from_row(name: str, ts_us: int, props: Any) -> Event:
+    """An Event from a stored row, without re-parsing its timestamp."""
+    ev = _StoredEvent.__new__(_StoredEvent)
+    ev.name = name
+    ev.key = name.strip(" \t\n\r\f\v").lower()
+    ev.ts_us = ts_us
+    ev.timestamp = _EPOCH + timedelta(microseconds=ts_us)
+    ev._raw = props
+    return ev
+
+
+def events_for(
+    conn: Connection, window_days: float | None, ids: list[str], at: int
+) -> dict[str, list[Event]]:
+    """Every scored event of these leads that can count at ``at`` or later, in one query
+    (the engine applies the window itself)."""
+    if not ids:
+        return {}
+    since = -(2**62)
+    if window_days is not None:
+        since = at - round(window_days * 86400 * US)
+    out: dict[str, list[Event]] = {}
+    postgres = conn.dialect.name == "postgresql"
+    # straight to the driver: this is the hot read of the ingest path
+    mark = "%s" if postgres else "?"
+    sql = (
+        "SELECT lead_id, event, ts_us, properties FROM events WHERE lead_id IN ("
+        + ", ".join([mark] * len(ids))
+        + f") AND event IS NOT NULL AND ts_us >= {mark}"
+    )
+    if postgres:
+        sql = sql.replace("properties FROM", "properties::text FROM")
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, (*ids, since))
+        for lead, name, ts_us, props in cur.fetchall():
+            out.setdefault(lead, []).append(event_from_row(name, ts_us, props))
+    finally:
+        cur.close()
+    return out
+
+
+def events_of(conn: Connection, window_days: float | None, lead: str, at: int) -> list[Event]:
+    return events_for(conn, window_days, [lead], at).get(lead, [])

@@ -1,0 +1,311 @@
+"""Ingest: store a call's messages (each once, by messageId), link anonymous ids to leads, merge
+traits, and bring every lead the call touched up to date, in the caller's transaction.
+
+The working state of one call is one ``Batch`` object, passed explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from ..engine import Event
+from ..store import schema as t
+from . import scoring
+from .common import json_param, loads
+from .events import events_for
+from .messages import Message
+from .scoring import ActiveModel, Parts, Qualifier
+
+__all__ = ["Batch", "IngestResult", "ingest"]
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    leads: list[str] = field(default_factory=list)
+    new_mqls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """What one ingest call works with, inside its transaction."""
+
+    conn: Connection
+    active: ActiveModel
+    at: int
+    dialect: str
+    qualifier: Qualifier
+    #: stored parts of the leads read, by lead
+    parts: dict[str, Parts] = field(default_factory=dict)
+    #: leads that gained earlier events through a new identity link: re-scored from history
+    relinked: set[str] = field(default_factory=set)
+    #: leads whose traits changed in this call: their fit is decided again
+    changed: set[str] = field(default_factory=set)
+    #: lead -> timestamps of the messages that touched it
+    touched: dict[str, list[int]] = field(default_factory=dict)
+
+
+def ingest(
+    conn: Connection, active: ActiveModel, messages: list[Message], at: int, now: int
+) -> IngestResult:
+    """Store valid messages and update every lead they touch, in the caller's transaction."""
+    dialect = conn.dialect.name
+    res = IngestResult()
+    b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now))
+    msgs = messages
+    links = _identities(conn, {m.anonymous_id for m in msgs if m.anonymous_id})
+    rows = []
+    for m in msgs:
+        lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
+        rows.append(
+            {
+                "message_id": m.message_id,
+                "type": m.type,
+                "lead_id": lead,
+                "anonymous_id": m.anonymous_id,
+                "event": m.event,
+                "ts_us": m.ts_us,
+                "received_at_us": at,
+                "properties": json_param(m.properties, dialect),
+                "message": m.encoded
+                if m.encoded is not None and dialect != "postgresql"
+                else json_param(m.raw, dialect),
+            }
+        )
+    inserted = _insert_events(conn, rows)
+    res.accepted = len(inserted)
+    res.duplicates = len(rows) - len(inserted)
+    fresh = []
+    for m, r in zip(msgs, rows, strict=True):
+        if m.message_id in inserted:  # new, and the first copy within this request
+            inserted.discard(m.message_id)
+            fresh.append((m, r["lead_id"]))
+    touched = b.touched
+    arrived: dict[str, list[Message]] = {}  # lead -> its new scored events
+    needed = {lead for _, lead in fresh if lead} | {m.user_id for m, _ in fresh if m.user_id}
+    leads = _load_leads(b, needed)
+    b.qualifier.traits = {k: v[0] for k, v in leads.items()}
+    for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
+        if m.type == "alias":
+            assert m.user_id is not None and m.previous_id is not None
+            _link(b, m.previous_id, m.user_id, m.ts_us)
+            links.setdefault(m.previous_id, m.user_id)
+            lead = m.user_id
+        if lead is None and m.anonymous_id:
+            lead = links.get(m.anonymous_id)  # linked by an earlier message of this call
+        if lead is None:
+            continue
+        if m.type == "identify" and m.anonymous_id and m.user_id:
+            _link(b, m.anonymous_id, m.user_id, m.ts_us)
+            links.setdefault(m.anonymous_id, m.user_id)
+        traits = leads[lead][0]
+        if m.type == "identify" and m.traits:
+            _merge_identify(traits, m.traits)
+            b.changed.add(lead)
+        elif m.type == "group":
+            company = traits.get("company")
+            if not isinstance(company, dict):
+                company = {} if company is None else {"name": company}
+                traits["company"] = company
+            company.update(m.traits or {})
+            if m.group_id:
+                company["id"] = m.group_id
+            b.changed.add(lead)
+        touched.setdefault(lead, []).append(m.ts_us)
+        if m.event is not None:
+            arrived.setdefault(lead, []).append(m)
+    if b.changed:
+        conn.execute(
+            _UPDATE_TRAITS,
+            [
+                {
+                    "b_id": x,
+                    "traits": json_param(leads[x][0], dialect),
+                    "updated_at_us": at,
+                }
+                for x in b.changed
+            ],
+        )
+    missing = [x for x in touched if x not in leads]
+    if missing:  # linked through identities only
+        leads.update(_load_leads(b, set(missing)))
+    # leads whose stored parts can simply be carried forward; the rest are re-scored
+    # from all their events
+    quick = {
+        lead
+        for lead in touched
+        if lead not in b.relinked
+        and scoring.can_advance(active, b.parts.get(lead), arrived.get(lead, []), at)
+    }
+    full = sorted(set(touched) - quick)
+    window = active.model.window_days
+    events: dict[str, list[Event]] = {}
+    if full:
+        earliest = min(min(touched[x]) for x in full)
+        events = events_for(conn, window, full, min(earliest, at))
+    updates = []
+    for lead in sorted(touched):
+        traits, stage = leads[lead]
+        got = None
+        if lead in quick:
+            got = scoring.advance(
+                b.qualifier,
+                active,
+                lead,
+                traits,
+                stage,
+                b.parts[lead],
+                lead in b.changed,
+                arrived.get(lead, []),
+                touched[lead],
+                at,
+            )
+        if got is not None:
+            values, qualified = got
+        else:
+            if lead not in events:  # a late event may have qualified it: full history
+                since = min(min(touched[lead]), at)
+                events.update(events_for(conn, window, [lead], since))
+            values, qualified = scoring.rescore(
+                b.qualifier, active, lead, traits, stage, events.get(lead, []), touched[lead], at
+            )
+        values["b_id"] = lead
+        updates.append(values)
+        if qualified:
+            res.new_mqls.append(lead)
+    if updates:
+        conn.execute(_UPDATE_SCORES, updates)
+    res.leads = sorted(touched)
+    return res
+
+
+# ---------------------------------------------------------------------- storing
+
+
+def _load_leads(b: Batch, ids: set[str]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Traits and stage of these leads; the ones not seen before are created."""
+    out: dict[str, tuple[dict[str, Any], str]] = {}
+    if not ids:
+        return out
+    for lead, traits, stage, parts, scored_at, rescore_at in b.conn.execute(
+        _SELECT_LEADS, {"ids": sorted(ids)}
+    ):
+        out[lead] = (dict(loads(traits) or {}), stage)
+        if parts is not None and scored_at is not None:
+            b.parts[lead] = (loads(parts), scored_at, rescore_at)
+    new = [x for x in ids if x not in out]
+    if new:
+        b.conn.execute(
+            sa.insert(t.leads),
+            [
+                {
+                    "lead_id": x,
+                    "traits": json_param({}, b.dialect),
+                    "created_at_us": b.at,
+                    "updated_at_us": b.at,
+                }
+                for x in new
+            ],
+        )
+        for x in new:
+            out[x] = ({}, "lead")
+    return out
+
+
+def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    # the same messageId twice in one request: the first one counts
+    seen: set[str] = set()
+    unique = []
+    for r in rows:
+        if r["message_id"] not in seen:
+            seen.add(r["message_id"])
+            unique.append(r)
+    stmt = insert(t.events).on_conflict_do_nothing(index_elements=["message_id"])
+    got = conn.execute(stmt.returning(t.events.c.message_id), unique).scalars().all()
+    return set(got)
+
+
+def _link(b: Batch, anon: str, lead: str, ts: int) -> None:
+    """Link an anonymous id to a lead; its earlier events join the lead."""
+    conn = b.conn
+    existing = conn.execute(
+        sa.select(t.identities.c.lead_id).where(t.identities.c.anonymous_id == anon)
+    ).scalar_one_or_none()
+    if existing is None:
+        conn.execute(
+            sa.insert(t.identities).values(anonymous_id=anon, lead_id=lead, linked_at_us=b.at)
+        )
+    elif existing != lead:
+        return  # first link wins: an anonymous id belongs to one lead
+    moved = conn.execute(
+        sa.update(t.events)
+        .where(t.events.c.anonymous_id == anon, t.events.c.lead_id.is_(None))
+        .values(lead_id=lead)
+    ).rowcount
+    if moved:
+        b.touched.setdefault(lead, []).append(ts)
+        b.relinked.add(lead)
+
+
+def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
+    ids = [a for a in anon_ids if a]
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(t.identities.c.anonymous_id, t.identities.c.lead_id).where(
+            t.identities.c.anonymous_id.in_(ids)
+        )
+    ).all()
+    return {a: lead for a, lead in rows}
+
+
+def _merge_identify(traits: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if k == "company" and isinstance(v, dict) and isinstance(traits.get("company"), dict):
+            traits["company"].update(v)
+        else:
+            traits[k] = v
+
+
+# statements built once: the ingest path runs them for every request
+_SELECT_LEADS = sa.select(
+    t.leads.c.lead_id,
+    t.leads.c.traits,
+    t.leads.c.stage,
+    t.leads.c.rule_sums,
+    t.leads.c.scored_at_us,
+    t.leads.c.rescore_at_us,
+).where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
+_UPDATE_TRAITS = (
+    sa.update(t.leads)
+    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
+    .values(traits=sa.bindparam("traits"), updated_at_us=sa.bindparam("updated_at_us"))
+)
+_SCORE_COLUMNS = (
+    "fit",
+    "engagement",
+    "score",
+    "grade",
+    "mql",
+    "fast_track",
+    "rule_sums",
+    "scored_at_us",
+    "model_version",
+    "rescore_at_us",
+    "updated_at_us",
+)
+_UPDATE_SCORES = (
+    sa.update(t.leads)
+    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
+    .values({c: sa.bindparam(c) for c in _SCORE_COLUMNS})
+)

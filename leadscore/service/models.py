@@ -1,0 +1,141 @@
+"""Model versions: store a validated model as a new version, activate a version (re-scoring
+every lead in the same transaction), list versions with their activation history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from ..errors import NoModelError, NotFoundError
+from ..model import parse_model
+from ..store import schema as t
+from .common import iso
+from .scoring import ActiveModel, Qualifier, make_active, rescore_all
+
+__all__ = ["ModelVersions"]
+
+
+class ModelVersions:
+    """The stored versions and the one active in this process."""
+
+    def __init__(self, engine: Engine, tx: Callable[[], Any], now: Callable[[], int]) -> None:
+        self.engine = engine
+        self._tx = tx
+        self._now = now
+        self.current: ActiveModel | None = None
+        self.load()
+
+    def load(self) -> None:
+        """Read the active version from the store."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.models).where(t.models.c.active)).first()
+        if row is None:
+            self.current = None
+            return
+        model = parse_model(row.source, f"model v{row.version}")
+        self.current = make_active(row.version, model)
+
+    @property
+    def active(self) -> ActiveModel:
+        if self.current is None:
+            raise NoModelError("no model is active; start with --model FILE or PUT /api/models")
+        return self.current
+
+    def add(
+        self, source: str, by: str, file: str = "<request>", activate: bool = True
+    ) -> dict[str, Any]:
+        """Validate (raises ModelError with every problem), store as a new version, activate."""
+        model = parse_model(source, file)
+        at = self._now()
+        with self._tx() as conn:
+            version = conn.execute(
+                sa.insert(t.models)
+                .values(name=model.name, source=source, created_at_us=at, created_by=by)
+                .returning(t.models.c.version)
+            ).scalar_one()
+        result: dict[str, Any] = {"version": version, "name": model.name, "active": False}
+        if activate:
+            result.update(self.activate(version, by))
+        return result
+
+    def ensure(self, source: str, file: str, by: str) -> dict[str, Any]:
+        """At start with --model: activate this model unless the active one has the same text."""
+        if self.current is not None:
+            with self.engine.connect() as conn:
+                current = conn.execute(
+                    sa.select(t.models.c.source).where(t.models.c.version == self.current.version)
+                ).scalar_one()
+            if current == source:
+                parse_model(source, file)
+                return {"version": self.current.version, "unchanged": True}
+        return self.add(source, by, file)
+
+    def activate(self, version: int, by: str) -> dict[str, Any]:
+        """Make a version active and re-score every lead with the SQL engine, in one transaction."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.models).where(t.models.c.version == version)).first()
+        if row is None:
+            raise NotFoundError(f"there is no model version {version}")
+        model = parse_model(row.source, f"model v{version}")
+        active = make_active(version, model)
+        previous = self.current
+        try:
+            with self._tx() as conn:
+                at = self._now()
+                n, new_mqls = self._switch(conn, active, at, by)
+                self.current = active  # before the write lock passes to the next ingest
+        except BaseException:
+            self.current = previous
+            raise
+        return {"version": version, "active": True, "leads_rescored": n, "new_mqls": len(new_mqls)}
+
+    def _switch(
+        self, conn: Connection, active: ActiveModel, at: int, by: str
+    ) -> tuple[int, list[str]]:
+        version = active.version
+        conn.execute(sa.update(t.models).where(t.models.c.active).values(active=False))
+        conn.execute(
+            sa.update(t.models)
+            .where(t.models.c.version == version)
+            .values(active=True, activated_at_us=at, activated_by=by)
+        )
+        q = Qualifier(conn, conn.dialect.name, self._now())
+        n, new_mqls = rescore_all(conn, q, active, at)
+        conn.execute(
+            sa.insert(t.model_activations).values(
+                version=version, at_us=at, by=by, leads_rescored=n, new_mqls=len(new_mqls)
+            )
+        )
+        return n, new_mqls
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.models).order_by(t.models.c.version.desc())).all()
+            acts = conn.execute(
+                sa.select(t.model_activations).order_by(t.model_activations.c.id)
+            ).all()
+        history: dict[int, list[dict[str, Any]]] = {}
+        for a in acts:
+            history.setdefault(a.version, []).append(
+                {
+                    "at": iso(a.at_us),
+                    "by": a.by,
+                    "leads_rescored": a.leads_rescored,
+                    "new_mqls": a.new_mqls,
+                }
+            )
+        return [
+            {
+                "version": r.version,
+                "name": r.name,
+                "active": r.active,
+                "created_at": iso(r.created_at_us),
+                "created_by": r.created_by,
+                "activations": history.get(r.version, []),
+                "source": r.source,
+            }
+            for r in rows
+        ]
