@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from leadscore.api import create_app
 from leadscore.engine import Event, LeadScore, Scorer
 from leadscore.model import Model, parse_model
-from leadscore.service.app import create_app
 from leadscore.service.auth import create_key
 from leadscore.service.facade import Service
 from leadscore.store import open_engine

@@ -27,7 +27,7 @@ def serve(
     """Run the live service: Segment-compatible ingest, real-time scores, MQL webhooks, read API."""
     import uvicorn
 
-    from ..service.app import create_app
+    from ..api import create_app
     from ..store import open_engine
 
     engine = open_engine(database_url)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..engine import us_of
+from ..errors import BadMessageError
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -38,7 +39,7 @@ MAX_ID_LENGTH = 255
 DAY_US = 86_400_000_000
 
 
-class MessageError(ValueError):
+class MessageError(BadMessageError, ValueError):
     """Why one message was rejected, naming the field."""
 
 

@@ -1,0 +1,54 @@
+"""The HTTP front end of the live service (FastAPI): Segment-compatible ingest, the read API,
+models. A thin layer over ``leadscore.service.facade.Service``: routes per area (ingest.py,
+leads.py, models.py), auth as security dependencies (security.py), response models
+(schemas.py), one error shape and one exception → status table (errors.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from sqlalchemy import Engine
+
+from .. import __version__
+from ..service.facade import Service
+from ..service.webhooks import Deliverer
+from . import errors, ingest, leads, models
+from .schemas import Health
+
+__all__ = ["create_app"]
+
+
+def create_app(engine: Engine, *, deliver: bool = True, service: Service | None = None) -> FastAPI:
+    service = service or Service(engine)
+    deliverer = Deliverer(engine) if deliver else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        if deliverer is not None:
+            deliverer.start()
+        yield
+        if deliverer is not None:
+            deliverer.stop()
+
+    app = FastAPI(
+        title="leadscore",
+        version=__version__,
+        summary="Segment-compatible event ingest, real-time lead scores and the MQL handoff.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.deliverer = deliverer
+    errors.install(app)
+
+    @app.get("/health", tags=["service"], response_model=Health)
+    def health(request: Request) -> dict[str, Any]:
+        svc: Service = request.app.state.service
+        return {"status": "ok", "version": __version__, **svc.health()}
+
+    app.include_router(ingest.router)
+    app.include_router(leads.router)
+    app.include_router(models.router)
+    return app

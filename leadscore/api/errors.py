@@ -1,0 +1,132 @@
+"""One error shape for the whole API, ``{"error": {"code", "message", "details"}}``, and one
+table from exception to HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    BadMessageError,
+    InvalidRequestError,
+    LeadscoreError,
+    ModelError,
+    NoModelError,
+    NotFoundError,
+    UnavailableError,
+)
+
+__all__ = ["STATUS", "ApiError", "ErrorBody", "error_response", "install"]
+
+log = logging.getLogger("leadscore.service")
+
+#: exception class -> (HTTP status, error code); the most specific class that matches wins
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    ModelError: (422, "invalid_model"),
+    NotFoundError: (404, "not_found"),
+    InvalidRequestError: (422, "invalid_request"),
+    BadMessageError: (400, "invalid_message"),
+    NoModelError: (503, "no_model"),
+    UnavailableError: (503, "unavailable"),
+    LeadscoreError: (400, "bad_request"),
+    sa.exc.OperationalError: (503, "unavailable"),
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[Any]
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An HTTP-level problem with a request (auth, body encoding, size) with its own code."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[Any] | None = None
+    ) -> None:
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or []}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _lookup(e: Exception) -> tuple[int, str]:
+    for cls in type(e).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, "internal"
+
+
+def install(app: FastAPI) -> None:
+    """The exception handlers: the table above, request validation, HTTP errors, and bugs."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_r: Request, e: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="leadscore"'} if e.status == 401 else None
+        return error_response(e.status, e.code, e.message, e.details, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return error_response(e.status_code, code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, e: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(x) for x in err["loc"]), "problem": err["msg"]}
+            for err in e.errors()
+        ]
+        return error_response(
+            422, "invalid_request", "the request's parameters are not valid", details
+        )
+
+    async def _known(_r: Request, e: Exception) -> JSONResponse:
+        status, code = _lookup(e)
+        if isinstance(e, ModelError):
+            details = [
+                {"line": p.line, "column": p.column, "message": p.message, "text": str(p)}
+                for p in e.problems
+            ]
+            return error_response(status, code, str(e).splitlines()[0], details)
+        if isinstance(e, sa.exc.OperationalError):
+            log.error("database error: %s", e)
+            return error_response(
+                status,
+                code,
+                "the database is unavailable; try again",
+                headers={"Retry-After": "1"},
+            )
+        return error_response(status, code, str(e))
+
+    for cls in STATUS:
+        app.add_exception_handler(cls, _known)
+
+    @app.exception_handler(Exception)
+    async def _bug(_r: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal", "an unexpected error; it has been logged")

@@ -1,0 +1,84 @@
+"""Model versions over HTTP: list, add (and activate), activate a stored version."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..service.facade import Service
+from .errors import ApiError, ErrorBody
+from .schemas import Activation, ModelList
+from .security import require
+
+__all__ = ["router"]
+
+Reader = Annotated[Any, Depends(require("read", "admin"))]
+Admin = Annotated[Any, Depends(require("admin"))]
+
+router = APIRouter(
+    tags=["models"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
+)
+
+
+@router.get(
+    "/api/models",
+    summary="Model versions, newest first, with activations",
+    response_model=ModelList,
+)
+def get_models(request: Request, _key: Reader) -> dict[str, Any]:
+    service: Service = request.app.state.service
+    return {"models": service.models()}
+
+
+@router.put(
+    "/api/models",
+    summary="Validate a model, store it as a new version, activate it",
+    status_code=201,
+    response_model=Activation,
+    responses={400: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def put_model(
+    request: Request,
+    key: Admin,
+    activate: bool = Query(True),
+) -> JSONResponse:
+    service: Service = request.app.state.service
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_encoding", "the model is not UTF-8") from None
+    if ctype == "application/json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ApiError(400, "malformed_json", f"the body is not valid JSON: {e.msg}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+            raise ApiError(
+                400, "invalid_request", 'send the model as YAML, or JSON {"source": "<yaml>"}'
+            )
+        text = data["source"]
+        activate = bool(data.get("activate", activate))
+    if not text.strip():
+        raise ApiError(400, "invalid_request", "the model is empty")
+    # validating, storing and re-scoring every lead is database work: off the event loop
+    result = await run_in_threadpool(
+        service.add_model, text, f"key:{key.name}", "model", activate=activate
+    )
+    return JSONResponse(result, status_code=201)
+
+
+@router.post(
+    "/api/models/{version}/activate",
+    summary="Activate a stored version and re-score",
+    response_model=Activation,
+    responses={404: {"model": ErrorBody}},
+)
+def activate(request: Request, version: int, key: Admin) -> dict[str, Any]:
+    service: Service = request.app.state.service
+    return service.activate(version, f"key:{key.name}")

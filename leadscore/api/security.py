@@ -1,0 +1,105 @@
+"""Who may call what, as FastAPI security dependencies (so the OpenAPI schema shows them):
+write keys as the HTTP Basic user name (Segment's clients), or a bearer token; API tokens as
+``Authorization: Bearer``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+
+from ..service.auth import find_key
+from ..service.facade import Service
+from .errors import ApiError
+
+__all__ = ["KeySecret", "check_write_key", "require"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (scope read or admin).")
+
+
+class _WriteKeyBasic(HTTPBasic):
+    """The write key as the Basic auth user name, the password empty, as Segment's clients send."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("basic "):
+            return None
+        try:
+            user, _, _pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
+        except Exception:
+            raise ApiError(
+                401, "unauthorized", "the Authorization header is not valid Basic auth"
+            ) from None
+        return user or None
+
+
+_basic = _WriteKeyBasic(
+    auto_error=False,
+    realm="leadscore",
+    description="A write key (scope ingest) as the user name, the password empty.",
+)
+
+
+class KeySecret:
+    """The secret a request presents in its headers, if any (the body's writeKey comes later)."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret
+
+
+def _write_secret(
+    basic: Annotated[str | None, Depends(_basic)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> KeySecret:
+    return KeySecret(basic or (bearer.credentials.strip() if bearer else None))
+
+
+WriteSecret = Annotated[KeySecret, Depends(_write_secret)]
+
+
+def check_write_key(service: Service, secret: str | None) -> Any:
+    """The key row for an ingest call (runs database work: call it off the event loop)."""
+    if not secret:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "no key: send the write key as the Basic auth user name, or writeKey in the body",
+        )
+    row = find_key(service.engine, secret)
+    if row is None:
+        raise ApiError(401, "unauthorized", "the key is not valid or was revoked")
+    if row.scope not in ("ingest", "admin"):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"a {row.scope} key cannot send events; use a write key (scope ingest)",
+        )
+    return row
+
+
+def require(*scopes: str) -> Callable[..., Any]:
+    """A dependency: the API token's key row, when its scope is one of ``scopes``."""
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Any:
+        if bearer is None:
+            raise ApiError(401, "unauthorized", "send an API token: Authorization: Bearer <token>")
+        service: Service = request.app.state.service
+        row = await run_in_threadpool(find_key, service.engine, bearer.credentials.strip())
+        if row is None:
+            raise ApiError(401, "unauthorized", "the token is not valid or was revoked")
+        if row.scope not in scopes:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"a {row.scope} key cannot do this; it needs scope {' or '.join(scopes)}",
+            )
+        return row
+
+    return dependency
