@@ -413,14 +413,22 @@ class Server:
 class Receiver:
     """A local HTTP receiver for webhooks. ``statuses`` are answered in turn, then 200."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(
+        self, statuses: list[int] | None = None, hold: threading.Event | None = None
+    ) -> None:
+        """``hold``: every request waits until it is set before being read and answered."""
         self.statuses = list(statuses or [])
+        self.arrived = threading.Event()  # set when the first request comes in
+        self._hold = hold
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                receiver.arrived.set()
+                if hold is not None:
+                    hold.wait()
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -444,6 +452,8 @@ class Receiver:
         return self
 
     def __exit__(self, *_exc: Any) -> None:
+        if hold_ := getattr(self, "_hold", None):
+            hold_.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)

@@ -4,7 +4,10 @@ real app and deliverer on SQLite and PostgreSQL, posting to a real local HTTP re
 from __future__ import annotations
 
 import json
+import logging
+import threading
 
+import pytest
 import sqlalchemy as sa
 
 from leadscore.service.webhooks import (
@@ -15,7 +18,7 @@ from leadscore.service.webhooks import (
     remove_webhook,
 )
 from leadscore.store import schema as t
-from tests.service_helpers import Api, Receiver, identify, track, verify_signature
+from tests.service_helpers import Api, Receiver, identify, track, verify_signature, wait_for
 
 SECRET = "whsec_test-secret"
 
@@ -163,3 +166,50 @@ def test_each_active_webhook_gets_one_notification_per_new_mql(api: Api) -> None
 def _last_attempt(api: Api) -> int:
     with api.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.max(t.deliveries.c.at_us))).scalar_one())
+
+
+def test_a_slow_receiver_does_not_hold_up_the_others(api: Api) -> None:
+    """Each webhook has its own worker: while one receiver sits on its request, the other
+    receives its notification; the slow one gets its own once it answers."""
+    release = threading.Event()
+    with Receiver(hold=release) as slow, Receiver() as fast:
+        add_webhook(api.engine, slow.url, ["lead.mql"], secret=SECRET)
+        add_webhook(api.engine, fast.url, ["lead.mql"], secret=SECRET)
+        deliverer = Deliverer(api.engine)
+        deliverer.start()
+        try:
+            _qualify(api)
+            deliverer.wake()
+            assert slow.arrived.wait(30), "the slow receiver was never called"
+            wait_for(lambda: fast.delivered(), "the fast receiver's notification")
+            assert slow.requests == []  # still answering the first one
+            release.set()
+            wait_for(lambda: slow.delivered(), "the slow receiver's notification")
+        finally:
+            release.set()
+            deliverer.stop()
+    assert [r.delivered_at_us is not None for r in _outbox(api)] == [True, True]
+
+
+def test_every_failed_delivery_is_logged_with_its_webhook(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Receiver() as rx:
+        url = rx.url
+    hook = add_webhook(api.engine, url, ["lead.mql"], secret=SECRET)  # nobody listens there now
+    with Receiver(statuses=[500]) as rx:
+        other = add_webhook(api.engine, rx.url, ["lead.mql"], secret=SECRET)
+        _qualify(api)
+        deliverer = Deliverer(api.engine, timeout_s=2)
+        try:
+            with caplog.at_level(logging.WARNING, logger="leadscore.webhooks"):
+                assert deliverer.deliver_due() == 2
+        finally:
+            deliverer.stop()
+    rows = {r.webhook_id: r for r in _outbox(api)}
+    messages = [r.getMessage() for r in caplog.records if r.name == "leadscore.webhooks"]
+    for hook_id, what in ((hook["id"], "Connect"), (other["id"], "HTTP 500")):
+        row = rows[hook_id]
+        assert any(
+            f"delivery {row.id} to webhook {hook_id} " in m and what in m for m in messages
+        ), messages

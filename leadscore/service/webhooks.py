@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -34,6 +36,8 @@ __all__ = [
     "remove_webhook",
     "sign",
 ]
+
+log = logging.getLogger("leadscore.webhooks")
 
 EVENTS = ("lead.mql",)
 MAX_ATTEMPTS = 12
@@ -116,12 +120,32 @@ def _delay_s(attempts: int) -> float:
 
 
 class Deliverer:
-    """Posts due outbox rows on a background thread until stopped."""
+    """Posts due outbox rows until stopped, each webhook on its own worker: a dead or slow
+    receiver holds up only its own notifications. Each request has ``timeout_s`` per network
+    step; each turn of one receiver has ``budget_s`` in all, after which its remaining rows
+    wait for the next turn. Every failure is logged with its delivery and webhook."""
 
-    def __init__(self, engine: Engine, *, poll_s: float = 0.5, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        poll_s: float = 0.5,
+        timeout_s: float = 10.0,
+        budget_s: float = 30.0,
+        receivers: int = 8,
+    ) -> None:
         self.engine = engine
         self.poll_s = poll_s
-        self.client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+        self.timeout_s = timeout_s
+        self.budget_s = budget_s
+        self.client = httpx.Client(
+            timeout=timeout_s,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=receivers * 2),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=receivers, thread_name_prefix="leadscore-hook")
+        self._busy: set[int] = set()  # webhooks with a turn in flight
+        self._busy_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,39 +162,88 @@ class Deliverer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = self.deliver_due()
-            except Exception:  # the database may be briefly unavailable; try again later
+                sent = self.deliver_due(wait=False)
+            except sa.exc.OperationalError as e:  # the database may be briefly unavailable
+                log.error("webhooks: cannot read the outbox (%s); trying again", e.orig)
+                sent = 0
+            except Exception:
+                log.exception("webhooks: cannot read the outbox; trying again")
                 sent = 0
             if not sent:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
 
-    def deliver_due(self, limit: int = 50) -> int:
-        """Try every due notification once; returns how many were attempted."""
+    def deliver_due(self, limit: int = 50, *, wait: bool = True) -> int:
+        """Start a turn for every webhook with due notifications and none in flight; returns
+        how many notifications the turns will try. ``wait``: until every turn has ended."""
         now = now_us()
+        with self._busy_lock:
+            busy = set(self._busy)
+        query = (
+            sa.select(t.outbox, t.webhooks.c.url, t.webhooks.c.secret)
+            .join(t.webhooks, t.webhooks.c.id == t.outbox.c.webhook_id)
+            .where(
+                t.outbox.c.delivered_at_us.is_(None),
+                t.outbox.c.failed_at_us.is_(None),
+                t.outbox.c.next_attempt_us <= now,
+                t.webhooks.c.active,
+            )
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        if busy:
+            query = query.where(t.outbox.c.webhook_id.not_in(sorted(busy)))
         with self.engine.connect() as conn:
-            due = conn.execute(
-                sa.select(t.outbox, t.webhooks.c.url, t.webhooks.c.secret)
-                .join(t.webhooks, t.webhooks.c.id == t.outbox.c.webhook_id)
-                .where(
-                    t.outbox.c.delivered_at_us.is_(None),
-                    t.outbox.c.failed_at_us.is_(None),
-                    t.outbox.c.next_attempt_us <= now,
-                    t.webhooks.c.active,
-                )
-                .order_by(t.outbox.c.id)
-                .limit(limit)
-            ).all()
+            due = conn.execute(query).all()
+        turns: dict[int, list[Any]] = {}
         for row in due:
-            if self._stop.is_set():
-                break
-            self._attempt(row)
+            turns.setdefault(row.webhook_id, []).append(row)
+        futures: list[Future[None]] = []
+        with self._busy_lock:
+            for hook_id, rows in turns.items():
+                if hook_id in self._busy:
+                    continue
+                self._busy.add(hook_id)
+                futures.append(self._pool.submit(self._turn, hook_id, rows))
+        if wait:
+            for f in futures:
+                f.result()
         return len(due)
+
+    def _turn(self, hook_id: int, rows: list[Any]) -> None:
+        """One receiver's due notifications, in order, within the time budget."""
+        deadline = time.monotonic() + self.budget_s
+        try:
+            for row in rows:
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    break  # the rest wait for the next turn
+                try:
+                    self._attempt(row)
+                except sa.exc.OperationalError as e:  # the outcome could not be stored
+                    log.error(
+                        "webhook delivery %s to webhook %s (%s): cannot store the outcome (%s)",
+                        row.id,
+                        hook_id,
+                        row.url,
+                        e.orig,
+                    )
+                except Exception:
+                    log.exception(
+                        "webhook delivery %s to webhook %s (%s) failed unexpectedly",
+                        row.id,
+                        hook_id,
+                        row.url,
+                    )
+        finally:
+            with self._busy_lock:
+                self._busy.discard(hook_id)
+            self._wake.set()  # its next rows may be due already
 
     def _attempt(self, row: Any) -> None:
         body = row.payload.encode()
@@ -196,6 +269,15 @@ class Deliverer:
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         ms = (time.perf_counter() - started) * 1000
+        if error is not None:
+            log.warning(
+                "webhook delivery %s to webhook %s (%s), attempt %s: %s",
+                row.id,
+                row.webhook_id,
+                row.url,
+                row.attempts + 1,
+                error,
+            )
         at = now_us()
         attempts = row.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "last_error": error}
