@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import Engine
 
 from .. import __version__
+from ..service.clock import Clock
 from ..service.facade import Service
 from ..service.webhooks import Deliverer
 from . import errors, ingest, leads, models
@@ -21,9 +22,11 @@ from .schemas import Health
 __all__ = ["create_app"]
 
 
-def create_app(engine: Engine, *, deliver: bool = True, service: Service | None = None) -> FastAPI:
-    service = service or Service(engine)
-    deliverer = Deliverer(engine) if deliver else None
+def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = None) -> FastAPI:
+    """The app over one ``Service`` on ``engine``; ``clock`` is the service's time (the
+    machine's by default)."""
+    service = Service(engine, clock=clock)
+    deliverer = Deliverer(engine, clock=clock) if deliver else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:

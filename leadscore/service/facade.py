@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 
 from ..engine import LeadScore
 from . import reads
-from .common import Tx, now_us
+from .clock import SYSTEM, Clock
+from .common import Tx
 from .ingest import IngestResult, ingest
 from .messages import Message
 from .models import ModelVersions
@@ -22,8 +23,9 @@ __all__ = ["IngestResult", "Service"]
 
 
 class Service:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.clock: Clock = clock or SYSTEM
         self.dialect = engine.dialect.name
         # one writer at a time, as SQLite has it anyway: an activation re-scoring every lead
         # must not interleave with an ingest updating some of them
@@ -31,7 +33,8 @@ class Service:
         self._models = ModelVersions(engine, self._tx, self.now_us)
 
     def now_us(self) -> int:
-        return now_us()
+        """The service's time (its clock's): what ingest, scores and reads are as of."""
+        return self.clock.now_us()
 
     def _tx(self) -> Tx:
         return Tx(self.engine, self._write_lock)

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
+from .clock import SYSTEM, Clock
 from .common import iso, now_us
 
 __all__ = [
@@ -133,8 +134,10 @@ class Deliverer:
         timeout_s: float = 10.0,
         budget_s: float = 30.0,
         receivers: int = 8,
+        clock: Clock | None = None,
     ) -> None:
         self.engine = engine
+        self.clock: Clock = clock or SYSTEM
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.budget_s = budget_s
@@ -182,7 +185,7 @@ class Deliverer:
     def deliver_due(self, limit: int = 50, *, wait: bool = True) -> int:
         """Start a turn for every webhook with due notifications and none in flight; returns
         how many notifications the turns will try. ``wait``: until every turn has ended."""
-        now = now_us()
+        now = self.clock.now_us()
         with self._busy_lock:
             busy = set(self._busy)
         query = (
@@ -278,7 +281,7 @@ class Deliverer:
                 row.attempts + 1,
                 error,
             )
-        at = now_us()
+        at = self.clock.now_us()
         attempts = row.attempts + 1
         values: dict[str, Any] = {"attempts": attempts, "last_error": error}
         if error is None:
