@@ -41,6 +41,12 @@ with warnings.catch_warnings():
         "ignore",
         message=".*install `httpx2`",
     )
+    # older Starlette (the lowest version allowed) names an anyio alias newer anyio deprecates
+    warnings.filterwarnings(
+        "ignore",
+        message="The anyio.abc.BlockingPortal alias is deprecated",
+        category=DeprecationWarning,
+    )
     from starlette.testclient import TestClient
 
 US = 1_000_000

@@ -20,10 +20,13 @@ __all__ = [
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # model_version is a field here, not pydantic's
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
 class Health(_Open):
+    """The service is up and its database answers."""
+
     status: str
     version: str
     database: str

@@ -2,7 +2,8 @@
 write keys as the HTTP Basic user name (Segment's clients), or a bearer token; API tokens as
 ``Authorization: Bearer``."""
 
-from __future__ import annotations
+# no postponed annotations here: FastAPI reads the annotations of a security object's
+# __call__ at run time, where strings would not resolve
 
 import base64
 from collections.abc import Callable

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingExtraError
 from . import DbOpt, _load, app, err, out
+
+#: what the service commands import, all from the ``serve`` extra
+_SERVICE_PARTS = (
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "httpx",
+    "orjson",
+)
+
+
+def _need_service(command: str) -> None:
+    """A clear error, not an ImportError, when the service's parts are not installed."""
+    missing = []
+    for name in _SERVICE_PARTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingExtraError(
+            f"`leadscore {command}` needs the live service's parts, which are not installed "
+            f"({', '.join(missing)}): pip install 'leadscore[serve]' "
+            "(and 'leadscore[postgres]' for PostgreSQL)"
+        )
 
 
 @app.command()
@@ -25,6 +54,7 @@ def serve(
     ] = "info",
 ) -> None:
     """Run the live service: Segment-compatible ingest, real-time scores, MQL webhooks, read API."""
+    _need_service("serve")
     import uvicorn
 
     from ..api import create_app
@@ -66,6 +96,7 @@ def keys_create(
     database_url: DbOpt = None,
 ) -> None:
     """Create a key; its secret is printed once and stored only as a hash."""
+    _need_service("keys")
     from ..service.auth import create_key
     from ..store import open_engine
 
@@ -79,6 +110,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DbOpt = None) -> None:
     """List keys (never their secrets)."""
+    _need_service("keys")
     from ..service.auth import list_keys
     from ..store import open_engine
 
@@ -101,6 +133,7 @@ def keys_revoke(
     database_url: DbOpt = None,
 ) -> None:
     """Revoke a key: it stops working at once."""
+    _need_service("keys")
     from ..service.auth import revoke_key
     from ..store import open_engine
 
@@ -125,6 +158,7 @@ def webhooks_add(
     database_url: DbOpt = None,
 ) -> None:
     """Register a webhook; prints the secret that signs its deliveries."""
+    _need_service("webhooks")
     from ..service.webhooks import add_webhook
     from ..store import open_engine
 
@@ -139,6 +173,7 @@ def webhooks_add(
 @hooks_app.command("list")
 def webhooks_list(database_url: DbOpt = None) -> None:
     """List webhooks with their delivery counts."""
+    _need_service("webhooks")
     from ..service.webhooks import list_webhooks
     from ..store import open_engine
 
@@ -161,6 +196,7 @@ def webhooks_remove(
     hook_id: Annotated[int, typer.Argument(help="The webhook's id.")], database_url: DbOpt = None
 ) -> None:
     """Stop notifying a webhook (its delivery log is kept)."""
+    _need_service("webhooks")
     from ..service.webhooks import remove_webhook
     from ..store import open_engine
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingExtraError
 
 __all__ = ["DEFAULT_URL", "WRITES", "database_url", "open_engine", "upgrade"]
 
@@ -40,6 +40,14 @@ def database_url(given: str | None = None) -> str:
         raise ConfigError(
             f"database {parsed.get_backend_name()!r} is not supported; use SQLite or PostgreSQL"
         )
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise MissingExtraError(
+                "PostgreSQL needs its driver, which is not installed: "
+                "pip install 'leadscore[postgres]'"
+            ) from None
     return url
 
 
