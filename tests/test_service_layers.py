@@ -4,7 +4,6 @@ to authenticate, errors come from one table."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,10 +25,10 @@ from tests.service_helpers import (
 DAY_US = 86400 * US
 
 
-def test_health_answers_while_an_activation_runs(tmp_path: Path) -> None:
+def test_health_answers_while_an_activation_runs(service_db_url: str) -> None:
     """PUT /api/models re-scores every lead in the threadpool: while it is held inside its
     transaction, /health still answers on the same event loop."""
-    with api_on(f"sqlite:///{tmp_path / 'leadscore.db'}") as api:
+    with api_on(service_db_url) as api:
         for i in range(0, 300, 100):
             api.ok(*(identify(f"u{j}", {"title": "VP"}) for j in range(i, i + 100)))
             api.ok(*(page(f"u{j}", "/pricing") for j in range(i, i + 100)))
