@@ -27,11 +27,11 @@ SETTINGS = settings(
 )
 
 
-def python_scores(model, data) -> dict[str, Any]:
+def python_scores(model, data, as_of=AS_OF) -> dict[str, Any]:
     scorer = Scorer(model)
     out = {}
     for lead_id, traits, evs in data:
-        s = scorer.score(traits, [Event(n, ts, p) for n, ts, p in evs], AS_OF)
+        s = scorer.score(traits, [Event(n, ts, p) for n, ts, p in evs], as_of)
         out[lead_id] = {
             "fit": s.fit,
             "engagement": s.engagement,

@@ -433,11 +433,8 @@ class BigQuery(Dialect):
         return exp.Anonymous(this="UNIX_MICROS", expressions=[ts])
 
     def ts_literal(self, at: datetime, aware: bool) -> exp.Expr:
-        # BigQuery's TIMESTAMP is an instant; its literal text without a zone is UTC
-        at = to_utc(at)
-        return exp.cast(
-            _str(at.replace(tzinfo=None).isoformat(sep=" ")), exp.DataType.build("timestamp")
-        )
+        # an instant (TIMESTAMP there); a cast of text would be a DATETIME, a wall-clock time
+        return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[_num(us_of(at))])
 
     def parameter(self, name: str) -> exp.Expr:
         return exp.Placeholder(this=name)
