@@ -84,9 +84,34 @@ def score(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="duckdb (here, the default) or spark (a local Spark session, or a cluster "
+            "with --spark-remote).",
+        ),
+    ] = "duckdb",
+    spark_remote: Annotated[
+        str | None,
+        typer.Option("--spark-remote", help="Spark Connect URL, like sc://HOST:15002."),
+    ] = None,
+    leads_table: Annotated[
+        str | None,
+        typer.Option(
+            "--leads-table", help="Spark: a table of leads (lead_id, traits JSON) to score."
+        ),
+    ] = None,
+    events_table: Annotated[
+        str | None,
+        typer.Option(
+            "--events-table",
+            help="Spark: a table of events (lead_id, event, ts TIMESTAMP, properties JSON).",
+        ),
+    ] = None,
 ) -> None:
     """Score every lead: one record per lead with fit, engagement, score, grade, mql, reasons."""
-    from ..batch import OUTPUT_FORMATS, run
+    from ..batch import OUTPUT_FORMATS, run_engine
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -96,7 +121,18 @@ def score(
     when = parse_as_of(as_of)
     started = time.perf_counter()
     with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
-        batch = run(m, leads, events, when, segment=segment, skip_bad_rows=skip_bad_rows)
+        batch = run_engine(
+            engine,
+            m,
+            leads,
+            events,
+            when,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            spark_remote=spark_remote,
+            leads_table=leads_table,
+            events_table=events_table,
+        )
         if fmt == "table":
             table = batch.materialise()
             _print_table(batch.con, table, limit)

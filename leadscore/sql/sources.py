@@ -23,6 +23,18 @@ def _ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
+def _table(name: str, alias: str) -> exp.Table:
+    """A table by name; ``db.table`` and ``catalog.db.table`` name it in a schema."""
+    parts = name.split(".") if name.count(".") <= 2 else [name]
+    qual: list[exp.Identifier | None] = [None, None, *(_ident(p) for p in parts[:-1])]
+    return exp.Table(
+        this=_ident(parts[-1]),
+        db=qual[-1],
+        catalog=qual[-2],
+        alias=exp.TableAlias(this=_ident(alias)),
+    )
+
+
 def _col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=_ident(name), table=_ident(table) if table else None)
 
@@ -38,10 +50,10 @@ class Source:
     event: str
 
     def leads_table(self) -> exp.Expr:
-        return exp.Table(this=_ident(self.leads), alias=exp.TableAlias(this=_ident("l")))
+        return _table(self.leads, "l")
 
     def events_table(self) -> exp.Expr:
-        return exp.Table(this=_ident(self.events), alias=exp.TableAlias(this=_ident("e")))
+        return _table(self.events, "e")
 
     def lead_id_col(self) -> exp.Expr:
         return _col(self.lead_id, "l")
