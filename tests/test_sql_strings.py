@@ -150,7 +150,9 @@ def test_rendered_sql_parses_back_to_the_same_strings(model, dialect):
     """What the warehouse reads: the rendered text, parsed by that dialect, holds every name and
     value exactly, and nothing the model did not say (no string split in two)."""
     tree = compile_score(model, JsonTables(ts="ts"), AS_OF, dialect)
-    text = tree.sql(dialect=dialect)
+    text = score_sql(model, JsonTables(ts="ts"), AS_OF, dialect)
+    if dialect == "spark":  # Spark would replace ${var} in a string with a setting
+        assert "${" not in text
     back = sqlglot.parse_one(text, read=dialect)
     names = {r.name for r in model.rules}
     values = {s.strip().lower() for s in NASTY}

@@ -449,6 +449,5 @@ def score_sql(
     pretty: bool = False,
 ) -> str:
     """The scoring query as SQL text for one dialect."""
-    return compile_score(model, source, as_of, dialect, detail=detail).sql(
-        dialect=dialect, pretty=pretty
-    )
+    tree = compile_score(model, source, as_of, dialect, detail=detail)
+    return adapter(dialect).render(tree, pretty=pretty)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlglot import exp
+from sqlglot.dialects.spark import Spark as _SparkSQL
 
 from ..engine.scorer import to_utc, us_of
 
@@ -83,6 +84,11 @@ class Dialect:
     """The engine-neutral spelling; each engine overrides what it spells differently."""
 
     name = "generic"
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        """The tree as this engine's SQL text."""
+        return tree.sql(dialect=self.name, pretty=pretty)
+
     #: booleans in the output columns: a bare condition, or CASE … THEN TRUE ELSE FALSE
     bare_booleans = False
     #: how the reasons list is made: "row" (list functions over one row), "subquery" (a JSON
@@ -440,9 +446,21 @@ class BigQuery(Dialect):
         return exp.Placeholder(this=name)
 
 
+class SparkSQL(_SparkSQL):
+    """Spark SQL as sqlglot writes it, except that ``$`` in a string is written ``\\u0024``:
+    Spark replaces ``${name}`` in a query's text with a setting (or nothing) before parsing it,
+    string literals included."""
+
+
+SparkSQL.ESCAPED_SEQUENCES = {**_SparkSQL.ESCAPED_SEQUENCES, "$": "\\u0024"}
+
+
 class Spark(Dialect):
     name = "spark"
     reasons_shape = "row"
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        return tree.sql(dialect=SparkSQL, pretty=pretty)
 
     def epoch_us(self, ts: exp.Expr) -> exp.Expr:
         # UNIX_TIMESTAMP keeps whole seconds; UNIX_MICROS keeps every microsecond

@@ -178,10 +178,13 @@ def _events_arrow(inputs: Inputs) -> pa.Table:
         "json": "CAST(properties AS VARCHAR)",
         "varchar": "properties",
     }.get(ptype, "CAST(to_json(properties) AS VARCHAR)")
-    table: pa.Table = inputs.con.execute(
+    cur = inputs.con.execute(
         f"SELECT CAST(lead_id AS VARCHAR) AS lead_id, CAST(event AS VARCHAR) AS event, "
         f'epoch_us(ts) AS ts_us, {props} AS properties FROM "{view}"'
-    ).fetch_arrow_table()
+    )
+    # DuckDB 1.4 renamed fetch_arrow_table (now deprecated) to to_arrow_table
+    fetch = getattr(cur, "to_arrow_table", None) or cur.fetch_arrow_table
+    table: pa.Table = fetch()
     return table
 
 
