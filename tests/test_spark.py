@@ -190,3 +190,62 @@ def test_missing_java_is_a_clear_error(project, tmp_path):
 def test_engine_options_that_cannot_work_together(project, args, message):
     proc = ls("score", *args, cwd=project, ok=False)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Spark Connect server (spark-submit of PySpark's SparkConnectServer) on a free port."""
+    import subprocess
+    import time
+
+    import pyspark
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("connect") / "server.log"
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                str(submit),
+                "--class",
+                "org.apache.spark.sql.connect.service.SparkConnectServer",
+                "--master",
+                "local[2]",
+                "--conf",
+                f"spark.connect.grpc.binding.port={port}",
+                "--conf",
+                "spark.ui.enabled=false",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(240):  # ready when it listens; the JVM takes a while to start
+            if proc.poll() is not None:
+                pytest.fail(f"the Spark Connect server exited: {log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"the Spark Connect server did not listen: {log.read_text()[-2000:]}")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_spark_connect_writes_the_records_duckdb_writes(project, connect_server):
+    args = ["score", "--leads", "leads.csv", "--events", "events.parquet", "--as-of", AT]
+    ls(*args, "-o", "duck-connect.jsonl", cwd=project)
+    proc = ls(
+        *args, "--engine", "spark", "--spark-remote", connect_server, "-o", "sc.jsonl", cwd=project
+    )
+    assert "Scored 150 leads" in proc.stderr
+    duck = (project / "duck-connect.jsonl").read_bytes()
+    assert duck and (project / "sc.jsonl").read_bytes() == duck
