@@ -93,6 +93,7 @@ TEXT_OPERANDS = [
 #: rule names as people write them: each engine must give them back unchanged in the reasons
 RULE_NAMES = [
     "rule",
+    "${var} costs $5",
     "Won't buy",
     'Said "maybe"',
     "C:\\new",

@@ -182,7 +182,7 @@ def test_sqlite_agrees(model_text, data):
 
 
 SPARK_SETTINGS = settings(
-    max_examples=int(os.environ.get("LEADSCORE_SPARK_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("LEADSCORE_SPARK_EXAMPLES", "25")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
