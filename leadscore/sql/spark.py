@@ -16,6 +16,7 @@ import socket
 import warnings
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,8 @@ __all__ = [
     "score_on_spark",
     "session",
 ]
+
+_LOG4J = Path(__file__).with_name("spark-log4j2.properties").as_uri()
 
 LEADS_VIEW = "leadscore_leads"
 EVENTS_VIEW = "leadscore_events"
@@ -113,6 +116,10 @@ def session(remote: str | None = None) -> Any:
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.sql.session.timeZone", "UTC")
         )
+        if " " not in _LOG4J:  # Java options are split at spaces
+            builder = builder.config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J}"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
