@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from leadscore.engine import Event
 from leadscore.model import parse_model
-from leadscore.sql import DIALECTS, JsonTables, compile_score, score_sql
+from leadscore.sql import DIALECTS, AsOf, JsonTables, compile_score, score_sql
 from leadscore.sql.sqlite import connect_functions
 
 from .parity_strategies import AS_OF
@@ -138,7 +138,12 @@ def test_postgres_keeps_every_string(model, pg_url):
         source = JsonTables(ts="ts", ts_aware=True, jsonb=True)
         cur = conn.execute(score_sql(model, source, AS_OF, "postgres", detail=True))
         got = sql_rows(cur.fetchall(), [d.name for d in cur.description])
-    assert_same(python_scores(model, data), got, "postgres")
+        assert_same(python_scores(model, data), got, "postgres")
+        # with a parameter (psycopg's %(as_of)s), a % in a name or value is still itself
+        query = score_sql(model, source, AsOf.parameter(), "postgres", detail=True)
+        cur = conn.execute(query, {"as_of": AS_OF})
+        got = sql_rows(cur.fetchall(), [d.name for d in cur.description])
+    assert_same(python_scores(model, data), got, "postgres, as_of param")
 
 
 def _strings(tree: exp.Expr) -> set[str]:

@@ -289,6 +289,18 @@ class Postgres(Dialect):
     bare_booleans = True
     reasons_shape = "subquery"
 
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        if tree.find(exp.Placeholder) is not None:
+            # %(as_of)s is psycopg's parameter style, in which a % of the text is written %%
+            tree = tree.transform(
+                lambda n: (
+                    _str(n.this.replace("%", "%%"))
+                    if isinstance(n, exp.Literal) and n.is_string and "%" in n.this
+                    else n
+                )
+            )
+        return tree.sql(dialect=self.name, pretty=pretty)
+
     def round2(self, x: exp.Expr) -> exp.Expr:
         # round(double precision, int) does not exist there
         return exp.cast(exp.Round(this=exp.cast(x, "numeric"), decimals=_num(2)), "double")
