@@ -236,3 +236,17 @@ def test_cli_spark_connect_writes_the_records_duckdb_writes(project, connect_ser
     assert list(first) == [
         *("lead_id", "fit", "engagement", "score", "grade", "mql", "fast_track", "reasons")
     ]
+
+
+def test_spark_as_of_parameter(spark):
+    """`leadscore sql --dialect spark --as-of param`: bound with spark.sql(query, args=…)."""
+    from leadscore.sql import AsOf
+
+    model = parse_model(nasty_model(), "quoting.yaml")
+    data = nasty_data()
+    load_spark(spark, data)
+    query = score_sql(model, JsonTables(ts="ts"), AsOf.parameter(), "spark", detail=True)
+    at = AS_OF + timedelta(days=3, microseconds=5)
+    df = spark.sql(query, args={"as_of": at})
+    got = sql_rows([r.asDict(recursive=True) for r in df.collect()], None)
+    assert_same(python_scores(model, data, at), got, "spark, as_of param")
