@@ -250,3 +250,26 @@ def test_spark_as_of_parameter(spark):
     df = spark.sql(query, args={"as_of": at})
     got = sql_rows([r.asDict(recursive=True) for r in df.collect()], None)
     assert_same(python_scores(model, data, at), got, "spark, as_of param")
+
+
+def test_spark_without_events_scores_fit_alone(project, spark, tmp_path):
+    """Leads and no events, from a file and from a table: fit alone, as DuckDB scores it."""
+    from leadscore.model import load_model
+
+    model = load_model(project / "leadscore.yaml")
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+    texts = []
+    for engine in ("duckdb", "spark"):
+        out = tmp_path / f"{engine}.jsonl"
+        run_engine(engine, model, project / "leads.csv", None, when).write("jsonl", None, out)
+        texts.append(out.read_bytes())
+    assert texts[0] and texts[0] == texts[1]
+    data = nasty_data()
+    load_spark(spark, data)
+    spark.sql("CREATE OR REPLACE TEMP VIEW crm_leads_only AS SELECT * FROM leads")
+    quoting = parse_model(nasty_model(), "quoting.yaml")
+    batch = run_engine("spark", quoting, None, None, AS_OF, leads_table="crm_leads_only")
+    got = dict(
+        batch.con.execute("SELECT lead_id, engagement FROM leadscore_spark_scores").fetchall()
+    )
+    assert got.keys() == {i for i, _, _ in data} and set(got.values()) == {0.0}

@@ -147,13 +147,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _select_all(view: str, limit: int | None = None) -> str:
+    query = exp.select(exp.Star()).from_(exp.to_identifier(view, quoted=True))
+    return (query.limit(limit) if limit is not None else query).sql(dialect="duckdb")
+
+
 def _leads_arrow(inputs: Inputs) -> pa.Table:
     """Leads as (lead_id, traits JSON text), traits nested as the Python engine reads them."""
     import pyarrow as pa
 
     from .duckdb import TRAITS_COLUMN
 
-    cur = inputs.con.execute(f'SELECT * FROM "{inputs.leads_view}"')
+    cur = inputs.con.execute(_select_all(inputs.leads_view))
     cols = [d[0] for d in cur.description or ()]
     ids: list[str] = []
     traits: list[str] = []
@@ -179,16 +184,19 @@ def _events_arrow(inputs: Inputs) -> pa.Table:
 
     view = inputs.events_view
     assert view is not None
-    rel = inputs.con.sql(f'SELECT * FROM "{view}" LIMIT 0')
+    rel = inputs.con.sql(_select_all(view, limit=0))
     ptype = type_name(dict(zip(rel.columns, rel.types, strict=True))["properties"])
-    props = {
-        "json": "CAST(properties AS VARCHAR)",
-        "varchar": "properties",
-    }.get(ptype, "CAST(to_json(properties) AS VARCHAR)")
-    cur = inputs.con.execute(
-        f"SELECT CAST(lead_id AS VARCHAR) AS lead_id, CAST(event AS VARCHAR) AS event, "
-        f'epoch_us(ts) AS ts_us, {props} AS properties FROM "{view}"'
-    )
+    props: exp.Expr = exp.column("properties")
+    if ptype != "varchar":  # JSON text already; JSON as text; a STRUCT or MAP as JSON text
+        value = props if ptype == "json" else exp.Anonymous(this="to_json", expressions=[props])
+        props = exp.cast(value, "varchar")
+    query = exp.select(
+        exp.alias_(exp.cast(exp.column("lead_id"), "varchar"), "lead_id"),
+        exp.alias_(exp.cast(exp.column("event"), "varchar"), "event"),
+        exp.alias_(exp.Anonymous(this="epoch_us", expressions=[exp.column("ts")]), "ts_us"),
+        exp.alias_(props, "properties"),
+    ).from_(exp.to_identifier(view, quoted=True))
+    cur = inputs.con.execute(query.sql(dialect="duckdb"))
     # DuckDB 1.4 renamed fetch_arrow_table (now deprecated) to to_arrow_table
     fetch = getattr(cur, "to_arrow_table", None) or cur.fetch_arrow_table
     table: pa.Table = fetch()
@@ -201,16 +209,23 @@ def inputs_to_spark(spark: Any, inputs: Inputs) -> JsonTables:
     if inputs.events_view is not None:
         spark.createDataFrame(_events_arrow(inputs)).createOrReplaceTempView(EVENTS_VIEW)
     else:
-        no_events(spark, ts="ts_us", ts_type="BIGINT")
+        no_events(spark, ts="ts_us", ts_type="bigint")
     return JsonTables(leads=LEADS_VIEW, events=EVENTS_VIEW, ts_us="ts_us")
 
 
-def no_events(spark: Any, *, ts: str = "ts", ts_type: str = "TIMESTAMP") -> None:
+def no_events(spark: Any, *, ts: str = "ts", ts_type: str = "timestamp") -> None:
     """An empty events view, for leads scored without events."""
-    spark.sql(
-        "SELECT CAST(NULL AS STRING) AS lead_id, CAST(NULL AS STRING) AS event, "
-        f"CAST(NULL AS {ts_type}) AS {ts}, CAST(NULL AS STRING) AS properties WHERE false"
-    ).createOrReplaceTempView(EVENTS_VIEW)
+
+    def null(name: str, type_: str) -> exp.Expr:
+        return exp.alias_(exp.cast(exp.Null(), type_), name)
+
+    query = exp.select(
+        null("lead_id", "string"),
+        null("event", "string"),
+        null(ts, ts_type),
+        null("properties", "string"),
+    ).where(exp.false())
+    spark.sql(query.sql(dialect="spark")).createOrReplaceTempView(EVENTS_VIEW)
 
 
 def count(spark: Any, table: exp.Expr) -> int:
