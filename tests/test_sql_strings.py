@@ -167,3 +167,50 @@ def test_rendered_sql_parses_back_to_the_same_strings(model, dialect):
     # Snowflake spells a struct's field names as strings)
     assert _strings(back) - _strings(tree) <= {"rule", "points"}
     assert not list(back.find_all(exp.Concat)), "a string literal was split"
+
+
+NEAR_ZERO = """
+model: 1
+name: near zero
+fit:
+  rules:
+    - {name: a, when: {field: title, exists: true}, points: 0.3}
+    - {name: b, when: {field: title, exists: true}, points: -0.1}
+    - {name: c, when: {field: title, exists: true}, points: -0.2}
+mql: {threshold: 10}
+"""
+
+
+def test_a_tiny_negative_sum_is_written_as_zero_not_minus_zero(pg_url):
+    """0.3 - 0.1 - 0.2 is -2.8e-17 in doubles: every engine writes 0.0, never -0.0."""
+    import math
+
+    import duckdb
+
+    model = parse_model(NEAR_ZERO, "near.yaml")
+    data = [("L1", {"title": "x"}, [])]
+    assert python_scores(model, data)["L1"]["fit"] < 0
+    con = duckdb.connect()
+    load_duckdb(con, data)
+    (fit,) = con.execute(
+        f"SELECT fit FROM ({score_sql(model, JsonTables(ts='ts'), AS_OF, 'duckdb')})"
+    ).fetchone()
+    lite = sqlite3.connect(":memory:")
+    connect_functions(lite)
+    lite.execute("CREATE TABLE leads (lead_id TEXT, traits TEXT)")
+    lite.execute("CREATE TABLE events (lead_id TEXT, event TEXT, ts_us INTEGER, properties TEXT)")
+    lite.execute("INSERT INTO leads VALUES ('L1', ?)", [json.dumps({"title": "x"})])
+    (lite_fit,) = lite.execute(
+        f"SELECT fit FROM ({score_sql(model, JsonTables(ts_us='ts_us'), AS_OF, 'sqlite')})"
+    ).fetchone()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE leads (lead_id text, traits json)")
+        conn.execute(
+            "CREATE TABLE events (lead_id text, event text, ts timestamp, properties json)"
+        )
+        conn.execute("""INSERT INTO leads VALUES ('L1', '{"title": "x"}')""")
+        (pg_fit,) = conn.execute(
+            f"SELECT fit FROM ({score_sql(model, JsonTables(ts='ts'), AS_OF, 'postgres')}) q"
+        ).fetchone()
+    for engine, value in (("duckdb", fit), ("sqlite", lite_fit), ("postgres", pg_fit)):
+        assert value == 0 and math.copysign(1.0, value) == 1.0, engine

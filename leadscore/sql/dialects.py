@@ -100,7 +100,12 @@ class Dialect:
         return exp.RegexpLike(this=x, expression=_str(pattern))
 
     def round2(self, x: exp.Expr) -> exp.Expr:
-        return exp.Round(this=x, decimals=_num(2))
+        # + 0.0 turns the -0.0 that rounding a tiny negative number gives into 0.0, as Spark's
+        # and PostgreSQL's decimal rounding do, so every engine writes the same records
+        return exp.Add(
+            this=exp.Round(this=x, decimals=_num(2)),
+            expression=exp.cast(_num("0.0"), "double"),
+        )
 
     def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
         """The text form of the JSON value at a path: strings as themselves, true/false, numbers."""
