@@ -14,14 +14,15 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -c requirements-dev.lock
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,dbt]' -c requirements-dev.lock
 	touch $(STAMP)
 
 lock: $(STAMP)            ## pin every dependency's version for make install (requirements-dev.lock)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --extra dbt --python-version 3.11 --quiet \
 	  --custom-compile-command 'make lock' -o requirements-dev.lock
 
 # the lowest versions pyproject.toml allows, in a venv of their own, on a fast subset of the tests
+# (without the spark and dbt extras, whose tests need the full install)
 LOWEST_VENV ?= .venv-lowest
 FAST_TESTS  := tests/test_model.py tests/test_engine.py tests/test_cli.py tests/test_service_api.py \
                tests/test_service_layers.py tests/test_service_extras.py

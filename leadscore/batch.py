@@ -21,7 +21,16 @@ from .model import Model, nest
 from .sql.compiler import compile_score
 from .sql.duckdb import TRAITS_COLUMN, column_source
 
-__all__ = ["OUTPUT_FORMATS", "BatchRun", "explain_lead", "load_lead", "run", "summary"]
+__all__ = [
+    "ENGINES",
+    "OUTPUT_FORMATS",
+    "BatchRun",
+    "explain_lead",
+    "load_lead",
+    "run",
+    "run_engine",
+    "summary",
+]
 
 OUTPUT_FORMATS = ("jsonl", "csv", "table")
 KEYS = ("lead_id", "fit", "engagement", "score", "grade", "mql", "fast_track", "reasons")
@@ -123,6 +132,85 @@ def run(
         con=con,
     )
     return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def run_engine(
+    engine: str,
+    model: Model,
+    leads: Path | None,
+    events: Path | None,
+    as_of: datetime,
+    *,
+    segment: Path | None = None,
+    skip_bad_rows: bool = False,
+    spark_remote: str | None = None,
+    leads_table: str | None = None,
+    events_table: str | None = None,
+) -> BatchRun:
+    """Score on the chosen engine: DuckDB here, or Spark (a local session or Spark Connect)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
+    tables = leads_table is not None or events_table is not None
+    if engine == "duckdb":
+        if spark_remote is not None:
+            raise ConfigError("--spark-remote is for --engine spark")
+        if tables:
+            raise ConfigError(
+                "--leads-table/--events-table name Spark tables: add --engine spark, or give "
+                "files with --leads/--events"
+            )
+        return run(model, leads, events, as_of, segment=segment, skip_bad_rows=skip_bad_rows)
+    if tables and (leads is not None or events is not None or segment is not None):
+        raise ConfigError("give either tables (--leads-table/--events-table) or files, not both")
+    if tables and leads_table is None:
+        raise ConfigError("--events-table needs --leads-table: the leads to score")
+    return _run_spark(
+        model,
+        leads,
+        events,
+        as_of,
+        segment=segment,
+        skip_bad_rows=skip_bad_rows,
+        remote=spark_remote,
+        leads_table=leads_table,
+        events_table=events_table,
+    )
+
+
+def _run_spark(
+    model: Model,
+    leads: Path | None,
+    events: Path | None,
+    as_of: datetime,
+    *,
+    segment: Path | None,
+    skip_bad_rows: bool,
+    remote: str | None,
+    leads_table: str | None,
+    events_table: str | None,
+) -> BatchRun:
+    from .sql import JsonTables
+    from .sql import spark as on_spark
+
+    if leads_table is None:  # files: read and checked here, scored there
+        inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
+        session = on_spark.session(remote)
+        source = on_spark.inputs_to_spark(session, inputs)
+    else:
+        session = on_spark.session(remote)
+        if events_table is None:
+            events_table = on_spark.EVENTS_VIEW
+            on_spark.no_events(session)
+        source = JsonTables(leads=leads_table, events=events_table, ts="ts")
+        inputs = Inputs(con=duckdb.connect(), leads_view="", events_view=None)
+        inputs.events = on_spark.count(session, source.events_table())
+    scores = on_spark.score_on_spark(session, model, source, as_of)
+    inputs.con.register("leadscore_spark_scores", scores)
+    inputs.leads = scores.num_rows
+    return BatchRun(model, inputs, as_of, "SELECT * FROM leadscore_spark_scores")
 
 
 def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:

@@ -90,6 +90,17 @@ TEXT_OPERANDS = [
     "n/a",
     "3",
 ]
+#: rule names as people write them: each engine must give them back unchanged in the reasons
+RULE_NAMES = [
+    "rule",
+    "${var} costs $5",
+    "Won't buy",
+    'Said "maybe"',
+    "C:\\new",
+    "50% off",
+    "Zürich — 東京",
+    "two\nlines",
+]
 REGEXES = ["vp|director", "^d", "[0-9]+$", "s.les", "^/pricing", "(pro|enterprise)$", "o+g"]
 NUMBERS = [0, 3, 12, 100, 250, 250.5, -3.5, 1000, 5000]
 
@@ -151,14 +162,18 @@ points = st.one_of(st.integers(-30, 40), st.sampled_from([0.5, 2.25, 7.75, -12.5
 @st.composite
 def models(draw: st.DrawFn) -> str:
     fit_rules = [
-        {"name": f"fit {i}", "when": draw(condition(LEAD_FIELDS)), "points": draw(points)}
+        {
+            "name": f"{draw(st.sampled_from(RULE_NAMES))} fit {i}",
+            "when": draw(condition(LEAD_FIELDS)),
+            "points": draw(points),
+        }
         for i in range(draw(st.integers(0, 4)))
     ]
     eng_rules = []
     for i in range(draw(st.integers(0, 4))):
         pts = draw(st.one_of(st.integers(1, 30), st.sampled_from([0.5, 2.25, -5])))
         rule: dict[str, Any] = {
-            "name": f"eng {i}",
+            "name": f"{draw(st.sampled_from(RULE_NAMES))} eng {i}",
             "event": draw(st.sampled_from(RULE_EVENTS)),
             "points": pts,
         }

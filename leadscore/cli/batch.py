@@ -84,9 +84,34 @@ def score(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="duckdb (here, the default) or spark (a local Spark session, or a cluster "
+            "with --spark-remote).",
+        ),
+    ] = "duckdb",
+    spark_remote: Annotated[
+        str | None,
+        typer.Option("--spark-remote", help="Spark Connect URL, like sc://HOST:15002."),
+    ] = None,
+    leads_table: Annotated[
+        str | None,
+        typer.Option(
+            "--leads-table", help="Spark: a table of leads (lead_id, traits JSON) to score."
+        ),
+    ] = None,
+    events_table: Annotated[
+        str | None,
+        typer.Option(
+            "--events-table",
+            help="Spark: a table of events (lead_id, event, ts TIMESTAMP, properties JSON).",
+        ),
+    ] = None,
 ) -> None:
     """Score every lead: one record per lead with fit, engagement, score, grade, mql, reasons."""
-    from ..batch import OUTPUT_FORMATS, run
+    from ..batch import OUTPUT_FORMATS, run_engine
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -96,7 +121,18 @@ def score(
     when = parse_as_of(as_of)
     started = time.perf_counter()
     with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
-        batch = run(m, leads, events, when, segment=segment, skip_bad_rows=skip_bad_rows)
+        batch = run_engine(
+            engine,
+            m,
+            leads,
+            events,
+            when,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            spark_remote=spark_remote,
+            leads_table=leads_table,
+            events_table=events_table,
+        )
         if fmt == "table":
             table = batch.materialise()
             _print_table(batch.con, table, limit)
@@ -190,6 +226,25 @@ def explain(
     print_explanation(out, m, lead, explain_lead(m, inputs, lead, when))
 
 
+def _sql_as_of(text: str | None) -> object:
+    """``leadscore sql --as-of``: now (the warehouse's clock), param (a named parameter) or ISO."""
+    from ..sql import AsOf
+
+    word = (text or "now").strip().lower()
+    if word == "now":
+        return AsOf.now()
+    if word == "param":
+        return AsOf.parameter("as_of")
+    try:
+        return AsOf.fixed(parse_as_of(text))
+    except ConfigError:
+        raise ConfigError(
+            f"--as-of {text!r} is not now, param or a date or timestamp; write now (the "
+            "warehouse's current time, the default), param (a named parameter as_of) or an "
+            "instant like 2026-06-01T09:30:00Z"
+        ) from None
+
+
 @app.command()
 def sql(
     model: ModelArg = Path("leadscore.yaml"),
@@ -199,7 +254,14 @@ def sql(
             "--dialect", "-d", help="duckdb, postgres, sqlite, snowflake, bigquery or spark."
         ),
     ] = "duckdb",
-    as_of: AsOfOpt = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="now: the warehouse's current time when the query runs (default); param: a "
+            "named parameter as_of; or a fixed ISO 8601 instant.",
+        ),
+    ] = None,
     leads_table: Annotated[
         str, typer.Option("--leads-table", help="Table of leads: lead_id and a JSON traits column.")
     ] = "leads",
@@ -210,26 +272,40 @@ def sql(
         ),
     ] = "events",
     pretty: Annotated[bool, typer.Option("--pretty/--compact", help="Indent the SQL.")] = True,
+    semicolon: Annotated[
+        bool,
+        typer.Option(
+            "--semicolon/--no-semicolon", help="End with ';' (leave it out for a dbt model)."
+        ),
+    ] = True,
     jsonb: Annotated[
         bool, typer.Option("--jsonb", help="PostgreSQL: traits and properties are jsonb, not json.")
     ] = False,
 ) -> None:
     """Print the model as one SQL query for a warehouse or a dbt model."""
-    from ..sql import DIALECTS, JsonTables
+    from ..sql import DIALECTS, AsOf, JsonTables
     from ..sql import score_sql as render
 
     if dialect not in DIALECTS:
         raise ConfigError(f"--dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
+    when = _sql_as_of(as_of)
+    assert isinstance(when, AsOf)
     m = _load(model)
     source = JsonTables(
         leads=leads_table, events=events_table, ts="ts", ts_aware=False, jsonb=jsonb
     )
-    text = render(m, source, parse_as_of(as_of), dialect, pretty=pretty)
+    text = render(m, source, when, dialect, pretty=pretty)
+    if when.at is not None:
+        at = f"scored at {when.at:%Y-%m-%dT%H:%M:%S.%fZ}"
+    elif when.param is not None:
+        at = f"scored at the parameter {when.param} (a UTC timestamp)"
+    else:
+        at = "scored at the current time when it runs"
     print(
-        f"-- leadscore model {m.name!r} as {dialect} SQL; tables: {leads_table}(lead_id, traits JSON), "
-        f"{events_table}(lead_id, event, ts TIMESTAMP in UTC, properties JSON)"
+        f"-- leadscore model {m.name!r} as {dialect} SQL, {at}; tables: {leads_table}(lead_id, "
+        f"traits JSON), {events_table}(lead_id, event, ts TIMESTAMP in UTC, properties JSON)"
     )
-    print(text.rstrip() + ";")
+    print(text.rstrip() + (";" if semicolon else ""))
 
 
 @app.command()

@@ -22,17 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlglot
 from sqlglot import exp
 
 from ..engine.scorer import US_PER_DAY
 from ..model.schema import All, Any, Condition, Leaf, Model, Not
 from ..model.values import NUMBER_PATTERN, WHITESPACE
+from .dialects import DIALECTS, AsOf, Dialect, adapter
 from .sources import Source
 
-__all__ = ["DIALECTS", "compile_score", "score_sql"]
-
-DIALECTS = ("duckdb", "postgres", "sqlite", "snowflake", "bigquery", "spark")
+__all__ = ["DIALECTS", "AsOf", "compile_score", "score_sql"]
 
 Path = tuple[str, ...]
 Reader = Callable[[Path], exp.Expr]
@@ -62,7 +60,7 @@ def _bool(e: exp.Expr) -> exp.Expr:
 
 @dataclass
 class _Leafs:
-    dialect: str
+    d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
@@ -78,13 +76,7 @@ class _Leafs:
         )
 
     def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
-        p = exp.Literal.string(pattern)
-        if self.dialect == "snowflake":  # REGEXP_LIKE must match the whole text there
-            return exp.GT(
-                this=exp.Anonymous(this="REGEXP_INSTR", expressions=[x, p]),
-                expression=exp.Literal.number(0),
-            )
-        return exp.RegexpLike(this=x, expression=p)
+        return self.d.regex(x, pattern)
 
     def present(self, x: exp.Expr) -> exp.Expr:
         return exp.and_(
@@ -220,14 +212,6 @@ def _c(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table)
 
 
-def _round2(x: exp.Expr, dialect: str) -> exp.Expr:
-    if dialect == "postgres":  # round(double precision, int) does not exist there
-        return exp.cast(
-            exp.Round(this=exp.cast(x, "numeric"), decimals=exp.Literal.number(2)), "double"
-        )
-    return exp.Round(this=x, decimals=exp.Literal.number(2))
-
-
 def _grade(model: Model) -> exp.Expr:
     g = model.grades
     if g is None:
@@ -249,89 +233,17 @@ def _grade(model: Model) -> exp.Expr:
     )
 
 
-def _reason_terms(model: Model) -> list[tuple[str, str, int]]:
-    """(rule name, column in u, order) for every rule."""
-    terms = [(r.name, f"f{i}", r.order) for i, r in enumerate(model.fit_rules)]
-    terms += [(r.name, f"e{i}", r.order) for i, r in enumerate(model.engagement_rules)]
+def _reason_terms(model: Model, table: str | None) -> list[tuple[str, exp.Expr, int]]:
+    """(rule name, its points column, order) for every rule, in model order."""
+    terms = [(r.name, _c(f"f{i}", table), r.order) for i, r in enumerate(model.fit_rules)]
+    terms += [(r.name, _c(f"e{i}", table), r.order) for i, r in enumerate(model.engagement_rules)]
     return sorted(terms, key=lambda t: t[2])
-
-
-def _reasons_row(model: Model, dialect: str) -> exp.Expr | None:
-    """Reasons as a row-level expression over u (engines with lists and lambdas)."""
-    terms = _reason_terms(model)
-    if not terms:
-        return None
-    if dialect == "duckdb":
-        items = ", ".join(
-            f"{{'k': -abs({col}), 'o': {o}, 'rule': {_sqlstr(name)}, 'points': {col}}}"
-            for name, col, o in terms
-        )
-        sql = (
-            f"list_transform(list_sort(list_filter([{items}], x -> x.points <> 0)), "
-            "x -> {'rule': x.rule, 'points': round(x.points, 2)})"
-        )
-        return sqlglot.parse_one(sql, read="duckdb")
-    return None
-
-
-def _sqlstr(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _reasons_subquery(model: Model, dialect: str) -> exp.Expr:
-    """Reasons as a correlated subquery over u: a JSON text list (postgres, sqlite)."""
-    terms = _reason_terms(model)
-    if not terms:
-        return exp.Literal.string("[]")
-    union = " UNION ALL ".join(
-        f"SELECT {_sqlstr(name)} AS rule, u.{col} AS points, {o} AS o" for name, col, o in terms
-    )
-    if dialect == "postgres":
-        sql = (
-            "(SELECT CAST(COALESCE(json_agg(json_build_object('rule', v.rule, 'points', "
-            "ROUND(CAST(v.points AS NUMERIC), 2)) ORDER BY ABS(v.points) DESC, v.o), "
-            f"CAST('[]' AS JSON)) AS TEXT) FROM ({union}) AS v WHERE v.points <> 0)"
-        )
-        return sqlglot.parse_one(sql, read="postgres")
-    sql = (
-        "(SELECT json_group_array(json_object('rule', v.rule, 'points', ROUND(v.points, 2))) "
-        f"FROM (SELECT * FROM ({union}) AS w WHERE w.points <> 0 ORDER BY ABS(w.points) DESC, w.o) AS v)"
-    )
-    return sqlglot.parse_one(sql, read="sqlite")
-
-
-def _reasons_cte(model: Model, dialect: str) -> exp.Expr | None:
-    """Reasons as a grouped CTE (warehouses): one row per lead with any reason."""
-    terms = _reason_terms(model)
-    if not terms:
-        return None
-    union = " UNION ALL ".join(
-        f"SELECT u.lead_id, {_sqlstr(name)} AS rule, u.{col} AS points, {o} AS o FROM u"
-        for name, col, o in terms
-    )
-    if dialect == "spark":
-        agg = (
-            "TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT(-ABS(points) AS k, o AS o, rule AS rule, "
-            "ROUND(points, 2) AS points))), x -> STRUCT(x.rule AS rule, x.points AS points))"
-        )
-        sql = f"SELECT lead_id, {agg} AS reasons FROM ({union}) AS v WHERE points <> 0 GROUP BY lead_id"
-        return sqlglot.parse_one(sql, read="spark")
-    sql = (
-        "SELECT lead_id, ARRAY_AGG({'rule': rule, 'points': ROUND(points, 2)} "
-        f"ORDER BY ABS(points) DESC, o) AS reasons FROM ({union}) AS v WHERE points <> 0 GROUP BY lead_id"
-    )
-    tree = sqlglot.parse_one(sql, read="duckdb")
-    # The sort keys are never NULL; spell NULL order as the target's default so no dialect
-    # has to translate it (BigQuery sorts NULLs first when ascending).
-    for o in tree.find_all(exp.Ordered):
-        o.set("nulls_first", dialect == "bigquery" and not o.args.get("desc"))
-    return tree
 
 
 def compile_score(
     model: Model,
     source: Source,
-    as_of: datetime,
+    as_of: datetime | AsOf,
     dialect: str = "duckdb",
     *,
     detail: bool = False,
@@ -342,16 +254,17 @@ def compile_score(
     per rule (``f0``…, ``e0``… after caps, ``s0``… before caps) — what parity tests, explanations
     and the service's read-time decay use.
     """
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
-    L = _Leafs(dialect)
+    d = adapter(dialect)
+    if not isinstance(as_of, AsOf):
+        as_of = AsOf.fixed(as_of)
+    L = _Leafs(d)
     lead_id = source.lead_id_col()
 
     # f: fit rule points per lead, over each trait's text and number computed once (fx)
-    LF = _Leafs(dialect, fields={})
+    LF = _Leafs(d, fields={})
     f_cols: list[exp.Expr] = [_c("lead_id")]
     for i, r in enumerate(model.fit_rules):
-        cond = LF.condition(r.when, lambda p: source.lead_text(p, dialect))
+        cond = LF.condition(r.when, lambda p: source.lead_text(p, d))
         f_cols.append(
             exp.alias_(
                 exp.Case(ifs=[exp.If(this=cond, true=_dbl(r.points))], default=_dbl(0)),
@@ -370,10 +283,10 @@ def compile_score(
         key = L.norm(source.event_name_col())
         keys = sorted(model.event_keys)
         ev_where = exp.and_(
-            source.time_filter(as_of, window_us, dialect),
+            source.time_filter(as_of, window_us, d),
             exp.In(this=key.copy(), expressions=[exp.Literal.string(k) for k in keys]),
         )
-        age = source.age_seconds(as_of, dialect)
+        age = source.age_seconds(as_of, d)
         if model.half_life_days is not None:
             decay: exp.Expr = exp.Pow(
                 this=exp.Literal.number("0.5"),
@@ -386,7 +299,7 @@ def compile_score(
         for i, er in enumerate(model.engagement_rules):
             hit: exp.Expr = exp.EQ(this=key.copy(), expression=exp.Literal.string(er.event_key))
             if er.when is not None:
-                hit = exp.and_(hit, L.condition(er.when, lambda p: source.event_text(p, dialect)))
+                hit = exp.and_(hit, L.condition(er.when, lambda p: source.event_text(p, d)))
             g_cols.append(
                 exp.alias_(
                     exp.Sum(
@@ -477,32 +390,25 @@ def compile_score(
 
     reasons: exp.Expr
     reasons_cte = None
-    row = _reasons_row(model, dialect)
-    if row is not None:
-        reasons = row
-    elif dialect in ("postgres", "sqlite") or not model.rules:
-        reasons = _reasons_subquery(model, dialect)
+    if not model.rules:
+        reasons = d.empty_reasons()
+    elif d.reasons_shape == "row":
+        reasons = d.reasons_row(_reason_terms(model, "u"))
+    elif d.reasons_shape == "subquery":
+        reasons = d.reasons_subquery(_reason_terms(model, "u"))
     else:
-        reasons_cte = _reasons_cte(model, dialect)
-        assert reasons_cte is not None  # the model has rules
-        reasons = _c("reasons", "rs")
+        reasons_cte = d.reasons_grouped(_reason_terms(model, "u"))
         query = query.with_("rs", as_=reasons_cte)
-    if dialect == "duckdb" and row is None:
-        reasons = sqlglot.parse_one(
-            "CAST([] AS STRUCT(rule VARCHAR, points DOUBLE)[])", read="duckdb"
-        )
+        # a lead without reasons has no row in rs: an empty list, not NULL
+        reasons = exp.Coalesce(this=_c("reasons", "rs"), expressions=[d.empty_reasons()])
 
-    if dialect in ("duckdb", "postgres"):
-        mql_out: exp.Expr = exp.Paren(this=mql)
-        fast_out: exp.Expr = fast
-    else:
-        mql_out = exp.Case(ifs=[exp.If(this=mql, true=exp.true())], default=exp.false())
-        fast_out = exp.Case(ifs=[exp.If(this=fast, true=exp.true())], default=exp.false())
+    mql_out = d.boolean(mql)
+    fast_out = d.boolean(fast)
     out_cols = [
         exp.alias_(_c("lead_id", "u"), "lead_id"),
-        exp.alias_(_round2(_c("fit", "u"), dialect), "fit"),
-        exp.alias_(_round2(_c("engagement", "u"), dialect), "engagement"),
-        exp.alias_(_round2(_c("score", "u"), dialect), "score"),
+        exp.alias_(d.round2(_c("fit", "u")), "fit"),
+        exp.alias_(d.round2(_c("engagement", "u")), "engagement"),
+        exp.alias_(d.round2(_c("score", "u")), "score"),
         exp.alias_(
             _grade(model).transform(lambda n: _c(n.name, "u") if isinstance(n, exp.Column) else n),
             "grade",
@@ -536,13 +442,12 @@ def compile_score(
 def score_sql(
     model: Model,
     source: Source,
-    as_of: datetime,
+    as_of: datetime | AsOf,
     dialect: str = "duckdb",
     *,
     detail: bool = False,
     pretty: bool = False,
 ) -> str:
     """The scoring query as SQL text for one dialect."""
-    return compile_score(model, source, as_of, dialect, detail=detail).sql(
-        dialect=dialect, pretty=pretty
-    )
+    tree = compile_score(model, source, as_of, dialect, detail=detail)
+    return adapter(dialect).render(tree, pretty=pretty)

@@ -13,7 +13,8 @@ import duckdb
 from sqlglot import exp
 
 from ..model.schema import Condition, Model, leaves
-from .sources import ColumnTables, json_path
+from .dialects import json_path
+from .sources import ColumnTables
 
 __all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "text_expr"]
 

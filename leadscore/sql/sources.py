@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlglot import exp
 
-from ..engine.scorer import to_utc, us_of
+from .dialects import AsOf, Dialect, json_path
 
 __all__ = ["ColumnTables", "JsonTables", "Source", "json_path"]
 
@@ -24,19 +23,20 @@ def _ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
+def _table(name: str, alias: str) -> exp.Table:
+    """A table by name; ``db.table`` and ``catalog.db.table`` name it in a schema."""
+    parts = name.split(".") if name.count(".") <= 2 else [name]
+    qual: list[exp.Identifier | None] = [None, None, *(_ident(p) for p in parts[:-1])]
+    return exp.Table(
+        this=_ident(parts[-1]),
+        db=qual[-1],
+        catalog=qual[-2],
+        alias=exp.TableAlias(this=_ident(alias)),
+    )
+
+
 def _col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=_ident(name), table=_ident(table) if table else None)
-
-
-def json_path(path: Path) -> str:
-    """A JSON path such as ``$.company.employees``; keys that are not plain words are quoted."""
-    parts = []
-    for p in path:
-        if p.replace("_", "").isalnum() and p.isascii():
-            parts.append("." + p)
-        else:
-            parts.append('."' + p.replace('"', '\\"') + '"')
-    return "$" + "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ class Source:
     event: str
 
     def leads_table(self) -> exp.Expr:
-        return exp.Table(this=_ident(self.leads), alias=exp.TableAlias(this=_ident("l")))
+        return _table(self.leads, "l")
 
     def events_table(self) -> exp.Expr:
-        return exp.Table(this=_ident(self.events), alias=exp.TableAlias(this=_ident("e")))
+        return _table(self.events, "e")
 
     def lead_id_col(self) -> exp.Expr:
         return _col(self.lead_id, "l")
@@ -65,57 +65,17 @@ class Source:
         return _col(self.event, "e")
 
     # overridden per layout
-    def lead_text(self, path: Path, dialect: str) -> exp.Expr:
+    def lead_text(self, path: Path, d: Dialect) -> exp.Expr:
         raise NotImplementedError
 
-    def event_text(self, path: Path, dialect: str) -> exp.Expr:
+    def event_text(self, path: Path, d: Dialect) -> exp.Expr:
         raise NotImplementedError
 
-    def time_filter(self, as_of: datetime, window_us: int | None, dialect: str) -> exp.Expr:
+    def time_filter(self, as_of: AsOf, window_us: int | None, d: Dialect) -> exp.Expr:
         raise NotImplementedError
 
-    def age_seconds(self, as_of: datetime, dialect: str) -> exp.Expr:
+    def age_seconds(self, as_of: AsOf, d: Dialect) -> exp.Expr:
         raise NotImplementedError
-
-
-def _ts_literal(ts: datetime, dialect: str, aware: bool) -> exp.Expr:
-    ts = to_utc(ts)
-    if aware:
-        return exp.cast(exp.Literal.string(ts.isoformat()), exp.DataType.build("timestamptz"))
-    text = ts.replace(tzinfo=None).isoformat(sep=" ")
-    return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
-
-
-def _epoch_us(ts: exp.Expr, dialect: str) -> exp.Expr:
-    """Microseconds since the epoch of a timestamp column, per engine."""
-    if dialect == "duckdb":
-        return exp.Anonymous(this="epoch_us", expressions=[ts])
-    if dialect == "bigquery":
-        return exp.Anonymous(this="UNIX_MICROS", expressions=[ts])
-    if dialect == "sqlite":
-        # SQLite keeps timestamps as ISO text ('YYYY-MM-DD HH:MM:SS[.ffffff]', UTC): whole
-        # seconds from strftime, microseconds from the digits after the point
-        secs = exp.cast(
-            exp.Anonymous(this="strftime", expressions=[exp.Literal.string("%s"), ts]), "integer"
-        )
-        frac_text = exp.Substring(
-            this=exp.DPipe(
-                this=exp.Substring(this=ts.copy(), start=exp.Literal.number(21)),
-                expression=exp.Literal.string("000000"),
-            ),
-            start=exp.Literal.number(1),
-            length=exp.Literal.number(6),
-        )
-        return exp.Paren(
-            this=exp.Add(
-                this=exp.Mul(this=secs, expression=exp.Literal.number(1_000_000)),
-                expression=exp.cast(frac_text, "integer"),
-            )
-        )
-    # postgres, snowflake, spark: epoch seconds (with fraction) times a million
-    return exp.Mul(
-        this=exp.Paren(this=exp.TimeToUnix(this=ts)), expression=exp.Literal.number(1_000_000)
-    )
 
 
 @dataclass(frozen=True)
@@ -125,82 +85,22 @@ class _TimeMixin:
     def _time_cols(self) -> tuple[str | None, str | None, bool]:
         raise NotImplementedError
 
-    def time_filter(self, as_of: datetime, window_us: int | None, dialect: str) -> exp.Expr:
+    def time_filter(self, as_of: AsOf, window_us: int | None, d: Dialect) -> exp.Expr:
         ts, ts_us, aware = self._time_cols()
         if ts_us is not None:
-            col = _col(ts_us, "e")
-            hi = us_of(as_of)
-            cond: exp.Expr = exp.LTE(this=col, expression=exp.Literal.number(hi))
-            if window_us is not None:
-                cond = exp.and_(
-                    cond, exp.GTE(this=col, expression=exp.Literal.number(hi - window_us))
-                )
-            return cond
+            return d.us_bounds(_col(ts_us, "e"), as_of, window_us)
         assert ts is not None
-        if dialect == "sqlite":  # text timestamps: compare exact microseconds
-            us = _epoch_us(_col(ts, "e"), dialect)
-            hi = us_of(as_of)
-            cond = exp.LTE(this=us, expression=exp.Literal.number(hi))
-            if window_us is not None:
-                cond = exp.and_(
-                    cond, exp.GTE(this=us.copy(), expression=exp.Literal.number(hi - window_us))
-                )
-            return cond
-        col = _col(ts, "e")
-        cond = exp.LTE(this=col, expression=_ts_literal(as_of, dialect, aware))
-        if window_us is not None:
-            from datetime import timedelta
+        return d.time_bounds(_col(ts, "e"), as_of, window_us, aware)
 
-            start = to_utc(as_of) - timedelta(microseconds=window_us)
-            cond = exp.and_(cond, exp.GTE(this=col, expression=_ts_literal(start, dialect, aware)))
-        return cond
-
-    def age_seconds(self, as_of: datetime, dialect: str) -> exp.Expr:
+    def age_seconds(self, as_of: AsOf, d: Dialect) -> exp.Expr:
         ts, ts_us, _aware = self._time_cols()
-        if ts_us is not None:
-            diff: exp.Expr = exp.Sub(
-                this=exp.Literal.number(us_of(as_of)), expression=_col(ts_us, "e")
-            )
-        else:
-            assert ts is not None
-            diff = exp.Sub(
-                this=exp.Literal.number(us_of(as_of)), expression=_epoch_us(_col(ts, "e"), dialect)
-            )
+        event_us = _col(ts_us, "e") if ts_us is not None else d.epoch_us(_col(ts or "ts", "e"))
+        diff = exp.Sub(this=d.as_of_us(as_of), expression=event_us)
         # exact integer microseconds, then double arithmetic in the engine's own order
         return exp.Div(
             this=exp.cast(exp.Paren(this=diff), "double"),
             expression=exp.cast(exp.Literal.number(1000000), "double"),
         )
-
-
-def _json_text(column: exp.Expr, path: Path, dialect: str, jsonb: bool) -> exp.Expr:
-    """The text form of the JSON value at a path: strings as themselves, true/false, numbers."""
-    if dialect == "postgres":
-        fn = "jsonb_extract_path_text" if jsonb else "json_extract_path_text"
-        return exp.Anonymous(this=fn, expressions=[column, *(exp.Literal.string(p) for p in path)])
-    p = exp.Literal.string(json_path(path))
-    if dialect == "duckdb":
-        return exp.Anonymous(this="json_extract_string", expressions=[column, p])
-    if dialect == "sqlite":
-        # json_extract gives 1/0 for true/false; the text form is 'true'/'false'
-        jtype = exp.Anonymous(this="json_type", expressions=[column, p])
-        raw = exp.cast(exp.Anonymous(this="json_extract", expressions=[column, p]), "text")
-        return exp.Case(
-            ifs=[
-                exp.If(
-                    this=exp.EQ(this=jtype, expression=exp.Literal.string("true")),
-                    true=exp.Literal.string("true"),
-                ),
-                exp.If(
-                    this=exp.EQ(this=jtype, expression=exp.Literal.string("false")),
-                    true=exp.Literal.string("false"),
-                ),
-            ],
-            default=raw,
-        )
-    # warehouses: a parsed JSON path, so sqlglot spells it the way each dialect wants
-    jp = exp.JSONPath(expressions=[exp.JSONPathRoot(), *(exp.JSONPathKey(this=k) for k in path)])
-    return exp.JSONExtractScalar(this=column, expression=jp)
 
 
 @dataclass(frozen=True)
@@ -230,11 +130,11 @@ class JsonTables(_TimeMixin, Source):
     def _time_cols(self) -> tuple[str | None, str | None, bool]:
         return self.ts, self.ts_us, self.ts_aware
 
-    def lead_text(self, path: Path, dialect: str) -> exp.Expr:
-        return _json_text(_col(self.traits, "l"), path, dialect, self.jsonb)
+    def lead_text(self, path: Path, d: Dialect) -> exp.Expr:
+        return d.json_text(_col(self.traits, "l"), path, self.jsonb)
 
-    def event_text(self, path: Path, dialect: str) -> exp.Expr:
-        return _json_text(_col(self.properties, "e"), path, dialect, self.jsonb)
+    def event_text(self, path: Path, d: Dialect) -> exp.Expr:
+        return d.json_text(_col(self.properties, "e"), path, self.jsonb)
 
 
 FieldReader = Callable[[exp.Expr, Path], exp.Expr]
@@ -262,10 +162,10 @@ class ColumnTables(_TimeMixin, Source):
     def _time_cols(self) -> tuple[str | None, str | None, bool]:
         return self.ts, self.ts_us, self.ts_aware
 
-    def lead_text(self, path: Path, dialect: str) -> exp.Expr:
+    def lead_text(self, path: Path, d: Dialect) -> exp.Expr:
         e = self.lead_fields.get(path)
         return e.copy() if e is not None else exp.cast(exp.Null(), "text")
 
-    def event_text(self, path: Path, dialect: str) -> exp.Expr:
+    def event_text(self, path: Path, d: Dialect) -> exp.Expr:
         e = self.event_fields.get(path)
         return e.copy() if e is not None else exp.cast(exp.Null(), "text")

@@ -1,0 +1,506 @@
+"""What differs between SQL engines, one small adapter per dialect.
+
+The compiler builds one sqlglot tree; wherever engines disagree on a function, a type or a shape
+it asks the dialect's adapter for the subtree. Every adapter returns trees, never SQL text, so
+names and values (``Won't buy``, ``C:\\new``, ``50%``, ``Zürich``) are quoted by sqlglot's
+generator for the target dialect and reach the engine unchanged.
+
+The instant the scores are computed at (``as_of``) is one of three things (:class:`AsOf`): a fixed
+instant written into the query, the engine's current time when the query runs, or a named
+parameter the caller binds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlglot import exp
+from sqlglot.dialects.spark import Spark as _SparkSQL
+
+from ..engine.scorer import to_utc, us_of
+
+__all__ = ["ADAPTERS", "DIALECTS", "AsOf", "Dialect", "adapter", "json_path"]
+
+Path = tuple[str, ...]
+
+
+def _str(s: str) -> exp.Literal:
+    return exp.Literal.string(s)
+
+
+def _num(n: int | float | str) -> exp.Expr:
+    return exp.Literal.number(n)
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name)
+
+
+def json_path(path: Path) -> str:
+    """A JSON path such as ``$.company.employees``; keys that are not plain words are quoted."""
+    parts = []
+    for p in path:
+        if p.replace("_", "").isalnum() and p.isascii():
+            parts.append("." + p)
+        else:
+            parts.append('."' + p.replace('"', '\\"') + '"')
+    return "$" + "".join(parts)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The instant scores are computed at, as the query sees it.
+
+    ``AsOf.fixed(dt)`` writes the instant into the query; ``AsOf.now()`` reads the engine's
+    current time each time the query runs (a scheduled query or a dbt model keeps decaying);
+    ``AsOf.parameter("as_of")`` leaves a named parameter (a UTC timestamp) for the caller to bind.
+    """
+
+    at: datetime | None = None
+    param: str | None = None
+
+    @classmethod
+    def fixed(cls, at: datetime) -> AsOf:
+        return cls(at=to_utc(at))
+
+    @classmethod
+    def now(cls) -> AsOf:
+        return cls()
+
+    @classmethod
+    def parameter(cls, name: str = "as_of") -> AsOf:
+        if not name.isidentifier():
+            raise ValueError(f"a parameter name is a plain word, not {name!r}")
+        return cls(param=name)
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.at is not None
+
+
+class Dialect:
+    """The engine-neutral spelling; each engine overrides what it spells differently."""
+
+    name = "generic"
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        """The tree as this engine's SQL text."""
+        return tree.sql(dialect=self.name, pretty=pretty)
+
+    #: booleans in the output columns: a bare condition, or CASE … THEN TRUE ELSE FALSE
+    bare_booleans = False
+    #: how the reasons list is made: "row" (list functions over one row), "subquery" (a JSON
+    #: text list from a correlated subquery) or "grouped" (ARRAY_AGG in a CTE joined back)
+    reasons_shape = "grouped"
+
+    # -- text and numbers ------------------------------------------------------------------
+    def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
+        return exp.RegexpLike(this=x, expression=_str(pattern))
+
+    def round2(self, x: exp.Expr) -> exp.Expr:
+        # + 0.0 turns the -0.0 that rounding a tiny negative number gives into 0.0, as Spark's
+        # and PostgreSQL's decimal rounding do, so every engine writes the same records
+        return exp.Add(
+            this=exp.Round(this=x, decimals=_num(2)),
+            expression=exp.cast(_num("0.0"), "double"),
+        )
+
+    def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
+        """The text form of the JSON value at a path: strings as themselves, true/false, numbers."""
+        jp = exp.JSONPath(
+            expressions=[exp.JSONPathRoot(), *(exp.JSONPathKey(this=k) for k in path)]
+        )
+        return exp.JSONExtractScalar(this=column, expression=jp)
+
+    # -- time --------------------------------------------------------------------------------
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        """Microseconds since the epoch of a timestamp (a naive timestamp is read as UTC)."""
+        return exp.Mul(this=exp.Paren(this=exp.TimeToUnix(this=ts)), expression=_num(1_000_000))
+
+    def ts_literal(self, at: datetime, aware: bool) -> exp.Expr:
+        """A fixed instant, comparable with the event time column."""
+        at = to_utc(at)
+        if aware:
+            return exp.cast(_str(at.isoformat()), exp.DataType.build("timestamptz"))
+        return exp.cast(
+            _str(at.replace(tzinfo=None).isoformat(sep=" ")), exp.DataType.build("timestamp")
+        )
+
+    def now(self) -> exp.Expr:
+        return exp.CurrentTimestamp()
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.cast(exp.Placeholder(this=name), exp.DataType.build("timestamp"))
+
+    def as_of_ts(self, as_of: AsOf, aware: bool) -> exp.Expr:
+        """``as_of`` as a timestamp expression."""
+        if as_of.at is not None:
+            return self.ts_literal(as_of.at, aware)
+        if as_of.param is not None:
+            return self.parameter(as_of.param)
+        return self.now()
+
+    def as_of_us(self, as_of: AsOf) -> exp.Expr:
+        """``as_of`` in microseconds since the epoch."""
+        if as_of.at is not None:
+            return _num(us_of(as_of.at))
+        return self.epoch_us(self.as_of_ts(as_of, aware=True))
+
+    def time_bounds(
+        self, ts: exp.Expr, as_of: AsOf, window_us: int | None, aware: bool
+    ) -> exp.Expr:
+        """``ts`` at or before as_of and, with a window, no older than it."""
+        if as_of.at is not None:
+            cond: exp.Expr = exp.LTE(this=ts, expression=self.ts_literal(as_of.at, aware))
+            if window_us is None:
+                return cond
+            start = as_of.at - timedelta(microseconds=window_us)
+            return exp.and_(cond, exp.GTE(this=ts.copy(), expression=self.ts_literal(start, aware)))
+        return self.us_bounds(self.epoch_us(ts), as_of, window_us)
+
+    def us_bounds(self, us: exp.Expr, as_of: AsOf, window_us: int | None) -> exp.Expr:
+        """The same bounds over exact microseconds."""
+        hi = self.as_of_us(as_of)
+        cond: exp.Expr = exp.LTE(this=us, expression=hi)
+        if window_us is None:
+            return cond
+        lo = (
+            _num(us_of(as_of.at) - window_us)
+            if as_of.at is not None
+            else exp.Sub(this=hi.copy(), expression=_num(window_us))
+        )
+        return exp.and_(cond, exp.GTE(this=us.copy(), expression=lo))
+
+    # -- output ------------------------------------------------------------------------------
+    def boolean(self, cond: exp.Expr) -> exp.Expr:
+        if self.bare_booleans:
+            return exp.Paren(this=cond)
+        return exp.Case(ifs=[exp.If(this=cond, true=exp.true())], default=exp.false())
+
+    def empty_reasons(self) -> exp.Expr:
+        return exp.Array(expressions=[])
+
+    def reasons_row(self, terms: Sequence[tuple[str, exp.Expr, int]]) -> exp.Expr:
+        """Reasons from one row: [{rule, points}] of the non-zero terms, largest |points| first,
+        then model order. Each term is (rule name, points expression, order)."""
+        items = exp.Array(
+            expressions=[
+                _struct(
+                    ("k", exp.Neg(this=exp.Abs(this=pts))),
+                    ("o", _num(o)),
+                    ("rule", _str(name)),
+                    ("points", pts.copy()),
+                )
+                for name, pts, o in terms
+            ]
+        )
+        x = _ident("x")
+        nonzero = exp.Lambda(
+            this=exp.NEQ(this=exp.Dot(this=x, expression=_ident("points")), expression=_num(0)),
+            expressions=[x.copy()],
+        )
+        out = exp.Lambda(
+            this=_struct(
+                ("rule", exp.Dot(this=x.copy(), expression=_ident("rule"))),
+                ("points", self.round2(exp.Dot(this=x.copy(), expression=_ident("points")))),
+            ),
+            expressions=[x.copy()],
+        )
+        return exp.Transform(
+            this=exp.ArraySort(this=exp.ArrayFilter(this=items, expression=nonzero)),
+            expression=out,
+        )
+
+    def reasons_values(self, terms: Sequence[tuple[str, exp.Expr, int]], lead: bool) -> exp.Expr:
+        """One row per term: (lead_id,) rule, points, o — a UNION ALL of SELECTs."""
+        selects = []
+        for name, pts, o in terms:
+            cols: list[exp.Expr] = []
+            if lead:
+                cols.append(exp.column("lead_id", table="u"))
+            cols += [
+                exp.alias_(_str(name), "rule"),
+                exp.alias_(pts.copy(), "points"),
+                exp.alias_(_num(o), "o"),
+            ]
+            sel = exp.select(*cols)
+            selects.append(sel.from_("u") if lead else sel)
+        out: exp.Expr = selects[0]
+        for s in selects[1:]:
+            out = exp.union(out, s, distinct=False)
+        return out
+
+    def reasons_subquery(self, terms: Sequence[tuple[str, exp.Expr, int]]) -> exp.Expr:
+        raise NotImplementedError(self.name)
+
+    def reasons_grouped(self, terms: Sequence[tuple[str, exp.Expr, int]]) -> exp.Expr:
+        """A CTE with one row per lead that has any reason: lead_id, reasons."""
+        rule, points, o = (exp.column(c) for c in ("rule", "points", "o"))
+        agg = exp.ArrayAgg(
+            this=exp.Order(
+                this=_struct(("rule", rule), ("points", self.round2(points))),
+                expressions=[
+                    exp.Ordered(this=exp.Abs(this=points.copy()), desc=True, nulls_first=False),
+                    exp.Ordered(this=o, nulls_first=self.nulls_first),
+                ],
+            )
+        )
+        v = exp.Subquery(
+            this=self.reasons_values(terms, lead=True), alias=exp.TableAlias(this=_ident("v"))
+        )
+        return (
+            exp.select(exp.column("lead_id"), exp.alias_(agg, "reasons"))
+            .from_(v)
+            .where(exp.NEQ(this=points.copy(), expression=_num(0)))
+            .group_by(exp.column("lead_id"))
+        )
+
+    #: the target's default NULL order for ascending keys (the sort keys are never NULL; spelling
+    #: the default means no dialect has to translate it)
+    nulls_first = False
+
+
+def _struct(*fields: tuple[str, exp.Expr]) -> exp.Struct:
+    return exp.Struct(expressions=[exp.PropertyEQ(this=_ident(k), expression=v) for k, v in fields])
+
+
+class DuckDB(Dialect):
+    name = "duckdb"
+    bare_booleans = True
+    reasons_shape = "row"
+
+    def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
+        return exp.Anonymous(
+            this="json_extract_string", expressions=[column, _str(json_path(path))]
+        )
+
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        return exp.Anonymous(this="epoch_us", expressions=[ts])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.cast(exp.Placeholder(this=name), exp.DataType.build("timestamptz"))
+
+    def empty_reasons(self) -> exp.Expr:
+        return exp.cast(
+            exp.Array(expressions=[]),
+            exp.DataType.build("STRUCT(rule VARCHAR, points DOUBLE)[]", dialect="duckdb"),
+        )
+
+
+class Postgres(Dialect):
+    name = "postgres"
+    bare_booleans = True
+    reasons_shape = "subquery"
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        if tree.find(exp.Placeholder) is not None:
+            # %(as_of)s is psycopg's parameter style, in which a % of the text is written %%
+            tree = tree.transform(
+                lambda n: (
+                    _str(n.this.replace("%", "%%"))
+                    if isinstance(n, exp.Literal) and n.is_string and "%" in n.this
+                    else n
+                )
+            )
+        return tree.sql(dialect=self.name, pretty=pretty)
+
+    def round2(self, x: exp.Expr) -> exp.Expr:
+        # round(double precision, int) does not exist there
+        return exp.cast(exp.Round(this=exp.cast(x, "numeric"), decimals=_num(2)), "double")
+
+    def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
+        fn = "jsonb_extract_path_text" if jsonb else "json_extract_path_text"
+        return exp.Anonymous(this=fn, expressions=[column, *(_str(p) for p in path)])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.cast(exp.Placeholder(this=name), exp.DataType.build("timestamptz"))
+
+    def reasons_subquery(self, terms: Sequence[tuple[str, exp.Expr, int]]) -> exp.Expr:
+        v = exp.Subquery(
+            this=self.reasons_values(terms, lead=False), alias=exp.TableAlias(this=_ident("v"))
+        )
+        points = exp.column("points", table="v")
+        obj = exp.Anonymous(
+            this="json_build_object",
+            expressions=[
+                _str("rule"),
+                exp.column("rule", table="v"),
+                _str("points"),
+                exp.Round(this=exp.cast(points, "numeric"), decimals=_num(2)),
+            ],
+        )
+        agg = exp.JSONArrayAgg(
+            this=exp.Order(
+                this=obj,
+                expressions=[
+                    exp.Ordered(this=exp.Abs(this=points.copy()), desc=True, nulls_first=True),
+                    exp.Ordered(this=exp.column("o", table="v"), nulls_first=False),
+                ],
+            )
+        )
+        text = exp.cast(exp.Coalesce(this=agg, expressions=[exp.cast(_str("[]"), "json")]), "text")
+        sel = exp.select(text).from_(v).where(exp.NEQ(this=points.copy(), expression=_num(0)))
+        return exp.Subquery(this=sel)
+
+    def empty_reasons(self) -> exp.Expr:
+        return _str("[]")
+
+
+class SQLite(Dialect):
+    name = "sqlite"
+    reasons_shape = "subquery"
+
+    def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
+        # json_extract gives 1/0 for true/false; the text form is 'true'/'false'
+        p = _str(json_path(path))
+        jtype = exp.Anonymous(this="json_type", expressions=[column, p])
+        raw = exp.cast(exp.Anonymous(this="json_extract", expressions=[column.copy(), p]), "text")
+        return exp.Case(
+            ifs=[
+                exp.If(this=exp.EQ(this=jtype, expression=_str("true")), true=_str("true")),
+                exp.If(
+                    this=exp.EQ(this=jtype.copy(), expression=_str("false")), true=_str("false")
+                ),
+            ],
+            default=raw,
+        )
+
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        # SQLite keeps timestamps as ISO text ('YYYY-MM-DD HH:MM:SS[.ffffff]', UTC): whole
+        # seconds from strftime, microseconds from the digits after the point
+        secs = exp.cast(exp.Anonymous(this="strftime", expressions=[_str("%s"), ts]), "integer")
+        frac_text = exp.Substring(
+            this=exp.DPipe(
+                this=exp.Substring(this=ts.copy(), start=_num(21)), expression=_str("000000")
+            ),
+            start=_num(1),
+            length=_num(6),
+        )
+        return exp.Paren(
+            this=exp.Add(
+                this=exp.Mul(this=secs, expression=_num(1_000_000)),
+                expression=exp.cast(frac_text, "integer"),
+            )
+        )
+
+    def now(self) -> exp.Expr:
+        # the current time as the same ISO text, to the millisecond
+        return exp.Anonymous(this="strftime", expressions=[_str("%Y-%m-%d %H:%M:%f"), _str("now")])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.Placeholder(this=name)
+
+    def time_bounds(
+        self, ts: exp.Expr, as_of: AsOf, window_us: int | None, aware: bool
+    ) -> exp.Expr:
+        # text timestamps: compare exact microseconds
+        return self.us_bounds(self.epoch_us(ts), as_of, window_us)
+
+    def reasons_subquery(self, terms: Sequence[tuple[str, exp.Expr, int]]) -> exp.Expr:
+        points = exp.column("points", table="w")
+        ordered = (
+            exp.select(exp.Star())
+            .from_(
+                exp.Subquery(
+                    this=self.reasons_values(terms, lead=False),
+                    alias=exp.TableAlias(this=_ident("w")),
+                )
+            )
+            .where(exp.NEQ(this=points, expression=_num(0)))
+            .order_by(
+                exp.Ordered(this=exp.Abs(this=points.copy()), desc=True),
+                exp.Ordered(this=exp.column("o", table="w")),
+            )
+        )
+        obj = exp.JSONObject(
+            expressions=[
+                exp.JSONKeyValue(this=_str("rule"), expression=exp.column("rule", table="v")),
+                exp.JSONKeyValue(
+                    this=_str("points"), expression=self.round2(exp.column("points", table="v"))
+                ),
+            ]
+        )
+        sel = exp.select(exp.JSONArrayAgg(this=obj)).from_(
+            exp.Subquery(this=ordered, alias=exp.TableAlias(this=_ident("v")))
+        )
+        return exp.Subquery(this=sel)
+
+    def empty_reasons(self) -> exp.Expr:
+        return _str("[]")
+
+
+class Snowflake(Dialect):
+    name = "snowflake"
+
+    def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
+        # REGEXP_LIKE must match the whole text there; REGEXP_INSTR finds a match anywhere
+        return exp.GT(
+            this=exp.Anonymous(this="REGEXP_INSTR", expressions=[x, _str(pattern)]),
+            expression=_num(0),
+        )
+
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        return exp.Anonymous(this="DATE_PART", expressions=[exp.var("EPOCH_MICROSECOND"), ts])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.cast(exp.Placeholder(this=name), exp.DataType.build("timestamptz"))
+
+
+class BigQuery(Dialect):
+    name = "bigquery"
+    nulls_first = True  # BigQuery sorts NULLs first when ascending
+
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        return exp.Anonymous(this="UNIX_MICROS", expressions=[ts])
+
+    def ts_literal(self, at: datetime, aware: bool) -> exp.Expr:
+        # an instant (TIMESTAMP there); a cast of text would be a DATETIME, a wall-clock time
+        return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[_num(us_of(at))])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.Placeholder(this=name)
+
+
+class SparkSQL(_SparkSQL):
+    """Spark SQL as sqlglot writes it, except that ``$`` in a string is written ``\\u0024``:
+    Spark replaces ``${name}`` in a query's text with a setting (or nothing) before parsing it,
+    string literals included."""
+
+
+SparkSQL.ESCAPED_SEQUENCES = {**_SparkSQL.ESCAPED_SEQUENCES, "$": "\\u0024"}
+
+
+class Spark(Dialect):
+    name = "spark"
+    reasons_shape = "row"
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        return tree.sql(dialect=SparkSQL, pretty=pretty)
+
+    def epoch_us(self, ts: exp.Expr) -> exp.Expr:
+        # UNIX_TIMESTAMP keeps whole seconds; UNIX_MICROS keeps every microsecond
+        return exp.Anonymous(this="UNIX_MICROS", expressions=[ts])
+
+    def ts_literal(self, at: datetime, aware: bool) -> exp.Expr:
+        # a timestamp literal's text is read in the session's time zone; microseconds are not
+        return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=[_num(us_of(at))])
+
+    def parameter(self, name: str) -> exp.Expr:
+        return exp.Placeholder(this=name)
+
+
+ADAPTERS: dict[str, Dialect] = {
+    d.name: d for d in (DuckDB(), Postgres(), SQLite(), Snowflake(), BigQuery(), Spark())
+}
+DIALECTS = tuple(ADAPTERS)
+
+
+def adapter(dialect: str) -> Dialect:
+    try:
+        return ADAPTERS[dialect]
+    except KeyError:
+        raise ValueError(
+            f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}"
+        ) from None
