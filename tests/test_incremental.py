@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadscore.engine import Event, Scorer, decay, us_of
+from leadscore.engine import Event, Scorer, decay
 from leadscore.engine.incremental import (
     Parts,
     advance,
@@ -24,6 +25,7 @@ from leadscore.model import parse_model
 
 DAY = 86_400_000_000
 HOUR = DAY // 24
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = 1_780_000_000 * 1_000_000  # 2026-05-28
 
 
@@ -83,9 +85,7 @@ NAMES = ("page", "Trial Started", "Demo Requested", "Other")
 
 
 def _ev(name: str, ts_us: int) -> Event:
-    ev = Event.__new__(Event)
-    ev.name, ev.key, ev.ts_us, ev.properties = name, name.lower(), ts_us, {}
-    return ev
+    return Event(name, EPOCH + timedelta(microseconds=ts_us))
 
 
 # ---------------------------------------------------------------- the rules one by one

@@ -195,9 +195,11 @@ def advance(
             sums = [x * f for x in sums]
             clock = ts
         if ev is not None:
-            if window is not None and ev.ts_us < at_us - window:
-                continue  # already outside the window: it never counts
             hits = scorer.matches(ev)
+            if window is not None and ev.ts_us < at_us - window:
+                if hits and not qualified:
+                    return None  # out of the window now, but it counted at its own time
+                continue
             late = 1.0
             if ev.ts_us < clock:
                 late_events = True
