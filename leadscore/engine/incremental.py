@@ -20,6 +20,7 @@ __all__ = [
     "Parts",
     "Step",
     "advance",
+    "can_carry",
     "could_qualify",
     "may_have_qualified",
     "mql_reason",
@@ -157,6 +158,12 @@ def rescore(
     return step
 
 
+def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:
+    """Whether stored parts can be carried to ``at_us``: they are not due for a re-score
+    (``due``, their ``rescore_at``) and no new event is in the future."""
+    return (due is None or at_us < due) and all(ts <= at_us for ts in new_ts)
+
+
 def advance(
     scorer: Scorer,
     parts: Parts,
@@ -175,7 +182,7 @@ def advance(
     None when the parts cannot be carried (they are due for a re-score, a new event is in the
     future) or a late event may have made the lead an MQL at an earlier instant: only its whole
     history can tell when, so the caller re-scores it with :func:`rescore`."""
-    if (due is not None and at_us >= due) or any(ev.ts_us > at_us for ev in new):
+    if not can_carry(due, (ev.ts_us for ev in new), at_us):
         return None
     model = scorer.model
     window = window_us(model)
