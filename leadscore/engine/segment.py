@@ -38,6 +38,7 @@ __all__ = [
     "Call",
     "Identities",
     "SegmentError",
+    "id_field",
     "merge_traits",
     "parse_timestamp",
     "read_call",
@@ -79,7 +80,8 @@ class Call:
         return None
 
 
-def _id(msg: Mapping[str, Any], key: str) -> str | None:
+def id_field(msg: Mapping[str, Any], key: str) -> str | None:
+    """An id field as text (numbers are taken as their text), None when absent or empty."""
     v = msg.get(key)
     if v is None or v == "":
         return None
@@ -139,9 +141,9 @@ def read_call(msg: Any, received_us: int | None = None) -> Call:
     if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
         raise SegmentError(f"type {kind!r} is not one of " + ", ".join(TYPES))
     kind = kind.strip().lower()
-    user_id = _id(msg, "userId")
-    anonymous_id = _id(msg, "anonymousId")
-    previous_id = _id(msg, "previousId")
+    user_id = id_field(msg, "userId")
+    anonymous_id = id_field(msg, "anonymousId")
+    previous_id = id_field(msg, "previousId")
     if kind == "alias":
         if user_id is None or previous_id is None:
             raise SegmentError("an alias call needs userId and previousId")
@@ -169,7 +171,7 @@ def read_call(msg: Any, received_us: int | None = None) -> Call:
         name = msg.get("name")
         if isinstance(name, str) and name and (properties is None or "name" not in properties):
             properties = {"name": name, **(properties or {})}
-    group_id = _id(msg, "groupId") if kind == "group" else None
+    group_id = id_field(msg, "groupId") if kind == "group" else None
     when = time_of(msg)
     if when is not None:
         time_field: str | None
