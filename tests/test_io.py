@@ -314,6 +314,6 @@ def test_segment_bad_messages(tmp_path):
     with pytest.raises(BadRowsError) as e:
         open_inputs(None, segment=path)
     msg = str(e.value)
-    assert f'{path}:2: unknown type "purchase"' in msg
-    assert f"{path}:3: neither userId nor anonymousId" in msg
-    assert f"{path}:4: a track call without an event name" in msg
+    assert f"{path}:2: type 'purchase' is not one of" in msg
+    assert f"{path}:3: the message has neither userId nor anonymousId" in msg
+    assert f"{path}:4: a track call needs an event name" in msg

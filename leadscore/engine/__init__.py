@@ -9,10 +9,13 @@ from .scorer import (
     Reason,
     RuleExplanation,
     Scorer,
+    counts,
+    decay,
     grade_of,
     round2,
     to_utc,
     us_of,
+    window_us,
 )
 
 __all__ = [
@@ -24,8 +27,11 @@ __all__ = [
     "RuleExplanation",
     "Scorer",
     "compile_condition",
+    "counts",
+    "decay",
     "grade_of",
     "round2",
     "to_utc",
     "us_of",
+    "window_us",
 ]

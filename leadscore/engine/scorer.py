@@ -20,10 +20,13 @@ __all__ = [
     "Reason",
     "RuleExplanation",
     "Scorer",
+    "counts",
+    "decay",
     "grade_of",
     "round2",
     "to_utc",
     "us_of",
+    "window_us",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,6 +130,33 @@ class Explanation:
     notes: tuple[str, ...] = field(default=())
 
 
+def half_life_s(model: Model) -> float | None:
+    """The model's half-life in seconds (None: no decay)."""
+    return model.half_life_days * 86400.0 if model.half_life_days is not None else None
+
+
+def window_us(model: Model) -> int | None:
+    """The model's window in microseconds (None: every event counts however old)."""
+    return round(model.window_days * US_PER_DAY) if model.window_days is not None else None
+
+
+def decay(age_us: int, model: Model | float | None) -> float:
+    """The factor an event's points are worth after ``age_us``: halved every half-life. ``model``
+    is a model or its half-life in seconds (None: no decay). The one place the formula is
+    written; ages are seconds / (half-life in seconds), in the same order of operations as the
+    SQL engines, so all engines compute bit-identical factors."""
+    half = half_life_s(model) if isinstance(model, Model) else model
+    if half is None:
+        return 1.0
+    return float(0.5 ** ((age_us / 1e6) / half))
+
+
+def counts(age_us: int, window: int | None) -> bool:
+    """The window rule: an event counts from its own instant until ``window`` (microseconds)
+    later, inclusive; a future event (negative age) does not count yet."""
+    return age_us >= 0 and (window is None or age_us <= window)
+
+
 def grade_of(model: Model, fit: float, engagement: float) -> str:
     g = model.grades
     if g is None:
@@ -160,14 +190,9 @@ class Scorer:
             self._by_event.setdefault(r.event_key, []).append((i, pred, r.points))
         self._fast = [r.fast_track for r in model.engagement_rules]
         self._caps = [r.cap for r in model.engagement_rules]
-        self._window_us = (
-            round(model.window_days * US_PER_DAY) if model.window_days is not None else None
-        )
-        # ages are seconds / (half-life in seconds), in the same order of operations as the SQL
-        # engines, so both compute bit-identical decay factors
-        self._half_life_s = (
-            model.half_life_days * 86400.0 if model.half_life_days is not None else None
-        )
+        self._window_us = window_us(model)
+        self._half_life_s = half_life_s(model)
+        self.event_keys = frozenset(self._by_event)
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
@@ -219,9 +244,9 @@ class Scorer:
             if rules is None:
                 continue
             age = asof_us - ev.ts_us
-            if age < 0 or (window is not None and age > window):
+            if not counts(age, window):
                 continue
-            factor = 0.5 ** ((age / 1e6) / half) if half is not None else 1.0
+            factor = decay(age, half)
             props = ev.properties
             for i, pred, pts in rules:
                 if pred is None or pred(props):
@@ -288,17 +313,14 @@ class Scorer:
         per_rule: dict[int, list[EventContribution]] = {}
         for ev in evs:
             age = asof_us - ev.ts_us
-            if age < 0:
-                future += 1
-                continue
-            if self._window_us is not None and age > self._window_us:
-                old += 1
+            if not counts(age, self._window_us):
+                future += age < 0
+                old += age >= 0
                 continue
             hit_any = False
             for i, epred, pts in self._by_event.get(ev.key, ()):
                 if epred is None or epred(ev.properties):
-                    half = self._half_life_s
-                    factor = 0.5 ** ((age / 1e6) / half) if half is not None else 1.0
+                    factor = decay(age, self._half_life_s)
                     per_rule.setdefault(i, []).append(
                         EventContribution(ev, age / US_PER_DAY, pts * factor)
                     )

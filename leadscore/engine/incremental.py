@@ -1,0 +1,248 @@
+"""Keeping a lead's score current as its events arrive, without re-reading its history each
+time. Pure: the live service stores the parts and asks here what to do with them.
+
+A score's *parts* are what it is made of at an instant: the fit rules that hold, each engagement
+rule's decayed sum before its cap, and whether any event counted for it. Between events only
+decay changes them, so the parts decayed to a later instant and finished give the score then;
+a new event adds its points; a lead whose events could leave the window, or whose future events
+become due, is re-scored from its events at ``rescore_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from ..model.schema import Model
+from .scorer import Event, LeadScore, Scorer, decay, round2, window_us
+
+__all__ = [
+    "Parts",
+    "Step",
+    "advance",
+    "can_carry",
+    "could_qualify",
+    "may_have_qualified",
+    "mql_reason",
+    "rescore",
+    "rescore_at",
+]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A score's parts at ``at_us``."""
+
+    held: tuple[int, ...]
+    sums: tuple[float, ...]
+    counted: tuple[bool, ...]
+    at_us: int
+
+    def decayed_to(self, model: Model, at_us: int) -> Parts:
+        """The parts at a later instant: only decay changes them (an earlier one: unchanged)."""
+        if at_us <= self.at_us:
+            return self
+        f = decay(at_us - self.at_us, model)
+        sums = self.sums if f == 1.0 else tuple(s * f for s in self.sums)
+        return Parts(self.held, sums, self.counted, at_us)
+
+    def score(self, scorer: Scorer, at_us: int | None = None) -> LeadScore:
+        """The score these parts give, decayed to ``at_us`` first when given."""
+        p = self if at_us is None else self.decayed_to(scorer.model, at_us)
+        return scorer.finish(p.held, list(p.sums), list(p.counted))
+
+
+@dataclass(frozen=True)
+class Step:
+    """A lead's new parts and score at ``parts.at_us``, when they stop being exact, and, when it
+    became an MQL in this step, the instant and the score it qualified with."""
+
+    parts: Parts
+    score: LeadScore
+    rescore_at: int | None
+    mql_at: int | None = None
+    mql_score: LeadScore | None = None
+
+
+def rescore_at(scorer: Scorer, events: Iterable[Event], at_us: int) -> int | None:
+    """When parts scored at ``at_us`` from these events stop being exact: the first instant an
+    event leaves the window, or a future one becomes due. None: never."""
+    window = window_us(scorer.model)
+    keys = scorer.event_keys
+    soonest: int | None = None
+    for ev in events:
+        if ev.key not in keys:
+            continue
+        if ev.ts_us > at_us:
+            when = ev.ts_us
+        elif window is not None:
+            when = ev.ts_us + window + 1
+        else:
+            continue
+        soonest = when if soonest is None else min(soonest, when)
+    return soonest
+
+
+def may_have_qualified(model: Model, now: LeadScore, since_us: int, at_us: int) -> bool:
+    """Whether a lead that is not an MQL at ``at_us`` may have been one at some instant since
+    ``since_us``: engagement then was at most engagement now undone by the decay in between
+    (with no negative engagement rules, the only thing that lowers a score over time)."""
+    if any(r.points < 0 for r in model.engagement_rules):
+        return True
+    if model.min_fit is not None and now.fit < model.min_fit:
+        return False
+    # a hair over the exact inverse: a bound must not round below the truth
+    undo = (1.0 + 1e-12) / decay(at_us - since_us, model) if at_us > since_us else 1.0
+    return now.fit + now.engagement * undo >= model.threshold
+
+
+def could_qualify(scorer: Scorer, held: Sequence[int], events: Sequence[Event]) -> bool:
+    """Whether the lead could be an MQL at some instant with these events: decay only lowers
+    points, so undecayed, capped points that fall short of the threshold (with no fast-track
+    event) rule it out without scoring at every instant."""
+    m = scorer.model
+    fit = sum(m.fit_rules[i].points for i in held)
+    if m.fit_max is not None:
+        fit = min(fit, m.fit_max)
+    if m.min_fit is not None and fit < m.min_fit:
+        return False
+    keys = {ev.key for ev in events}
+    if any(r.fast_track and r.event_key in keys for r in m.engagement_rules):
+        return True
+    best = 0.0
+    for r in m.engagement_rules:
+        if r.event_key in keys and r.points > 0:
+            n = sum(1 for ev in events if ev.key == r.event_key)
+            best += min(r.points * n, r.cap) if r.cap is not None else r.points * n
+    if m.engagement_max is not None:
+        best = min(best, m.engagement_max)
+    return fit + best >= m.threshold
+
+
+def mql_reason(model: Model, score: LeadScore) -> str:
+    """Why a lead qualified, in words: a fast-track rule, else the score and the threshold."""
+    fast_rules = {r.name for r in model.engagement_rules if r.fast_track}
+    if score.fast_track and score.score < model.threshold:
+        for r in score.reasons:
+            if r.rule in fast_rules:
+                return f"fast track: {r.rule}"
+        return "fast track"
+    return f"score {round2(score.score):g} reached threshold {model.threshold:g}"
+
+
+def rescore(
+    scorer: Scorer,
+    held: Sequence[int],
+    events: Sequence[Event],
+    times: Iterable[int],
+    at_us: int,
+    qualified: bool,
+) -> Step:
+    """A lead's score from all its events at ``at_us``. ``times``: the instants of the messages
+    that touched it now; unless ``qualified`` already, it becomes an MQL at the first of them
+    at which it qualifies (or, qualifying only now, at the last)."""
+    sums, counted = scorer.engage(events, at_us)
+    score = scorer.finish(held, sums, counted)
+    parts = Parts(tuple(held), tuple(sums), tuple(counted), at_us)
+    step = Step(parts, score, rescore_at(scorer, events, at_us))
+    if qualified:
+        return step
+    ts_sorted = sorted(set(times))
+    if score.mql or could_qualify(scorer, held, events):
+        for ts in ts_sorted:
+            s = score if ts >= at_us else scorer.finish(held, *scorer.engage(events, ts))
+            if s.mql:
+                return replace(step, mql_at=ts, mql_score=s)
+    if score.mql:
+        return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=score)
+    return step
+
+
+def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:
+    """Whether stored parts can be carried to ``at_us``: they are not due for a re-score
+    (``due``, their ``rescore_at``) and no new event is in the future."""
+    return (due is None or at_us < due) and all(ts <= at_us for ts in new_ts)
+
+
+def advance(
+    scorer: Scorer,
+    parts: Parts,
+    held: Sequence[int],
+    new: Sequence[Event],
+    times: Iterable[int],
+    at_us: int,
+    due: int | None,
+    qualified: bool,
+) -> Step | None:
+    """Carry stored parts forward to ``at_us``: decay them to each new event's time, add its
+    points, and decide MQL at that instant (``held``: the fit rules that hold now; ``times``: the
+    instants of the other messages that touched the lead, such as trait changes; ``due``: the
+    stored parts' ``rescore_at``). Exact up to floating-point rounding.
+
+    None when the parts cannot be carried (they are due for a re-score, a new event is in the
+    future) or a late event may have made the lead an MQL at an earlier instant: only its whole
+    history can tell when, so the caller re-scores it with :func:`rescore`."""
+    if not can_carry(due, (ev.ts_us for ev in new), at_us):
+        return None
+    model = scorer.model
+    window = window_us(model)
+    times = [*times, *(ev.ts_us for ev in new)]
+    sums = list(parts.sums)
+    counted = list(parts.counted)
+    clock = parts.at_us
+    became: tuple[int, LeadScore] | None = None
+    late_events = False
+    steps: list[tuple[int, list[float], list[bool]]] = []
+    timeline: list[tuple[int, Event | None]] = [(ev.ts_us, ev) for ev in new]
+    timeline += [(x, None) for x in times if x >= parts.at_us]
+    timeline.sort(key=lambda p: (p[0], p[1] is None))
+    for ts, ev in timeline:
+        if ts > clock:
+            f = decay(ts - clock, model)
+            sums = [x * f for x in sums]
+            clock = ts
+        if ev is not None:
+            hits = scorer.matches(ev)
+            if window is not None and ev.ts_us < at_us - window:
+                if hits and not qualified:
+                    return None  # out of the window now, but it counted at its own time
+                continue
+            late = 1.0
+            if ev.ts_us < clock:
+                late_events = True
+                late = decay(clock - ev.ts_us, model)
+            for i, pts in hits:
+                sums[i] += pts * late
+                counted[i] = True
+            if window is not None and hits:
+                expiry = ev.ts_us + window + 1
+                due = expiry if due is None else min(due, expiry)
+        if not qualified:
+            steps.append((ts, list(sums), list(counted)))
+    if at_us > clock:
+        f = decay(at_us - clock, model)
+        sums = [x * f for x in sums]
+    score = scorer.finish(held, sums, counted)
+    if (
+        late_events
+        and not qualified
+        and (score.mql or may_have_qualified(model, score, min(ev.ts_us for ev in new), at_us))
+    ):
+        return None
+    if (
+        not qualified
+        and steps
+        and (score.mql or may_have_qualified(model, score, steps[0][0], at_us))
+    ):
+        for ts, st_sums, st_counted in steps:
+            s = scorer.finish(held, st_sums, st_counted)
+            if s.mql:
+                became = (ts, s)
+                break
+    if not qualified and became is None and score.mql:
+        became = (max(times), score)
+    parts = Parts(tuple(held), tuple(sums), tuple(counted), max(at_us, parts.at_us))
+    step = Step(parts, score, due)
+    if became is not None:
+        return replace(step, mql_at=became[0], mql_score=became[1])
+    return step
