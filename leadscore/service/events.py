@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..engine import Event
-from .common import US, loads
+from .common import loads
 
 __all__ = ["event_from_row", "events_for", "events_of"]
 
@@ -41,15 +41,15 @@ def event_from_row(name: str, ts_us: int, props: Any) -> Event:
 
 
 def events_for(
-    conn: Connection, window_days: float | None, ids: list[str], at: int
+    conn: Connection, window: int | None, ids: list[str], at: int
 ) -> dict[str, list[Event]]:
-    """Every scored event of these leads that can count at ``at`` or later, in one query
-    (the engine applies the window itself)."""
+    """Every scored event of these leads that can count at ``at`` or later, in one query;
+    ``window`` is the model's (``engine.window_us``), and the engine applies it itself."""
     if not ids:
         return {}
     since = -(2**62)
-    if window_days is not None:
-        since = at - round(window_days * 86400 * US)
+    if window is not None:
+        since = at - window
     out: dict[str, list[Event]] = {}
     postgres = conn.dialect.name == "postgresql"
     # straight to the driver: this is the hot read of the ingest path
@@ -71,5 +71,5 @@ def events_for(
     return out
 
 
-def events_of(conn: Connection, window_days: float | None, lead: str, at: int) -> list[Event]:
-    return events_for(conn, window_days, [lead], at).get(lead, [])
+def events_of(conn: Connection, window: int | None, lead: str, at: int) -> list[Event]:
+    return events_for(conn, window, [lead], at).get(lead, [])

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from ..engine import Event
+from ..engine.scorer import window_us
+from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
 from . import scoring
 from .common import json_param, loads
@@ -91,31 +93,15 @@ def ingest(
     needed = {lead for _, lead in fresh if lead} | {m.user_id for m, _ in fresh if m.user_id}
     leads = _load_leads(b, needed)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
+    ids = Identities(links)
     for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
-        if m.type == "alias":
-            assert m.user_id is not None and m.previous_id is not None
-            _link(b, m.previous_id, m.user_id, m.ts_us)
-            links.setdefault(m.previous_id, m.user_id)
-            lead = m.user_id
-        if lead is None and m.anonymous_id:
-            lead = links.get(m.anonymous_id)  # linked by an earlier message of this call
+        pair = m.link
+        if pair is not None:
+            _link(b, pair[0], pair[1], m.ts_us)
+        lead = ids.take(m)  # the Segment rules: first link wins
         if lead is None:
             continue
-        if m.type == "identify" and m.anonymous_id and m.user_id:
-            _link(b, m.anonymous_id, m.user_id, m.ts_us)
-            links.setdefault(m.anonymous_id, m.user_id)
-        traits = leads[lead][0]
-        if m.type == "identify" and m.traits:
-            _merge_identify(traits, m.traits)
-            b.changed.add(lead)
-        elif m.type == "group":
-            company = traits.get("company")
-            if not isinstance(company, dict):
-                company = {} if company is None else {"name": company}
-                traits["company"] = company
-            company.update(m.traits or {})
-            if m.group_id:
-                company["id"] = m.group_id
+        if merge_traits(leads[lead][0], m):
             b.changed.add(lead)
         touched.setdefault(lead, []).append(m.ts_us)
         if m.event is not None:
@@ -144,7 +130,7 @@ def ingest(
         and scoring.can_advance(active, b.parts.get(lead), arrived.get(lead, []), at)
     }
     full = sorted(set(touched) - quick)
-    window = active.model.window_days
+    window = window_us(active.model)
     events: dict[str, list[Event]] = {}
     if full:
         earliest = min(min(touched[x]) for x in full)
@@ -267,14 +253,6 @@ def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
         )
     ).all()
     return {a: lead for a, lead in rows}
-
-
-def _merge_identify(traits: dict[str, Any], new: dict[str, Any]) -> None:
-    for k, v in new.items():
-        if k == "company" and isinstance(v, dict) and isinstance(traits.get("company"), dict):
-            traits["company"].update(v)
-        else:
-            traits[k] = v
 
 
 # statements built once: the ingest path runs them for every request

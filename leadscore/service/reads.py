@@ -24,9 +24,9 @@ SORT_KEYS = ("engagement", "fit", "lead_id", "mql_at", "score", "updated_at")
 def current(engine: Engine, active: ActiveModel | None, row: Any, at: int) -> LeadScore | None:
     """The lead's score at ``at`` (see ``scoring.current_score``)."""
 
-    def read_events(lead: str, window_days: float | None, since: int) -> list[Event]:
+    def read_events(lead: str, window: int | None, since: int) -> list[Event]:
         with engine.connect() as conn:
-            return events_of(conn, window_days, lead, since)
+            return events_of(conn, window, lead, since)
 
     return current_score(active, row, at, read_events)
 
