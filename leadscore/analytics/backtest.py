@@ -54,7 +54,7 @@ class OutcomeSource:
 @dataclass(frozen=True)
 class BacktestOptions:
     as_of: datetime
-    labeling: Labeling = Labeling()
+    labeling: Labeling = field(default_factory=Labeling)
     target_rate: float | None = None
     capacity: tuple[float, str] | None = None  # (leads, per 'day'|'week'|'month'|'total')
     top_false_negatives: int = 20
@@ -111,7 +111,7 @@ def label(
     end_row = con.execute(f'SELECT max("at") FROM {OUTCOMES_TABLE}').fetchone()
     data_end = end_row[0] if end_row else None
     h = labeling.horizon_days
-    horizon_end = f"{dp} + INTERVAL {int(round(h * 86400))} SECOND" if h is not None else "NULL"
+    horizon_end = f"{dp} + INTERVAL {round(h * 86400)} SECOND" if h is not None else "NULL"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {LABELS_TABLE} AS
         WITH o AS (
@@ -256,7 +256,7 @@ def evaluate(
         "calibration": [
             {"predicted": a, "observed": b, "leads": c} for a, b, c in mx.calibration_curve(y, prob)
         ],
-        "roc": {"fpr": fpr[::step].tolist() + [1.0], "tpr": tpr[::step].tolist() + [1.0]},
+        "roc": {"fpr": [*fpr[::step].tolist(), 1.0], "tpr": [*tpr[::step].tolist(), 1.0]},
         "deciles": [_bandd(b, base) for b in dec],
         "grades": grades,
         "thresholds": [_row(t) for t in trade],

@@ -219,10 +219,11 @@ def from_database(
     """The live service's stage history (``stage_history``: lead_id, stage, at_us)."""
     import sqlalchemy as sa
 
+    from ..store.db import database_url
     from ..store.schema import stage_history
 
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(database_url(url))
         with engine.connect() as c:
             rows: list[Any] = list(
                 c.execute(

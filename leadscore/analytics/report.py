@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -39,7 +40,7 @@ def print_report(con: Console, result: dict[str, Any]) -> None:
     head.add_column("")
     for m in models:
         head.add_column(f"{m['model']} ({m['file']})", justify="right")
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("leads judged", lambda m: f"{m['leads']:,}"),
         ("converted", lambda m: f"{m['converted']:,} ({_pct(m['base_rate'])})"),
         ("ROC AUC", lambda m: _num(m["roc_auc"])),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..analytics.stages import Labeling, parse_positive
 from ..errors import ConfigError
 from . import AsOfOpt, EventsOpt, LeadsOpt, ModelArg, SkipOpt, _load, app, err, out, parse_as_of
 
@@ -60,8 +62,7 @@ CapacityOpt = Annotated[
 ]
 
 
-def _labeling(positive: str | None, horizon: float):  # type: ignore[no-untyped-def]
-    from ..analytics import Labeling, parse_positive
+def _labeling(positive: str | None, horizon: float) -> Labeling:
 
     return Labeling(parse_positive(positive), horizon if horizon > 0 else None)
 
@@ -130,7 +131,88 @@ def backtest(
         err.print(f"Wrote {output}.")
 
 
-def _null():  # type: ignore[no-untyped-def]
-    from contextlib import nullcontext
-
+def _null() -> AbstractContextManager[None]:
     return nullcontext()
+
+
+@app.command()
+def learn(
+    leads: LeadsOpt = None,
+    events: EventsOpt = None,
+    outcomes: OutcomesOpt = None,
+    outcome_column: OutcomeColumnOpt = None,
+    database_url: OutcomeDbOpt = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the learned model (YAML).")
+    ] = Path("learned.yaml"),
+    base: Annotated[
+        Path | None,
+        typer.Option("--base", help="Keep this model's rules and learn only their points."),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="The learned model's name.")] = "learned",
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="A trait not to learn from (repeat, or comma-separate)."),
+    ] = None,
+    keep_leaky: Annotated[
+        bool,
+        typer.Option("--keep-leaky", help="Keep traits that predict the outcome almost perfectly."),
+    ] = False,
+    as_of: AsOfOpt = None,
+    positive: PositiveOpt = None,
+    horizon_days: HorizonOpt = 90.0,
+    stage_map: StageMapOpt = None,
+    target_rate: TargetOpt = None,
+    capacity: Annotated[
+        float | None,
+        typer.Option(
+            "--capacity", help="Choose the threshold for at most this many MQLs among these leads."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed, the same model.")
+    ] = 42,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
+    skip_bad_rows: SkipOpt = False,
+) -> None:
+    """Learn a readable points model (YAML, commented) from leads and their outcomes."""
+    from ..analytics import OutcomeSource, parse_stage_map
+    from ..analytics.learning import LearnOptions
+    from ..analytics.learning import learn as run_learn
+
+    if leads is None:
+        raise ConfigError("give the leads file with --leads")
+    if output.exists() and not force:
+        raise ConfigError(f"{output} already exists; pass --force to overwrite it")
+    if target_rate is not None and not 0 < target_rate < 1:
+        raise ConfigError("--target-rate is a conversion rate between 0 and 1, like 0.4")
+    excl = tuple(x.strip() for e in (exclude or []) for x in e.split(",") if x.strip())
+    opts = LearnOptions(
+        as_of=parse_as_of(as_of),
+        labeling=_labeling(positive, horizon_days),
+        name=name,
+        exclude=excl,
+        keep_leaky=keep_leaky,
+        target_rate=target_rate,
+        capacity=capacity,
+        seed=seed,
+        outcome_column=outcome_column,
+    )
+    src = OutcomeSource(outcomes, outcome_column, database_url, parse_stage_map(stage_map))
+    src.check()
+    base_model = _load(base) if base else None
+    with err.status("Learning…", spinner="dots") if err.is_terminal else _null():
+        text, learned, notes = run_learn(
+            leads, events, src, opts, base=base_model, skip_bad_rows=skip_bad_rows
+        )
+    output.write_text(text, encoding="utf-8")
+    for note in notes:
+        err.print(note, soft_wrap=True, markup=False)
+    err.print(
+        f"Wrote {output}: {len(learned.rules)} rules, threshold {learned.threshold:g}. "
+        f"Cross-validated ROC AUC {learned.auc_points:.3f} with integer points "
+        f"({learned.auc_weights:.3f} before rounding), from {learned.leads:,} leads "
+        f"({learned.converted:,} converted).",
+        soft_wrap=True,
+        markup=False,
+    )
