@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
