@@ -159,6 +159,7 @@ def _num(x: Any, fmt: str = ".3f") -> str:
 
 def render_html(result: dict[str, Any]) -> str:
     import jinja2
+    from markupsafe import Markup
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = _pct
@@ -169,6 +170,4 @@ def render_html(result: dict[str, Any]) -> str:
         .read_text(encoding="utf-8")
     )
     charts = _charts(result)
-    return env.from_string(text).render(
-        r=result, charts={k: jinja2.utils.markupsafe.Markup(v) for k, v in charts.items()}
-    )
+    return env.from_string(text).render(r=result, charts={k: Markup(v) for k, v in charts.items()})
