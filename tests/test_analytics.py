@@ -407,3 +407,44 @@ def test_a_large_outcomes_file_is_streamed(tmp_path: Path) -> None:
     assert r["outcomes"]["rows"] == 400_000
     assert r["outcomes"]["unknown_leads"] == 2000
     assert r["models"][0]["roc_auc"] == 1.0
+
+
+def test_replay_finds_the_first_moment_a_lead_qualifies() -> None:
+    from datetime import UTC, datetime
+
+    from leadscore.analytics.replay import first_mql
+    from leadscore.engine import Event, Scorer
+    from leadscore.model import parse_model
+
+    m = parse_model(
+        "model: 1\nname: r\nfit:\n  rules:\n    - name: VP\n      when: {field: title, contains: vp}\n"
+        "      points: 20\nengagement:\n  half_life_days: 10\n  rules:\n    - name: Pricing\n"
+        "      event: page\n      when: {field: path, starts_with: /pricing}\n      points: 20\n"
+        "mql:\n  threshold: 50\n"
+    )
+    sc = Scorer(m)
+
+    def at(day: int) -> datetime:
+        return datetime(2026, 5, day, tzinfo=UTC)
+
+    events = [
+        Event("page", at(1), {"path": "/pricing"}),
+        Event("page", at(2), {"path": "/blog"}),
+        Event("page", at(3), {"path": "/pricing"}),  # 20 + 20·0.5^(2/10) + 20 = 57.4 >= 50
+        Event("page", at(20), {"path": "/pricing"}),
+    ]
+    assert first_mql(sc, {"title": "VP Sales"}, events, at(25)) == at(3)
+    assert first_mql(sc, {"title": "VP Sales"}, events, at(2)) is None
+    assert first_mql(sc, {"title": "Intern"}, events, at(25)) is None
+    # once an MQL at the decision point, the replay finds a moment at or before it
+    assert sc.score({"title": "VP Sales"}, events, at(20)).mql
+
+
+def test_backtest_replay_in_json(demo: Path) -> None:
+    proc = _bt(demo, "--outcomes", str(demo / "outcomes.csv"), "--replay", "--format", "json")
+    m = json.loads(proc.stdout)["models"][0]
+    rp = m["replay"]
+    assert rp["mqls"] >= m["model_threshold"]["mqls"]  # decay can only have un-qualified some
+    assert (
+        rp["converted_after_mql"] + rp["converted_before_mql"] + rp["not_converted"] == rp["mqls"]
+    )

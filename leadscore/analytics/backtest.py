@@ -59,6 +59,7 @@ class BacktestOptions:
     capacity: tuple[float, str] | None = None  # (leads, per 'day'|'week'|'month'|'total')
     top_false_negatives: int = 20
     min_rule_leads: int = 20
+    replay: bool = False
 
 
 _PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "total": math.nan}
@@ -389,6 +390,14 @@ def backtest(
         other = BatchRun(against, inputs, opts.as_of, _prepare(inputs, against, opts.as_of))
         t2 = _materialise(other, "leadscore_bt_b")
         results.append(evaluate(other, t2, against, opts, days))
+    if opts.replay:
+        from .replay import replay
+
+        for m, res in zip([model, against], results, strict=False):
+            assert m is not None
+            res["replay"] = replay(
+                m, inputs, opts.as_of, opts.labeling.positive_set, opts.labeling.horizon_days
+            )
     left_out = {
         "open": status.get("open", 0),
         "before_decision": status.get("before_decision", 0),

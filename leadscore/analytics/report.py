@@ -164,6 +164,16 @@ def _model_detail(con: Console, m: dict[str, Any], name: bool) -> None:
             f"convert at {_pct(r['rate'])} ({r['lift']:.2f}× the base rate): review its points.",
             soft_wrap=True,
         )
+    rp = m.get("replay")
+    if rp:
+        con.print(
+            f"Replay{tag}: {rp['mqls']:,} leads would have become MQLs by the decision point "
+            f"(median {_num(rp['median_days_to_mql'], '.1f')} days after their first event); "
+            f"{rp['converted_after_mql']:,} converted after becoming an MQL "
+            f"({_pct(rp['rate_after_mql'])}), {rp['converted_before_mql']:,} converted before the "
+            f"model would have flagged them, {rp['not_converted']:,} did not convert.",
+            soft_wrap=True,
+        )
     if m["false_negatives"]:
         fn = Table(
             title=f"Converted leads the model scored lowest (review these){tag}",

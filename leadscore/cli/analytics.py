@@ -79,6 +79,13 @@ def backtest(
         Path | None, typer.Option("--against", help="Another model to compare side by side.")
     ] = None,
     as_of: AsOfOpt = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Also replay each lead's events to find when it would have become an MQL.",
+        ),
+    ] = False,
     positive: PositiveOpt = None,
     horizon_days: HorizonOpt = 90.0,
     stage_map: StageMapOpt = None,
@@ -106,6 +113,7 @@ def backtest(
         labeling=_labeling(positive, horizon_days),
         target_rate=target_rate,
         capacity=parse_capacity(capacity),
+        replay=replay,
     )
     src = OutcomeSource(outcomes, outcome_column, database_url, parse_stage_map(stage_map))
     src.check()
