@@ -49,6 +49,13 @@ MIN_LEADS = 300
 MIN_CONVERTED = 50
 #: The regularisation strengths tried; stronger ones keep fewer rules and generalise better.
 GRID = (0.03, 0.1, 0.3)
+#: Leads the cross-validation uses at most (a stratified sample beyond that).
+CV_LEADS = 20_000
+#: A text trait's most frequent values that get a bin each; the rest are one "other" bin.
+MAX_VALUES = 30
+#: The strongest bins the pair search looks at, and the leads it fits on at most.
+PAIR_FEATURES = 150
+PAIR_LEADS = 20_000
 #: Values that mean "not answered": treated as missing.
 PLACEHOLDERS = frozenset(
     {
@@ -180,13 +187,15 @@ def bin_column(
     for v in raw:
         if v and v.lower() in counts and v.lower() not in shown:
             shown[v.lower()] = v
-    frequent = [k for k, c in counts.most_common() if c >= min_count]
+    frequent = [k for k, c in counts.most_common(MAX_VALUES) if c >= min_count]
+    arr = np.array(low, dtype=object)
     for k in frequent:
-        m = np.array([v == k for v in low], np.float64)
+        m = (arr == k).astype(np.float64)
         feats.append(Feature(f"{name} is {shown[k]}", name, {"field": name, "in": [shown[k]]}, m))
     rare = [k for k in counts if k not in frequent]
     if rare and frequent:
-        m = np.array([v is not None and v not in frequent for v in low], np.float64)
+        keep = set(frequent)
+        m = np.array([v is not None and v not in keep for v in low], np.float64)
         if m[train].sum() >= min_count:
             excluded = [shown[k] for k in frequent] + sorted(
                 {v for v in raw if v and v.lower() in PLACEHOLDERS}
@@ -208,6 +217,11 @@ def leak_score(f_list: list[Feature], y: NDArray[np.bool_], train: NDArray[np.in
     return max(auc, 1 - auc) if not math.isnan(auc) else 0.5
 
 
+def _negate(cond: dict[str, Any]) -> dict[str, Any]:
+    inner = cond.get("not")
+    return inner if isinstance(inner, dict) and len(cond) == 1 else {"not": cond}
+
+
 def _leaf_rules(
     feats: list[Feature], y: NDArray[np.bool_], train: NDArray[np.intp], seed: int, trees: int
 ) -> list[Feature]:
@@ -217,9 +231,19 @@ def _leaf_rules(
     fit_feats = [f for f in feats if f.kind == "fit"]
     if len(fit_feats) < 2 or trees <= 0:
         return []
+    if len(fit_feats) > PAIR_FEATURES:
+        # the bins whose leads' conversion differs most from the base rate (a z-score)
+        base = float(y[train].mean())
+        z = []
+        for f in fit_feats:
+            k = float(f.x[train].sum())
+            rate = float(y[train][f.x[train] > 0].mean()) if k else base
+            z.append(abs(rate - base) * math.sqrt(k))
+        order = np.argsort(-np.asarray(z), kind="mergesort")[:PAIR_FEATURES]
+        fit_feats = [fit_feats[i] for i in sorted(order)]
     X = np.column_stack([f.x for f in fit_feats])
     rng = np.random.default_rng(seed)
-    sample = train if len(train) <= 20_000 else rng.choice(train, 20_000, replace=False)
+    sample = train if len(train) <= PAIR_LEADS else rng.choice(train, PAIR_LEADS, replace=False)
     gb = GradientBoostingClassifier(
         n_estimators=trees, max_depth=2, learning_rate=0.1, subsample=0.8, random_state=seed
     ).fit(X[sample], y[sample])
@@ -245,7 +269,22 @@ def _leaf_rules(
                         mask = mask * (f.x if holds else 1 - f.x)
                         conds.append(f.when if holds else {"not": f.when})
                         words.append(f.name if holds else f"not ({f.name})")
-                    if mask[train].sum() >= 20 and mask[train].sum() <= len(train) - 20:
+                    k = mask[train].sum()
+                    if k < 20 or k > len(train) - 20:
+                        continue
+                    if k > len(train) / 2:
+                        # most leads: write the rarer side, "A or B" (De Morgan), whose points
+                        # differ only by a constant the threshold absorbs; sparser, faster
+                        alt = [
+                            _negate(f.when if holds else {"not": f.when})
+                            for f, holds in ((fit_feats[j], h) for j, h in parts)
+                        ]
+                        alt_words = [
+                            f"not ({fit_feats[j].name})" if h else fit_feats[j].name
+                            for j, h in parts
+                        ]
+                        out[key] = Feature(" or ".join(alt_words), "", {"any": alt}, 1 - mask)
+                    else:
                         out[key] = Feature(" and ".join(words), "", {"all": conds}, mask)
                 continue
             j = int(tree.feature[node])
@@ -300,6 +339,22 @@ def _pick_threshold(
     )
 
 
+def _sparse(feats: list[Feature], n: int) -> Any:
+    """The features as a sparse matrix (most are yes/no and rarely yes)."""
+    from scipy import sparse
+
+    rows, cols, data = [], [], []
+    for j, f in enumerate(feats):
+        nz = np.flatnonzero(f.x)
+        rows.append(nz)
+        cols.append(np.full(len(nz), j))
+        data.append(f.x[nz])
+    return sparse.csr_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, len(feats)),
+    )
+
+
 def fit(
     feats: list[Feature],
     y: NDArray[np.bool_],
@@ -323,29 +378,38 @@ def fit(
     allrows = np.arange(n)
     if not base_rules:
         feats = feats + _leaf_rules(feats, y, allrows, seed, interactions)
-    X = np.column_stack([f.x for f in feats]) if feats else np.zeros((n, 0))
-    if X.shape[1] == 0:
+    if not feats:
         raise InputError("no trait or event has enough leads to learn a rule from")
+    X = _sparse(feats, n)
+    # the strength is chosen on at most CV_LEADS leads (all of them up to that): the same
+    # choice, much faster on 100k leads; the final weights use every lead
+    cv = allrows
+    if n > CV_LEADS:
+        from sklearn.model_selection import train_test_split
+
+        cv, _ = train_test_split(allrows, train_size=CV_LEADS, stratify=y, random_state=seed)
+        cv = np.sort(cv)
+    Xc, yc = X[cv], y[cv]
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(skf.split(X, y))
-    grid = GRID
+    splits = list(skf.split(np.zeros(len(yc)), yc))
 
     def model(c: float) -> Any:
         return LogisticRegression(
-            C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=seed
+            C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=seed, tol=1e-3
         )
 
-    best_c, best_auc = grid[0], -1.0
-    oof_by_c: dict[float, NDArray[np.float64]] = {}
+    best_c, best_auc = GRID[0], -1.0
+    coefs: dict[float, list[NDArray[np.float64]]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for c in grid:
-            oof = np.zeros(n)
+        for c in GRID:
+            oof = np.zeros(len(yc))
+            coefs[c] = []
             for tr, te in splits:
-                m = model(c).fit(X[tr], y[tr])
-                oof[te] = m.decision_function(X[te])
-            auc = mx.roc_auc(y, oof)
-            oof_by_c[c] = oof
+                m = model(c).fit(Xc[tr], yc[tr])
+                oof[te] = m.decision_function(Xc[te])
+                coefs[c].append(m.coef_[0])
+            auc = mx.roc_auc(yc, oof)
             if auc > best_auc + 1e-4:
                 best_c, best_auc = c, auc
         final = model(best_c).fit(X, y)
@@ -354,15 +418,12 @@ def fit(
     lo, hi = np.quantile(lin, [0.01, 0.99])
     scale = spread / (hi - lo) if hi > lo else 10.0
     pts = np.round(w * scale).astype(int)
-    # the AUC with integer points, out of fold: refit per fold, round with the same scale
-    oof_pts = np.zeros(n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for tr, te in splits:
-            m = model(best_c).fit(X[tr], y[tr])
-            oof_pts[te] = X[te] @ np.round(m.coef_[0] * scale)
-    auc_points = mx.roc_auc(y, oof_pts)
-    threshold, note = _pick_threshold(oof_pts, y, target_rate, capacity)
+    # the AUC with integer points, out of fold: each fold's weights rounded with the same scale
+    oof_pts = np.zeros(len(yc))
+    for (_, te), coef in zip(splits, coefs[best_c], strict=True):
+        oof_pts[te] = Xc[te] @ np.round(coef * scale)
+    auc_points = mx.roc_auc(yc, oof_pts)
+    threshold, note = _pick_threshold(oof_pts, yc, target_rate, capacity)
     rules = [(f, int(p), float(wt)) for f, p, wt in zip(feats, pts, w, strict=True) if p != 0]
     return Learned(
         rules=rules,
