@@ -118,13 +118,13 @@ def figure(a: argparse.Namespace) -> int:
     sc = StandardScaler().fit(Z.iloc[tr])
     lr = LogisticRegression(max_iter=5000).fit(sc.transform(Z.iloc[tr]), y[tr])
     auc_lr = roc_auc_score(y[te], lr.decision_function(sc.transform(Z.iloc[te])))
-    O = X.copy()
+    cats = X.copy()
     for c in cat:
-        O[c] = O[c].astype("category")
+        cats[c] = cats[c].astype("category")
     gb = HistGradientBoostingClassifier(random_state=0, categorical_features="from_dtype").fit(
-        O.iloc[tr], y[tr]
+        cats.iloc[tr], y[tr]
     )
-    auc_gb = roc_auc_score(y[te], gb.predict_proba(O.iloc[te])[:, 1])
+    auc_gb = roc_auc_score(y[te], gb.predict_proba(cats.iloc[te])[:, 1])
     print(
         f"X Education, {len(tr):,} leads to learn from, {len(te):,} held out (seed {a.seed}); "
         f"excluded: {', '.join(exclude)}"
