@@ -424,6 +424,7 @@ def fit(
         oof_pts[te] = Xc[te] @ np.round(coef * scale)
     auc_points = mx.roc_auc(yc, oof_pts)
     threshold, note = _pick_threshold(oof_pts, yc, target_rate, capacity)
+    threshold = math.floor(threshold * 100) / 100  # scores are shown to two decimals
     rules = [(f, int(p), float(wt)) for f, p, wt in zip(feats, pts, w, strict=True) if p != 0]
     return Learned(
         rules=rules,

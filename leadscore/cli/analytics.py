@@ -98,8 +98,9 @@ def backtest(
     skip_bad_rows: SkipOpt = False,
 ) -> None:
     """Score leads as of the decision point and judge the model by what became of them."""
-    from ..analytics import BacktestOptions, OutcomeSource, parse_capacity, parse_stage_map
-    from ..analytics import backtest as run_backtest
+    from ..analytics import parse_stage_map
+    from ..analytics.backtest import BacktestOptions, OutcomeSource, parse_capacity
+    from ..analytics.backtest import backtest as run_backtest
     from ..analytics.report import print_report, to_json
 
     if fmt not in ("table", "json", "html"):
@@ -184,7 +185,8 @@ def learn(
     skip_bad_rows: SkipOpt = False,
 ) -> None:
     """Learn a readable points model (YAML, commented) from leads and their outcomes."""
-    from ..analytics import OutcomeSource, parse_stage_map
+    from ..analytics import parse_stage_map
+    from ..analytics.backtest import OutcomeSource
     from ..analytics.learning import LearnOptions
     from ..analytics.learning import learn as run_learn
 
