@@ -448,3 +448,52 @@ def test_backtest_replay_in_json(demo: Path) -> None:
     assert (
         rp["converted_after_mql"] + rp["converted_before_mql"] + rp["not_converted"] == rp["mqls"]
     )
+
+
+def test_each_lead_judged_as_it_stood_when_it_was_created(tmp_path: Path) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        "lead_id,created_at,title\nL1,2026-01-01,VP Sales\nL2,2026-03-01,Engineer\n"
+        "L3,2026-01-01,Engineer\nL4,,Engineer\n"
+    )
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "lead_id,event,timestamp,properties\n"
+        'L1,page,2026-02-01T00:00:00Z,"{""path"": ""/pricing""}"\n'
+        'L2,page,2026-02-15T00:00:00Z,"{""path"": ""/pricing""}"\n'
+    )
+    outcomes = tmp_path / "o.csv"
+    outcomes.write_text(
+        "lead_id,outcome,at\nL1,sql,2026-02-10\nL2,sql,2026-03-05\nL3,lost,2026-01-20\n"
+    )
+    model = tmp_path / "m.yaml"
+    model.write_text(
+        "model: 1\nname: m\nfit:\n  rules:\n    - name: VP\n      when: {field: title, contains: vp}\n"
+        "      points: 10\nengagement:\n  rules:\n    - name: Pricing\n      event: page\n"
+        "      when: {field: path, starts_with: /pricing}\n      points: 20\nmql:\n  threshold: 100\n"
+    )
+    base = [
+        "backtest",
+        str(model),
+        "--leads",
+        str(leads),
+        "--events",
+        str(events),
+        "--outcomes",
+        str(outcomes),
+        "--horizon-days",
+        "0",
+        "--as-of",
+        "2026-06-01",
+        "--format",
+        "json",
+    ]
+    r = json.loads(ls(*base, "--decision-point", "created").stdout)
+    m = r["models"][0]
+    # L1 at its creation: the VP rule only (its pricing visit came later); L2: its earlier visit
+    assert {f["lead_id"]: f["score"] for f in m["false_negatives"]} == {"L1": 10, "L2": 20}
+    assert r["left_out"]["no_decision_point"] == 1  # L4: no created_at, no events
+    assert (m["leads"], m["converted"]) == (3, 2)
+    # at one fixed instant instead, both conversions came before it
+    proc = ls(*base, ok=False)
+    assert "none of the" in proc.stderr or "no lead" in proc.stderr

@@ -60,6 +60,7 @@ class BacktestOptions:
     top_false_negatives: int = 20
     min_rule_leads: int = 20
     replay: bool = False
+    when_created: bool = False  # each lead at its own decision point (created_at / first event)
 
 
 _PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "total": math.nan}
@@ -94,13 +95,21 @@ def _lit_ts(t: datetime) -> str:
 
 
 def label(
-    inputs: Inputs, counts: OutcomeCounts, labeling: Labeling, as_of: datetime
+    inputs: Inputs,
+    counts: OutcomeCounts,
+    labeling: Labeling,
+    as_of: datetime,
+    per_lead: str | None = None,
 ) -> dict[str, Any]:
-    """``leadscore_labels(lead_id, y)`` for the leads that count, and how many were left out."""
+    """``leadscore_labels(lead_id, status)``: converted, not converted, or why a lead was left
+    out. The decision point is ``as_of``, or each lead's own from the table ``per_lead``
+    (``lead_id, dp``)."""
     con = inputs.con
     pos = ", ".join(f"'{p}'" for p in labeling.positive_set)
     closed = ", ".join(f"'{p}'" for p in (*CLOSED, NOT_CONVERTED))
-    dp = _lit_ts(as_of)
+    dp = "dp"
+    dp_expr = "d.dp" if per_lead else _lit_ts(as_of)
+    dp_join = f"LEFT JOIN {per_lead} d ON d.lead_id = l.lead_id" if per_lead else ""
     cols = [
         d[0] for d in con.execute(f"SELECT * FROM {inputs.leads_view} LIMIT 0").description or ()
     ]
@@ -124,10 +133,11 @@ def label(
             min("at") AS first_at
           FROM {OUTCOMES_TABLE} GROUP BY lead_id
         ), j AS (
-          SELECT l.lead_id, {created} AS created, o.* EXCLUDE (lead_id)
-          FROM {inputs.leads_view} l LEFT JOIN o ON o.lead_id = l.lead_id
+          SELECT l.lead_id, {created} AS created, {dp_expr} AS dp, o.* EXCLUDE (lead_id)
+          FROM {inputs.leads_view} l LEFT JOIN o ON o.lead_id = l.lead_id {dp_join}
         )
         SELECT lead_id, CASE
+          WHEN dp IS NULL THEN 'no_decision_point'
           WHEN created IS NOT NULL AND first_at IS NOT NULL AND first_at < created THEN 'before_lead'
           WHEN created IS NOT NULL AND created > {dp} THEN 'not_yet'
           WHEN pos_at IS NOT NULL AND pos_at < {dp} THEN 'before_decision'
@@ -382,19 +392,26 @@ def backtest(
     batch = run(model, leads, events, opts.as_of, skip_bad_rows=skip_bad_rows)
     inputs = batch.inputs
     counts = open_outcomes(inputs, outcomes, leads)
-    status = label(inputs, counts, opts.labeling, opts.as_of)
     days = _span_days(inputs)
-    t1 = _materialise(batch, "leadscore_bt_a")
-    results = [evaluate(batch, t1, model, opts, days)]
-    if against is not None:
-        other = BatchRun(against, inputs, opts.as_of, _prepare(inputs, against, opts.as_of))
-        t2 = _materialise(other, "leadscore_bt_b")
-        results.append(evaluate(other, t2, against, opts, days))
+    models = [model] if against is None else [model, against]
+    tables = ["leadscore_bt_a", "leadscore_bt_b"]
+    if opts.when_created:
+        from .replay import score_when_created
+
+        for m, t in zip(models, tables, strict=False):
+            score_when_created(m, inputs, t, "leadscore_dp")
+        status = label(inputs, counts, opts.labeling, opts.as_of, per_lead="leadscore_dp")
+    else:
+        status = label(inputs, counts, opts.labeling, opts.as_of)
+        _materialise(batch, tables[0])
+        if against is not None:
+            other = BatchRun(against, inputs, opts.as_of, _prepare(inputs, against, opts.as_of))
+            _materialise(other, tables[1])
+    results = [evaluate(batch, t, m, opts, days) for m, t in zip(models, tables, strict=False)]
     if opts.replay:
         from .replay import replay
 
-        for m, res in zip([model, against], results, strict=False):
-            assert m is not None
+        for m, res in zip(models, results, strict=True):
             res["replay"] = replay(
                 m, inputs, opts.as_of, opts.labeling.positive_set, opts.labeling.horizon_days
             )
@@ -403,6 +420,7 @@ def backtest(
         "before_decision": status.get("before_decision", 0),
         "before_lead": status.get("before_lead", 0),
         "not_yet": status.get("not_yet", 0),
+        "no_decision_point": status.get("no_decision_point", 0),
     }
     notes = counts.notes()
     if left_out["open"]:
@@ -414,7 +432,8 @@ def backtest(
     if left_out["before_decision"]:
         notes.append(
             f"{left_out['before_decision']:,} leads converted before the decision point "
-            f"({opts.as_of:%Y-%m-%d %H:%M}) and were left out."
+            f"({'their creation' if opts.when_created else f'{opts.as_of:%Y-%m-%d %H:%M}'}) "
+            "and were left out."
         )
     if left_out["before_lead"]:
         notes.append(
@@ -425,6 +444,11 @@ def backtest(
         notes.append(
             f"{left_out['not_yet']:,} leads created after the decision point were left out."
         )
+    if left_out["no_decision_point"]:
+        notes.append(
+            f"{left_out['no_decision_point']:,} leads have neither a created_at nor an event, so "
+            "no decision point: they were left out."
+        )
     if status.get("late", 0):
         notes.append(
             f"{status['late']:,} leads converted after the {opts.labeling.horizon_days:g}-day "
@@ -432,6 +456,7 @@ def backtest(
         )
     return {
         "as_of": opts.as_of.isoformat(),
+        "decision_point": "created" if opts.when_created else "as_of",
         "positive": list(opts.labeling.positive),
         "horizon_days": opts.labeling.horizon_days,
         "outcomes": {

@@ -111,3 +111,57 @@ def replay(
         "median_days_to_mql": statistics.median(days) if days else None,
         "converted_before_examples": early,
     }
+
+
+def _created(traits: dict[str, Any]) -> datetime | None:
+    raw = traits.get("created_at")
+    if raw is None or str(raw).strip() == "":
+        return None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    s = str(raw).strip()
+    try:
+        t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def score_when_created(model: Model, inputs: Inputs, table: str, dp_table: str) -> None:
+    """Each lead scored as it stood at its own decision point — its ``created_at`` trait, else
+    its first event — by the Python engine, into ``table`` (the batch query's columns) and the
+    decision points into ``dp_table``. A lead with neither has no decision point."""
+    scorer = Scorer(model)
+    con = inputs.con
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table}__raw (lead_id VARCHAR, fit DOUBLE, engagement DOUBLE, "
+        "score DOUBLE, grade VARCHAR, mql BOOLEAN, fast_track BOOLEAN, reasons VARCHAR)"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {dp_table} (lead_id VARCHAR, dp TIMESTAMP)")
+    rows: list[tuple[Any, ...]] = []
+    dps: list[tuple[str, datetime]] = []
+
+    def flush() -> None:
+        if rows:
+            con.executemany(f"INSERT INTO {table}__raw VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            rows.clear()
+        if dps:
+            con.executemany(f"INSERT INTO {dp_table} VALUES (?, ?)", dps)
+            dps.clear()
+
+    for lid, traits, events in _leads(inputs):
+        dp = _created(traits) or (events[0].timestamp if events else None)
+        if dp is None:
+            continue
+        s = scorer.score(traits, events, dp)
+        reasons = json.dumps([{"rule": r.rule, "points": r.points} for r in s.reasons])
+        rows.append((lid, s.fit, s.engagement, s.score, s.grade, s.mql, s.fast_track, reasons))
+        dps.append((lid, dp.astimezone(UTC).replace(tzinfo=None)))
+        if len(rows) >= 5000:
+            flush()
+    flush()
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * REPLACE (from_json(reasons, "
+        f"""'[{{"rule": "VARCHAR", "points": "DOUBLE"}}]') AS reasons) FROM {table}__raw"""
+    )
+    con.execute(f"DROP TABLE {table}__raw")

@@ -79,6 +79,14 @@ def backtest(
         Path | None, typer.Option("--against", help="Another model to compare side by side.")
     ] = None,
     as_of: AsOfOpt = None,
+    decision_point: Annotated[
+        str,
+        typer.Option(
+            "--decision-point",
+            help="as-of: every lead at --as-of; created: each lead when it was created "
+            "(created_at, else its first event).",
+        ),
+    ] = "as-of",
     replay: Annotated[
         bool,
         typer.Option(
@@ -105,6 +113,8 @@ def backtest(
 
     if fmt not in ("table", "json", "html"):
         raise ConfigError(f"--format {fmt!r} is not one of table, json, html")
+    if decision_point not in ("as-of", "created"):
+        raise ConfigError(f"--decision-point {decision_point!r} is not one of as-of, created")
     if target_rate is not None and not 0 < target_rate < 1:
         raise ConfigError("--target-rate is a conversion rate between 0 and 1, like 0.4")
     m = _load(model)
@@ -115,6 +125,7 @@ def backtest(
         target_rate=target_rate,
         capacity=parse_capacity(capacity),
         replay=replay,
+        when_created=decision_point == "created",
     )
     src = OutcomeSource(outcomes, outcome_column, database_url, parse_stage_map(stage_map))
     src.check()
