@@ -195,7 +195,7 @@ def test_backtest_json_side_by_side(demo: Path) -> None:
     assert mine["false_negatives"] and all(f["score"] < 50 for f in mine["false_negatives"])
     assert mine["rules"]["best"][0]["rate"] >= mine["rules"]["worst"][0]["rate"]
     assert 0 < mine["segments"]["top_share_of_leads"] < 1
-    assert any("first row in the file wins" in n for n in r["notes"])
+    assert any("the earliest time wins" in n for n in r["notes"])
 
 
 def test_backtest_table_names_the_threshold_and_recommendation(demo: Path) -> None:

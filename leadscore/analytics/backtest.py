@@ -392,7 +392,8 @@ def backtest(
     batch = run(model, leads, events, opts.as_of, skip_bad_rows=skip_bad_rows)
     inputs = batch.inputs
     counts = open_outcomes(inputs, outcomes, leads)
-    days = _span_days(inputs)
+    # the span the leads cover is needed only for a capacity per day/week/month (an events scan)
+    days = _span_days(inputs) if opts.capacity and opts.capacity[1] != "total" else None
     models = [model] if against is None else [model, against]
     tables = ["leadscore_bt_a", "leadscore_bt_b"]
     if opts.when_created:

@@ -44,7 +44,8 @@ class OutcomeCounts:
         if self.duplicates:
             out.append(
                 f"{self.duplicates:,} duplicate outcome row{'s' if self.duplicates != 1 else ''} "
-                "(same lead and stage) were dropped: the first row in the file wins."
+                "(same lead and stage) were merged: the earliest time wins, when the lead first "
+                "reached that stage."
             )
         if self.unknown_leads:
             out.append(
@@ -120,7 +121,7 @@ def from_file(
         else "CAST(NULL AS TIMESTAMP)"
     )
     src = (
-        f"SELECT row_number() OVER () AS __line, nullif(trim(CAST({_q(lid)} AS VARCHAR)), '') AS lead_id, "
+        f"SELECT nullif(trim(CAST({_q(lid)} AS VARCHAR)), '') AS lead_id, "
         f'CAST({_q(oc)} AS VARCHAR) AS raw, {at_text} AS at_text, {at_expr} AS "at" FROM {scan}'
     )
     return _load(con, src, str(path), leads_view, mapping, timed=at is not None)
@@ -136,25 +137,33 @@ def _load(
     timed: bool,
     strict: bool = True,
 ) -> OutcomeCounts:
+    """One streaming pass over the outcomes, grouped by lead and stage as written: only that
+    (small) grouping is kept, never the rows. A lead reaching a stage twice keeps the earliest
+    time: the first time it got there."""
     stage = _stage_case("raw", mapping)
     counts = OutcomeCounts(source, timed=timed)
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE leadscore_outcomes_raw AS SELECT __line, lead_id, raw, "
-            f"{stage} AS outcome, \"at\", (lead_id IS NULL OR nullif(trim(raw), '') IS NULL OR "
+            "CREATE OR REPLACE TEMP TABLE leadscore_outcomes_raw AS SELECT lead_id, "
+            'lower(trim(raw)) AS raw, bad, min("at") AS "at", count(*) AS n FROM ('
+            "SELECT lead_id, raw, \"at\", (lead_id IS NULL OR nullif(trim(raw), '') IS NULL OR "
             "(nullif(trim(at_text), '') IS NOT NULL AND \"at\" IS NULL)) AS bad "
-            f"FROM ({src})"
+            f"FROM ({src})) GROUP BY ALL"
+        )
+        con.execute(
+            f"ALTER TABLE leadscore_outcomes_raw ADD COLUMN outcome VARCHAR; "
+            f"UPDATE leadscore_outcomes_raw SET outcome = {stage}"
         )
     except duckdb.Error as e:
         raise InputError(f"cannot be read: {str(e).splitlines()[0]}", file=source) from None
     r = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE bad) FROM leadscore_outcomes_raw"
+        "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE bad), 0) FROM leadscore_outcomes_raw"
     ).fetchone()
     assert r is not None
     counts.rows, counts.bad_rows = int(r[0]), int(r[1])
     unknown = con.execute(
-        "SELECT raw, count(*) FROM leadscore_outcomes_raw WHERE NOT bad AND outcome IS NULL "
-        "GROUP BY raw ORDER BY count(*) DESC, raw"
+        "SELECT raw, sum(n) FROM leadscore_outcomes_raw WHERE NOT bad AND outcome IS NULL "
+        "GROUP BY raw ORDER BY sum(n) DESC, raw"
     ).fetchall()
     if unknown and not strict:
         counts.ignored_stages = {str(name): int(n) for name, n in unknown}
@@ -170,13 +179,13 @@ def _load(
         )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {OUTCOMES_TABLE} AS SELECT lead_id, outcome, "
-        'arg_min("at", __line) AS "at", count(*) AS n FROM leadscore_outcomes_raw o '
+        'min("at") AS "at", sum(n) AS n FROM leadscore_outcomes_raw o '
         f"WHERE NOT bad AND EXISTS (SELECT 1 FROM {leads_view} l WHERE l.lead_id = o.lead_id) "
         "GROUP BY lead_id, outcome"
     )
     r = con.execute(
-        "SELECT count(*), count(DISTINCT lead_id) FROM leadscore_outcomes_raw o WHERE NOT bad AND "
-        f"NOT EXISTS (SELECT 1 FROM {leads_view} l WHERE l.lead_id = o.lead_id)"
+        "SELECT coalesce(sum(n), 0), count(DISTINCT lead_id) FROM leadscore_outcomes_raw o "
+        f"WHERE NOT bad AND NOT EXISTS (SELECT 1 FROM {leads_view} l WHERE l.lead_id = o.lead_id)"
     ).fetchone()
     assert r is not None
     counts.unknown_leads, counts.unknown_lead_ids = int(r[0]), int(r[1])
@@ -201,7 +210,7 @@ def from_column(
     yes = "('1','1.0','yes','y','true','t','converted','won')"
     no = "('0','0.0','no','n','false','f','not converted','lost')"
     src = (
-        f"SELECT row_number() OVER () AS __line, lead_id, CASE WHEN {c} IN {yes} THEN "
+        f"SELECT lead_id, CASE WHEN {c} IN {yes} THEN "
         f"'{CONVERTED}' WHEN {c} IN {no} THEN '{NOT_CONVERTED}' ELSE {c} END AS raw, "
         f'NULL AS at_text, CAST(NULL AS TIMESTAMP) AS "at" FROM {leads_view}'
     )
@@ -250,7 +259,7 @@ def from_database(
         con.executemany("INSERT INTO leadscore_stage_rows VALUES (?, ?, ?)", data)
     # the service's own stages before a sale (lead, mql, …) are not outcomes: counted, ignored
     src = (
-        'SELECT row_number() OVER () AS __line, lead_id, raw, CAST("at" AS VARCHAR) AS at_text, "at" '
+        'SELECT lead_id, raw, CAST("at" AS VARCHAR) AS at_text, "at" '
         "FROM leadscore_stage_rows"
     )
     return _load(con, src, "stage history", leads_view, mapping, timed=True, strict=False)
