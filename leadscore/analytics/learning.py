@@ -19,7 +19,14 @@ from ..errors import ConfigError
 from ..io import Inputs, open_inputs
 from ..model import Model, parse_model
 from ..model.schema import EngagementRule, FitRule
-from .backtest import LABELS_TABLE, OutcomeSource, label, open_outcomes
+from .backtest import (
+    _PERIOD_DAYS,
+    LABELS_TABLE,
+    OutcomeSource,
+    _span_days,
+    label,
+    open_outcomes,
+)
 from .learn import Feature, Learned, bin_column, fit, leak_score, render_yaml
 from .stages import Labeling
 
@@ -37,7 +44,7 @@ class LearnOptions:
     exclude: tuple[str, ...] = ()
     keep_leaky: bool = False
     target_rate: float | None = None
-    capacity: float | None = None
+    capacity: tuple[float, str] | None = None  # (MQLs, per 'day'|'week'|'month'|'total')
     seed: int = 42
     folds: int = 5
     bins: int = 10
@@ -222,6 +229,19 @@ def learn(
                 continue
             feats.extend(fs)
         feats.extend(_event_features(inputs, ids, opts.as_of, opts.half_life_days))
+    capacity = None
+    if opts.capacity is not None:
+        amount, per = opts.capacity
+        if per == "total":
+            capacity = amount
+        else:
+            days = _span_days(inputs)
+            if not days:
+                raise ConfigError(
+                    f"--capacity {amount:g}/{per} needs to know how many {per}s the leads span: "
+                    "give leads a created_at column or events, or give a plain total"
+                )
+            capacity = amount * days / _PERIOD_DAYS[per]
     learned = fit(
         feats,
         y,
@@ -229,7 +249,7 @@ def learn(
         folds=opts.folds,
         interactions=0 if base is not None else opts.interactions,
         target_rate=opts.target_rate,
-        capacity=opts.capacity,
+        capacity=capacity,
         base_rules=base is not None,
     )
     learned.rules = [

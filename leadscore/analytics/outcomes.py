@@ -258,8 +258,5 @@ def from_database(
     if data:
         con.executemany("INSERT INTO leadscore_stage_rows VALUES (?, ?, ?)", data)
     # the service's own stages before a sale (lead, mql, …) are not outcomes: counted, ignored
-    src = (
-        'SELECT lead_id, raw, CAST("at" AS VARCHAR) AS at_text, "at" '
-        "FROM leadscore_stage_rows"
-    )
+    src = 'SELECT lead_id, raw, CAST("at" AS VARCHAR) AS at_text, "at" FROM leadscore_stage_rows'
     return _load(con, src, "stage history", leads_view, mapping, timed=True, strict=False)

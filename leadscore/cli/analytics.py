@@ -183,12 +183,7 @@ def learn(
     horizon_days: HorizonOpt = 90.0,
     stage_map: StageMapOpt = None,
     target_rate: TargetOpt = None,
-    capacity: Annotated[
-        float | None,
-        typer.Option(
-            "--capacity", help="Choose the threshold for at most this many MQLs among these leads."
-        ),
-    ] = None,
+    capacity: CapacityOpt = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed: the same seed, the same model.")
     ] = 42,
@@ -197,7 +192,7 @@ def learn(
 ) -> None:
     """Learn a readable points model (YAML, commented) from leads and their outcomes."""
     from ..analytics import parse_stage_map
-    from ..analytics.backtest import OutcomeSource
+    from ..analytics.backtest import OutcomeSource, parse_capacity
     from ..analytics.learning import LearnOptions
     from ..analytics.learning import learn as run_learn
 
@@ -215,7 +210,7 @@ def learn(
         exclude=excl,
         keep_leaky=keep_leaky,
         target_rate=target_rate,
-        capacity=capacity,
+        capacity=parse_capacity(capacity),
         seed=seed,
         outcome_column=outcome_column,
     )
