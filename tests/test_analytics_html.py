@@ -73,7 +73,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
         "--target-rate",
         "0.8",
     ]
-    ls(*common, "--format", "html", "-o", str(d / "report.html"))
+    ls(*common, "--replay", "--format", "html", "-o", str(d / "report.html"))
     data = json.loads(ls(*common, "--format", "json").stdout)
     return d / "report.html", data
 
@@ -121,6 +121,10 @@ def test_report_reads_offline_in_headless_chromium(report: tuple[Path, dict[str,
         assert "For MQLs that convert at 80.0% or better:" in body
         assert "Converted leads the model scored lowest" in body
         assert "As sales sees it" in body and "15–35%" in body
+        assert (
+            page.get_by_role("heading", name="Replay: when leads would have become MQLs").count()
+            == 2
+        )
         browser.close()
     assert all(u.startswith("file://") for u in requests), requests
     assert not errors
