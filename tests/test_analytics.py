@@ -326,6 +326,14 @@ def test_outcome_before_the_lead_existed_and_outcome_column(tmp_path: Path) -> N
         "backtest", str(model), "--leads", str(leads), "--outcome-column", "Convertd", ok=False
     )
     assert "did you mean 'Converted'" in proc.stderr
+    leads.write_text(leads.read_text().replace("L5,2026-01-01,5,No", "L5,2026-01-01,5,maybe"))
+    proc = ls(
+        "backtest", str(model), "--leads", str(leads), "--outcome-column", "Converted", ok=False
+    )
+    assert (
+        "must hold 0/1, yes/no or true/false for each lead; it also holds 'maybe' (1 lead)"
+        in proc.stderr
+    )
 
 
 def test_outcomes_from_the_service_stage_history(service_db_url: str, tmp_path: Path) -> None:

@@ -209,17 +209,24 @@ def from_column(
     c = f"lower(trim(CAST({_q(column)} AS VARCHAR)))"
     yes = "('1','1.0','yes','y','true','t','converted','won')"
     no = "('0','0.0','no','n','false','f','not converted','lost')"
+    other = con.execute(
+        f"SELECT {c}, count(*) FROM {leads_view} WHERE nullif({c}, '') IS NOT NULL "
+        f"AND {c} NOT IN {yes} AND {c} NOT IN {no} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5"
+    ).fetchall()
+    if other:
+        shown = ", ".join(f"{v!r} ({n:,} lead{'s' if n != 1 else ''})" for v, n in other)
+        raise InputError(
+            f"the column {column!r} must hold 0/1, yes/no or true/false for each lead; "
+            f"it also holds {shown}. Fix those values, or give the outcomes as a file with "
+            "--outcomes",
+            file=source,
+        )
     src = (
         f"SELECT lead_id, CASE WHEN {c} IN {yes} THEN "
-        f"'{CONVERTED}' WHEN {c} IN {no} THEN '{NOT_CONVERTED}' ELSE {c} END AS raw, "
+        f"'{CONVERTED}' WHEN {c} IN {no} THEN '{NOT_CONVERTED}' END AS raw, "
         f'NULL AS at_text, CAST(NULL AS TIMESTAMP) AS "at" FROM {leads_view}'
     )
-    try:
-        return _load(con, src, f"{source} column {column!r}", leads_view, {}, timed=False)
-    except InputError as e:
-        raise InputError(
-            f"the column {column!r} must hold 0/1, yes/no or true/false: {e}", file=source
-        ) from None
+    return _load(con, src, f"{source} column {column!r}", leads_view, {}, timed=False)
 
 
 def from_database(
