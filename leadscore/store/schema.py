@@ -48,8 +48,15 @@ leads = Table(
     Column("model_version", Integer),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # the handoff: who owns the lead now, and the domain of its email (lead-to-account matching)
+    Column("owner", String(255)),
+    Column("team", String(64)),
+    Column("assigned_at_us", BigInteger),
+    Column("email_domain", String(255)),
 )
 Index("ix_leads_stage_score", leads.c.stage, leads.c.score)
+Index("ix_leads_owner", leads.c.owner)
+Index("ix_leads_email_domain", leads.c.email_domain)
 
 events = Table(
     "events",
@@ -89,6 +96,116 @@ stage_history = Table(
     Column("at_us", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("model_version", Integer),
+    # who moved it: 'model' for the scoring, a rep's email, 'crm', 'import'
+    Column("by", String(255)),
+    Column("bant", JSONText),  # on a move to sql: budget, authority, need, timeline as confirmed
+    Column("come_back_at_us", BigInteger),  # recycled: when the lead may be worked again
+    Column("received_at_us", BigInteger),  # when the service learnt of it; at_us: when it happened
+)
+
+# ------------------------------------------------------------------ the handoff
+
+routing_versions = Table(
+    "routing_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=false()),
+    Column("activated_at_us", BigInteger),
+)
+
+reps = Table(
+    "reps",
+    metadata,
+    Column("email", String(255), primary_key=True),
+    Column("away", Boolean, nullable=False, server_default=false()),
+    Column("away_since_us", BigInteger),
+    Column("back_at_us", BigInteger),  # back from time away: no catch-up flood from before
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+round_robin = Table(
+    "round_robin",
+    metadata,
+    Column("team", String(64), primary_key=True),
+    Column("last_member", String(255)),  # the member who got the team's last lead
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("lead_id", String(255), nullable=False, index=True),
+    Column("episode_id", BigInteger),
+    Column("owner", String(255), nullable=False),
+    Column("team", String(64)),
+    Column("rule", String(255)),  # the routing rule that matched; null for a manual reassignment
+    Column("kind", String(16), nullable=False),  # route | account | fallback | reassign | escalate
+    Column("routing_version", Integer),
+    Column("decision", JSONText),  # the path: rules tried, reps skipped and why, fallback used
+    Column("at_us", BigInteger, nullable=False),
+    Column("by", String(255), nullable=False),  # 'routing' or the person who reassigned
+)
+
+touches = Table(
+    "touches",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("lead_id", String(255), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # call | email | meeting
+    Column("by", String(255), nullable=False),
+    Column("at_us", BigInteger, nullable=False),  # when it happened (may be before it arrived)
+    Column("received_at_us", BigInteger, nullable=False),
+)
+
+# One row per MQL episode (a lead recycled and qualified again has two): what the funnel report
+# and the SLA scheduler read, kept up to date by every handoff write so that neither replays the
+# stage history.
+mql_episodes = Table(
+    "mql_episodes",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("lead_id", String(255), nullable=False, index=True),
+    Column("mql_at_us", BigInteger, nullable=False),
+    Column("track", String(16), nullable=False),  # fast_track | threshold | import
+    Column("grade", String(4)),
+    Column("score", Float),
+    Column("source", String(255)),  # the lead's source / utm_source trait, for --by source
+    Column("campaign", String(255)),
+    Column("owner", String(255)),
+    Column("team", String(64)),
+    Column("assigned_at_us", BigInteger),
+    Column("first_touch_at_us", BigInteger),
+    Column("sla_name", String(255)),
+    Column("sla_due_at_us", BigInteger),
+    Column("sla_breached_at_us", BigInteger),
+    Column("sla_notified_at_us", BigInteger),  # the breach was sent (lead.sla_breached)
+    Column("escalated_to", String(255)),
+    Column("sal_at_us", BigInteger),
+    Column("sql_at_us", BigInteger),
+    Column("opportunity_at_us", BigInteger),
+    Column("customer_at_us", BigInteger),
+    Column("closed_stage", String(16)),  # disqualified | recycled, when the episode ended so
+    Column("closed_reason", Text),
+    Column("closed_at_us", BigInteger),
+    Column("stage", String(16), nullable=False),  # the episode's latest stage
+)
+Index("ix_mql_episodes_mql_at", mql_episodes.c.mql_at_us)
+Index(
+    "ix_mql_episodes_sla_due",
+    mql_episodes.c.first_touch_at_us,
+    mql_episodes.c.sla_breached_at_us,
+    mql_episodes.c.sla_due_at_us,
 )
 
 models = Table(
