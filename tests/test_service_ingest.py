@@ -211,7 +211,8 @@ def test_bad_bodies_get_a_4xx_naming_the_problem_and_store_nothing(api: Api) -> 
             "neither userId nor anonymousId",
         ),
         (api.send(page("u1", "/", properties=deep)), 400, "invalid_messages", "nested deeper"),
-        (api.post("/v1/batch", very_deep, key), 400, None, "nested"),
+        # cut at the parser's depth, the one message is refused by index like any other
+        (api.post("/v1/batch", very_deep, key), 400, "invalid_messages", "JSON object"),
         (api.send({"type": "track", "userId": "u1"}), 400, "invalid_messages", "event name"),
         (api.send(page("u1", "/", timestamp="last tuesday")), 400, "invalid_messages", "ISO 8601"),
         (api.send("not an object"), 400, "invalid_messages", "JSON object"),

@@ -59,11 +59,21 @@ def _write_secret(
     return KeySecret(basic or (bearer.credentials.strip() if bearer else None))
 
 
+_JSON_KINDS = {dict: "an object", list: "a list", bool: "true or false", int: "a number"}
+_JSON_KINDS[float] = "a number"
+
 WriteSecret = Annotated[KeySecret, Depends(_write_secret)]
 
 
-def check_write_key(service: Service, secret: str | None) -> Any:
-    """The key row for an ingest call (runs database work: call it off the event loop)."""
+def check_write_key(service: Service, secret: Any) -> Any:
+    """The key row for an ingest call (runs database work: call it off the event loop).
+    ``secret`` may be anything a body holds; only a string can be a key."""
+    if secret is not None and not isinstance(secret, str):
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"writeKey must be a string, not {_JSON_KINDS.get(type(secret), 'that')}",
+        )
     if not secret:
         raise ApiError(
             401,

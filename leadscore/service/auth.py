@@ -23,7 +23,8 @@ _PREFIX = {"ingest": "lsw_", "read": "lsr_", "admin": "lsa_"}
 
 
 def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # surrogatepass: a presented secret may be any string; it then matches no key
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_key(engine: Engine, name: str, scope: str) -> tuple[int, str]:
@@ -47,10 +48,10 @@ def create_key(engine: Engine, name: str, scope: str) -> tuple[int, str]:
     return int(key_id), secret
 
 
-def find_key(engine: Engine, secret: str) -> Any:
-    """The key row for a presented secret, or None. The lookup is by hash; the final check is
-    a constant-time comparison of the hashes."""
-    if not secret:
+def find_key(engine: Engine, secret: Any) -> Any:
+    """The key row for a presented secret, or None (also for anything but a string). The
+    lookup is by hash; the final check is a constant-time comparison of the hashes."""
+    if not secret or not isinstance(secret, str):
         return None
     digest = _hash(secret)
     with engine.connect() as conn:

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_MESSAGE_BYTES",
     "TYPES",
+    "HugeNumber",
     "Message",
     "MessageError",
     "check_message",
@@ -40,6 +41,44 @@ DAY_US = 86_400_000_000
 
 class MessageError(BadMessageError, ValueError):
     """Why one message was rejected, naming the field."""
+
+
+class HugeNumber:
+    """An integer in a request too long to convert (over 4,300 digits): the parser keeps this in
+    its place so that only the message holding it is refused."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a number of {self.digits:,} digits>"
+
+
+def _unstorable(v: Any) -> None:
+    """Raises MessageError for a value no JSON column can take: an unpaired UTF-16 surrogate
+    (what a cut emoji becomes) or a ``HugeNumber``. Walks no deeper than the depth limit."""
+    stack = [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if d > MAX_DEPTH + 1:
+            continue  # refused for its depth
+        if isinstance(x, dict):
+            stack.extend((k, d) for k in x)
+            stack.extend((y, d + 1) for y in x.values())
+        elif isinstance(x, list):
+            stack.extend((y, d + 1) for y in x)
+        elif isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise MessageError(
+                    f"a value contains an unpaired UTF-16 surrogate "
+                    f"({x[e.start]!a}); send valid Unicode text"
+                ) from None
+        elif isinstance(x, HugeNumber):
+            raise MessageError(
+                f"a number has {x.digits:,} digits; the limit is 4,300 (send long numbers as text)"
+            )
 
 
 @dataclass(frozen=True)
@@ -88,6 +127,8 @@ def check_message(
     lets the common case skip walking the message."""
     if not isinstance(msg, dict):
         raise MessageError("a message must be a JSON object")
+    if "writeKey" in msg:  # a key is a secret: it is checked, never stored
+        msg = {k: v for k, v in msg.items() if k != "writeKey"}
     walk = True
     encoded: bytes | None = None
     try:
@@ -101,6 +142,9 @@ def check_message(
             or encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH
         )
     except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+        _unstorable(msg)
+        if _depth(msg, MAX_DEPTH) > MAX_DEPTH:
+            raise MessageError(f"the message is nested deeper than {MAX_DEPTH} levels") from None
         if size is None:
             size = len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_MESSAGE_BYTES:

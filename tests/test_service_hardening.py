@@ -1,0 +1,170 @@
+"""What an independent probe of the running service found, each pinned by a test: bodies anyone
+holding a (public) write key can send, keys in bodies, limits and misreported failures. The real
+app on SQLite and PostgreSQL, and a real `leadscore serve` with the real Segment client."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.store import open_engine
+from leadscore.store import schema as t
+from tests.service_helpers import (
+    MODEL,
+    Api,
+    Server,
+    assert_error,
+    basic,
+    cli,
+    mid,
+    table_count,
+)
+
+
+def _batch(*parts: bytes) -> bytes:
+    return b'{"batch": [' + b", ".join(parts) + b"]}"
+
+
+def _msg(user: str, extra: bytes = b"") -> bytes:
+    return b'{"type": "page", "messageId": "%s", "userId": "%s", "properties": {"path": "/"%s}}' % (
+        mid().encode(),
+        user.encode(),
+        extra,
+    )
+
+
+BAD_VALUES = {
+    "surrogate": (b', "t": "cut \\ud83d emoji"', "surrogate"),
+    "huge integer": (b', "n": ' + b"9" * 5000, "5,000 digits"),
+    "1,000 deep": (b', "d": ' + b"[" * 1000 + b"]" * 1000, "nested deeper"),
+    "10,000 deep": (b', "d": ' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested deeper"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_VALUES))
+def test_one_bad_message_is_refused_by_index_and_the_others_are_stored(api: Api, kind: str) -> None:
+    extra, words = BAD_VALUES[kind]
+    body = _batch(_msg("u1"), _msg("u2", extra), _msg("u3"))
+    resp = api.post("/v1/batch", body, basic(api.write_key))
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["accepted"] == 2
+    [rejected] = answer["rejected"]
+    assert rejected["index"] == 1 and words in rejected["reason"], rejected
+    assert api.count(t.events) == 2
+    assert api.count(t.leads, t.leads.c.lead_id == "u2") == 0
+
+
+def test_a_bad_message_id_is_answered_escaped(api: Api) -> None:
+    body = _batch(
+        b'{"type": "page", "messageId": "m-\\udc00", "userId": "u1", "t": "\\ud800"}',
+        _msg("u2"),
+    )
+    resp = api.post("/v1/batch", body, basic(api.write_key))
+    assert resp.status_code == 200, resp.text
+    [rejected] = resp.json()["rejected"]
+    assert rejected["messageId"] == "m-\\udc00" and "surrogate" in rejected["reason"]
+
+
+@pytest.mark.parametrize("key", [12345, 1.5, {"a": 1}, ["lsw_x"], True, "\ud800"], ids=repr)
+def test_a_write_key_that_is_not_a_key_is_a_401(api: Api, key: object) -> None:
+    body = json.dumps({"writeKey": key, "batch": [json.loads(_msg("u1"))]}).encode()
+    err = assert_error(api.post("/v1/batch", body), 401, "unauthorized")
+    assert "writeKey" in err["message"] or "not valid" in err["message"]
+    single = json.dumps({"writeKey": key, "userId": "u1", "properties": {"path": "/"}})
+    assert_error(api.post("/v1/page", single.encode()), 401, "unauthorized")
+    assert api.count(t.events) == 0
+
+
+def test_the_key_is_checked_before_the_body_is_read(api: Api) -> None:
+    big = b'{"batch": [' + b" " * (600 * 1024) + b"]}"
+    # no key anywhere it could be read: 401, not 413
+    err = assert_error(api.post("/v1/batch", big), 401, "unauthorized")
+    assert "over the limit" in err["message"]
+    # a wrong key in the header: 401 before reading, parsing or decompressing anything
+    assert_error(api.post("/v1/batch", big, basic("lsw_wrong")), 401, "unauthorized")
+    assert_error(api.post("/v1/batch", b"{not json", basic("lsw_wrong")), 401, "unauthorized")
+    bomb = gzip.compress(b"[" * 5_000_000)
+    resp = api.client.post(
+        "/v1/batch",
+        content=bomb,
+        headers={
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+            **basic("lsw_wrong"),
+        },
+    )
+    assert_error(resp, 401, "unauthorized")
+    # the right key: now the body's problems are answered
+    assert_error(api.post("/v1/batch", big, basic(api.write_key)), 413, "too_large")
+
+
+def test_a_write_key_in_the_body_is_never_stored(api: Api) -> None:
+    single = {
+        "writeKey": api.write_key,
+        "userId": "u1",
+        "event": "Webinar Attended",
+        "messageId": mid(),
+    }
+    assert api.post("/v1/track", single).status_code == 200
+    in_batch = {**json.loads(_msg("u2")), "writeKey": api.write_key}
+    resp = api.post("/v1/batch", {"writeKey": api.write_key, "batch": [in_batch]})
+    assert resp.status_code == 200, resp.text
+    assert api.count(t.events) == 2
+    with api.engine.connect() as conn:
+        stored = [repr(tuple(r)) for r in conn.execute(sa.select(t.events)).all()]
+    assert stored and not any(api.write_key in s or "writeKey" in s for s in stored)
+
+
+# ---------------------------------------------------------------------- the real client
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    db = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    model = tmp_path / "leadscore.yaml"
+    model.write_text(MODEL)
+    server = Server(db, model, tmp_path / "server.log").start()
+    try:
+        key = cli("keys", "create", "--name", "web", "--database-url", db).strip()
+        yield server, key
+    finally:
+        server.stop()
+
+
+def test_the_segment_client_loses_no_valid_message_to_a_bad_one(
+    served: tuple[Server, str],
+) -> None:
+    """8 valid messages and one with a cut emoji in one batch: the 8 are stored."""
+    import segment.analytics as analytics
+
+    server, key = served
+    errors: list[Exception] = []
+    client = analytics.Client(
+        write_key=key,
+        host=server.base,
+        max_retries=1,
+        on_error=lambda e, batch: errors.append(e),
+        upload_size=100,
+    )
+    try:
+        for i in range(4):
+            client.identify(f"seg-{i}", {"email": f"p{i}@acme.io"})
+        client.track("seg-bad", "Clicked", {"label": "cut \ud83d"})
+        for i in range(4):
+            client.page(f"seg-{i}", name="Pricing", properties={"path": "/pricing"})
+        client.flush()
+    finally:
+        client.shutdown()
+    assert errors == []
+    engine = open_engine(server.db_url)
+    try:
+        assert table_count(engine, t.events) == 8
+        assert table_count(engine, t.events, t.events.c.lead_id == "seg-bad") == 0
+    finally:
+        engine.dispose()
