@@ -195,7 +195,7 @@ def webhooks_list(database_url: DbOpt = None) -> None:
 def webhooks_remove(
     hook_id: Annotated[int, typer.Argument(help="The webhook's id.")], database_url: DbOpt = None
 ) -> None:
-    """Stop notifying a webhook (its delivery log is kept)."""
+    """Stop notifying a webhook (its delivery log is kept; its pending notifications end as failed)."""
     _need_service("webhooks")
     from ..service.webhooks import remove_webhook
     from ..store import open_engine
@@ -203,3 +203,20 @@ def webhooks_remove(
     if not remove_webhook(open_engine(database_url), hook_id):
         raise ConfigError(f"there is no webhook {hook_id}")
     err.print(f"Webhook {hook_id} removed.")
+
+
+@hooks_app.command("retry")
+def webhooks_retry(
+    hook_id: Annotated[
+        int | None, typer.Argument(help="Only this webhook's (default: every active webhook's).")
+    ] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Send again the notifications that used up their retries (a running server sends them
+    within a second, each with a fresh set of retries)."""
+    _need_service("webhooks")
+    from ..service.webhooks import retry_failed
+    from ..store import open_engine
+
+    n = retry_failed(open_engine(database_url), hook_id)
+    err.print(f"{n} failed notification{'s' if n != 1 else ''} queued to be sent again.")

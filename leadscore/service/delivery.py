@@ -1,0 +1,267 @@
+"""Webhook delivery: at-least-once from the durable outbox.
+
+The deliverer posts due rows, signs each body with the webhook's secret
+(``X-Leadscore-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">``), logs every
+attempt in ``deliveries`` and retries failures with exponential backoff (10 s, 20 s, 40 s …
+capped at one hour) up to ``MAX_ATTEMPTS``. A receiver must accept the same delivery twice
+(``X-Leadscore-Delivery`` is stable across retries). Whatever goes wrong with one delivery (a
+receiver that is down, slow or redirecting, a URL that cannot be sent to) is recorded and
+logged for that delivery alone: it never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from ..errors import ConfigError
+from ..store import schema as t
+from .clock import SYSTEM, Clock
+from .webhook_urls import check_url
+
+__all__ = ["MAX_ATTEMPTS", "REMOVED", "Deliverer", "end_pending", "end_removed", "sign"]
+
+log = logging.getLogger("leadscore.webhooks")
+
+MAX_ATTEMPTS = 12
+BASE_DELAY_S = 10.0
+MAX_DELAY_S = 3600.0
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+#: why a notification of a removed webhook is not sent
+REMOVED = "the webhook was removed"
+
+
+def end_pending(at_us: int, *where: Any) -> sa.Update:
+    return (
+        sa.update(t.outbox)
+        .where(t.outbox.c.delivered_at_us.is_(None), t.outbox.c.failed_at_us.is_(None), *where)
+        .values(failed_at_us=at_us, last_error=REMOVED)
+    )
+
+
+def end_removed(engine: Engine, at_us: int) -> int:
+    """Notifications still pending for a removed webhook (one written by an ingest that
+    committed just after the removal) end as failed; how many."""
+    inactive = sa.select(t.webhooks.c.id).where(sa.not_(t.webhooks.c.active))
+    with engine.begin() as conn:
+        return int(conn.execute(end_pending(at_us, t.outbox.c.webhook_id.in_(inactive))).rowcount)
+
+
+def _delay_s(attempts: int) -> float:
+    return float(min(BASE_DELAY_S * 2.0 ** max(attempts - 1, 0), MAX_DELAY_S))
+
+
+class Deliverer:
+    """Posts due outbox rows until stopped, each webhook on its own worker: a dead or slow
+    receiver holds up only its own notifications. Each request has ``timeout_s`` per network
+    step; each turn of one receiver has ``budget_s`` in all, after which its remaining rows
+    wait for the next turn. Every failure is logged with its delivery and webhook."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        poll_s: float = 0.5,
+        timeout_s: float = 10.0,
+        budget_s: float = 30.0,
+        receivers: int = 8,
+        clock: Clock | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SYSTEM
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.budget_s = budget_s
+        self.client = httpx.Client(
+            timeout=timeout_s,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=receivers * 2),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=receivers, thread_name_prefix="leadscore-hook")
+        self._busy: set[int] = set()  # webhooks with a turn in flight
+        self._busy_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            end_removed(self.engine, self.clock.now_us())
+        except sa.exc.OperationalError as e:
+            log.error("webhooks: cannot end the notifications of removed webhooks (%s)", e.orig)
+        self._thread = threading.Thread(target=self._run, name="leadscore-webhooks", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.deliver_due(wait=False)
+            except sa.exc.OperationalError as e:  # the database may be briefly unavailable
+                log.error("webhooks: cannot read the outbox (%s); trying again", e.orig)
+                sent = 0
+            except Exception:
+                log.exception("webhooks: cannot read the outbox; trying again")
+                sent = 0
+            if not sent:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+
+    def deliver_due(self, limit: int = 50, *, wait: bool = True) -> int:
+        """Start a turn for every webhook with due notifications and none in flight; returns
+        how many notifications the turns will try. ``wait``: until every turn has ended."""
+        now = self.clock.now_us()
+        with self._busy_lock:
+            busy = set(self._busy)
+        query = (
+            sa.select(t.outbox, t.webhooks.c.url, t.webhooks.c.secret)
+            .join(t.webhooks, t.webhooks.c.id == t.outbox.c.webhook_id)
+            .where(
+                t.outbox.c.delivered_at_us.is_(None),
+                t.outbox.c.failed_at_us.is_(None),
+                t.outbox.c.next_attempt_us <= now,
+                t.webhooks.c.active,
+            )
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        if busy:
+            query = query.where(t.outbox.c.webhook_id.not_in(sorted(busy)))
+        with self.engine.connect() as conn:
+            due = conn.execute(query).all()
+        turns: dict[int, list[Any]] = {}
+        for row in due:
+            turns.setdefault(row.webhook_id, []).append(row)
+        futures: list[Future[None]] = []
+        with self._busy_lock:
+            for hook_id, rows in turns.items():
+                if hook_id in self._busy:
+                    continue
+                self._busy.add(hook_id)
+                futures.append(self._pool.submit(self._turn, hook_id, rows))
+        if wait:
+            for f in futures:
+                f.result()
+        return len(due)
+
+    def _turn(self, hook_id: int, rows: list[Any]) -> None:
+        """One receiver's due notifications, in order, within the time budget."""
+        deadline = time.monotonic() + self.budget_s
+        try:
+            for row in rows:
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    break  # the rest wait for the next turn
+                try:
+                    self._attempt(row, deadline)
+                except sa.exc.OperationalError as e:  # the outcome could not be stored
+                    log.error(
+                        "webhook delivery %s to webhook %s (%s): cannot store the outcome (%s)",
+                        row.id,
+                        hook_id,
+                        row.url,
+                        e.orig,
+                    )
+                except Exception:
+                    log.exception(
+                        "webhook delivery %s to webhook %s (%s) failed unexpectedly",
+                        row.id,
+                        hook_id,
+                        row.url,
+                    )
+        finally:
+            with self._busy_lock:
+                self._busy.discard(hook_id)
+            self._wake.set()  # its next rows may be due already
+
+    def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
+        """One POST: (status, error or None, whether to give up at once). Never raises:
+        whatever goes wrong is this delivery's error."""
+        try:
+            url = check_url(row.url)  # one stored before URLs were checked may be unusable
+        except ConfigError as e:
+            return None, f"the URL cannot be sent to: {e}", True
+        body = row.payload.encode()
+        ts = int(time.time())
+        # each network step may take timeout_s, but none beyond the receiver's turn
+        timeout = max(min(self.timeout_s, deadline - time.monotonic()), 0.5)
+        try:
+            resp = self.client.post(
+                url,
+                content=body,
+                timeout=timeout,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "leadscore-webhooks",
+                    "X-Leadscore-Event": row.event,
+                    "X-Leadscore-Delivery": str(row.id),
+                    "X-Leadscore-Signature": sign(row.secret, ts, body),
+                },
+            )
+        except httpx.HTTPError as e:
+            return None, f"{type(e).__name__}: {e}", False
+        except Exception as e:  # e.g. a URL httpx cannot send to: this delivery's failure only
+            return None, f"{type(e).__name__}: {e}", True
+        status = resp.status_code
+        if 300 <= status < 400:
+            where = resp.headers.get("location", "")
+            return status, f"HTTP {status} (redirects are not followed: {where[:200]})", False
+        if not 200 <= status < 300:
+            return status, f"HTTP {status}", False
+        return status, None, False
+
+    def _attempt(self, row: Any, deadline: float | None = None) -> None:
+        started = time.perf_counter()
+        if deadline is None:
+            deadline = time.monotonic() + self.budget_s
+        status, error, give_up = self._post(row, deadline)
+        ms = (time.perf_counter() - started) * 1000
+        if error is not None:
+            log.warning(
+                "webhook delivery %s to webhook %s (%s), attempt %s: %s",
+                row.id,
+                row.webhook_id,
+                row.url,
+                row.attempts + 1,
+                error,
+            )
+        at = self.clock.now_us()
+        attempts = row.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+        if error is None:
+            values["delivered_at_us"] = at
+        elif attempts >= MAX_ATTEMPTS or give_up:
+            values["failed_at_us"] = at
+        else:
+            values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(t.deliveries).values(
+                    outbox_id=row.id, at_us=at, status_code=status, error=error, duration_ms=ms
+                )
+            )
+            conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
