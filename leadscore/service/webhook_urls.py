@@ -49,10 +49,7 @@ def check_url(url: str) -> str:
         raise ConfigError(f"{url!r} has no host")
     if not url.isascii():
         raise ConfigError(f"{url!r} has characters outside ASCII; percent-encode them")
-    if host.startswith("[") or ":" in host:
-        netloc = f"[{host}]"
-    else:
-        netloc = host
+    netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
     return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
