@@ -18,10 +18,13 @@ from tests.service_helpers import (
     MODEL,
     Api,
     Server,
+    api_on,
     assert_error,
     basic,
     cli,
+    identify,
     mid,
+    page,
     table_count,
 )
 
@@ -168,3 +171,58 @@ def test_the_segment_client_loses_no_valid_message_to_a_bad_one(
         assert table_count(engine, t.events, t.events.c.lead_id == "seg-bad") == 0
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------- failures as they are
+
+
+def test_a_search_text_over_the_limit_is_a_4xx_naming_the_limit(api: Api) -> None:
+    api.ok(identify("u1", {"email": "ann@acme.io"}))
+    err = assert_error(api.get("/api/leads", q="a" * 60_000), 422, "invalid_request")
+    assert "1000" in json.dumps(err)
+    assert api.leads(q="x" * 1000)["total"] == 0
+    assert api.leads(q="acme")["total"] == 1
+
+
+@pytest.fixture
+def sqlite_api(tmp_path: Path) -> Iterator[Api]:
+    with api_on(f"sqlite:///{tmp_path / 'leadscore.db'}") as a:
+        yield a
+
+
+def test_health_says_the_database_does_not_take_writes_during_a_full_disk(
+    sqlite_api: Api,
+) -> None:
+    """SQLite's page limit is a full disk as the database sees it: SQLITE_FULL on write."""
+    api = sqlite_api
+    api.ok(identify("u0", {"email": "a@b.io"}))
+    with api.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+
+    def full(dbapi_conn: object, _rec: object) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+
+    sa.event.listen(api.engine, "connect", full)
+    api.engine.dispose()
+    try:
+        msgs = [
+            page(f"u{i}", "/pricing", properties={"path": "/", "pad": "x" * 2000})
+            for i in range(100)
+        ]
+        assert_error(api.send(*msgs), 503, "unavailable")
+        err = assert_error(api.client.get("/health"), 503, "unavailable")
+        assert "full" in err["message"] and err["details"][0]["check"] == "writes"
+        since = err["details"][0]["problem"]
+        api.clock.advance(seconds=2)
+        assert_error(api.send(*msgs), 503, "unavailable")  # still full
+        err = assert_error(api.client.get("/health"), 503, "unavailable")
+        assert err["details"][0]["problem"] == since  # failing since the first failure
+    finally:
+        sa.event.remove(api.engine, "connect", full)
+        api.engine.dispose()
+    # space again: no traffic needed for /health to notice
+    err = assert_error(api.client.get("/health"), 503, "unavailable")  # not probed yet
+    api.clock.advance(seconds=10)
+    health = api.client.get("/health")
+    assert health.status_code == 200 and health.json()["writes"] == "ok", health.text
+    api.ok(page("u1", "/pricing"))

@@ -46,10 +46,24 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
     app.state.deliverer = deliverer
     errors.install(app)
 
-    @app.get("/health", tags=["service"], response_model=Health)
-    def health(request: Request) -> dict[str, Any]:
+    @app.get(
+        "/health",
+        tags=["service"],
+        response_model=Health,
+        responses={503: {"model": errors.ErrorBody, "description": "The database fails"}},
+    )
+    def health(request: Request) -> Any:
+        """200 when the database answers reads and takes writes; else 503 saying which fails."""
         svc: Service = request.app.state.service
-        return {"status": "ok", "version": __version__, **svc.health()}
+        state = svc.health()
+        if state["writes"] != "ok":
+            return errors.error_response(
+                503,
+                "unavailable",
+                f"the database does not take writes: {state['writes']}",
+                [{"check": "writes", "problem": state["writes"]}],
+            )
+        return {"status": "ok", "version": __version__, **state}
 
     app.include_router(ingest.router)
     app.include_router(leads.router)

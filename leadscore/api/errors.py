@@ -114,7 +114,7 @@ def install(app: FastAPI) -> None:
             ]
             return error_response(status, code, str(e).splitlines()[0], details)
         if isinstance(e, sa.exc.OperationalError):
-            log.error("database error: %s", e)
+            log.error("database error: %s", e.orig)  # not the statement: it holds personal data
             return error_response(
                 status,
                 code,

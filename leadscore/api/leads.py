@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..service.facade import Service
+from ..service.reads import MAX_QUERY_LENGTH
 from .errors import ErrorBody
 from .schemas import LeadDetail, LeadList
 from .security import require
@@ -29,7 +30,11 @@ def list_leads(
     stage: str | None = Query(None, description="lead or mql"),
     grade: str | None = Query(None, description="e.g. A1; a letter (A) matches A1–A4"),
     min_score: float | None = Query(None, description="current score at least this"),
-    q: str | None = Query(None, description="text search in the lead id and traits"),
+    q: str | None = Query(
+        None,
+        description="text search in the lead id and traits",
+        max_length=MAX_QUERY_LENGTH,
+    ),
     sort: str = Query(
         "-score", description="score, mql_at, updated_at or lead_id; '-' for descending"
     ),

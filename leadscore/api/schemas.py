@@ -25,11 +25,12 @@ class _Open(BaseModel):
 
 
 class Health(_Open):
-    """The service is up and its database answers."""
+    """The service is up and its database answers reads and takes writes."""
 
     status: str
     version: str
     database: str
+    writes: str
     model_version: int | None
     model: str | None
 

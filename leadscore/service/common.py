@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from ..store.db import WRITES
 
@@ -51,11 +53,19 @@ def json_param(v: Any, dialect: str) -> Any:
 
 
 class Tx:
-    """``with`` a write transaction; on SQLite one writer at a time (BEGIN IMMEDIATE)."""
+    """``with`` a write transaction; on SQLite one writer at a time (BEGIN IMMEDIATE).
+    ``outcome`` is told how each write ended: None when it committed, else the database's
+    error (not the caller's own exceptions)."""
 
-    def __init__(self, engine: Engine, lock: threading.Lock | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lock: threading.Lock | None,
+        outcome: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.lock = lock
+        self.outcome = outcome
         self.ctx: Any = None
 
     def __enter__(self) -> Connection:
@@ -65,14 +75,27 @@ class Tx:
             # it reads before it writes: on SQLite it must take the write lock at BEGIN
             self.ctx = self.engine.execution_options(**{WRITES: True}).begin()
             return self.ctx.__enter__()  # type: ignore[no-any-return]
-        except BaseException:
+        except BaseException as e:
             if self.lock is not None:
                 self.lock.release()
+            self._tell(e)
             raise
 
     def __exit__(self, *exc: Any) -> None:
         try:
             self.ctx.__exit__(*exc)
+            self._tell(exc[1])
+        except BaseException as e:  # the commit itself failed
+            self._tell(e)
+            raise
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+    def _tell(self, error: BaseException | None) -> None:
+        if self.outcome is None:
+            return
+        if error is None:
+            self.outcome(None)
+        elif isinstance(error, OperationalError):
+            self.outcome(error)

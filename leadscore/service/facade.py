@@ -14,6 +14,7 @@ from ..engine import LeadScore
 from . import reads
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .health import WriteHealth
 from .ingest import IngestResult, ingest
 from .messages import Message
 from .models import ModelVersions
@@ -30,6 +31,7 @@ class Service:
         # one writer at a time, as SQLite has it anyway: an activation re-scoring every lead
         # must not interleave with an ingest updating some of them
         self._write_lock = threading.Lock()
+        self.writes = WriteHealth(engine, self._write_lock, self.now_us)
         self._models = ModelVersions(engine, self._tx, self.now_us)
 
     def now_us(self) -> int:
@@ -37,7 +39,7 @@ class Service:
         return self.clock.now_us()
 
     def _tx(self) -> Tx:
-        return Tx(self.engine, self._write_lock)
+        return Tx(self.engine, self._write_lock, self.writes.record)
 
     # ------------------------------------------------------------------ models
 
@@ -86,12 +88,14 @@ class Service:
     # ------------------------------------------------------------------ reads
 
     def health(self) -> dict[str, Any]:
-        """Checks the database answers; the active model's version and name."""
+        """Checks the database answers reads and takes writes (see ``WriteHealth``); the active
+        model's version and name. ``writes`` is ``ok``, else why writes fail."""
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         active = self._models.current
         return {
             "database": self.dialect,
+            "writes": self.writes.check(),
             "model_version": active.version if active else None,
             "model": active.model.name if active else None,
         }

@@ -16,7 +16,7 @@ from .common import iso, loads
 from .events import events_of
 from .scoring import ActiveModel, current_score
 
-__all__ = ["SORT_KEYS", "current", "get_lead", "lead_view", "list_leads"]
+__all__ = ["MAX_QUERY_LENGTH", "SORT_KEYS", "current", "get_lead", "lead_view", "list_leads"]
 
 SORT_KEYS = ("engagement", "fit", "lead_id", "mql_at", "score", "updated_at")
 
@@ -137,6 +137,9 @@ def get_lead(
 #: sorts the stored column orders exactly: these values do not change as time passes
 _EXACT = {"lead_id": "lead_id", "mql_at": "mql_at_us", "updated_at": "updated_at_us", "fit": "fit"}
 #: sorts whose stored value bounds the value now from above while decay only lowers points
+#: the longest text search (q) taken
+MAX_QUERY_LENGTH = 1000
+
 _BOUNDED = {"score": "score", "engagement": "engagement"}
 
 
@@ -184,6 +187,10 @@ def list_leads(
         # with an event come due since (rescore_at_us); a negative rule decays upwards
         where.append(sa.or_(t.leads.c.score >= min_score, t.leads.c.rescore_at_us.is_not(None)))
     if q:
+        if len(q) > MAX_QUERY_LENGTH:  # SQLite refuses LIKE patterns past 50,000 bytes
+            raise InvalidRequestError(
+                f"q is {len(q):,} characters; the limit is {MAX_QUERY_LENGTH:,}"
+            )
         if "\x00" in q:  # PostgreSQL cannot even compare it
             raise InvalidRequestError("q contains a NUL character")
         # the text as typed: % and _ are not wildcards
