@@ -369,7 +369,9 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
 class Server:
     """A real `leadscore serve` process on 127.0.0.1 and a free port."""
 
-    def __init__(self, db_url: str, model: Path, log: Path) -> None:
+    def __init__(self, db_url: str, model: Path, log: Path, *args: str) -> None:
+        """``args``: more `leadscore serve` options."""
+        self.args = args
         self.db_url = db_url
         self.model = model
         self.log = log
@@ -395,6 +397,7 @@ class Server:
                     self.db_url,
                     "--log-level",
                     "warning",
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -21,6 +23,7 @@ from tests.service_helpers import (
     api_on,
     assert_error,
     basic,
+    bearer,
     cli,
     identify,
     mid,
@@ -226,3 +229,120 @@ def test_health_says_the_database_does_not_take_writes_during_a_full_disk(
     health = api.client.get("/health")
     assert health.status_code == 200 and health.json()["writes"] == "ok", health.text
     api.ok(page("u1", "/pricing"))
+
+
+# ---------------------------------------------------------------------- the HTTP layer
+
+
+def test_a_405_names_the_methods_the_path_takes(api: Api) -> None:
+    resp = api.client.delete("/v1/batch")
+    assert_error(resp, 405, "method_not_allowed")
+    assert resp.headers["Allow"] == "POST"
+    resp = api.client.delete("/api/models", headers=bearer(api.admin_token))
+    assert_error(resp, 405, "method_not_allowed")
+    assert resp.headers["Allow"] == "GET, PUT"
+
+
+def test_a_gzip_body_is_taken_whole_and_alone(api: Api) -> None:
+    key = {"Content-Encoding": "gzip", "Content-Type": "application/json", **basic(api.write_key)}
+    body = json.dumps({"batch": [json.loads(_msg("u1"))]}).encode()
+    cases = [
+        (gzip.compress(body) + b"trailing garbage", "16 bytes follow"),
+        (gzip.compress(body)[:-6], "cut short"),
+        (b"\x1f\x8b not gzip at all", "not valid gzip"),
+    ]
+    for data, words in cases:
+        err = assert_error(api.client.post("/v1/batch", content=data, headers=key), 400)
+        assert err["code"] == "bad_encoding" and words in err["message"], err
+    assert api.count(t.events) == 0
+    # two members one after the other are one gzip body (RFC 1952), as `cat a.gz b.gz` makes
+    half = len(body) // 2
+    two = gzip.compress(body[:half]) + gzip.compress(body[half:])
+    assert api.client.post("/v1/batch", content=two, headers=key).status_code == 200
+    assert api.count(t.events) == 1
+
+
+def test_a_model_body_has_a_size_limit_and_a_depth_limit(api: Api) -> None:
+    admin = bearer(api.admin_token)
+    err = assert_error(
+        api.client.put("/api/models", content=b"#" * (20 * 1024 * 1024), headers=admin),
+        413,
+        "too_large",
+    )
+    assert "262,144" in err["message"]
+    for deep, ctype in (
+        (b"model: " + b"[" * 10_000, "application/yaml"),
+        (b"fit: " + b"{a: " * 5_000, "application/yaml"),
+        (b'{"source": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "application/json"),
+    ):
+        resp = api.client.put("/api/models", content=deep, headers={**admin, "Content-Type": ctype})
+        assert resp.status_code in (400, 422), resp.text
+        assert_error(resp, resp.status_code)
+    assert len(api.get("/api/models").json()["models"]) == 1
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A real `leadscore serve` that gives clients one second to send headers and body."""
+    tmp = tmp_path_factory.mktemp("strict")
+    db = f"sqlite:///{tmp / 'leadscore.db'}"
+    model = tmp / "leadscore.yaml"
+    model.write_text(MODEL)
+    server = Server(db, model, tmp / "server.log", "--request-timeout", "1").start()
+    try:
+        key = cli("keys", "create", "--name", "web", "--database-url", db).strip()
+        yield server, key
+    finally:
+        server.stop()
+
+
+def _exchange(server: Server, data: bytes) -> tuple[int, dict[str, object], bytes]:
+    """Send ``data`` on a fresh connection, then read until the server closes it: the status,
+    the JSON body and the raw answer. (The socket's own timeout only bounds a hung test.)"""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        if data:
+            s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body), answer
+
+
+def test_slow_or_silent_clients_are_answered_408_and_closed(
+    strict_server: tuple[Server, str],
+) -> None:
+    server, key = strict_server
+    auth = basic(key)["Authorization"].encode()
+    for data, words in (
+        (b"", "headers"),  # connects and sends nothing
+        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Ty", "headers"),  # stops mid-header
+        (
+            b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"batch": [' % auth,
+            "body",
+        ),
+    ):
+        status, body, answer = _exchange(server, data)
+        assert status == 408, answer
+        assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
+        assert words in body["error"]["message"], body  # type: ignore[index]
+    health = httpx.get(server.base + "/health", timeout=10)
+    assert health.status_code == 200
+
+
+def test_requests_http_cannot_read_are_answered_in_the_error_shape(
+    strict_server: tuple[Server, str],
+) -> None:
+    server, _ = strict_server
+    for data in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000,  # headers past 16 KB
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ):
+        status, body, answer = _exchange(server, data)
+        assert status == 400, answer
+        assert set(body) == {"error"} and body["error"]["code"] == "bad_request", body  # type: ignore[index]
+        assert answer.lower().count(b"content-type: application/json") == 1

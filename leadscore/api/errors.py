@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     BadMessageError,
@@ -82,6 +83,21 @@ def _lookup(e: Exception) -> tuple[int, str]:
     return 500, "internal"
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    """The methods some route takes on this path (asked of the routes themselves, so routers
+    included in others are covered too)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
     """The exception handlers: the table above, request validation, HTTP errors, and bugs."""
 
@@ -91,9 +107,12 @@ def install(app: FastAPI) -> None:
         return error_response(e.status, e.code, e.message, e.details, headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(r: Request, e: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return error_response(e.status_code, code, str(e.detail))
+        headers = dict(e.headers or {})
+        if e.status_code == 405:  # Allow: every method of every route on this path
+            headers["Allow"] = _allowed(r)
+        return error_response(e.status_code, code, str(e.detail), headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, e: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,11 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..service.facade import Service
+from .body import parse_json, read_raw
 from .errors import ApiError, ErrorBody
 from .schemas import Activation, ModelList
 from .security import require
 
 __all__ = ["router"]
+
+#: the largest model source taken (a model of thousands of rules is far smaller)
+MAX_MODEL_BYTES = 256 * 1024
 
 Reader = Annotated[Any, Depends(require("read", "admin"))]
 Admin = Annotated[Any, Depends(require("admin"))]
@@ -47,17 +50,14 @@ async def put_model(
     activate: bool = Query(True),
 ) -> JSONResponse:
     service: Service = request.app.state.service
-    raw = await request.body()
+    raw = await read_raw(request, MAX_MODEL_BYTES)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_encoding", "the model is not UTF-8") from None
     if ctype == "application/json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ApiError(400, "malformed_json", f"the body is not valid JSON: {e.msg}") from None
+        data, _ = parse_json(raw)
         if not isinstance(data, dict) or not isinstance(data.get("source"), str):
             raise ApiError(
                 400, "invalid_request", 'send the model as YAML, or JSON {"source": "<yaml>"}'
@@ -67,9 +67,12 @@ async def put_model(
     if not text.strip():
         raise ApiError(400, "invalid_request", "the model is empty")
     # validating, storing and re-scoring every lead is database work: off the event loop
-    result = await run_in_threadpool(
-        service.add_model, text, f"key:{key.name}", "model", activate=activate
-    )
+    try:
+        result = await run_in_threadpool(
+            service.add_model, text, f"key:{key.name}", "model", activate=activate
+        )
+    except RecursionError:  # the YAML parser recurses per level of nesting
+        raise ApiError(422, "invalid_model", "the model is nested too deeply to read") from None
     return JSONResponse(result, status_code=201)
 
 

@@ -52,12 +52,19 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            help="Seconds a client has to send a request's headers, and again its body (408 after).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run the live service: Segment-compatible ingest, real-time scores, MQL webhooks, read API."""
     _need_service("serve")
-    import uvicorn
-
     from ..api import create_app
+    from ..api.server import run
     from ..store import open_engine
 
     engine = open_engine(database_url)
@@ -80,7 +87,7 @@ def serve(
     err.print(
         f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{port} (API docs at /docs)."
     )
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    run(app_, host=host, port=port, log_level=log_level, request_timeout=request_timeout)
 
 
 keys_app = typer.Typer(

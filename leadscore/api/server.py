@@ -1,0 +1,149 @@
+"""How `leadscore serve` runs the app: uvicorn with the HTTP/1.1 protocol made safe for the
+public internet, and a deadline for request bodies.
+
+- A client has ``request_timeout`` seconds to send a request's headers, counted from when the
+  connection opens or its previous response was sent; one that sends nothing, or drips a
+  header a byte at a time, gets a 408 and the connection is closed. (uvicorn alone closes only
+  idle keep-alive connections.)
+- A request's body must arrive within ``request_timeout`` seconds of its headers
+  (``BodyDeadline``), else 408.
+- A request the HTTP parser cannot read (a malformed request line or header, headers over
+  16 KB) is answered in the API's one error shape, not uvicorn's plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .errors import ApiError
+
+__all__ = ["REQUEST_TIMEOUT_S", "BodyDeadline", "Protocol", "run"]
+
+REQUEST_TIMEOUT_S = 30.0
+_PHRASES = {400: b"Bad Request", 408: b"Request Timeout"}
+
+
+def _raw_error(status: int, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, _PHRASES[status], len(body))
+    ) + body
+
+
+class Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for request headers and JSON protocol errors."""
+
+    request_timeout_s = REQUEST_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def _waiting_for_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.request_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._waiting_for_headers():
+            self._arm()  # a new request begins on a kept-alive connection
+        super().data_received(data)
+        if not self._waiting_for_headers():
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or not self._waiting_for_headers():
+            return
+        self.transport.write(
+            _raw_error(
+                408,
+                "request_timeout",
+                f"the request's headers did not arrive within {self.request_timeout_s:g} s",
+            )
+        )
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        self.transport.write(
+            _raw_error(400, "bad_request", f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})")
+        )
+        self.transport.close()
+
+
+class BodyDeadline:
+    """ASGI middleware: a request's body must arrive within ``seconds`` of its headers, else
+    ``ApiError(408)`` is raised where the body is read (and answered in the error shape)."""
+
+    def __init__(self, app: Any, seconds: float = REQUEST_TIMEOUT_S) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        complete = False
+
+        async def timed_receive() -> Any:
+            nonlocal complete
+            if complete:  # the body is in: what follows is waiting for a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    "request_timeout",
+                    f"the request's body did not arrive within {self.seconds:g} s",
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+def run(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+) -> None:
+    """Serve ``app`` until stopped (SIGINT or SIGTERM)."""
+    import uvicorn
+
+    protocol = type("LeadscoreProtocol", (Protocol,), {"request_timeout_s": request_timeout})
+    uvicorn.run(
+        BodyDeadline(app, request_timeout),
+        host=host,
+        port=port,
+        http=protocol,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
+        lifespan="on",
+    )
