@@ -346,3 +346,28 @@ def test_requests_http_cannot_read_are_answered_in_the_error_shape(
         assert status == 400, answer
         assert set(body) == {"error"} and body["error"]["code"] == "bad_request", body  # type: ignore[index]
         assert answer.lower().count(b"content-type: application/json") == 1
+
+
+def test_the_openapi_schema_describes_bodies_security_and_errors(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"WriteKey", "ApiToken"}
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    paths = schema["paths"]
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            errors = {s: r for s, r in op["responses"].items() if s[0] in "45"}
+            assert {"500", "503"} <= set(errors), (method, path)
+            for status, answer in errors.items():
+                assert answer["content"]["application/json"]["schema"] == error_ref, (
+                    method,
+                    path,
+                    status,
+                )
+            if path != "/health":
+                assert op["security"] and {"401", "403"} <= set(errors), (method, path)
+    batch = paths["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["required"] == ["batch"] and batch["properties"]["batch"]["type"] == "array"
+    track = paths["/v1/track"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert track["properties"]["type"]["enum"] == ["track"] and "writeKey" in track["properties"]
+    model = paths["/api/models"]["put"]["requestBody"]["content"]
+    assert set(model) == {"application/yaml", "text/plain", "application/json"}

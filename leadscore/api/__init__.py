@@ -41,6 +41,7 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
         version=__version__,
         summary="Segment-compatible event ingest, real-time lead scores and the MQL handoff.",
         lifespan=lifespan,
+        responses=errors.COMMON,
     )
     app.state.service = service
     app.state.deliverer = deliverer
@@ -50,7 +51,6 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
         "/health",
         tags=["service"],
         response_model=Health,
-        responses={503: {"model": errors.ErrorBody, "description": "The database fails"}},
     )
     def health(request: Request) -> Any:
         """200 when the database answers reads and takes writes; else 503 saying which fails."""

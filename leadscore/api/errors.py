@@ -24,7 +24,7 @@ from ..errors import (
     UnavailableError,
 )
 
-__all__ = ["STATUS", "ApiError", "ErrorBody", "error_response", "install"]
+__all__ = ["COMMON", "STATUS", "ApiError", "ErrorBody", "error_response", "install", "responses"]
 
 log = logging.getLogger("leadscore.service")
 
@@ -51,6 +51,15 @@ class ErrorBody(BaseModel):
     """Every error the API answers with."""
 
     error: ErrorDetail
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: each status answered with the error shape."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+#: what any endpoint may answer: a request too slow, a bug, the database down
+COMMON = responses(408, 500, 503)
 
 
 class ApiError(Exception):

@@ -13,21 +13,15 @@ from fastapi.responses import JSONResponse
 from ..service.facade import Service
 from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
-from .errors import ApiError, ErrorBody, error_response
-from .schemas import IngestAnswer
+from .errors import ApiError, error_response, responses
+from .schemas import BATCH_BODY, IngestAnswer, single_body
 from .security import KeySecret, WriteSecret, check_write_key
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    413: {"model": ErrorBody},
-    503: {"model": ErrorBody},
-}
+_RESPONSES = responses(400, 401, 403, 413, 415)
 
 
 def _printable(message_id: Any) -> Any:
@@ -114,6 +108,7 @@ def _ingest(
     summary="A batch of Segment messages (the clients' default)",
     response_model=IngestAnswer,
     responses=_RESPONSES,
+    openapi_extra=BATCH_BODY,
 )
 async def batch(request: Request, key: WriteSecret) -> JSONResponse:
     row, body = await _body(request, key)
@@ -142,4 +137,5 @@ for _kind in ("identify", "track", "page", "screen", "group", "alias"):
         summary=f"One {_kind} call",
         response_model=IngestAnswer,
         responses=_RESPONSES,
+        openapi_extra=single_body(_kind),
     )(_single(_kind))

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..service.facade import Service
 from ..service.reads import MAX_QUERY_LENGTH
-from .errors import ErrorBody
+from .errors import responses
 from .schemas import LeadDetail, LeadList
 from .security import require
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["leads"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+router = APIRouter(tags=["leads"], responses=responses(401, 403, 422))
 Reader = Annotated[Any, Depends(require("read", "admin"))]
 
 
@@ -22,7 +22,6 @@ Reader = Annotated[Any, Depends(require("read", "admin"))]
     "/api/leads",
     summary="Leads, filtered, sorted and paged",
     response_model=LeadList,
-    responses={422: {"model": ErrorBody}},
 )
 def list_leads(
     request: Request,
@@ -57,7 +56,7 @@ def list_leads(
     "/api/leads/{lead_id}",
     summary="One lead: traits, company, scores, history, events",
     response_model=LeadDetail,
-    responses={404: {"model": ErrorBody}},
+    responses=responses(404),
 )
 def get_lead(
     request: Request,

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 
 from ..service.facade import Service
 from .body import parse_json, read_raw
-from .errors import ApiError, ErrorBody
-from .schemas import Activation, ModelList
+from .errors import ApiError, responses
+from .schemas import MODEL_BODY, Activation, ModelList
 from .security import require
 
 __all__ = ["router"]
@@ -22,9 +22,7 @@ MAX_MODEL_BYTES = 256 * 1024
 Reader = Annotated[Any, Depends(require("read", "admin"))]
 Admin = Annotated[Any, Depends(require("admin"))]
 
-router = APIRouter(
-    tags=["models"], responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
-)
+router = APIRouter(tags=["models"], responses=responses(401, 403, 422))
 
 
 @router.get(
@@ -42,7 +40,8 @@ def get_models(request: Request, _key: Reader) -> dict[str, Any]:
     summary="Validate a model, store it as a new version, activate it",
     status_code=201,
     response_model=Activation,
-    responses={400: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=responses(400, 413),
+    openapi_extra=MODEL_BODY,
 )
 async def put_model(
     request: Request,
@@ -80,7 +79,7 @@ async def put_model(
     "/api/models/{version}/activate",
     summary="Activate a stored version and re-score",
     response_model=Activation,
-    responses={404: {"model": ErrorBody}},
+    responses=responses(404),
 )
 def activate(request: Request, version: int, key: Admin) -> dict[str, Any]:
     service: Service = request.app.state.service

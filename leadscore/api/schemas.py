@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "BATCH_BODY",
+    "MODEL_BODY",
     "Activation",
     "Health",
     "IngestAnswer",
@@ -16,6 +18,8 @@ __all__ = [
     "ModelList",
     "ModelVersion",
     "Reason",
+    "message_body",
+    "single_body",
 ]
 
 
@@ -129,3 +133,102 @@ class Activation(_Open):
     active: bool
     leads_rescored: int | None = None
     new_mqls: int | None = None
+
+
+# ---------------------------------------------------------------------- request bodies
+# Ingest and model bodies are read by hand (size limits, gzip, one bad message refused by
+# index), so FastAPI cannot derive them; these describe them for the OpenAPI schema.
+
+_TIME = {"type": "string", "description": "ISO 8601", "example": "2026-01-05T10:00:00Z"}
+_MESSAGE_FIELDS: dict[str, Any] = {
+    "type": {
+        "type": "string",
+        "enum": ["identify", "track", "page", "screen", "group", "alias"],
+    },
+    "messageId": {"type": "string", "maxLength": 255, "description": "makes a retry idempotent"},
+    "userId": {"type": "string", "maxLength": 255, "description": "the lead"},
+    "anonymousId": {"type": "string", "maxLength": 255},
+    "event": {"type": "string", "maxLength": 255, "description": "track: the event's name"},
+    "name": {"type": "string", "description": "page and screen: the page's name"},
+    "groupId": {"type": "string", "maxLength": 255, "description": "group: the company"},
+    "previousId": {"type": "string", "maxLength": 255, "description": "alias: the earlier id"},
+    "properties": {"type": "object", "description": "track, page, screen"},
+    "traits": {"type": "object", "description": "identify (the lead), group (the company)"},
+    "context": {"type": "object"},
+    "timestamp": _TIME,
+    "originalTimestamp": _TIME,
+    "sentAt": _TIME,
+    "receivedAt": _TIME,
+}
+_WRITE_KEY = {
+    "type": "string",
+    "description": "the write key, when it is not sent as the Basic auth user name",
+}
+
+
+def message_body(kind: str | None = None) -> dict[str, Any]:
+    """One Segment message; ``kind``: the call a single-call endpoint takes."""
+    fields = dict(_MESSAGE_FIELDS)
+    if kind is not None:
+        fields["type"] = {"type": "string", "enum": [kind]}
+        fields["writeKey"] = _WRITE_KEY
+    return {
+        "type": "object",
+        "description": "A Segment message (see docs/inputs.md); at most 32 KB, nested at most "
+        "32 levels. Unknown fields are kept.",
+        "properties": fields,
+        "additionalProperties": True,
+    }
+
+
+def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+BATCH_BODY = _request_body(
+    {
+        "type": "object",
+        "required": ["batch"],
+        "properties": {
+            "batch": {"type": "array", "items": message_body()},
+            "context": {"type": "object", "description": "given to every message without one"},
+            "writeKey": _WRITE_KEY,
+            "sentAt": _TIME,
+        },
+        "additionalProperties": True,
+    },
+    "Segment messages; at most 500 KB uncompressed (Content-Encoding: gzip or deflate taken).",
+)
+
+
+def single_body(kind: str) -> dict[str, Any]:
+    return _request_body(message_body(kind), f"One {kind} call; at most 32 KB.")
+
+
+MODEL_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The model as YAML (see docs/model.md), or JSON with it as `source`; "
+        "at most 256 KB.",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["source"],
+                    "properties": {
+                        "source": {"type": "string", "description": "the model's YAML"},
+                        "activate": {"type": "boolean", "default": True},
+                    },
+                }
+            },
+        },
+    }
+}

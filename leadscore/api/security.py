@@ -19,7 +19,9 @@ from .errors import ApiError
 
 __all__ = ["KeySecret", "check_write_key", "require"]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token (scope read or admin).")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="ApiToken", description="An API token (scope read or admin)."
+)
 
 
 class _WriteKeyBasic(HTTPBasic):
@@ -40,6 +42,7 @@ class _WriteKeyBasic(HTTPBasic):
 
 _basic = _WriteKeyBasic(
     auto_error=False,
+    scheme_name="WriteKey",
     realm="leadscore",
     description="A write key (scope ingest) as the user name, the password empty.",
 )
