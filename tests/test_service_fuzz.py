@@ -6,6 +6,7 @@ docs/hardening.md."""
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import os
 from collections import Counter
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -116,6 +118,54 @@ def test_the_api_answers_every_generated_request_as_documented(target: Target) -
     for operation, mode in itertools.product(operations, MODES):
         _fuzz(target, operation, mode)
     assert sum(SEEN.values()) >= 10 * FUZZ_EXAMPLES  # /health alone has one case to try
+
+
+# ---------------------------------------------------------------------- hand cases
+# what a schema cannot generate, sent to the same real server
+
+
+def _post(target: Target, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        target.server.base + "/v1/batch",
+        content=body,
+        headers={"Content-Type": "application/json", **target.headers, **headers},
+        timeout=60,
+    )
+
+
+def _error(resp: httpx.Response, status: int, code: str) -> None:
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code, resp.text
+
+
+def test_hand_made_bodies_get_a_4xx_or_are_taken(target: Target) -> None:
+    msg = b'{"type":"page","anonymousId":"a%d","messageId":"h%d"}'
+    # invalid UTF-8
+    _error(
+        _post(target, b'{"batch": [{"type": "page", "userId": "\xc3\x28"}]}'), 400, "bad_encoding"
+    )
+    # a gzip bomb: 2 KB that inflates past the limit
+    bomb = gzip.compress(b'{"batch": [' + b" " * 5_000_000 + b"]}", 9)
+    assert len(bomb) < 10_000
+    _error(_post(target, bomb, **{"Content-Encoding": "gzip"}), 413, "too_large")
+    # depth 10,000, alone and next to a valid message
+    deep = b'{"batch": [' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    _error(_post(target, deep + b"]}"), 400, "invalid_messages")
+    resp = _post(target, deep + b", " + msg % (0, 0) + b"]}")
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1, resp.text
+    # a batch of 10,000 messages (within 500 KB)
+    small = b'{"type":"page","anonymousId":"a%d"}'  # the service makes the messageId up
+    many = b'{"batch": [' + b",".join(small % i for i in range(10_000)) + b"]}"
+    assert len(many) < 500 * 1024
+    resp = _post(target, many)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 10_000 and resp.json()["rejected"] == []
+    # a Content-Encoding that is not one, and one that is wrong for the body
+    _error(_post(target, many, **{"Content-Encoding": "br"}), 415, "unsupported_encoding")
+    _error(_post(target, many, **{"Content-Encoding": "gzip"}), 400, "bad_encoding")
+    _error(
+        _post(target, gzip.compress(many), **{"Content-Encoding": "deflate"}), 400, "bad_encoding"
+    )
 
 
 def test_the_fuzzed_server_logged_no_error(target: Target) -> None:
