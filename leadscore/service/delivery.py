@@ -67,10 +67,13 @@ def _delay_s(attempts: int) -> float:
 
 
 class Deliverer:
-    """Posts due outbox rows until stopped, each webhook on its own worker: a dead or slow
-    receiver holds up only its own notifications. Each request has ``timeout_s`` per network
-    step; each turn of one receiver has ``budget_s`` in all, after which its remaining rows
-    wait for the next turn. Every failure is logged with its delivery and webhook."""
+    """Posts due outbox rows until stopped, each webhook on its own worker (``receivers`` at
+    once), up to ``per_receiver`` requests at once to one receiver: a dead or slow receiver
+    holds up only its own notifications. Each request has ``timeout_s`` per network step, and
+    none beyond the end of its turn; each turn of one receiver has ``budget_s`` in all, after
+    which its remaining rows wait for the next turn. A turn's outcomes are stored in one
+    transaction (one commit, not one per delivery); a crash before it means those are sent
+    again, which at-least-once allows. Every failure is logged with its delivery and webhook."""
 
     def __init__(
         self,
@@ -80,6 +83,7 @@ class Deliverer:
         timeout_s: float = 10.0,
         budget_s: float = 30.0,
         receivers: int = 8,
+        per_receiver: int = 4,
         clock: Clock | None = None,
     ) -> None:
         self.engine = engine
@@ -87,10 +91,11 @@ class Deliverer:
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.budget_s = budget_s
+        self.per_receiver = per_receiver
         self.client = httpx.Client(
             timeout=timeout_s,
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=receivers * 2),
+            limits=httpx.Limits(max_connections=receivers * per_receiver),
         )
         self._pool = ThreadPoolExecutor(max_workers=receivers, thread_name_prefix="leadscore-hook")
         self._busy: set[int] = set()  # webhooks with a turn in flight
@@ -170,33 +175,82 @@ class Deliverer:
         return len(due)
 
     def _turn(self, hook_id: int, rows: list[Any]) -> None:
-        """One receiver's due notifications, in order, within the time budget."""
+        """One receiver's due notifications, up to ``per_receiver`` at once, within the time
+        budget; their outcomes stored in one transaction at the end of the turn."""
         deadline = time.monotonic() + self.budget_s
         try:
-            for row in rows:
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    break  # the rest wait for the next turn
-                try:
-                    self._attempt(row, deadline)
-                except sa.exc.OperationalError as e:  # the outcome could not be stored
-                    log.error(
-                        "webhook delivery %s to webhook %s (%s): cannot store the outcome (%s)",
-                        row.id,
-                        hook_id,
-                        row.url,
-                        e.orig,
-                    )
-                except Exception:
-                    log.exception(
-                        "webhook delivery %s to webhook %s (%s) failed unexpectedly",
-                        row.id,
-                        hook_id,
-                        row.url,
-                    )
+            workers = max(1, min(self.per_receiver, len(rows)))
+            with ThreadPoolExecutor(
+                workers, thread_name_prefix=f"leadscore-hook-{hook_id}"
+            ) as pool:
+                sent = [(row, pool.submit(self._send, row, deadline)) for row in rows]
+                outcomes = [(row, f.result()) for row, f in sent]
+            self._record([(row, o) for row, o in outcomes if o is not None])
+        except sa.exc.OperationalError as e:  # the outcomes could not be stored: sent again later
+            log.error(
+                "webhook %s (%s): cannot store the outcome of %s deliveries (%s)",
+                hook_id,
+                rows[0].url,
+                len(rows),
+                e.orig,
+            )
+        except Exception:
+            log.exception("webhook %s (%s): a turn failed unexpectedly", hook_id, rows[0].url)
         finally:
             with self._busy_lock:
                 self._busy.discard(hook_id)
             self._wake.set()  # its next rows may be due already
+
+    def _send(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool, float] | None:
+        """One attempt: (status, error, give up, milliseconds); None when the turn is over
+        before it starts (it waits for the next turn)."""
+        if self._stop.is_set() or time.monotonic() > deadline:
+            return None
+        started = time.perf_counter()
+        status, error, give_up = self._post(row, deadline)
+        ms = (time.perf_counter() - started) * 1000
+        if error is not None:
+            log.warning(
+                "webhook delivery %s to webhook %s (%s), attempt %s: %s",
+                row.id,
+                row.webhook_id,
+                row.url,
+                row.attempts + 1,
+                error,
+            )
+        return status, error, give_up, ms
+
+    def _record(
+        self, outcomes: list[tuple[Any, tuple[int | None, str | None, bool, float]]]
+    ) -> None:
+        """Every attempt in ``deliveries`` and each row's new state, in one transaction."""
+        if not outcomes:
+            return
+        at = self.clock.now_us()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(t.deliveries),
+                [
+                    {
+                        "outbox_id": row.id,
+                        "at_us": at,
+                        "status_code": status,
+                        "error": error,
+                        "duration_ms": ms,
+                    }
+                    for row, (status, error, _, ms) in outcomes
+                ],
+            )
+            for row, (_status, error, give_up, _ms) in outcomes:
+                attempts = row.attempts + 1
+                values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+                if error is None:
+                    values["delivered_at_us"] = at
+                elif attempts >= MAX_ATTEMPTS or give_up:
+                    values["failed_at_us"] = at
+                else:
+                    values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
+                conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
         """One POST: (status, error or None, whether to give up at once). Never raises:
@@ -233,35 +287,3 @@ class Deliverer:
         if not 200 <= status < 300:
             return status, f"HTTP {status}", False
         return status, None, False
-
-    def _attempt(self, row: Any, deadline: float | None = None) -> None:
-        started = time.perf_counter()
-        if deadline is None:
-            deadline = time.monotonic() + self.budget_s
-        status, error, give_up = self._post(row, deadline)
-        ms = (time.perf_counter() - started) * 1000
-        if error is not None:
-            log.warning(
-                "webhook delivery %s to webhook %s (%s), attempt %s: %s",
-                row.id,
-                row.webhook_id,
-                row.url,
-                row.attempts + 1,
-                error,
-            )
-        at = self.clock.now_us()
-        attempts = row.attempts + 1
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
-        if error is None:
-            values["delivered_at_us"] = at
-        elif attempts >= MAX_ATTEMPTS or give_up:
-            values["failed_at_us"] = at
-        else:
-            values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(t.deliveries).values(
-                    outbox_id=row.id, at_us=at, status_code=status, error=error, duration_ms=ms
-                )
-            )
-            conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
