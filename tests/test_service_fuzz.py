@@ -35,6 +35,9 @@ FUZZ_EXAMPLES = int(os.environ.get("LEADSCORE_FUZZ_EXAMPLES", "40"))
 #: requests that fit the schema, and requests that break it on purpose
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
+#: what failed, by operation
+FAILURES: list[str] = []
+
 #: what the run saw, by operation and status (printed at the end with -s)
 SEEN: Counter[tuple[str, int]] = Counter()
 
@@ -109,6 +112,8 @@ def _fuzz(target: Target, operation: Any, mode: GenerationMode) -> None:
     except Unsatisfiable:
         # nothing to break on purpose (no parameters, no body): only /health
         assert mode is GenerationMode.NEGATIVE and operation.path == "/health"
+    except Exception as e:  # every operation is fuzzed before the test fails
+        FAILURES.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {e}")
 
 
 def test_the_api_answers_every_generated_request_as_documented(target: Target) -> None:
@@ -117,6 +122,7 @@ def test_the_api_answers_every_generated_request_as_documented(target: Target) -
     assert len(operations) >= 13
     for operation, mode in itertools.product(operations, MODES):
         _fuzz(target, operation, mode)
+    assert not FAILURES, "\n\n".join(FAILURES)
     assert sum(SEEN.values()) >= 10 * FUZZ_EXAMPLES  # /health alone has one case to try
 
 

@@ -371,3 +371,13 @@ def test_the_openapi_schema_describes_bodies_security_and_errors(api: Api) -> No
     assert track["properties"]["type"]["enum"] == ["track"] and "writeKey" in track["properties"]
     model = paths["/api/models"]["put"]["requestBody"]["content"]
     assert set(model) == {"application/yaml", "text/plain", "application/json"}
+
+
+def test_integers_past_what_the_database_holds_are_a_422(api: Api) -> None:
+    """Found by the fuzz: a version or offset beyond 64 bits was a 500."""
+    admin = bearer(api.admin_token)
+    for big in (2**31, 2**63, 10**30):
+        resp = api.client.post(f"/api/models/{big}/activate", headers=admin)
+        assert_error(resp, 422, "invalid_request")
+        assert_error(api.get("/api/leads", offset=big), 422, "invalid_request")
+    assert_error(api.client.post("/api/models/2147483647/activate", headers=admin), 404)

@@ -24,7 +24,16 @@ from ..errors import (
     UnavailableError,
 )
 
-__all__ = ["COMMON", "STATUS", "ApiError", "ErrorBody", "error_response", "install", "responses"]
+__all__ = [
+    "COMMON",
+    "MAX_INT",
+    "STATUS",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "install",
+    "responses",
+]
 
 log = logging.getLogger("leadscore.service")
 
@@ -57,6 +66,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: each status answered with the error shape."""
     return {status: {"model": ErrorBody} for status in statuses}
 
+
+#: the largest integer a parameter may have: what every database's INTEGER holds
+MAX_INT = 2**31 - 1
 
 #: what any endpoint may answer: a request too slow, a bug, the database down
 COMMON = responses(408, 500, 503)

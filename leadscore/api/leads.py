@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..service.facade import Service
 from ..service.reads import MAX_QUERY_LENGTH
-from .errors import responses
+from .errors import MAX_INT, responses
 from .schemas import LeadDetail, LeadList
 from .security import require
 
@@ -38,7 +38,7 @@ def list_leads(
         "-score", description="score, mql_at, updated_at or lead_id; '-' for descending"
     ),
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     service: Service = request.app.state.service
     return service.leads(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..service.facade import Service
 from .body import parse_json, read_raw
-from .errors import ApiError, responses
+from .errors import MAX_INT, ApiError, responses
 from .schemas import MODEL_BODY, Activation, ModelList
 from .security import require
 
@@ -81,6 +81,6 @@ async def put_model(
     response_model=Activation,
     responses=responses(404),
 )
-def activate(request: Request, version: int, key: Admin) -> dict[str, Any]:
+def activate(request: Request, key: Admin, version: int = Path(ge=1, le=MAX_INT)) -> dict[str, Any]:
     service: Service = request.app.state.service
     return service.activate(version, f"key:{key.name}")
