@@ -381,3 +381,18 @@ def test_integers_past_what_the_database_holds_are_a_422(api: Api) -> None:
         assert_error(resp, 422, "invalid_request")
         assert_error(api.get("/api/leads", offset=big), 422, "invalid_request")
     assert_error(api.client.post("/api/models/2147483647/activate", headers=admin), 404)
+
+
+def test_an_error_quoting_an_unpaired_surrogate_is_still_sent(api: Api) -> None:
+    """Found by the fuzz: a YAML escape makes an unpaired surrogate, the model's problems quote
+    it, and the error could not be encoded (a 500)."""
+    admin = {**bearer(api.admin_token), "Content-Type": "text/plain"}
+    resp = api.client.put("/api/models", content=b'{"\\ud8e4x": [], "b": 1}', headers=admin)
+    err = assert_error(resp, 422, "invalid_model")
+    assert "\\ud8e4" in json.dumps(err)
+    source = json.dumps({"source": "model: 1\nname: \ud800\n"}).encode()
+    resp = api.client.put(
+        "/api/models", content=source, headers={**admin, "Content-Type": "application/json"}
+    )
+    assert resp.status_code in (400, 422), resp.text
+    assert_error(resp, resp.status_code)

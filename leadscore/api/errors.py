@@ -83,6 +83,28 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every string's unpaired UTF-16 surrogates written as ``\\udXXX`` text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON answer that can always be sent: an error may quote what the client sent, and
+    text with an unpaired surrogate (a YAML or JSON escape can make one) is not UTF-8."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(_printable(content))
+
+
 def error_response(
     status: int,
     code: str,
@@ -90,7 +112,7 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return SafeJSONResponse(
         {"error": {"code": code, "message": message, "details": details or []}},
         status_code=status,
         headers=headers,
