@@ -139,19 +139,20 @@ class Activation(_Open):
 # Ingest and model bodies are read by hand (size limits, gzip, one bad message refused by
 # index), so FastAPI cannot derive them; these describe them for the OpenAPI schema.
 
-_TIME = {"type": "string", "description": "ISO 8601", "example": "2026-01-05T10:00:00Z"}
+_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601"}
+_ID = {"type": "string", "minLength": 1, "maxLength": 255}
 _MESSAGE_FIELDS: dict[str, Any] = {
     "type": {
         "type": "string",
         "enum": ["identify", "track", "page", "screen", "group", "alias"],
     },
-    "messageId": {"type": "string", "maxLength": 255, "description": "makes a retry idempotent"},
-    "userId": {"type": "string", "maxLength": 255, "description": "the lead"},
-    "anonymousId": {"type": "string", "maxLength": 255},
-    "event": {"type": "string", "maxLength": 255, "description": "track: the event's name"},
+    "messageId": {**_ID, "description": "makes a retry idempotent"},
+    "userId": {**_ID, "description": "the lead"},
+    "anonymousId": _ID,
+    "event": {**_ID, "description": "track: the event's name"},
     "name": {"type": "string", "description": "page and screen: the page's name"},
-    "groupId": {"type": "string", "maxLength": 255, "description": "group: the company"},
-    "previousId": {"type": "string", "maxLength": 255, "description": "alias: the earlier id"},
+    "groupId": {**_ID, "description": "group: the company"},
+    "previousId": {**_ID, "description": "alias: the earlier id"},
     "properties": {"type": "object", "description": "track, page, screen"},
     "traits": {"type": "object", "description": "identify (the lead), group (the company)"},
     "context": {"type": "object"},
@@ -169,16 +170,29 @@ _WRITE_KEY = {
 def message_body(kind: str | None = None) -> dict[str, Any]:
     """One Segment message; ``kind``: the call a single-call endpoint takes."""
     fields = dict(_MESSAGE_FIELDS)
-    if kind is not None:
-        fields["type"] = {"type": "string", "enum": [kind]}
-        fields["writeKey"] = _WRITE_KEY
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": "A Segment message (see docs/inputs.md); at most 32 KB, nested at most "
         "32 levels. Unknown fields are kept.",
         "properties": fields,
         "additionalProperties": True,
     }
+    required = ["type"] if kind is None else []
+    if kind is not None:
+        fields["type"] = {"type": "string", "enum": [kind]}
+        fields["writeKey"] = _WRITE_KEY
+    if kind == "alias":
+        required += ["userId", "previousId"]
+    else:
+        required += _REQUIRED.get(kind or "", [])
+        schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+#: what a single call of a type needs beyond a userId or anonymousId
+_REQUIRED = {"track": ["event"], "group": ["groupId"]}
 
 
 def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
