@@ -71,7 +71,12 @@ def test_demo_within_5_minutes_runs_on_the_clock_any_time():
     sat_night = us(2026, 3, 7, 23, 58, tz="America/New_York")
     clock = sla_for(R, {"fast_track": True}, sat_night, "enterprise")
     assert clock == SlaClock(
-        "Demo within 5 minutes", sat_night, sat_night + 300_000_000, "lee@acme.io", None
+        "Demo within 5 minutes",
+        sat_night,
+        sat_night + 300_000_000,
+        "lee@acme.io",
+        None,
+        300_000_000,
     )
 
 
@@ -113,7 +118,7 @@ def test_no_sla_matches():
         "r.yaml",
     )
     assert sla_for(r, {"grade": "B2"}, 0, None) is None
-    assert sla_for(r, {"grade": "a1"}, 0, None) == SlaClock("Hot", 0, H, None, None)
+    assert sla_for(r, {"grade": "a1"}, 0, None) == SlaClock("Hot", 0, H, None, None, H)
 
 
 def test_the_clock_is_correct_across_a_daylight_saving_change():
