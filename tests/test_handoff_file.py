@@ -319,3 +319,18 @@ def test_load_routing_names_a_missing_file(tmp_path: Path):
     good = tmp_path / "routing.yaml"
     good.write_text(ISSUE_EXAMPLE, encoding="utf-8")
     assert load_routing(good).file == str(good)
+
+
+def test_the_docs_show_the_issue_example_and_every_key():
+    from leadscore.handoff import reader
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "handoff.md").read_text("utf-8")
+    assert "```yaml\n" + ISSUE_EXAMPLE + "```" in text
+    keys = {
+        *reader.TOP_KEYS,
+        *reader.TEAM_KEYS,
+        *reader.HOURS_KEYS,
+        *reader.RULE_KEYS,
+        *reader.SLA_KEYS,
+    }
+    assert sorted(k for k in keys if f"| `{k}` |" not in text) == []
