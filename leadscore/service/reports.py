@@ -134,7 +134,7 @@ def tallies(
         rows = conn.execute(_query(by, start_us, end_us, now_us, engine.dialect.name)).all()
     for r in rows:
         key = f.NONE if r.key is None or r.key == "" else str(r.key)
-        out[key] = f.Tally(
+        part = f.Tally(
             mqls=r.mqls,
             reached={s: int(getattr(r, s) or 0) for s in LADDER},
             disqualified=int(r.disqualified or 0),
@@ -149,6 +149,7 @@ def tallies(
             recycled_reasons=_reasons(r.recycled_reasons),
             durations={k: [_ints(getattr(r, f"d_{k}"))] for k in f.DURATIONS},
         )
+        out.setdefault(key, f.Tally()).add(part)  # NULL and '' are both "(none)"
     return out
 
 
