@@ -1,6 +1,7 @@
 """Funnel report benchmark: the report over 1,000,000 leads with full stage history.
 
     python bench/funnel.py [--database sqlite|postgres|both] [--leads 1000000] [--repeat 3]
+    python bench/funnel.py --import 100000 [--database …]
 
 For each database it generates the leads, their MQL episodes (owner, team, assignment, first
 touch, SLA, stages reached, disqualifications with reasons, recycles, open ones) and the stage
@@ -9,6 +10,9 @@ function of the row number, so every run and both databases hold the same rows).
 ``Service.funnel`` — the one aggregate query over ``mql_episodes`` and the figures computed from
 it — for the whole cohort and grouped by source and by owner, and checks that both databases
 gave the same report. The goal: under 3 s on each. Results go to stdout and bench/results/.
+With ``--import N`` it times ``leadscore import`` instead: N leads and their stage history
+(about 2.6 rows a lead) from CSV files into an empty database, then the same files again.
+
 On SQLite the query runs in this process, so its CPU time is printed beside the wall time: on
 a machine shared with other work the wall time says more about the neighbours than the query.
 """
@@ -151,6 +155,54 @@ def run(url: str, n: int, repeat: int) -> tuple[dict[str, object], dict[str, obj
     return {"counts": counts, "generate_s": made, "report": times}, reports
 
 
+def import_files(n: int, work: Path) -> tuple[Path, Path]:
+    """A leads file and a stages file as a CRM export would give them: ~2.6 stage rows a lead."""
+    import csv
+
+    leads, stages = work / "leads.csv", work / "stages.csv"
+    with leads.open("w", newline="") as lf, stages.open("w", newline="") as sf:
+        lw, sw = csv.writer(lf), csv.writer(sf)
+        lw.writerow(["lead_id", "email", "source", "utm_campaign", "company.employees", "owner"])
+        sw.writerow(["lead_id", "stage", "at", "by", "reason"])
+        for i in range(1, n + 1):
+            h = i * 2654435761 % 1000
+            lead = f"lead-{i}"
+            owner = f"rep{i * 13 % 40}@acme.io"
+            lw.writerow(
+                [lead, f"p{i}@c{i % 5000}.com", f"source-{i % 8}", f"c{i % 50}", i % 3000, owner]
+            )
+            m = BASE + (i * 7919 % (365 * DAY)) * US
+            sw.writerow([lead, "mql", _iso(m), "", ""])
+            for stage, limit, days in (("sal", 600, 2), ("sql", 300, 5), ("customer", 60, 20)):
+                if h < limit:
+                    sw.writerow([lead, stage, _iso(m + days * DAY * US), owner, ""])
+            if 300 <= h < 700:
+                sw.writerow([lead, "disqualified", _iso(m + 9 * DAY * US), owner, REASONS[i % 6]])
+    return leads, stages
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_import(url: str, n: int, work: Path) -> dict[str, object]:
+    leads, stages = import_files(n, work)
+    engine = open_engine(url)
+    t = time.perf_counter()
+    r = Service(engine).import_history(leads=leads, stages=stages)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    again = Service(engine).import_history(leads=leads, stages=stages)
+    second = time.perf_counter() - t
+    engine.dispose()
+    print(
+        f"  import of {n} leads: {first:.1f} s ({n / first:,.0f} leads/s; {r.record()}); "
+        f"the same files again: {second:.1f} s, {again.stage_rows_added} rows added",
+        flush=True,
+    )
+    return {"first_s": first, "again_s": second, "result": r.record()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -158,6 +210,13 @@ def main() -> int:
     ap.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--leads", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--import",
+        dest="import_leads",
+        type=int,
+        default=0,
+        help="instead: time `leadscore import` of this many leads with their stage history",
+    )
     args = ap.parse_args()
     results: dict[str, object] = {}
     reports: dict[str, object] = {}
@@ -174,6 +233,9 @@ def main() -> int:
 
                     pg = pg or PostgresServer().start()
                     url = pg.create_database()
+                if args.import_leads:
+                    results[kind] = run_import(url, args.import_leads, Path(tmp))
+                    continue
                 results[kind], reports[kind] = run(url, args.leads, args.repeat)
     finally:
         if pg is not None:

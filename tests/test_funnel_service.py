@@ -70,6 +70,7 @@ def test_import_stores_leads_history_and_episodes(service: Service, tmp_path: Pa
     assert r.record() == {
         "leads_added": 3,
         "leads_updated": 0,
+        "leads_unchanged": 0,
         "stage_rows_added": 9,
         "stage_rows_present": 0,
         "episodes": 4,
@@ -357,7 +358,7 @@ def test_the_commands(tmp_path: Path) -> None:
     leads, stages = write(tmp_path, "leads.csv", LEADS), write(tmp_path, "stages.csv", STAGES)
     first = ls("import", "--leads", str(leads), "--stages", str(stages), "--database", db)
     assert (
-        "3 leads added, 0 updated; 9 stage rows added (0 already stored); 4 MQL episodes"
+        "3 leads added, 0 updated, 0 unchanged; 9 stage rows added (0 already stored); 4 MQL episodes"
         in first.stderr
     )
     again = ls("import", "--leads", str(leads), "--stages", str(stages), "--database", db)

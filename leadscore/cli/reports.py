@@ -55,7 +55,7 @@ def import_(
         leads=leads, stages=stages, skip_bad_rows=skip_bad_rows
     )
     parts = [
-        f"{r.leads_added} leads added, {r.leads_updated} updated",
+        f"{r.leads_added} leads added, {r.leads_updated} updated, {r.leads_unchanged} unchanged",
         f"{r.stage_rows_added} stage rows added ({r.stage_rows_present} already stored)",
         f"{r.episodes} MQL episodes written",
     ]

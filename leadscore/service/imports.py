@@ -31,7 +31,7 @@ from ..model.values import nest
 from ..reports.episodes import STAGES, Move, campaign_of, fold, source_of
 from ..sql.duckdb import TRAITS_COLUMN
 from ..store import schema as t
-from .common import Tx, json_param, loads
+from .common import Tx, dumps, json_param, loads
 
 __all__ = ["ImportResult", "import_history"]
 
@@ -57,6 +57,7 @@ _FOLDED = {
 class ImportResult:
     leads_added: int = 0
     leads_updated: int = 0
+    leads_unchanged: int = 0  # already stored as the file has them, with no new stage rows
     stage_rows_added: int = 0
     stage_rows_present: int = 0  # already stored (or repeated in the file): not stored again
     episodes: int = 0  # episodes written (new or rebuilt)
@@ -219,14 +220,19 @@ class _Importer:
                 lead_row["created_at_us"] = self.now_us
                 new_leads.append(lead_row)
                 self.result.leads_added += 1
+            elif (
+                not new
+                and (owner, team) == (old.owner, old.team)
+                and (traits is None or merged == (loads(old.traits) or {}))
+            ):
+                self.result.leads_unchanged += 1
             else:
                 upd_leads.append(lead_row)
                 self.result.leads_updated += 1
         c = self.conn
         if new_leads:
-            # one column set for every row, so the insert is one batched statement
             keys = ("stage", "mql_at_us", "owner", "team", "traits", "email_domain")
-            c.execute(sa.insert(t.leads), [{**dict.fromkeys(keys), **r} for r in new_leads])
+            _insert(c, t.leads, [{**dict.fromkeys(keys), **r} for r in new_leads])
         for u in upd_leads:  # re-imports only: each sets its own columns
             c.execute(
                 sa.update(t.leads)
@@ -235,10 +241,33 @@ class _Importer:
             )
         for part in _chunks(rebuilt):
             c.execute(sa.delete(t.mql_episodes).where(t.mql_episodes.c.lead_id.in_(part)))
-        if history:
-            c.execute(sa.insert(t.stage_history), history)
-        if episodes:
-            c.execute(sa.insert(t.mql_episodes), episodes)
+        _insert(c, t.stage_history, history)
+        _insert(c, t.mql_episodes, episodes)
+
+
+def _copy_value(v: Any) -> Any:
+    return dumps(v) if isinstance(v, dict | list) else v
+
+
+def _insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows (each with the same keys) at once, past SQLAlchemy's per-row work: COPY on
+    PostgreSQL, one prepared INSERT run over every row on SQLite. In the caller's transaction."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in cols)
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for r in rows:
+                # JSON (the traits) as its text: COPY reads jsonb from text
+                copy.write_row([_copy_value(r[c]) for c in cols])
+        return
+    marks = ", ".join("?" for _ in cols)
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
+        [tuple(r[c] for c in cols) for r in rows],
+    )
 
 
 def _unknown_leads(
