@@ -277,3 +277,16 @@ def test_parse_time() -> None:
     assert parse_time("1970-01-01T00:00:01Z", "to") == 1_000_000
     with pytest.raises(InvalidRequestError, match=r"from 'soon' is not a date or timestamp"):
         parse_time("soon", "from")
+
+
+def test_times_are_numpys_percentiles_of_every_duration() -> None:
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 10, 1001):
+        chunks = [rng.integers(0, 10**12, n), list(rng.integers(0, 10**12, 7))]
+        t = Tally()
+        t.durations["routing"] = chunks
+        got = summarise("x", t)["times"]["routing"]
+        every = np.concatenate([np.asarray(c) for c in chunks])
+        assert got["n"] == n + 7
+        assert got["median_s"] == pytest.approx(round(float(np.percentile(every, 50)) / 1e6, 3))
+        assert got["p90_s"] == pytest.approx(round(float(np.percentile(every, 90)) / 1e6, 3))
