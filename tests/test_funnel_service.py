@@ -331,6 +331,13 @@ def test_report_over_the_api(service_db_url: str, tmp_path: Path) -> None:
             .json()["error"]["message"]
             .startswith("from 'soon' is not a date")
         )
+        spec = api.client.get("/openapi.json").json()
+        op = spec["paths"]["/api/reports/funnel"]["get"]
+        assert {p["name"] for p in op["parameters"]} == {"from", "to", "by"}
+        assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/Funnel"
+        )
+        assert op["security"]
         anonymous = api.client.get("/api/reports/funnel")
         assert anonymous.status_code == 401
         assert set(anonymous.json()["error"]) == {"code", "message", "details"}
