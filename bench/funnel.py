@@ -11,7 +11,7 @@ function of the row number, so every run and both databases hold the same rows).
 it — for the whole cohort and grouped by source and by owner, and checks that both databases
 gave the same report. The goal: under 3 s on each. Results go to stdout and bench/results/.
 With ``--import N`` it times ``leadscore import`` instead: N leads and their stage history
-(about 2.6 rows a lead) from CSV files into an empty database, then the same files again.
+(about 2.4 rows a lead) from CSV files into an empty database, then the same files again.
 
 On SQLite the query runs in this process, so its CPU time is printed beside the wall time: on
 a machine shared with other work the wall time says more about the neighbours than the query.
@@ -156,7 +156,7 @@ def run(url: str, n: int, repeat: int) -> tuple[dict[str, object], dict[str, obj
 
 
 def import_files(n: int, work: Path) -> tuple[Path, Path]:
-    """A leads file and a stages file as a CRM export would give them: ~2.6 stage rows a lead."""
+    """A leads file and a stages file as a CRM export would give them: ~2.4 stage rows a lead."""
     import csv
 
     leads, stages = work / "leads.csv", work / "stages.csv"
