@@ -396,3 +396,30 @@ def test_the_commands(tmp_path: Path) -> None:
         1,
         "Error: cannot group by 'country'; use one of source, campaign, grade, band, owner, team, track",
     )
+
+
+def test_jsonl_leads_and_parquet_stages(service: Service, tmp_path: Path) -> None:
+    import duckdb
+
+    leads = write(
+        tmp_path,
+        "leads.jsonl",
+        json.dumps({"lead_id": "p1", "email": "a@Pq.io", "owner": "raj@acme.io", "utm_source": "g"})
+        + "\n",
+    )
+    only = service.import_history(leads=leads, stages=None)
+    assert (only.leads_added, only.episodes) == (1, 0)
+    stages = tmp_path / "stages.parquet"
+    duckdb.sql(
+        "SELECT 'p1' AS lead_id, s AS stage, TIMESTAMP '2026-01-01 00:00:00' + to_days(d) AS at "
+        "FROM (VALUES ('MQL', 0), ('sql', 2)) v(s, d)"
+    ).write_parquet(str(stages))
+    r = service.import_history(leads=None, stages=stages)
+    assert (r.leads_updated, r.stage_rows_added, r.episodes) == (1, 2, 1)
+    (ep,) = table(service.engine, t.mql_episodes, "lead_id")
+    assert (ep["mql_at_us"], ep["sql_at_us"], ep["source"], ep["owner"]) == (
+        JAN,
+        JAN + 2 * D,
+        "g",
+        "raj@acme.io",
+    )
