@@ -103,23 +103,29 @@ def fold(moves: Iterable[Move], *, track: str = "import") -> tuple[list[Episode]
     return episodes, outside
 
 
-def _text(traits: Mapping[str, Any], *paths: str) -> str | None:
+_SOURCE = ("source", "utm_source", "context.campaign.source", "campaign.source")
+_CAMPAIGN = ("campaign", "utm_campaign", "context.campaign.name", "campaign.name")
+
+
+def _text(traits: Mapping[str, Any], paths: tuple[str, ...]) -> str | None:
     for path in paths:
-        v: Any = traits
-        for part in path.split("."):
-            v = v.get(part) if isinstance(v, Mapping) else None
-        if v is None and path in traits:  # a flat, dotted key
-            v = traits[path]
-        if v is not None and not isinstance(v, Mapping | list) and str(v).strip():
-            return str(v).strip()
+        v: Any = traits.get(path)  # a top-level trait, or a flat dotted key
+        if v is None and "." in path:
+            v = traits
+            for part in path.split("."):
+                v = v.get(part) if isinstance(v, Mapping) else None
+        if v is not None and not isinstance(v, Mapping | list):
+            text = str(v).strip()
+            if text:
+                return text
     return None
 
 
 def source_of(traits: Mapping[str, Any]) -> str | None:
     """The episode's source: trait ``source``, else ``utm_source``, else ``context.campaign.source``."""
-    return _text(traits, "source", "utm_source", "context.campaign.source", "campaign.source")
+    return _text(traits, _SOURCE)
 
 
 def campaign_of(traits: Mapping[str, Any]) -> str | None:
     """The episode's campaign: trait ``campaign``, else ``utm_campaign``, else ``context.campaign.name``."""
-    return _text(traits, "campaign", "utm_campaign", "context.campaign.name", "campaign.name")
+    return _text(traits, _CAMPAIGN)

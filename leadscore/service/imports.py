@@ -354,26 +354,33 @@ def import_history(
         if stages is not None:
             _unknown_leads(con, conn, leads is not None, stages)
         imp = _Importer(conn, now_us, fresh)
-        moves = (
-            'SELECT lead_id, list((stage, at_us, "by", reason) ORDER BY at_us, __line) AS moves '
-            "FROM stages_view GROUP BY lead_id"
-        )
+
+        def moves(where: str = "") -> str:
+            return (
+                'SELECT lead_id, list((stage, at_us, "by", reason) ORDER BY at_us, __line) '
+                f"AS moves FROM stages_view {where} GROUP BY lead_id"
+            )
+
         queries = []
         if leads is not None:
             queries.append(
                 (
                     True,
-                    f"SELECT l.*, s.moves AS __moves FROM leads_view l LEFT JOIN ({moves}) s USING (lead_id)",
+                    "SELECT l.*, s.moves AS __moves FROM leads_view l "
+                    f"LEFT JOIN ({moves()}) s USING (lead_id)",
                 )
             )
+            # stage rows of leads only in the database: picked out before grouping
             queries.append(
                 (
                     False,
-                    f"SELECT lead_id, moves AS __moves FROM ({moves}) WHERE lead_id NOT IN (SELECT lead_id FROM leads_view)",
+                    "SELECT lead_id, moves AS __moves FROM ("
+                    + moves("WHERE lead_id NOT IN (SELECT lead_id FROM leads_view)")
+                    + ")",
                 )
             )
         else:
-            queries.append((False, f"SELECT lead_id, moves AS __moves FROM ({moves})"))
+            queries.append((False, f"SELECT lead_id, moves AS __moves FROM ({moves()})"))
         for with_traits, sql in queries:
             cur = con.execute(sql)
             cols = [d[0] for d in cur.description or ()]
