@@ -107,11 +107,8 @@ class _Importer:
         self.fresh = fresh  # nothing stored yet: no look-ups needed
         self.result = ImportResult()
 
-    def batch(
-        self, items: list[tuple[str, dict[str, Any] | None, dict[str, Any], list[Any]]]
-    ) -> None:
-        """One batch of leads: (lead_id, traits or None when only in the database, own fields,
-        moves from the file in time order)."""
+    def batch(self, items: list[_Item]) -> None:
+        """Store one batch of leads with their moves and episodes."""
         ids = [i[0] for i in items]
         stored_leads: dict[str, Any] = {}
         stored_moves: dict[str, list[Move]] = {}
