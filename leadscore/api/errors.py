@@ -70,8 +70,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 #: the largest integer a parameter may have: what every database's INTEGER holds
 MAX_INT = 2**31 - 1
 
-#: what any endpoint may answer: a request too slow, a bug, the database down
-COMMON = responses(408, 500, 503)
+#: what any endpoint may answer: a request too slow, parameters out of range, a bug, the
+#: database down (422 here also keeps FastAPI from describing its own validation shape)
+COMMON = responses(408, 422, 500, 503)
 
 
 class ApiError(Exception):
