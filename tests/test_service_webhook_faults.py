@@ -216,3 +216,52 @@ def test_a_redirect_to_another_host_is_not_followed(api: Api) -> None:
     row = _outbox(api)[hook["id"]]
     assert row.delivered_at_us is None and row.failed_at_us is None and row.attempts == 1
     assert "HTTP 307" in row.last_error and "not followed" in row.last_error
+
+
+def test_a_receiver_that_trickles_its_answer_holds_nothing(api: Api) -> None:
+    """The status decides: a 200 whose body would take days to arrive is a delivery now, and
+    the turn goes on (the body is never read)."""
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+            self.wfile.flush()
+            while not stop.wait(0.2):
+                try:
+                    self.wfile.write(b".")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        hook = add_webhook(api.engine, url, ["lead.mql"], secret=SECRET)
+        _qualify(api, "u1")
+        _qualify(api, "u2")
+        deliverer = Deliverer(api.engine, poll_s=0.05, per_receiver=1)
+        deliverer.start()
+        try:
+            from tests.service_helpers import wait_for
+
+            wait_for(
+                lambda: list_webhooks(api.engine)[0]["delivered"] == 2,
+                "both notifications to count as delivered",
+            )
+        finally:
+            stop.set()
+            deliverer.stop()
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    row = _outbox(api)[hook["id"]]
+    assert row.attempts == 1 and row.last_error is None

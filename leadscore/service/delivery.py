@@ -264,7 +264,10 @@ class Deliverer:
         # each network step may take timeout_s, but none beyond the receiver's turn
         timeout = max(min(self.timeout_s, deadline - time.monotonic()), 0.5)
         try:
-            resp = self.client.post(
+            # the status line and headers decide; the answer's body is never read, so a
+            # receiver that trickles one holds nothing
+            with self.client.stream(
+                "POST",
                 url,
                 content=body,
                 timeout=timeout,
@@ -275,14 +278,14 @@ class Deliverer:
                     "X-Leadscore-Delivery": str(row.id),
                     "X-Leadscore-Signature": sign(row.secret, ts, body),
                 },
-            )
+            ) as resp:
+                status = resp.status_code
+                where = resp.headers.get("location", "")
         except httpx.HTTPError as e:
             return None, f"{type(e).__name__}: {e}", False
         except Exception as e:  # e.g. a URL httpx cannot send to: this delivery's failure only
             return None, f"{type(e).__name__}: {e}", True
-        status = resp.status_code
         if 300 <= status < 400:
-            where = resp.headers.get("location", "")
             return status, f"HTTP {status} (redirects are not followed: {where[:200]})", False
         if not 200 <= status < 300:
             return status, f"HTTP {status}", False
