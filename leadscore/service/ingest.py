@@ -17,10 +17,11 @@ from ..engine.scorer import window_us
 from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
 from . import scoring
+from .accounts import email_domain
 from .common import json_param, loads
 from .events import events_for
 from .messages import Message
-from .scoring import ActiveModel, Parts, Qualifier
+from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
 __all__ = ["Batch", "IngestResult", "ingest"]
 
@@ -54,12 +55,18 @@ class Batch:
 
 
 def ingest(
-    conn: Connection, active: ActiveModel, messages: list[Message], at: int, now: int
+    conn: Connection,
+    active: ActiveModel,
+    messages: list[Message],
+    at: int,
+    now: int,
+    handoff: MqlHandler | None = None,
 ) -> IngestResult:
-    """Store valid messages and update every lead they touch, in the caller's transaction."""
+    """Store valid messages and update every lead they touch, in the caller's transaction;
+    ``handoff`` routes the leads that become MQLs."""
     dialect = conn.dialect.name
     res = IngestResult()
-    b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now))
+    b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
     msgs = messages
     links = _identities(conn, {m.anonymous_id for m in msgs if m.anonymous_id})
     rows = []
@@ -113,6 +120,7 @@ def ingest(
                 {
                     "b_id": x,
                     "traits": json_param(leads[x][0], dialect),
+                    "email_domain": email_domain(leads[x][0]),
                     "updated_at_us": at,
                 }
                 for x in b.changed
@@ -267,7 +275,11 @@ _SELECT_LEADS = sa.select(
 _UPDATE_TRAITS = (
     sa.update(t.leads)
     .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values(traits=sa.bindparam("traits"), updated_at_us=sa.bindparam("updated_at_us"))
+    .values(
+        traits=sa.bindparam("traits"),
+        email_domain=sa.bindparam("email_domain"),
+        updated_at_us=sa.bindparam("updated_at_us"),
+    )
 )
 _SCORE_COLUMNS = (
     "fit",
