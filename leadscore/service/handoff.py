@@ -1,0 +1,368 @@
+"""The handoff at the moment a lead becomes an MQL, in the transaction that makes it one: open
+its MQL episode, route it with the active routing (the pure ``leadscore.handoff.route``), record
+the assignment and the lead's owner, move the team's round robin on, set the SLA deadline
+(``leadscore.handoff.sla_for``) and queue ``lead.assigned``.
+
+``Assigner`` holds one transaction's working state (reps, round robin, open MQL counts, the
+subscribed webhooks), read once and kept current as it assigns, so a batch that makes several
+MQLs routes them one after the other exactly as separate calls would. ``assign`` writes any
+assignment (routing, reassignment, escalation) the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from ..engine import LeadScore, round2
+from ..handoff import Decision, RepState, Routing, route, sla_for
+from ..store import schema as t
+from .accounts import account_owner, email_domain
+from ..errors import InvalidRequestError
+from .common import iso, json_param, loads
+from .notify import Notifier
+from .routing_versions import ActiveRouting
+
+__all__ = [
+    "OPEN_STAGES",
+    "Assigner",
+    "assign",
+    "crm_stage_for",
+    "lead_facts",
+    "open_episode",
+    "route_unowned",
+    "source_and_campaign",
+]
+
+#: the stages at which an owned lead counts towards its rep's max_open_mqls
+OPEN_STAGES = ("mql", "sal")
+
+
+def lead_facts(traits: Mapping[str, Any], score: LeadScore) -> dict[str, Any]:
+    """What routing and SLA conditions read: the traits and the score's parts (as shown)."""
+    return {
+        **traits,
+        "score": round2(score.score),
+        "fit": round2(score.fit),
+        "engagement": round2(score.engagement),
+        "grade": score.grade,
+        "fast_track": bool(score.fast_track),
+    }
+
+
+def _text(v: Any) -> str | None:
+    if v is None or isinstance(v, dict | list) or v == "":
+        return None
+    return str(v)[:255]
+
+
+def source_and_campaign(traits: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The lead's source (``source``, else ``utm_source``, else a ``campaign`` object's
+    ``source``) and campaign (``campaign``, else ``utm_campaign``, else the object's ``name``)."""
+    camp = traits.get("campaign")
+    obj = camp if isinstance(camp, dict) else {}
+    source = _text(traits.get("source")) or _text(traits.get("utm_source")) or _text(obj.get("source"))
+    campaign = (
+        (None if isinstance(camp, dict) else _text(camp))
+        or _text(traits.get("utm_campaign"))
+        or _text(obj.get("name"))
+    )
+    return source, campaign
+
+
+def open_episode(
+    conn: Connection,
+    lead: str,
+    mql_at: int,
+    track: str,
+    score: LeadScore | None,
+    traits: Mapping[str, Any],
+    stage: str = "mql",
+) -> int:
+    """A new MQL episode (the lead's previous one, if any, was closed by a recycle)."""
+    source, campaign = source_and_campaign(traits)
+    return int(
+        conn.execute(
+            sa.insert(t.mql_episodes)
+            .values(
+                lead_id=lead,
+                mql_at_us=mql_at,
+                track=track,
+                grade=score.grade if score is not None else None,
+                score=round2(score.score) if score is not None else None,
+                source=source,
+                campaign=campaign,
+                stage=stage,
+            )
+            .returning(t.mql_episodes.c.id)
+        ).scalar_one()
+    )
+
+
+def assign(
+    conn: Connection,
+    notifier: Notifier,
+    *,
+    lead: str,
+    episode_id: int | None,
+    owner: str,
+    team: str | None,
+    rule: str | None,
+    kind: str,
+    routing_version: int | None,
+    decision: dict[str, Any] | None,
+    at_us: int,
+    by: str,
+    previous: str | None = None,
+    reason: str | None = None,
+    sla: dict[str, Any] | None = None,
+) -> None:
+    """One assignment: its history row, the lead's owner, the episode's (the first assignment
+    of an episode sets its ``assigned_at``), and ``lead.assigned``."""
+    conn.execute(
+        sa.insert(t.assignments).values(
+            lead_id=lead,
+            episode_id=episode_id,
+            owner=owner,
+            team=team,
+            rule=rule,
+            kind=kind,
+            routing_version=routing_version,
+            decision=json_param(decision, conn.dialect.name),
+            at_us=at_us,
+            by=by,
+        )
+    )
+    conn.execute(
+        sa.update(t.leads)
+        .where(t.leads.c.lead_id == lead)
+        .values(owner=owner, team=team, assigned_at_us=at_us)
+    )
+    if episode_id is not None:
+        values: dict[str, Any] = {
+            "owner": owner,
+            "team": team,
+            "assigned_at_us": sa.func.coalesce(t.mql_episodes.c.assigned_at_us, at_us),
+        }
+        if kind == "escalate":
+            values["escalated_to"] = owner
+        conn.execute(
+            sa.update(t.mql_episodes).where(t.mql_episodes.c.id == episode_id).values(**values)
+        )
+    payload: dict[str, Any] = {
+        "lead_id": lead,
+        "owner": owner,
+        "team": team,
+        "previous_owner": previous,
+        "kind": kind,
+        "rule": rule,
+        "by": by,
+        "at": iso(at_us),
+        "routing_version": routing_version,
+    }
+    if reason is not None:
+        payload["reason"] = reason
+    if sla is not None:
+        payload["sla"] = sla
+    if decision is not None and "path" in decision:
+        payload["path"] = decision["path"]
+    notifier.queue("lead.assigned", payload)
+
+
+class Assigner:
+    """The handoff of one transaction's new MQLs (``scoring.MqlHandler``)."""
+
+    def __init__(
+        self, conn: Connection, routing: ActiveRouting | None, now_us: int, notifier: Notifier
+    ) -> None:
+        self.conn = conn
+        self.active = routing
+        self.now_us = now_us
+        self.notifier = notifier
+        self._reps: dict[str, RepState] | None = None
+        self._last: dict[str, str | None] | None = None
+        self._open: dict[str, int] | None = None
+        #: episodes opened in this transaction, by lead
+        self.opened_episodes: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ MqlHandler
+
+    def admits(self, lead: str, at_us: int) -> bool:
+        """Any lead but a recycled one whose come-back date (or recycling) is after ``at_us``."""
+        stage = self.conn.execute(
+            sa.select(t.leads.c.stage).where(t.leads.c.lead_id == lead)
+        ).scalar_one_or_none()
+        if stage != "recycled":
+            return True
+        last = self.conn.execute(
+            sa.select(t.stage_history.c.at_us, t.stage_history.c.come_back_at_us)
+            .where(t.stage_history.c.lead_id == lead, t.stage_history.c.stage == "recycled")
+            .order_by(t.stage_history.c.at_us.desc(), t.stage_history.c.id.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return True
+        return at_us >= max(last.at_us, last.come_back_at_us or last.at_us)
+
+    def opened(
+        self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
+    ) -> None:
+        track = "fast_track" if score.fast_track else "threshold"
+        episode = open_episode(self.conn, lead, at_us, track, score, traits)
+        self.opened_episodes[lead] = episode
+        if self.active is not None:
+            self.route(lead, episode, at_us, lead_facts(traits, score), email_domain(traits))
+
+    # ------------------------------------------------------------------ routing
+
+    def route(
+        self, lead: str, episode: int, mql_at: int, facts: dict[str, Any], domain: str | None
+    ) -> Decision:
+        """Route one episode with the active routing and record it, with its SLA deadline."""
+        assert self.active is not None
+        routing = self.active.routing
+        at = self.now_us
+        decision = route(
+            routing,
+            facts,
+            reps=self.reps(),
+            last_member=self.last_members(),
+            open_mqls=self.open_mqls(routing),
+            at_us=at,
+            account_owner=account_owner(self.conn, lead, domain),
+        )
+        sla = sla_for(routing, facts, mql_at, decision.team)
+        sla_info = None
+        if sla is not None:
+            self.conn.execute(
+                sa.update(t.mql_episodes)
+                .where(t.mql_episodes.c.id == episode)
+                .values(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
+            )
+            sla_info = {"name": sla.name, "due_at": iso(sla.due_at_us)}
+        record = decision.to_dict()
+        assign(
+            self.conn,
+            self.notifier,
+            lead=lead,
+            episode_id=episode,
+            owner=decision.owner,
+            team=decision.team,
+            rule=decision.rule,
+            kind=decision.kind,
+            routing_version=self.active.version,
+            decision={"path": record["path"], "at": iso(at)},
+            at_us=at,
+            by="routing",
+            sla=sla_info,
+        )
+        if decision.last_member is not None and decision.team is not None:
+            self._set_last(decision.team, decision.last_member)
+        if self._open is not None:
+            self._open[decision.owner] = self._open.get(decision.owner, 0) + 1
+        return decision
+
+    def reps(self) -> dict[str, RepState]:
+        if self._reps is None:
+            self._reps = {
+                r.email: RepState(away=bool(r.away), back_at_us=r.back_at_us)
+                for r in self.conn.execute(
+                    sa.select(t.reps.c.email, t.reps.c.away, t.reps.c.back_at_us).where(
+                        t.reps.c.away
+                    )
+                )
+            }
+        return self._reps
+
+    def last_members(self) -> dict[str, str | None]:
+        if self._last is None:
+            self._last = {
+                r.team: r.last_member
+                for r in self.conn.execute(sa.select(t.round_robin.c.team, t.round_robin.c.last_member))
+            }
+        return self._last
+
+    def _set_last(self, team: str, member: str) -> None:
+        last = self.last_members()
+        values = {"last_member": member, "updated_at_us": self.now_us}
+        if team in last:
+            self.conn.execute(
+                sa.update(t.round_robin).where(t.round_robin.c.team == team).values(**values)
+            )
+        else:
+            self.conn.execute(sa.insert(t.round_robin).values(team=team, **values))
+        last[team] = member
+
+    def open_mqls(self, routing: Routing) -> dict[str, int]:
+        """Open MQLs (owned leads at mql or sal) of the members of teams with a cap."""
+        if self._open is None:
+            members = sorted(
+                {m for team in routing.teams.values() if team.max_open_mqls for m in team.members}
+            )
+            self._open = {}
+            if members:
+                self._open = {
+                    owner: int(n)
+                    for owner, n in self.conn.execute(
+                        sa.select(t.leads.c.owner, sa.func.count())
+                        .where(t.leads.c.owner.in_(members), t.leads.c.stage.in_(OPEN_STAGES))
+                        .group_by(t.leads.c.owner)
+                    )
+                }
+        return self._open
+
+
+def route_unowned(assigner: Assigner) -> int:
+    """Route the open MQL episodes nobody owns (they became MQLs while no routing was active),
+    as they would have been routed: on their stored traits and score. How many."""
+    rows = assigner.conn.execute(
+        sa.select(
+            t.mql_episodes.c.id,
+            t.mql_episodes.c.mql_at_us,
+            t.leads.c.lead_id,
+            t.leads.c.traits,
+            t.leads.c.score,
+            t.leads.c.fit,
+            t.leads.c.engagement,
+            t.leads.c.grade,
+            t.leads.c.fast_track,
+        )
+        .join(t.leads, t.leads.c.lead_id == t.mql_episodes.c.lead_id)
+        .where(
+            t.mql_episodes.c.owner.is_(None),
+            t.mql_episodes.c.closed_at_us.is_(None),
+            t.leads.c.owner.is_(None),
+        )
+        .order_by(t.mql_episodes.c.mql_at_us, t.mql_episodes.c.id)
+    ).all()
+    for r in rows:
+        traits = loads(r.traits) or {}
+        facts = {
+            **traits,
+            "score": round2(r.score),
+            "fit": round2(r.fit),
+            "engagement": round2(r.engagement),
+            "grade": r.grade,
+            "fast_track": bool(r.fast_track),
+        }
+        assigner.route(r.lead_id, int(r.id), int(r.mql_at_us), facts, email_domain(traits))
+    return len(rows)
+
+
+def crm_stage_for(routing: ActiveRouting | None, status: str) -> str:
+    """The stage a CRM status maps to in the active routing's ``crm_stages``."""
+    if routing is None:
+        raise InvalidRequestError(
+            "no routing is active: CRM statuses are mapped by its crm_stages"
+        )
+    mapping = routing.routing.crm_stages
+    stage = mapping.get(status)
+    if stage is None:
+        folded = {k.casefold(): v for k, v in mapping.items()}
+        stage = folded.get(status.strip().casefold())
+    if stage is None:
+        known = ", ".join(sorted(mapping)) or "none: add crm_stages to the routing file"
+        raise InvalidRequestError(f"CRM status {status!r} is not mapped; known: {known}")
+    return stage
