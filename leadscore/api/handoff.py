@@ -120,14 +120,14 @@ async def put_routing(request: Request, key: Admin) -> JSONResponse:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {e.msg}") from None
         if not isinstance(data, dict) or not isinstance(data.get("source"), str):
             raise ApiError(
-                400, "invalid_request", 'send the routing file as YAML, or JSON {"source": "<yaml>"}'
+                400,
+                "invalid_request",
+                'send the routing file as YAML, or JSON {"source": "<yaml>"}',
             )
         text = data["source"]
     if not text.strip():
         raise ApiError(400, "invalid_request", "the routing file is empty")
-    result = await run_in_threadpool(
-        _svc(request).add_routing, text, f"key:{key.name}", "routing"
-    )
+    result = await run_in_threadpool(_svc(request).add_routing, text, f"key:{key.name}", "routing")
     return JSONResponse(result, status_code=201)
 
 

@@ -17,9 +17,9 @@ from ..store import schema as t
 from . import reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .handoff import Assigner, crm_stage_for, route_unowned
 from .ingest import IngestResult, ingest
 from .messages import Message
-from .handoff import Assigner, crm_stage_for, route_unowned
 from .models import ModelVersions
 from .notify import Notifier
 from .routing_versions import ActiveRouting, RoutingVersions
@@ -122,7 +122,7 @@ class Service:
         return Assigner(conn, self._routing.current, now, Notifier(conn, now))
 
     def _route_unowned(self, conn: Connection, routing: ActiveRouting, now: int) -> int:
-        return route_unowned(conn, Assigner(conn, routing, now, Notifier(conn, now)))
+        return route_unowned(Assigner(conn, routing, now, Notifier(conn, now)))
 
     @property
     def routing(self) -> ActiveRouting | None:
@@ -211,9 +211,7 @@ class Service:
             raise NotFoundError(f"no lead {lead!r}")
         return str(stage)
 
-    def reassign(
-        self, lead: str, owner: str, by: str, reason: str | None = None
-    ) -> dict[str, Any]:
+    def reassign(self, lead: str, owner: str, by: str, reason: str | None = None) -> dict[str, Any]:
         """Give a lead to another owner by hand (NotFoundError for an unknown lead or rep)."""
         with self._tx() as conn:
             now = self.now_us()

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from ..engine import LeadScore, round2
-from ..handoff import Decision, RepState, Routing, route, sla_for
+from ..errors import InvalidRequestError
+from ..handoff import Decision, RepState, Routing, crm_stage, route, sla_for
 from ..store import schema as t
 from .accounts import account_owner, email_domain
-from ..errors import InvalidRequestError
 from .common import iso, json_param, loads
 from .notify import Notifier
 from .routing_versions import ActiveRouting
@@ -34,6 +34,7 @@ __all__ = [
     "open_episode",
     "route_unowned",
     "source_and_campaign",
+    "stored_facts",
 ]
 
 #: the stages at which an owned lead counts towards its rep's max_open_mqls
@@ -52,6 +53,18 @@ def lead_facts(traits: Mapping[str, Any], score: LeadScore) -> dict[str, Any]:
     }
 
 
+def stored_facts(row: Any, traits: Mapping[str, Any]) -> dict[str, Any]:
+    """``lead_facts`` from a lead's stored row (its score when last written)."""
+    return {
+        **traits,
+        "score": round2(row.score),
+        "fit": round2(row.fit),
+        "engagement": round2(row.engagement),
+        "grade": row.grade,
+        "fast_track": bool(row.fast_track),
+    }
+
+
 def _text(v: Any) -> str | None:
     if v is None or isinstance(v, dict | list) or v == "":
         return None
@@ -63,7 +76,9 @@ def source_and_campaign(traits: Mapping[str, Any]) -> tuple[str | None, str | No
     ``source``) and campaign (``campaign``, else ``utm_campaign``, else the object's ``name``)."""
     camp = traits.get("campaign")
     obj = camp if isinstance(camp, dict) else {}
-    source = _text(traits.get("source")) or _text(traits.get("utm_source")) or _text(obj.get("source"))
+    source = (
+        _text(traits.get("source")) or _text(traits.get("utm_source")) or _text(obj.get("source"))
+    )
     campaign = (
         (None if isinstance(camp, dict) else _text(camp))
         or _text(traits.get("utm_campaign"))
@@ -204,7 +219,7 @@ class Assigner:
         ).first()
         if last is None:
             return True
-        return at_us >= max(last.at_us, last.come_back_at_us or last.at_us)
+        return bool(at_us >= max(last.at_us, last.come_back_at_us or last.at_us))
 
     def opened(
         self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
@@ -280,7 +295,9 @@ class Assigner:
         if self._last is None:
             self._last = {
                 r.team: r.last_member
-                for r in self.conn.execute(sa.select(t.round_robin.c.team, t.round_robin.c.last_member))
+                for r in self.conn.execute(
+                    sa.select(t.round_robin.c.team, t.round_robin.c.last_member)
+                )
             }
         return self._last
 
@@ -339,14 +356,7 @@ def route_unowned(assigner: Assigner) -> int:
     ).all()
     for r in rows:
         traits = loads(r.traits) or {}
-        facts = {
-            **traits,
-            "score": round2(r.score),
-            "fit": round2(r.fit),
-            "engagement": round2(r.engagement),
-            "grade": r.grade,
-            "fast_track": bool(r.fast_track),
-        }
+        facts = stored_facts(r, traits)
         assigner.route(r.lead_id, int(r.id), int(r.mql_at_us), facts, email_domain(traits))
     return len(rows)
 
@@ -354,14 +364,9 @@ def route_unowned(assigner: Assigner) -> int:
 def crm_stage_for(routing: ActiveRouting | None, status: str) -> str:
     """The stage a CRM status maps to in the active routing's ``crm_stages``."""
     if routing is None:
-        raise InvalidRequestError(
-            "no routing is active: CRM statuses are mapped by its crm_stages"
-        )
+        raise InvalidRequestError("no routing is active: CRM statuses are mapped by its crm_stages")
     mapping = routing.routing.crm_stages
-    stage = mapping.get(status)
-    if stage is None:
-        folded = {k.casefold(): v for k, v in mapping.items()}
-        stage = folded.get(status.strip().casefold())
+    stage = crm_stage(routing.routing, status)
     if stage is None:
         known = ", ".join(sorted(mapping)) or "none: add crm_stages to the routing file"
         raise InvalidRequestError(f"CRM status {status!r} is not mapped; known: {known}")

@@ -71,7 +71,8 @@ def handoff_view(conn: Connection, lead: Any) -> dict[str, Any]:
                 "by": a.by,
                 **(
                     {"reason": d.get("reason", ""), "from": d.get("from")}
-                    if a.kind in ("reassign", "escalate") and isinstance(d := loads(a.decision), dict)
+                    if a.kind in ("reassign", "escalate")
+                    and isinstance(d := loads(a.decision), dict)
                     else {}
                 ),
             }

@@ -10,11 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from ..engine import round2
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..handoff import Routing, check_move
 from ..store import schema as t
-from .common import US, iso, json_param
-from .handoff import OPEN_STAGES, assign
+from .accounts import email_domain
+from .common import US, iso, json_param, loads
+from .handoff import OPEN_STAGES, Assigner, assign, open_episode, stored_facts
 from .notify import Notifier
 from .routing_versions import ActiveRouting
 
@@ -102,9 +104,7 @@ def touch(
     first = ep.first_touch_at_us if ep.first_touch_at_us is not None else at_us
     first = min(first, at_us)
     breached = ep.sla_breached_at_us
-    cleared = (
-        breached is not None and ep.sla_due_at_us is not None and first <= ep.sla_due_at_us
-    )
+    cleared = breached is not None and ep.sla_due_at_us is not None and first <= ep.sla_due_at_us
     conn.execute(
         sa.update(t.mql_episodes)
         .where(t.mql_episodes.c.id == ep.id)
@@ -151,18 +151,21 @@ def move(
         )
     _not_ahead(at_us, now_us, "the move")
     reasons = routing.routing.rejection_reasons if routing is not None else ()
-    check_move(
+    checked = check_move(
         frm,
         to,
         reason=reason,
         bant=bant,
         rejection_reasons=reasons,
         come_back_at_us=come_back_at_us,
+        at_us=at_us,
     )
+    reason, bant = checked.reason, checked.bant
+    values: dict[str, Any] = {"stage": to, "updated_at_us": now_us}
+    if to == "mql":  # a recycled lead taken back by hand: a new MQL
+        values.update(mql_at_us=at_us, mql_reason=reason or f"moved to mql by {by}")
     changed = conn.execute(
-        sa.update(t.leads)
-        .where(t.leads.c.lead_id == lead, t.leads.c.stage == frm)
-        .values(stage=to, updated_at_us=now_us)
+        sa.update(t.leads).where(t.leads.c.lead_id == lead, t.leads.c.stage == frm).values(**values)
     ).rowcount
     if changed != 1:
         raise ConflictError(f"lead {lead!r} was moved by someone else at the same time; reload it")
@@ -180,15 +183,15 @@ def move(
         )
     )
     ep = latest_episode(conn, lead)
-    if ep is not None and ep.closed_at_us is None:
-        values: dict[str, Any] = {"stage": to}
+    if to == "mql":
+        _reopen(conn, notifier, routing, lead, at_us, now_us)
+    elif ep is not None and ep.closed_at_us is None:
+        values = {"stage": to}
         if to in _REACHED and getattr(ep, _REACHED[to]) is None:
             values[_REACHED[to]] = at_us
         if to in _CLOSING:
             values.update(closed_stage=to, closed_reason=reason or "", closed_at_us=at_us)
-        conn.execute(
-            sa.update(t.mql_episodes).where(t.mql_episodes.c.id == ep.id).values(**values)
-        )
+        conn.execute(sa.update(t.mql_episodes).where(t.mql_episodes.c.id == ep.id).values(**values))
     out = {
         "lead_id": lead,
         "from": frm,
@@ -202,6 +205,30 @@ def move(
     }
     notifier.queue("lead.stage_changed", dict(out))
     return out
+
+
+def _reopen(
+    conn: Connection,
+    notifier: Notifier,
+    routing: ActiveRouting | None,
+    lead: str,
+    at_us: int,
+    now_us: int,
+) -> None:
+    """A new MQL episode for a lead moved back to mql by hand, routed as the model's are."""
+    row = conn.execute(sa.select(t.leads).where(t.leads.c.lead_id == lead)).one()
+    traits = loads(row.traits) or {}
+    episode = open_episode(
+        conn, lead, at_us, "fast_track" if row.fast_track else "threshold", None, traits
+    )
+    conn.execute(
+        sa.update(t.mql_episodes)
+        .where(t.mql_episodes.c.id == episode)
+        .values(grade=row.grade, score=round2(row.score))
+    )
+    if routing is not None:
+        assigner = Assigner(conn, routing, now_us, notifier)
+        assigner.route(lead, episode, at_us, stored_facts(row, traits), email_domain(traits))
 
 
 # ---------------------------------------------------------------------- owners and reps
@@ -227,11 +254,14 @@ def _check_rep(conn: Connection, routing: ActiveRouting | None, email: str) -> N
         raise InvalidRequestError("a rep is named by their email address")
     if routing is None or email in known_reps(routing.routing):
         return
-    seen = conn.execute(
-        sa.select(sa.literal(1)).select_from(t.reps).where(t.reps.c.email == email)
-    ).first() or conn.execute(
-        sa.select(sa.literal(1)).select_from(t.leads).where(t.leads.c.owner == email).limit(1)
-    ).first()
+    seen = (
+        conn.execute(
+            sa.select(sa.literal(1)).select_from(t.reps).where(t.reps.c.email == email)
+        ).first()
+        or conn.execute(
+            sa.select(sa.literal(1)).select_from(t.leads).where(t.leads.c.owner == email).limit(1)
+        ).first()
+    )
     if seen is None:
         raps = ", ".join(known_reps(routing.routing))
         raise NotFoundError(f"no rep {email!r} in routing {routing.routing.name!r} (reps: {raps})")
@@ -302,7 +332,9 @@ def set_away(
         values = {
             "away": False,
             "away_since_us": row.away_since_us if row is not None else None,
-            "back_at_us": now_us if row is not None and row.away else (row.back_at_us if row else None),
+            "back_at_us": now_us
+            if row is not None and row.away
+            else (row.back_at_us if row else None),
         }
     values["updated_at_us"] = now_us
     if row is None:

@@ -108,9 +108,7 @@ class Qualifier:
             self.traits[lead] = traits = dict(traits or {})
         return traits
 
-    def qualify(
-        self, lead: str, at_us: int, reason: str, version: int, score: LeadScore
-    ) -> bool:
+    def qualify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> bool:
         """Stage mql (sticky), history, a lead.mql notification per subscribed webhook, and
         the handoff. False when the handoff does not admit the lead now (it stays as it is)."""
         conn = self.conn

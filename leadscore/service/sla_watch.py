@@ -38,7 +38,13 @@ def _pending() -> list[Any]:
     untouched = sa.or_(_E.first_touch_at_us.is_(None), _E.first_touch_at_us > due)
     moved_on = [
         sa.or_(c.is_(None), c > due)
-        for c in (_E.sal_at_us, _E.sql_at_us, _E.opportunity_at_us, _E.customer_at_us, _E.closed_at_us)
+        for c in (
+            _E.sal_at_us,
+            _E.sql_at_us,
+            _E.opportunity_at_us,
+            _E.customer_at_us,
+            _E.closed_at_us,
+        )
     ]
     return [
         due.is_not(None),
