@@ -150,6 +150,13 @@ def move(
             f"lead {lead!r} is at stage {frm!r} now, not {expected!r}: someone moved it first"
         )
     _not_ahead(at_us, now_us, "the move")
+    last = conn.execute(
+        sa.select(sa.func.max(t.stage_history.c.at_us)).where(t.stage_history.c.lead_id == lead)
+    ).scalar()
+    if last is not None and at_us < last:
+        raise InvalidRequestError(
+            f"the move is dated {iso(at_us)}, before the lead's last stage change at {iso(last)}"
+        )
     reasons = routing.routing.rejection_reasons if routing is not None else ()
     checked = check_move(
         frm,
