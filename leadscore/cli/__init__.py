@@ -156,5 +156,6 @@ def main() -> None:
 # the commands register themselves on ``app``
 from . import analytics as _analytics  # noqa: E402, F401
 from . import batch as _batch  # noqa: E402, F401
+from . import handoff as _handoff  # noqa: E402, F401
 from . import sales as _sales  # noqa: E402, F401
 from . import service as _service  # noqa: E402, F401

@@ -47,11 +47,19 @@ def init(
 
 
 @app.command()
-def validate(models: Annotated[list[Path], typer.Argument(help="Model files to check.")]) -> None:
-    """Check models; list every problem as FILE:LINE:COLUMN: message."""
+def validate(
+    models: Annotated[list[Path], typer.Argument(help="Model or routing files to check.")],
+) -> None:
+    """Check models and routing files; list every problem as FILE:LINE:COLUMN: message."""
+    from ..handoff import load_routing
+    from .handoff import is_routing_file, routing_summary
+
     failed = 0
     for path in models:
         try:
+            if is_routing_file(path):
+                print(routing_summary(path, load_routing(path)))
+                continue
             m = _load(path)
         except ModelError as e:
             failed += 1

@@ -7,6 +7,7 @@ and the CLI call in with plain values. See docs/handoff.md.
 from .crm import crm_stage, crm_status_key
 from .decide import AT_CAP, AWAY, OUTSIDE_HOURS, Decision, RepState, round_robin_order, route
 from .hours import WorkingHours, add_working_time, format_duration, parse_duration
+from .inputs import COMPUTED, lead_document, routing_lead
 from .lifecycle import (
     BANT_KEYS,
     FINAL_STAGES,
@@ -26,6 +27,7 @@ __all__ = [
     "AT_CAP",
     "AWAY",
     "BANT_KEYS",
+    "COMPUTED",
     "FINAL_STAGES",
     "FUNNEL",
     "OUTSIDE_HOURS",
@@ -49,10 +51,12 @@ __all__ = [
     "crm_status_key",
     "format_duration",
     "is_breached",
+    "lead_document",
     "load_routing",
     "parse_duration",
     "parse_routing",
     "round_robin_order",
     "route",
+    "routing_lead",
     "sla_for",
 ]

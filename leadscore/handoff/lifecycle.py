@@ -174,9 +174,14 @@ def _rejection_reason(text: str, reasons: tuple[str, ...]) -> str:
     for r in reasons:
         if norm_text(r) == norm_text(text):
             return r
+    hint = _did_you_mean(text, reasons)
+    listed = ", ".join(reasons)
+    if "did you mean" in hint:
+        raise InvalidRequestError(
+            f"'{text}' is not a rejection reason{hint} (the routing file lists: {listed})"
+        )
     raise InvalidRequestError(
-        f"'{text}' is not a rejection reason{_did_you_mean(text, reasons)}; "
-        f"the routing file lists: {', '.join(reasons)}"
+        f"'{text}' is not a rejection reason; the routing file lists: {listed}"
     )
 
 

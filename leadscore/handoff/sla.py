@@ -21,6 +21,8 @@ class SlaClock:
     due_at_us: int
     escalate_to: str | None = None
     working_hours: WorkingHours | None = None
+    #: the SLA's duration as written (working time when ``working_hours`` is set)
+    within_us: int = 0
 
 
 def sla_for(
@@ -35,7 +37,9 @@ def sla_for(
         if rule.matches(lead):
             hours = routing.hours_for(team) if rule.working_hours else None
             due = add_working_time(mql_at_us, rule.first_touch_within_us, hours)
-            return SlaClock(rule.name, mql_at_us, due, rule.escalate_to, hours)
+            return SlaClock(
+                rule.name, mql_at_us, due, rule.escalate_to, hours, rule.first_touch_within_us
+            )
     return None
 
 
