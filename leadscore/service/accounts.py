@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import Connection
-
-from ..store import schema as t
 
 __all__ = ["FREE_MAIL", "account_owner", "email_domain"]
 
@@ -83,14 +80,18 @@ def account_owner(conn: Connection, lead_id: str, domain: str | None) -> str | N
     """The owner of another lead with this company domain (the most recently assigned)."""
     if domain is None or domain in FREE_MAIL:
         return None
-    row = conn.execute(
-        sa.select(t.leads.c.owner)
-        .where(
-            t.leads.c.email_domain == domain,
-            t.leads.c.lead_id != lead_id,
-            t.leads.c.owner.is_not(None),
-        )
-        .order_by(t.leads.c.assigned_at_us.desc(), t.leads.c.lead_id)
-        .limit(1)
-    ).first()
-    return None if row is None else str(row.owner)
+    # straight to the driver: routing asks this for every new MQL with a company domain
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(_OWNER.replace("?", mark), (domain, lead_id))
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return None if row is None else str(row[0])
+
+
+_OWNER = (
+    "SELECT owner FROM leads WHERE email_domain = ? AND lead_id <> ? AND owner IS NOT NULL "
+    "ORDER BY assigned_at_us DESC, lead_id LIMIT 1"
+)

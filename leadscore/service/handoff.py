@@ -18,9 +18,9 @@ from sqlalchemy import Connection
 
 from ..engine import LeadScore, round2
 from ..errors import InvalidRequestError
-from ..handoff import Decision, RepState, Routing, crm_stage, route, sla_for
+from ..handoff import Decision, RepState, Routing, SlaClock, crm_stage, route, sla_for
 from ..store import schema as t
-from .accounts import account_owner, email_domain
+from .accounts import FREE_MAIL, account_owner, email_domain
 from .common import iso, json_param, loads
 from .notify import Notifier
 from .routing_versions import ActiveRouting
@@ -187,7 +187,11 @@ def assign(
 
 
 class Assigner:
-    """The handoff of one transaction's new MQLs (``scoring.MqlHandler``)."""
+    """The handoff of one transaction's new MQLs (``scoring.MqlHandler``).
+
+    Decisions are made one MQL after the other against state kept current in memory; the rows
+    they produce (episodes, assignments, owners, round robin, ``lead.assigned``) are written
+    together by ``flush``, which the transaction calls before it commits."""
 
     def __init__(
         self, conn: Connection, routing: ActiveRouting | None, now_us: int, notifier: Notifier
@@ -198,17 +202,22 @@ class Assigner:
         self.notifier = notifier
         self._reps: dict[str, RepState] | None = None
         self._last: dict[str, str | None] | None = None
+        self._rr_stored: set[str] = set()
+        self._rr_changed: set[str] = set()
         self._open: dict[str, int] | None = None
-        #: episodes opened in this transaction, by lead
-        self.opened_episodes: dict[str, int] = {}
+        self._accounts: dict[str, str | None] = {}
+        #: rows waiting for ``flush``: episodes, and per episode its assignment and notification
+        self._episodes: list[dict[str, Any]] = []
+        self._routed: list[tuple[dict[str, Any], dict[str, Any]] | None] = []
 
     # ------------------------------------------------------------------ MqlHandler
 
-    def admits(self, lead: str, at_us: int) -> bool:
+    def admits(self, lead: str, at_us: int, stage: str | None = None) -> bool:
         """Any lead but a recycled one whose come-back date (or recycling) is after ``at_us``."""
-        stage = self.conn.execute(
-            sa.select(t.leads.c.stage).where(t.leads.c.lead_id == lead)
-        ).scalar_one_or_none()
+        if stage is None:
+            stage = self.conn.execute(
+                sa.select(t.leads.c.stage).where(t.leads.c.lead_id == lead)
+            ).scalar_one_or_none()
         if stage != "recycled":
             return True
         last = self.conn.execute(
@@ -224,40 +233,153 @@ class Assigner:
     def opened(
         self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
     ) -> None:
-        track = "fast_track" if score.fast_track else "threshold"
-        episode = open_episode(self.conn, lead, at_us, track, score, traits)
-        self.opened_episodes[lead] = episode
+        """Open the lead's episode and route it (written by ``flush``)."""
+        source, campaign = source_and_campaign(traits)
+        episode: dict[str, Any] = {
+            "lead_id": lead,
+            "mql_at_us": at_us,
+            "track": "fast_track" if score.fast_track else "threshold",
+            "grade": score.grade,
+            "score": round2(score.score),
+            "source": source,
+            "campaign": campaign,
+            "stage": "mql",
+            "owner": None,
+            "team": None,
+            "assigned_at_us": None,
+            "sla_name": None,
+            "sla_due_at_us": None,
+        }
+        routed = None
         if self.active is not None:
-            self.route(lead, episode, at_us, lead_facts(traits, score), email_domain(traits))
+            facts = lead_facts(traits, score)
+            decision, sla = self.decide(lead, at_us, facts, email_domain(traits))
+            episode.update(owner=decision.owner, team=decision.team, assigned_at_us=self.now_us)
+            if sla is not None:
+                episode.update(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
+            routed = self._assignment(lead, decision, sla)
+        self._episodes.append(episode)
+        self._routed.append(routed)
+
+    def flush(self) -> None:
+        """Write what the transaction's MQLs produced."""
+        if self._episodes:
+            ids = (
+                self.conn.execute(
+                    sa.insert(t.mql_episodes).returning(
+                        t.mql_episodes.c.id, sort_by_parameter_order=True
+                    ),
+                    self._episodes,
+                )
+                .scalars()
+                .all()
+            )
+            rows, owners, notes = [], [], []
+            for episode_id, routed in zip(ids, self._routed, strict=True):
+                if routed is None:
+                    continue
+                row, note = routed
+                rows.append({**row, "episode_id": episode_id})
+                owners.append(
+                    {
+                        "b_lead": row["lead_id"],
+                        "owner": row["owner"],
+                        "team": row["team"],
+                        "assigned_at_us": row["at_us"],
+                    }
+                )
+                notes.append(note)
+            if rows:
+                self.conn.execute(sa.insert(t.assignments), rows)
+                self.conn.execute(_UPDATE_OWNER, owners)
+                self.notifier.queue_many("lead.assigned", notes)
+            self._episodes, self._routed = [], []
+        for team in sorted(self._rr_changed):
+            values = {"last_member": self.last_members()[team], "updated_at_us": self.now_us}
+            if team in self._rr_stored:
+                self.conn.execute(
+                    sa.update(t.round_robin).where(t.round_robin.c.team == team).values(**values)
+                )
+            else:
+                self.conn.execute(sa.insert(t.round_robin).values(team=team, **values))
+                self._rr_stored.add(team)
+        self._rr_changed.clear()
 
     # ------------------------------------------------------------------ routing
 
-    def route(
-        self, lead: str, episode: int, mql_at: int, facts: dict[str, Any], domain: str | None
-    ) -> Decision:
-        """Route one episode with the active routing and record it, with its SLA deadline."""
+    def decide(
+        self, lead: str, mql_at: int, facts: dict[str, Any], domain: str | None
+    ) -> tuple[Decision, SlaClock | None]:
+        """Route one MQL with the active routing; the state it changes (round robin, open MQLs,
+        the account's owner) is kept for the next MQL of the transaction."""
         assert self.active is not None
         routing = self.active.routing
-        at = self.now_us
         decision = route(
             routing,
             facts,
             reps=self.reps(),
             last_member=self.last_members(),
             open_mqls=self.open_mqls(routing),
-            at_us=at,
-            account_owner=account_owner(self.conn, lead, domain),
+            at_us=self.now_us,
+            account_owner=self.account_owner(lead, domain),
         )
-        sla = sla_for(routing, facts, mql_at, decision.team)
-        sla_info = None
+        if decision.last_member is not None and decision.team is not None:
+            self.last_members()[decision.team] = decision.last_member
+            self._rr_changed.add(decision.team)
+        if self._open is not None:
+            self._open[decision.owner] = self._open.get(decision.owner, 0) + 1
+        if domain is not None and domain not in FREE_MAIL:
+            self._accounts[domain] = decision.owner
+        return decision, sla_for(routing, facts, mql_at, decision.team)
+
+    def _assignment(
+        self, lead: str, decision: Decision, sla: SlaClock | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The assignment row of a routing decision, and its ``lead.assigned`` payload."""
+        assert self.active is not None
+        at = self.now_us
+        path = [dict(step) for step in decision.path]
+        row = {
+            "lead_id": lead,
+            "owner": decision.owner,
+            "team": decision.team,
+            "rule": decision.rule,
+            "kind": decision.kind,
+            "routing_version": self.active.version,
+            "decision": json_param({"path": path, "at": iso(at)}, self.conn.dialect.name),
+            "at_us": at,
+            "by": "routing",
+        }
+        note: dict[str, Any] = {
+            "lead_id": lead,
+            "owner": decision.owner,
+            "team": decision.team,
+            "previous_owner": None,
+            "kind": decision.kind,
+            "rule": decision.rule,
+            "by": "routing",
+            "at": iso(at),
+            "routing_version": self.active.version,
+            "path": path,
+        }
+        if sla is not None:
+            note["sla"] = {"name": sla.name, "due_at": iso(sla.due_at_us)}
+        return row, note
+
+    def route(
+        self, lead: str, episode: int, mql_at: int, facts: dict[str, Any], domain: str | None
+    ) -> Decision:
+        """Route an episode already stored (one that waited for a routing, or a lead moved
+        back to mql by hand) and write it at once, with its SLA deadline."""
+        decision, sla = self.decide(lead, mql_at, facts, domain)
         if sla is not None:
             self.conn.execute(
                 sa.update(t.mql_episodes)
                 .where(t.mql_episodes.c.id == episode)
                 .values(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
             )
-            sla_info = {"name": sla.name, "due_at": iso(sla.due_at_us)}
-        record = decision.to_dict()
+        _row, note = self._assignment(lead, decision, sla)
+        assert self.active is not None
         assign(
             self.conn,
             self.notifier,
@@ -268,49 +390,34 @@ class Assigner:
             rule=decision.rule,
             kind=decision.kind,
             routing_version=self.active.version,
-            decision={"path": record["path"], "at": iso(at)},
-            at_us=at,
+            decision={"path": note["path"], "at": note["at"]},
+            at_us=self.now_us,
             by="routing",
-            sla=sla_info,
+            sla=note.get("sla"),
         )
-        if decision.last_member is not None and decision.team is not None:
-            self._set_last(decision.team, decision.last_member)
-        if self._open is not None:
-            self._open[decision.owner] = self._open.get(decision.owner, 0) + 1
+        self.flush()
         return decision
+
+    def account_owner(self, lead: str, domain: str | None) -> str | None:
+        if domain is None or domain in FREE_MAIL:
+            return None
+        if domain not in self._accounts:
+            self._accounts[domain] = account_owner(self.conn, lead, domain)
+        return self._accounts[domain]
 
     def reps(self) -> dict[str, RepState]:
         if self._reps is None:
             self._reps = {
                 r.email: RepState(away=bool(r.away), back_at_us=r.back_at_us)
-                for r in self.conn.execute(
-                    sa.select(t.reps.c.email, t.reps.c.away, t.reps.c.back_at_us).where(
-                        t.reps.c.away
-                    )
-                )
+                for r in self.conn.execute(_SELECT_AWAY)
             }
         return self._reps
 
     def last_members(self) -> dict[str, str | None]:
         if self._last is None:
-            self._last = {
-                r.team: r.last_member
-                for r in self.conn.execute(
-                    sa.select(t.round_robin.c.team, t.round_robin.c.last_member)
-                )
-            }
+            self._last = {r.team: r.last_member for r in self.conn.execute(_SELECT_RR)}
+            self._rr_stored = set(self._last)
         return self._last
-
-    def _set_last(self, team: str, member: str) -> None:
-        last = self.last_members()
-        values = {"last_member": member, "updated_at_us": self.now_us}
-        if team in last:
-            self.conn.execute(
-                sa.update(t.round_robin).where(t.round_robin.c.team == team).values(**values)
-            )
-        else:
-            self.conn.execute(sa.insert(t.round_robin).values(team=team, **values))
-        last[team] = member
 
     def open_mqls(self, routing: Routing) -> dict[str, int]:
         """Open MQLs (owned leads at mql or sal) of the members of teams with a cap."""
@@ -321,14 +428,30 @@ class Assigner:
             self._open = {}
             if members:
                 self._open = {
-                    owner: int(n)
-                    for owner, n in self.conn.execute(
-                        sa.select(t.leads.c.owner, sa.func.count())
-                        .where(t.leads.c.owner.in_(members), t.leads.c.stage.in_(OPEN_STAGES))
-                        .group_by(t.leads.c.owner)
-                    )
+                    owner: int(n) for owner, n in self.conn.execute(_COUNT_OPEN, {"m": members})
                 }
         return self._open
+
+
+_UPDATE_OWNER = (
+    sa.update(t.leads)
+    .where(t.leads.c.lead_id == sa.bindparam("b_lead"))
+    .values(
+        owner=sa.bindparam("owner"),
+        team=sa.bindparam("team"),
+        assigned_at_us=sa.bindparam("assigned_at_us"),
+    )
+)
+_SELECT_AWAY = sa.select(t.reps.c.email, t.reps.c.away, t.reps.c.back_at_us).where(t.reps.c.away)
+_SELECT_RR = sa.select(t.round_robin.c.team, t.round_robin.c.last_member)
+_COUNT_OPEN = (
+    sa.select(t.leads.c.owner, sa.func.count())
+    .where(
+        t.leads.c.owner.in_(sa.bindparam("m", expanding=True)),
+        t.leads.c.stage.in_(OPEN_STAGES),
+    )
+    .group_by(t.leads.c.owner)
+)
 
 
 def route_unowned(assigner: Assigner) -> int:

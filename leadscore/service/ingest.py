@@ -100,6 +100,7 @@ def ingest(
     needed = {lead for _, lead in fresh if lead} | {m.user_id for m, _ in fresh if m.user_id}
     leads = _load_leads(b, needed)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
+    b.qualifier.stages = {k: v[1] for k, v in leads.items()}
     ids = Identities(links)
     for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
         pair = m.link
@@ -128,7 +129,10 @@ def ingest(
         )
     missing = [x for x in touched if x not in leads]
     if missing:  # linked through identities only
-        leads.update(_load_leads(b, set(missing)))
+        more = _load_leads(b, set(missing))
+        leads.update(more)
+        b.qualifier.traits.update({k: v[0] for k, v in more.items()})
+        b.qualifier.stages.update({k: v[1] for k, v in more.items()})
     # leads whose stored parts can simply be carried forward; the rest are re-scored
     # from all their events
     quick = {
@@ -175,6 +179,7 @@ def ingest(
             res.new_mqls.append(lead)
     if updates:
         conn.execute(_UPDATE_SCORES, updates)
+    b.qualifier.finish()
     res.leads = sorted(touched)
     return res
 

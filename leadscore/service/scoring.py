@@ -62,9 +62,13 @@ def make_active(version: int, model: Model) -> ActiveModel:
 class MqlHandler(Protocol):
     """What happens to a new MQL besides its stage: the handoff (``service/handoff.py``)."""
 
-    def admits(self, lead: str, at_us: int) -> bool:
+    def admits(self, lead: str, at_us: int, stage: str | None = None) -> bool:
         """Whether the lead may become an MQL at ``at_us`` (a recycled lead: not before it may
-        come back)."""
+        come back); ``stage``: its stage, when the caller knows it."""
+        ...
+
+    def flush(self) -> None:
+        """Write what the transaction's new MQLs produced; called before it commits."""
         ...
 
     def opened(
@@ -96,6 +100,13 @@ class Qualifier:
     traits: dict[str, dict[str, Any]] = field(default_factory=dict)
     hooks: list[int] | None = None
     handoff: MqlHandler | None = None
+    #: stages of the leads the transaction holds already (read from the store otherwise)
+    stages: dict[str, str] = field(default_factory=dict)
+
+    def finish(self) -> None:
+        """Before the transaction commits: the handoff writes what it decided."""
+        if self.handoff is not None:
+            self.handoff.flush()
 
     def lead_traits(self, lead: str) -> dict[str, Any]:
         traits = self.traits.get(lead)
@@ -112,7 +123,7 @@ class Qualifier:
         """Stage mql (sticky), history, a lead.mql notification per subscribed webhook, and
         the handoff. False when the handoff does not admit the lead now (it stays as it is)."""
         conn = self.conn
-        if self.handoff is not None and not self.handoff.admits(lead, at_us):
+        if self.handoff is not None and not self.handoff.admits(lead, at_us, self.stages.get(lead)):
             return False
         conn.execute(
             sa.update(t.leads)
@@ -222,6 +233,7 @@ def rescore_all(
         r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))
     }
     due = rescore_times(conn, active, at)
+    q.stages = stages
     for r in rows:
         held = [i for i in range(n_fit) if r[f"f{i}"] != 0]
         sums = [float(r[f"s{i}"]) for i in range(n_eng)]
@@ -234,6 +246,7 @@ def rescore_all(
             if q.qualify(r["lead_id"], at, reason, active.version, score):
                 new_mqls.append(r["lead_id"])
         conn.execute(sa.update(t.leads).where(t.leads.c.lead_id == r["lead_id"]).values(**values))
+    q.finish()
     return len(rows), new_mqls
 
 
