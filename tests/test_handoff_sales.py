@@ -443,3 +443,24 @@ def test_crm_statuses_come_back_as_stages(h: HandoffApi) -> None:
         404,
         "not_found",
     )
+
+
+def test_the_scheduler_thread_marks_breaches_at_start_and_when_woken(h: HandoffApi) -> None:
+    from leadscore.service.sla_watch import SlaWatch
+    from tests.service_helpers import wait_for
+
+    h.mql("down")
+    h.clock.advance(minutes=7)  # the deadline passed while nothing watched
+    watch = SlaWatch(h.engine, h.service.check_sla, h.clock, max_wait_s=30)
+    h.service.on_deadline = watch.wake
+    watch.start()
+    try:
+        wait_for(lambda: h.lead("down")["sla"]["breached_at"], "the breach found at start")
+        assert h.lead("down")["sla"]["breached_at"] == iso(h.clock.now() - timedelta(minutes=2))
+        h.mql("up")  # a new MQL wakes the watch, which then waits for its deadline
+        h.clock.advance(minutes=5, seconds=1)
+        watch.wake()
+        wait_for(lambda: h.lead("up")["sla"]["breached_at"], "the breach of the new MQL")
+    finally:
+        watch.stop()
+    assert len(h.outbox("lead.sla_breached")) == 2
