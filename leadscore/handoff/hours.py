@@ -56,7 +56,7 @@ class WorkingHours:
         """The day's opening as (start_us, end_us) in UTC, or None on a day off."""
         if day.weekday() not in self.days:
             return None
-        return _local_us(day, self.start, self.zone), _local_us(day, self.end, self.zone)
+        return _opening(self, day)
 
     def contains(self, at_us: int) -> bool:
         """Whether an instant falls in an opening (start included, end not)."""
@@ -70,6 +70,12 @@ class WorkingHours:
     def describe(self) -> str:
         days = ",".join(DAY_NAMES[d] for d in self.days)
         return f"{days} {_clock(self.start)}-{_clock(self.end)} {self.timezone}"
+
+
+@lru_cache(maxsize=4096)
+def _opening(hours: WorkingHours, day: date) -> tuple[int, int]:
+    zone = hours.zone
+    return _local_us(day, hours.start, zone), _local_us(day, hours.end, zone)
 
 
 @lru_cache(maxsize=256)

@@ -53,10 +53,11 @@ def lead_document(
         for key in COMPUTED:
             if key in doc:
                 traits[key] = doc[key]
-        raw_events = doc.get("events") or []
     else:
         traits = {k: v for k, v in doc.items() if k != "events"}
-        raw_events = doc.get("events") or []
+    raw_events = doc.get("events")
+    if raw_events is None:
+        raw_events = []
     if not isinstance(raw_events, list):
         raise InvalidRequestError("'events' must be a list of {event, timestamp, properties}")
     if model is None:
