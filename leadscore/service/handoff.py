@@ -20,7 +20,7 @@ from ..engine import LeadScore, round2
 from ..errors import InvalidRequestError
 from ..handoff import Decision, RepState, Routing, SlaClock, crm_stage, route, sla_for
 from ..store import schema as t
-from .accounts import FREE_MAIL, account_owner, email_domain
+from .accounts import FREE_MAIL, account_owner, account_owners, email_domain
 from .common import iso, json_param, loads
 from .notify import Notifier
 from .routing_versions import ActiveRouting
@@ -206,6 +206,7 @@ class Assigner:
         self._rr_changed: set[str] = set()
         self._open: dict[str, int] | None = None
         self._accounts: dict[str, str | None] = {}
+        self._prefetched: dict[str, list[tuple[str, str]]] = {}
         #: rows waiting for ``flush``: episodes, and per episode its assignment and notification
         self._episodes: list[dict[str, Any]] = []
         self._routed: list[tuple[dict[str, Any], dict[str, Any]] | None] = []
@@ -232,8 +233,9 @@ class Assigner:
 
     def opened(
         self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
-    ) -> None:
-        """Open the lead's episode and route it (written by ``flush``)."""
+    ) -> dict[str, Any]:
+        """Open the lead's episode and route it (written by ``flush``); the lead's owner, team
+        and assignment time, for the caller to write with its stage."""
         source, campaign = source_and_campaign(traits)
         episode: dict[str, Any] = {
             "lead_id": lead,
@@ -260,6 +262,13 @@ class Assigner:
             routed = self._assignment(lead, decision, sla)
         self._episodes.append(episode)
         self._routed.append(routed)
+        if routed is None:
+            return {}
+        return {
+            "owner": episode["owner"],
+            "team": episode["team"],
+            "assigned_at_us": episode["assigned_at_us"],
+        }
 
     def flush(self) -> None:
         """Write what the transaction's MQLs produced."""
@@ -274,24 +283,15 @@ class Assigner:
                 .scalars()
                 .all()
             )
-            rows, owners, notes = [], [], []
+            rows, notes = [], []
             for episode_id, routed in zip(ids, self._routed, strict=True):
                 if routed is None:
                     continue
                 row, note = routed
                 rows.append({**row, "episode_id": episode_id})
-                owners.append(
-                    {
-                        "b_lead": row["lead_id"],
-                        "owner": row["owner"],
-                        "team": row["team"],
-                        "assigned_at_us": row["at_us"],
-                    }
-                )
                 notes.append(note)
-            if rows:
+            if rows:  # the leads' owners were written with their stage (``opened``)
                 self.conn.execute(sa.insert(t.assignments), rows)
-                self.conn.execute(_UPDATE_OWNER, owners)
                 self.notifier.queue_many("lead.assigned", notes)
             self._episodes, self._routed = [], []
         for team in sorted(self._rr_changed):
@@ -398,11 +398,25 @@ class Assigner:
         self.flush()
         return decision
 
+    def prepare(self, traits: Mapping[str, Mapping[str, Any]]) -> None:
+        """Read the account owners of every company domain among these leads at once."""
+        domains = {email_domain(x) for x in traits.values()} - {None}
+        domains = {d for d in domains if d not in FREE_MAIL and d not in self._accounts}
+        if not domains:
+            return
+        found = account_owners(self.conn, sorted(d for d in domains if d is not None))
+        for d in domains:
+            assert d is not None
+            self._prefetched[d] = found.get(d, [])
+
     def account_owner(self, lead: str, domain: str | None) -> str | None:
         if domain is None or domain in FREE_MAIL:
             return None
-        if domain not in self._accounts:
-            self._accounts[domain] = account_owner(self.conn, lead, domain)
+        if domain in self._accounts:  # assigned in this transaction
+            return self._accounts[domain]
+        if domain in self._prefetched:
+            return next((o for lead_id, o in self._prefetched[domain] if lead_id != lead), None)
+        self._accounts[domain] = account_owner(self.conn, lead, domain)
         return self._accounts[domain]
 
     def reps(self) -> dict[str, RepState]:
@@ -433,15 +447,6 @@ class Assigner:
         return self._open
 
 
-_UPDATE_OWNER = (
-    sa.update(t.leads)
-    .where(t.leads.c.lead_id == sa.bindparam("b_lead"))
-    .values(
-        owner=sa.bindparam("owner"),
-        team=sa.bindparam("team"),
-        assigned_at_us=sa.bindparam("assigned_at_us"),
-    )
-)
 _SELECT_AWAY = sa.select(t.reps.c.email, t.reps.c.away, t.reps.c.back_at_us).where(t.reps.c.away)
 _SELECT_RR = sa.select(t.round_robin.c.team, t.round_robin.c.last_member)
 _COUNT_OPEN = (

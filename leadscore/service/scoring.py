@@ -8,7 +8,7 @@ instant a lead qualified, queueing its notification) is here, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -71,10 +71,16 @@ class MqlHandler(Protocol):
         """Write what the transaction's new MQLs produced; called before it commits."""
         ...
 
+    def prepare(self, traits: Mapping[str, Mapping[str, Any]]) -> None:
+        """Before the first new MQL: the traits of every lead the transaction holds, so what
+        routing looks up for them can be read at once."""
+        ...
+
     def opened(
         self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
-    ) -> None:
-        """The lead became an MQL at ``at_us``: open its episode, route it."""
+    ) -> dict[str, Any]:
+        """The lead became an MQL at ``at_us``: open its episode, route it; the lead's columns
+        it sets (its owner), written with its stage."""
         ...
 
 
@@ -102,6 +108,7 @@ class Qualifier:
     handoff: MqlHandler | None = None
     #: stages of the leads the transaction holds already (read from the store otherwise)
     stages: dict[str, str] = field(default_factory=dict)
+    _prepared: bool = False
 
     def finish(self) -> None:
         """Before the transaction commits: the handoff writes what it decided."""
@@ -125,10 +132,16 @@ class Qualifier:
         conn = self.conn
         if self.handoff is not None and not self.handoff.admits(lead, at_us, self.stages.get(lead)):
             return False
+        handed: dict[str, Any] = {}
+        if self.handoff is not None:
+            if not self._prepared:
+                self.handoff.prepare(self.traits)
+                self._prepared = True
+            handed = self.handoff.opened(lead, at_us, score, self.lead_traits(lead), version)
         conn.execute(
             sa.update(t.leads)
             .where(t.leads.c.lead_id == lead)
-            .values(stage="mql", mql_at_us=at_us, mql_reason=reason)
+            .values(stage="mql", mql_at_us=at_us, mql_reason=reason, **handed)
         )
         conn.execute(
             sa.insert(t.stage_history).values(
@@ -148,8 +161,6 @@ class Qualifier:
             self.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
         if self.hooks:
             self._notify(lead, at_us, reason, version, score)
-        if self.handoff is not None:
-            self.handoff.opened(lead, at_us, score, self.lead_traits(lead), version)
         return True
 
     def _notify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> None:
