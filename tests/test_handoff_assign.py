@@ -53,7 +53,8 @@ def test_a_new_mql_is_routed_with_its_path_sla_and_notification(h: HandoffApi) -
     (note,) = h.outbox("lead.assigned")
     assert note["lead_id"] == "u-1" and note["owner"] == "ann@acme.io"
     assert note["sla"]["name"] == "Demo within 5 minutes"
-    assert [n["lead_id"] for n in h.outbox("lead.mql")] == ["u-1"]
+    (mql,) = h.outbox("lead.mql")
+    assert (mql["lead_id"], mql["owner"], mql["team"]) == ("u-1", "ann@acme.io", "enterprise")
 
 
 def iso_us(us: int) -> str:
@@ -86,6 +87,9 @@ def test_round_robin_in_file_order_and_the_smb_rule(h: HandoffApi) -> None:
             ).all()
         )
     assert rr == {"enterprise": "raj@acme.io", "smb": "lee@acme.io"}
+    mine = h.ok("GET", "/api/leads?owner=raj@acme.io&sort=lead_id")
+    assert [x["lead_id"] for x in mine["leads"]] == ["e-1", "e-3"]
+    assert {x["owner"] for x in mine["leads"]} == {"raj@acme.io"}
 
 
 def test_a_rep_away_is_skipped_and_rejoins_without_catch_up(h: HandoffApi) -> None:

@@ -144,6 +144,7 @@ def list_leads(
     at: int,
     *,
     stage: str | None = None,
+    owner: str | None = None,
     grade: str | None = None,
     min_score: float | None = None,
     q: str | None = None,
@@ -176,6 +177,10 @@ def list_leads(
         if stage not in STAGES:
             raise InvalidRequestError(f"stage {stage!r}: use one of {', '.join(STAGES)}")
         where.append(t.leads.c.stage == stage)
+    if owner:
+        if "\x00" in owner:
+            raise InvalidRequestError("owner contains a NUL character")
+        where.append(t.leads.c.owner == owner)
     bounded = active is None or all(r.points > 0 for r in active.model.engagement_rules)
     if min_score is not None and active and bounded:
         # decay only lowers a stored score, so it bounds the score now, except for a lead

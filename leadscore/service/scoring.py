@@ -160,10 +160,18 @@ class Qualifier:
             ).all()
             self.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
         if self.hooks:
-            self._notify(lead, at_us, reason, version, score)
+            self._notify(lead, at_us, reason, version, score, handed)
         return True
 
-    def _notify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> None:
+    def _notify(
+        self,
+        lead: str,
+        at_us: int,
+        reason: str,
+        version: int,
+        score: LeadScore,
+        handed: dict[str, Any],
+    ) -> None:
         assert self.hooks
         payload = dumps(
             {
@@ -174,6 +182,7 @@ class Qualifier:
                 "model_version": version,
                 "score": score.record(lead),
                 "traits": self.lead_traits(lead),
+                **{k: handed[k] for k in ("owner", "team") if k in handed},
             }
         )
         created = self.now_us
