@@ -464,3 +464,25 @@ def test_the_scheduler_thread_marks_breaches_at_start_and_when_woken(h: HandoffA
     finally:
         watch.stop()
     assert len(h.outbox("lead.sla_breached")) == 2
+
+
+def test_a_recycled_lead_moved_back_to_mql_by_hand_is_a_new_routed_mql(h: HandoffApi) -> None:
+    h.mql("u")
+    h.ok(
+        "POST", "/api/leads/u/stage", {"stage": "recycled", "by": "ann@acme.io", "reason": "later"}
+    )
+    h.clock.advance(hours=1)
+    got = h.ok(
+        "POST", "/api/leads/u/stage", {"stage": "mql", "by": "ann@acme.io", "reason": "called back"}
+    )
+    assert (got["from"], got["stage"]) == ("recycled", "mql")
+    lead = h.lead("u")
+    assert lead["mql_episodes"] == 2 and lead["mql_at"] == iso(h.clock.now())
+    assert lead["owner"] == "raj@acme.io"  # the next in the rotation
+    assert lead["sla"]["due_at"] == iso(h.clock.now() + timedelta(minutes=5))
+    eps = h.rows(t.mql_episodes)
+    assert [(e.stage, e.owner) for e in eps] == [
+        ("recycled", "ann@acme.io"),
+        ("mql", "raj@acme.io"),
+    ]
+    assert [a.kind for a in h.rows(t.assignments)] == ["route", "route"]
