@@ -367,10 +367,12 @@ def demo(
     lead = some[0] if some else "L-000001"
     d = out_dir
     out.print(
-        f"\nFiles in {d}/: leadscore.yaml (the model), leads.csv, events.parquet, scores.jsonl.\n"
+        f"\nFiles in {d}/: leadscore.yaml (the model), leads.csv, events.parquet, scores.jsonl,\n"
+        "outcomes.csv (what became of each lead after 2026-06-01: sql, won, disqualified).\n"
         "Try next:\n"
         f"  leadscore explain {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --lead {lead}\n"
         f"  leadscore score {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --format table\n"
+        f"  leadscore backtest {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --outcomes {d}/outcomes.csv --as-of 2026-06-01\n"
         f"  leadscore sql {d}/leadscore.yaml --dialect snowflake",
         soft_wrap=True,
     )

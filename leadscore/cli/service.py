@@ -21,7 +21,6 @@ _SERVICE_PARTS = (
     "sqlalchemy",
     "alembic",
     "httpx",
-    "orjson",
 )
 
 
