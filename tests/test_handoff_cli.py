@@ -88,3 +88,17 @@ def test_touch_stage_assign_and_reps_from_the_command_line(tmp_path: Path) -> No
         assert "not a date" in _fails(
             "touch", "u-1", "--kind", "call", "--by", "a@acme.io", "--at", "soon", *db
         )
+
+
+def test_serve_refuses_a_routing_file_with_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "routing.yaml"
+    bad.write_text(
+        "routing: 1\nname: x\nteams: {a: {members: [a@b.io]}}\n"
+        "rules: [{name: r, team: b}]\nfallback: a@b.io\n"
+    )
+    db = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    err = _fails("serve", "--routing", str(bad), "--database-url", db)
+    assert f"{bad}:4:25: routing rule 'r' names team 'b'" in err
+    assert "no such routing file" in _fails(
+        "serve", "--routing", str(tmp_path / "nope.yaml"), "--database-url", db
+    )

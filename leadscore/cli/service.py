@@ -63,6 +63,14 @@ def serve(
     from ..api import create_app
     from ..store import open_engine
 
+    routing_text = None
+    if routing is not None:  # checked before anything starts, with the file's own name
+        from ..handoff import parse_routing
+
+        if not routing.exists():
+            raise ConfigError(f"{routing}: no such routing file")
+        routing_text = routing.read_text(encoding="utf-8")
+        parse_routing(routing_text, str(routing))
     engine = open_engine(database_url)
     app_ = create_app(engine)
     if model is not None:
@@ -80,12 +88,8 @@ def serve(
         err.print(
             "No model is active yet: events are refused until you start with --model FILE or PUT /api/models."
         )
-    if routing is not None:
-        if not routing.exists():
-            raise ConfigError(f"{routing}: no such routing file")
-        got = app_.state.service.ensure_routing(
-            routing.read_text(encoding="utf-8"), str(routing), f"cli:{routing}"
-        )
+    if routing is not None and routing_text is not None:
+        got = app_.state.service.ensure_routing(routing_text, str(routing), f"cli:{routing}")
         what = "unchanged" if got.get("unchanged") else "activated"
         err.print(f"Routing {got['name']!r} is version {got['version']} ({what}).")
     elif app_.state.service.routing is None:
