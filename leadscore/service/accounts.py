@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-__all__ = ["FREE_MAIL", "account_owner", "account_owners", "email_domain"]
+__all__ = ["FREE_MAIL", "account_owner", "email_domain"]
 
 #: domains shared by unrelated people: never an account
 FREE_MAIL = frozenset(
@@ -95,28 +95,3 @@ _OWNER = (
     "SELECT owner FROM leads WHERE email_domain = ? AND lead_id <> ? AND owner IS NOT NULL "
     "ORDER BY assigned_at_us DESC, lead_id LIMIT 1"
 )
-
-
-def account_owners(conn: Connection, domains: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """For each domain, its two most recently assigned owned leads, as (lead_id, owner): the
-    first that is not the lead being routed is the account's owner."""
-    if not domains:
-        return {}
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    sql = (
-        "SELECT email_domain, lead_id, owner FROM ("
-        "SELECT email_domain, lead_id, owner, ROW_NUMBER() OVER ("
-        "PARTITION BY email_domain ORDER BY assigned_at_us DESC, lead_id) AS n "
-        "FROM leads WHERE owner IS NOT NULL AND email_domain IN ("
-        + ", ".join([mark] * len(domains))
-        + ")) ranked WHERE n <= 2 ORDER BY email_domain, n"
-    )
-    out: dict[str, list[tuple[str, str]]] = {}
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(sql, tuple(domains))
-        for domain, lead_id, owner in cur.fetchall():
-            out.setdefault(domain, []).append((lead_id, owner))
-    finally:
-        cur.close()
-    return out

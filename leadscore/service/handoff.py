@@ -20,8 +20,9 @@ from ..engine import LeadScore, round2
 from ..errors import InvalidRequestError
 from ..handoff import Decision, RepState, Routing, SlaClock, crm_stage, route, sla_for
 from ..store import schema as t
-from .accounts import FREE_MAIL, account_owner, account_owners, email_domain
+from .accounts import FREE_MAIL, account_owner, email_domain
 from .common import iso, json_param, loads
+from .handoff_state import HandoffState, read_state
 from .notify import Notifier
 from .routing_versions import ActiveRouting
 
@@ -200,11 +201,9 @@ class Assigner:
         self.active = routing
         self.now_us = now_us
         self.notifier = notifier
-        self._reps: dict[str, RepState] | None = None
-        self._last: dict[str, str | None] | None = None
+        self._state: HandoffState | None = None
         self._rr_stored: set[str] = set()
         self._rr_changed: set[str] = set()
-        self._open: dict[str, int] | None = None
         self._accounts: dict[str, str | None] = {}
         self._prefetched: dict[str, list[tuple[str, str]]] = {}
         #: rows waiting for ``flush``: episodes, and per episode its assignment and notification
@@ -326,8 +325,8 @@ class Assigner:
         if decision.last_member is not None and decision.team is not None:
             self.last_members()[decision.team] = decision.last_member
             self._rr_changed.add(decision.team)
-        if self._open is not None:
-            self._open[decision.owner] = self._open.get(decision.owner, 0) + 1
+        opened = self.state().open_mqls
+        opened[decision.owner] = opened.get(decision.owner, 0) + 1
         if domain is not None and domain not in FREE_MAIL:
             self._accounts[domain] = decision.owner
         return decision, sla_for(routing, facts, mql_at, decision.team)
@@ -399,15 +398,31 @@ class Assigner:
         return decision
 
     def prepare(self, traits: Mapping[str, Mapping[str, Any]]) -> None:
-        """Read the account owners of every company domain among these leads at once."""
-        domains = {email_domain(x) for x in traits.values()} - {None}
-        domains = {d for d in domains if d not in FREE_MAIL and d not in self._accounts}
-        if not domains:
-            return
-        found = account_owners(self.conn, sorted(d for d in domains if d is not None))
-        for d in domains:
-            assert d is not None
-            self._prefetched[d] = found.get(d, [])
+        """Before the first MQL: read what routing needs, with the account owners of every
+        company domain among these leads, in one round trip."""
+        if self.active is not None and self._state is None:
+            domains = {email_domain(x) for x in traits.values()}
+            self._load([d for d in sorted(d for d in domains if d) if d not in FREE_MAIL])
+
+    def _load(self, domains: list[str]) -> HandoffState:
+        assert self.active is not None
+        members = sorted(
+            {
+                m
+                for team in self.active.routing.teams.values()
+                if team.max_open_mqls
+                for m in team.members
+            }
+        )
+        state = read_state(self.conn, members, domains, OPEN_STAGES)
+        self._state = state
+        self._rr_stored = set(state.last_member)
+        self._prefetched.update({d: state.accounts.get(d, []) for d in domains})
+        self.notifier.preload(state.hooks)
+        return state
+
+    def state(self) -> HandoffState:
+        return self._state if self._state is not None else self._load([])
 
     def account_owner(self, lead: str, domain: str | None) -> str | None:
         if domain is None or domain in FREE_MAIL:
@@ -420,43 +435,14 @@ class Assigner:
         return self._accounts[domain]
 
     def reps(self) -> dict[str, RepState]:
-        if self._reps is None:
-            self._reps = {
-                r.email: RepState(away=bool(r.away), back_at_us=r.back_at_us)
-                for r in self.conn.execute(_SELECT_AWAY)
-            }
-        return self._reps
+        return self.state().away
 
     def last_members(self) -> dict[str, str | None]:
-        if self._last is None:
-            self._last = {r.team: r.last_member for r in self.conn.execute(_SELECT_RR)}
-            self._rr_stored = set(self._last)
-        return self._last
+        return self.state().last_member
 
     def open_mqls(self, routing: Routing) -> dict[str, int]:
         """Open MQLs (owned leads at mql or sal) of the members of teams with a cap."""
-        if self._open is None:
-            members = sorted(
-                {m for team in routing.teams.values() if team.max_open_mqls for m in team.members}
-            )
-            self._open = {}
-            if members:
-                self._open = {
-                    owner: int(n) for owner, n in self.conn.execute(_COUNT_OPEN, {"m": members})
-                }
-        return self._open
-
-
-_SELECT_AWAY = sa.select(t.reps.c.email, t.reps.c.away, t.reps.c.back_at_us).where(t.reps.c.away)
-_SELECT_RR = sa.select(t.round_robin.c.team, t.round_robin.c.last_member)
-_COUNT_OPEN = (
-    sa.select(t.leads.c.owner, sa.func.count())
-    .where(
-        t.leads.c.owner.in_(sa.bindparam("m", expanding=True)),
-        t.leads.c.stage.in_(OPEN_STAGES),
-    )
-    .group_by(t.leads.c.owner)
-)
+        return self.state().open_mqls
 
 
 def route_unowned(assigner: Assigner) -> int:

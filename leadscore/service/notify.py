@@ -25,6 +25,11 @@ class Notifier:
         self.now_us = now_us
         self._hooks: dict[str, list[int]] | None = None
 
+    def preload(self, hooks: dict[str, list[int]]) -> None:
+        """The subscribed webhooks by event, read by the caller with its other reads."""
+        if self._hooks is None:
+            self._hooks = hooks
+
     def subscribers(self, event: str) -> list[int]:
         if self._hooks is None:
             self._hooks = {}
