@@ -272,16 +272,7 @@ class Assigner:
     def flush(self) -> None:
         """Write what the transaction's MQLs produced."""
         if self._episodes:
-            ids = (
-                self.conn.execute(
-                    sa.insert(t.mql_episodes).returning(
-                        t.mql_episodes.c.id, sort_by_parameter_order=True
-                    ),
-                    self._episodes,
-                )
-                .scalars()
-                .all()
-            )
+            ids = self.conn.execute(_INSERT_EPISODES, self._episodes).scalars().all()
             rows, notes = [], []
             for episode_id, routed in zip(ids, self._routed, strict=True):
                 if routed is None:
@@ -290,19 +281,22 @@ class Assigner:
                 rows.append({**row, "episode_id": episode_id})
                 notes.append(note)
             if rows:  # the leads' owners were written with their stage (``opened``)
-                self.conn.execute(sa.insert(t.assignments), rows)
+                self.conn.execute(_INSERT_ASSIGNMENTS, rows)
                 self.notifier.queue_many("lead.assigned", notes)
             self._episodes, self._routed = [], []
-        for team in sorted(self._rr_changed):
-            values = {"last_member": self.last_members()[team], "updated_at_us": self.now_us}
-            if team in self._rr_stored:
-                self.conn.execute(
-                    sa.update(t.round_robin).where(t.round_robin.c.team == team).values(**values)
-                )
-            else:
-                self.conn.execute(sa.insert(t.round_robin).values(team=team, **values))
-                self._rr_stored.add(team)
-        self._rr_changed.clear()
+        if self._rr_changed:
+            rows = [
+                {"b_team": team, "last_member": self.last_members()[team], "at": self.now_us}
+                for team in sorted(self._rr_changed)
+            ]
+            known = [r for r in rows if r["b_team"] in self._rr_stored]
+            new = [r for r in rows if r["b_team"] not in self._rr_stored]
+            if known:
+                self.conn.execute(_UPDATE_RR, known)
+            if new:
+                self.conn.execute(_INSERT_RR, new)
+                self._rr_stored.update(r["b_team"] for r in new)
+            self._rr_changed.clear()
 
     # ------------------------------------------------------------------ routing
 
@@ -443,6 +437,23 @@ class Assigner:
     def open_mqls(self, routing: Routing) -> dict[str, int]:
         """Open MQLs (owned leads at mql or sal) of the members of teams with a cap."""
         return self.state().open_mqls
+
+
+# built once: every call that makes an MQL runs them
+_INSERT_EPISODES = sa.insert(t.mql_episodes).returning(
+    t.mql_episodes.c.id, sort_by_parameter_order=True
+)
+_INSERT_ASSIGNMENTS = sa.insert(t.assignments)
+_UPDATE_RR = (
+    sa.update(t.round_robin)
+    .where(t.round_robin.c.team == sa.bindparam("b_team"))
+    .values(last_member=sa.bindparam("last_member"), updated_at_us=sa.bindparam("at"))
+)
+_INSERT_RR = sa.insert(t.round_robin).values(
+    team=sa.bindparam("b_team"),
+    last_member=sa.bindparam("last_member"),
+    updated_at_us=sa.bindparam("at"),
+)
 
 
 def route_unowned(assigner: Assigner) -> int:
