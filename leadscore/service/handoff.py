@@ -21,8 +21,9 @@ from ..errors import InvalidRequestError
 from ..handoff import Decision, RepState, Routing, SlaClock, crm_stage, route, sla_for
 from ..store import schema as t
 from .accounts import FREE_MAIL, account_owner, email_domain
-from .common import iso, json_param, loads
+from .common import dumps, iso, json_param, loads
 from .handoff_state import HandoffState, read_state
+from .handoff_writes import insert_assignments, insert_episodes, save_round_robin
 from .notify import Notifier
 from .routing_versions import ActiveRouting
 
@@ -272,7 +273,7 @@ class Assigner:
     def flush(self) -> None:
         """Write what the transaction's MQLs produced."""
         if self._episodes:
-            ids = self.conn.execute(_INSERT_EPISODES, self._episodes).scalars().all()
+            ids = insert_episodes(self.conn, self._episodes)
             rows, notes = [], []
             for episode_id, routed in zip(ids, self._routed, strict=True):
                 if routed is None:
@@ -281,21 +282,16 @@ class Assigner:
                 rows.append({**row, "episode_id": episode_id})
                 notes.append(note)
             if rows:  # the leads' owners were written with their stage (``opened``)
-                self.conn.execute(_INSERT_ASSIGNMENTS, rows)
+                insert_assignments(self.conn, rows)
                 self.notifier.queue_many("lead.assigned", notes)
             self._episodes, self._routed = [], []
         if self._rr_changed:
-            rows = [
-                {"b_team": team, "last_member": self.last_members()[team], "at": self.now_us}
-                for team in sorted(self._rr_changed)
-            ]
-            known = [r for r in rows if r["b_team"] in self._rr_stored]
-            new = [r for r in rows if r["b_team"] not in self._rr_stored]
-            if known:
-                self.conn.execute(_UPDATE_RR, known)
-            if new:
-                self.conn.execute(_INSERT_RR, new)
-                self._rr_stored.update(r["b_team"] for r in new)
+            last = self.last_members()
+            teams = sorted(self._rr_changed)
+            known = {x: last[x] for x in teams if x in self._rr_stored}
+            new = {x: last[x] for x in teams if x not in self._rr_stored}
+            save_round_robin(self.conn, self.now_us, known, new)
+            self._rr_stored.update(new)
             self._rr_changed.clear()
 
     # ------------------------------------------------------------------ routing
@@ -339,7 +335,7 @@ class Assigner:
             "rule": decision.rule,
             "kind": decision.kind,
             "routing_version": self.active.version,
-            "decision": json_param({"path": path, "at": iso(at)}, self.conn.dialect.name),
+            "decision": dumps({"path": path, "at": iso(at)}),
             "at_us": at,
             "by": "routing",
         }
@@ -437,23 +433,6 @@ class Assigner:
     def open_mqls(self, routing: Routing) -> dict[str, int]:
         """Open MQLs (owned leads at mql or sal) of the members of teams with a cap."""
         return self.state().open_mqls
-
-
-# built once: every call that makes an MQL runs them
-_INSERT_EPISODES = sa.insert(t.mql_episodes).returning(
-    t.mql_episodes.c.id, sort_by_parameter_order=True
-)
-_INSERT_ASSIGNMENTS = sa.insert(t.assignments)
-_UPDATE_RR = (
-    sa.update(t.round_robin)
-    .where(t.round_robin.c.team == sa.bindparam("b_team"))
-    .values(last_member=sa.bindparam("last_member"), updated_at_us=sa.bindparam("at"))
-)
-_INSERT_RR = sa.insert(t.round_robin).values(
-    team=sa.bindparam("b_team"),
-    last_member=sa.bindparam("last_member"),
-    updated_at_us=sa.bindparam("at"),
-)
 
 
 def route_unowned(assigner: Assigner) -> int:

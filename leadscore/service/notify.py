@@ -11,10 +11,9 @@ from sqlalchemy import Connection
 
 from ..store import schema as t
 from .common import dumps
+from .handoff_writes import insert_outbox
 
 __all__ = ["Notifier"]
-
-_INSERT = sa.insert(t.outbox)
 
 
 class Notifier:
@@ -61,5 +60,5 @@ class Notifier:
             for body in (dumps({"type": event, **p}) for p in payloads)
             for h in hooks
         ]
-        self.conn.execute(_INSERT, rows)
+        insert_outbox(self.conn, rows)
         return len(rows)
