@@ -23,7 +23,7 @@ from ..store import schema as t
 from .accounts import FREE_MAIL, account_owner, email_domain
 from .common import dumps, iso, json_param, loads
 from .handoff_state import HandoffState, read_state
-from .handoff_writes import insert_assignments, insert_episodes, save_round_robin
+from .handoff_writes import insert_assignments, insert_episodes, pipelined, save_round_robin
 from .notify import Notifier
 from .routing_versions import ActiveRouting
 
@@ -271,28 +271,25 @@ class Assigner:
         }
 
     def flush(self) -> None:
-        """Write what the transaction's MQLs produced."""
-        if self._episodes:
-            ids = insert_episodes(self.conn, self._episodes)
-            rows, notes = [], []
-            for episode_id, routed in zip(ids, self._routed, strict=True):
-                if routed is None:
-                    continue
-                row, note = routed
-                rows.append({**row, "episode_id": episode_id})
-                notes.append(note)
-            if rows:  # the leads' owners were written with their stage (``opened``)
-                insert_assignments(self.conn, rows)
-                self.notifier.queue_many("lead.assigned", notes)
-            self._episodes, self._routed = [], []
-        if self._rr_changed:
-            last = self.last_members()
-            teams = sorted(self._rr_changed)
-            known = {x: last[x] for x in teams if x in self._rr_stored}
-            new = {x: last[x] for x in teams if x not in self._rr_stored}
-            save_round_robin(self.conn, self.now_us, known, new)
-            self._rr_stored.update(new)
-            self._rr_changed.clear()
+        """Write what the transaction's MQLs produced (on PostgreSQL in one round trip)."""
+        if not self._episodes and not self._rr_changed:
+            return
+        with pipelined(self.conn):
+            if self._episodes:
+                insert_episodes(self.conn, self._episodes)
+                routed = [r for r in self._routed if r is not None]
+                if routed:  # the leads' owners were written with their stage (``opened``)
+                    insert_assignments(self.conn, [row for row, _ in routed])
+                    self.notifier.queue_many("lead.assigned", [note for _, note in routed])
+                self._episodes, self._routed = [], []
+            if self._rr_changed:
+                last = self.last_members()
+                teams = sorted(self._rr_changed)
+                known = {x: last[x] for x in teams if x in self._rr_stored}
+                new = {x: last[x] for x in teams if x not in self._rr_stored}
+                save_round_robin(self.conn, self.now_us, known, new)
+                self._rr_stored.update(new)
+                self._rr_changed.clear()
 
     # ------------------------------------------------------------------ routing
 

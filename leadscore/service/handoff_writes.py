@@ -5,6 +5,8 @@ mostly in per-statement overhead, which the driver's own cursor keeps to a few m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -56,34 +58,44 @@ def _names(columns: tuple[str, ...]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-def insert_episodes(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert MQL episodes; their ids, in order."""
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, the statements sent inside go to the server in one round trip (psycopg's
+    pipeline mode); on SQLite, which has no round trips, nothing changes."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+        yield
+
+
+def insert_episodes(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert MQL episodes (a lead gets at most one in a transaction)."""
     cur, mark = _cursor(conn)
-    sql = (
-        f"INSERT INTO mql_episodes ({_names(EPISODE_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(EPISODE_COLUMNS))}) RETURNING id"
-    )
     try:
-        ids = []
-        for row in rows:
-            cur.execute(sql, tuple(row[c] for c in EPISODE_COLUMNS))
-            ids.append(int(cur.fetchone()[0]))
-        return ids
+        cur.executemany(
+            f"INSERT INTO mql_episodes ({_names(EPISODE_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(EPISODE_COLUMNS))})",
+            [tuple(row[c] for c in EPISODE_COLUMNS) for row in rows],
+        )
     finally:
         cur.close()
 
 
 def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert assignment rows (``decision`` as JSON text)."""
+    """Insert assignment rows (``decision`` as JSON text) of episodes opened in this
+    transaction: each row's ``episode_id`` is its lead's latest episode."""
     cur, mark = _cursor(conn)
+    columns = [c for c in _ASSIGNMENT_COLUMNS if c != "episode_id"]
     values = [
-        f"CAST({mark} AS JSONB)" if c == "decision" and mark == "%s" else mark
-        for c in _ASSIGNMENT_COLUMNS
+        f"CAST({mark} AS JSONB)" if c == "decision" and mark == "%s" else mark for c in columns
     ]
+    episode = f"(SELECT MAX(id) FROM mql_episodes WHERE lead_id = {mark})"
     try:
         cur.executemany(
-            f"INSERT INTO assignments ({_names(_ASSIGNMENT_COLUMNS)}) VALUES ({', '.join(values)})",
-            [tuple(r[c] for c in _ASSIGNMENT_COLUMNS) for r in rows],
+            f"INSERT INTO assignments ({_names((*columns, 'episode_id'))}) "
+            f"VALUES ({', '.join(values)}, {episode})",
+            [(*(r[c] for c in columns), r["lead_id"]) for r in rows],
         )
     finally:
         cur.close()
