@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, LeadscoreError, ModelError
 from . import (
     AsOfOpt,
     EventsOpt,
@@ -65,6 +65,10 @@ def validate(
             failed += 1
             for p in e.problems:
                 print(str(p), file=sys.stderr)
+            continue
+        except LeadscoreError as e:  # a missing or unreadable file: say so, check the others
+            failed += 1
+            print(f"Error: {e}", file=sys.stderr)
             continue
         print(
             f"{path}: ok — model {m.name!r}: {len(m.fit_rules)} fit rules, "
