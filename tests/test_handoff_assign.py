@@ -4,14 +4,19 @@ episode, the routing decision with its path, the owner, round robin, the SLA dea
 
 from __future__ import annotations
 
+import json
+import random
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from leadscore.store import schema as t
 from tests.handoff_service_helpers import ROUTING, HandoffApi, handoff_api, iso
-from tests.service_helpers import assert_error
+from tests.service_helpers import assert_error, mid
 
 
 @pytest.fixture
@@ -278,3 +283,91 @@ def test_model_activation_routes_the_mqls_it_makes(h: HandoffApi) -> None:
         and r["routing"]["rule"] == "Enterprise North America"
     )
     assert h.count(t.mql_episodes) == before + 1
+
+
+def _other_database(url: str, tmp_path: Path) -> str:
+    """A second, empty database of the same kind."""
+    if url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'second.db'}"
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    name = "s_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    return f"{base}/{name}"
+
+
+def test_batching_mqls_routes_them_as_one_call_each_would(
+    service_db_url: str, tmp_path: Path
+) -> None:
+    """The handoff decides a call's MQLs one after the other in memory and writes them
+    together: random leads (shared company domains, free mail, a rep away then back, a small
+    cap) sent in random batches get the same owners, rules, kinds and paths as the same leads
+    sent one per call."""
+    rng = random.Random(7)
+    capped = ROUTING.replace("max_open_mqls: 25", "max_open_mqls: 4")
+    leads = []
+    for i in range(40):
+        domain = rng.choice(["a.io", "b.io", "c.io", "outlook.com", f"x{i}.io"])
+        traits = {
+            "title": "VP Sales",
+            "email": f"p{i}@{domain}",
+            "country": rng.choice(["US", "CA", "GB"]),
+            "company": {"employees": rng.choice([300, 2000, 4000])},
+        }
+        leads.append((f"l{i:02d}", traits))
+    cuts = sorted(rng.sample(range(1, 40), 8))
+    batches = [leads[a:b] for a, b in zip([0, *cuts], [*cuts, 40], strict=True)]
+    back_at = cuts[3]  # raj comes back before this lead, in both runs
+
+    def run(url: str, groups: list[list[tuple[str, dict[str, Any]]]]) -> list[tuple[Any, ...]]:
+        with handoff_api(url, capped) as h:
+            h.ok("PUT", "/api/reps/raj@acme.io", {"away": True})
+            sent = 0
+            for group in groups:
+                if sent == back_at:
+                    h.ok("PUT", "/api/reps/raj@acme.io", {"away": False})
+                now = iso(h.clock.now())
+                msgs = []
+                for lead, traits in group:
+                    msgs.append(
+                        {
+                            "type": "identify",
+                            "userId": lead,
+                            "messageId": mid(),
+                            "timestamp": now,
+                            "traits": traits,
+                        }
+                    )
+                    msgs.append(
+                        {
+                            "type": "track",
+                            "userId": lead,
+                            "messageId": mid(),
+                            "timestamp": now,
+                            "event": "Demo Requested",
+                        }
+                    )
+                h.send(*msgs)
+                sent += len(group)
+            rows = sorted(h.rows(t.assignments), key=lambda a: a.lead_id)
+            return [
+                (
+                    a.lead_id,
+                    a.owner,
+                    a.team,
+                    a.rule,
+                    a.kind,
+                    json.loads(a.decision)["path"]
+                    if isinstance(a.decision, str)
+                    else a.decision["path"],
+                )
+                for a in rows
+            ]
+
+    together = run(service_db_url, batches)
+    one_by_one = run(_other_database(service_db_url, tmp_path), [[x] for x in leads])
+    assert together == one_by_one
+    assert {r[4] for r in together} == {"route", "account", "fallback"}
+    assert any(s.get("reason") == "away" for r in together for s in r[5])
