@@ -241,6 +241,9 @@ class Service:
 
     def check_sla(self) -> int:
         """Mark every breach due by now (``sla_watch.breach_due``); how many."""
+        due = self.next_sla_due()  # a read first: no write transaction while nothing is due
+        if due is None or due > self.now_us():
+            return 0
         n = 0
         while True:
             with self._tx() as conn:
