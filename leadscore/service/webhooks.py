@@ -32,7 +32,7 @@ __all__ = [
     "sign",
 ]
 
-EVENTS = ("lead.mql",)
+EVENTS = ("lead.mql", "lead.assigned", "lead.sla_breached", "lead.stage_changed")
 
 
 def add_webhook(
