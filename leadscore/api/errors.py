@@ -76,9 +76,10 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 #: the largest integer a parameter may have: what every database's INTEGER holds
 MAX_INT = 2**31 - 1
 
-#: what any endpoint may answer: a request too slow, parameters out of range, a bug, the
+#: what any endpoint may answer: a request that cannot be read (HTTP, or a body FastAPI parses),
+#: a request too slow, parameters out of range, a bug, the
 #: database down (422 here also keeps FastAPI from describing its own validation shape)
-COMMON = responses(408, 422, 500, 503)
+COMMON = responses(400, 408, 422, 500, 503)
 
 
 class ApiError(Exception):
@@ -158,7 +159,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(r: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            e.status_code, "http_error"
+        )
         headers = dict(e.headers or {})
         if e.status_code == 405:  # Allow: every method of every route on this path
             headers["Allow"] = _allowed(r)

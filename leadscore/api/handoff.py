@@ -7,13 +7,13 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..service.facade import Service
-from .errors import ApiError, ErrorBody
+from .errors import MAX_INT, ApiError, ErrorBody
 from .security import require
 
 __all__ = ["router"]
@@ -136,7 +136,9 @@ async def put_routing(request: Request, key: Admin) -> JSONResponse:
     summary="Activate a stored routing version",
     responses={404: {"model": ErrorBody}},
 )
-def activate_routing(request: Request, version: int, _key: Admin) -> dict[str, Any]:
+def activate_routing(
+    request: Request, _key: Admin, version: int = Path(ge=1, le=MAX_INT)
+) -> dict[str, Any]:
     return _svc(request).activate_routing(version)
 
 
