@@ -68,13 +68,16 @@ def _generator_digest() -> str:
     return hashlib.sha256(Path(leadscore.demo.__file__).read_bytes()).hexdigest()[:16]
 
 
-def ensure_data(d: Path, n_leads: int, per_lead: float, seed: int) -> dict[str, Any]:
+def ensure_data(
+    d: Path, n_leads: int, per_lead: float, seed: int, timestamptz: bool = True
+) -> dict[str, Any]:
     """The leads and events files in ``d``: reused when made with the same parameters."""
     manifest = d / "dataset.json"
     want = {
         "leads": n_leads,
         "events_per_lead": per_lead,
         "seed": seed,
+        "timestamptz": timestamptz,
         "generator": _generator_digest(),
     }
     leads, events = d / "leads.parquet", d / "events.parquet"
@@ -94,6 +97,7 @@ def ensure_data(d: Path, n_leads: int, per_lead: float, seed: int) -> dict[str, 
         events_per_lead=per_lead,
         leads_format="parquet",
         events_format="parquet",
+        timestamptz=timestamptz,
     )
     have = {
         **want,
