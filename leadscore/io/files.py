@@ -272,13 +272,23 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
 _TS_TEXT = "try_cast(try_cast(nullif(trim({c}), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
 
 
+def _utc_timestamp(c: str) -> str:
+    """A TIMESTAMPTZ as the UTC TIMESTAMP of the same instant, from its microseconds: the same
+    values as a cast, without the time zone library's per-row cost (ten times less on 4M rows).
+    Infinite values, which have no microseconds, are cast."""
+    return (
+        f"CASE WHEN isfinite({c}) THEN make_timestamp(epoch_us({c})) "
+        f"ELSE CAST({c} AS TIMESTAMP) END"
+    )
+
+
 def _ts_expr(col: str, dtype: Any, path: Path) -> str:
     tid = type_name(dtype)
     c = _q(col)
     if tid in ("timestamp", "timestamp_ns", "timestamp_ms", "timestamp_s", "date"):
         return f"CAST({c} AS TIMESTAMP)"
     if tid == "timestamp with time zone":
-        return f"CAST({c} AS TIMESTAMP)"
+        return _utc_timestamp(c)
     if tid == "varchar":
         return _TS_TEXT.format(c=c)
     raise InputError(
@@ -314,7 +324,11 @@ def _events_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> str:
     for name in ("lead_id", "event", "timestamp"):
         _require(cols, name, path, "events")
     ts = _ts_expr("timestamp", cols["timestamp"], path)
-    ts_text = 'CAST("timestamp" AS VARCHAR)'
+    # the text only words the message of a bad time; a typed time is NULL only where the column
+    # is (worded "no timestamp"), so no row's time is cast to text
+    ts_text = (
+        '"timestamp"' if type_name(cols["timestamp"]) == "varchar" else "CAST(NULL AS VARCHAR)"
+    )
     if "properties" in cols:
         tid = type_name(cols["properties"])
         props = '"properties"'
