@@ -250,6 +250,8 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
     if fmt == "csv":
         rej = _rejects(con, "leadscore_rej_leads")
         bad.add(rej, len(rej))
+    if fmt == "parquet" and row is not None and not (row[0] or row[1]):
+        return  # counted above: no bad rows to list, no need to read the file again
     rows = con.execute(
         f"SELECT __line, __bad FROM leads_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
     ).fetchall()

@@ -19,7 +19,7 @@ a number is text that matches NUMBER_PATTERN; an absent value makes every leaf f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlglot import exp
@@ -62,6 +62,8 @@ def _bool(e: exp.Expr) -> exp.Expr:
 class _Leafs:
     d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
+    #: the field columns the leaves read (``n0``, ``x0``, …): only these are computed
+    used: set[str] = field(default_factory=set)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -91,13 +93,13 @@ class _Leafs:
             idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
 
             def norm() -> exp.Expr:
-                return exp.column(f"n{idx}")
+                return self._field(f"n{idx}")
 
             def number() -> exp.Expr:
-                return exp.column(f"x{idx}")
+                return self._field(f"x{idx}")
 
             def present() -> exp.Expr:
-                return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
+                return exp.Not(this=exp.Is(this=self._field(f"n{idx}"), expression=exp.Null()))
 
         else:
             x = read(leaf.path)
@@ -164,19 +166,25 @@ class _Leafs:
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")
 
+    def _field(self, name: str) -> exp.Expr:
+        self.used.add(name)
+        return exp.column(name)
+
     def field_columns(self) -> list[exp.Expr]:
         """The precomputed columns for every field the leaves read: ``n<i>`` its normalised
         text (NULL when absent), ``x<i>`` its number (NULL when not a number)."""
         assert self.fields is not None
         cols: list[exp.Expr] = []
         for idx, x in self.fields.values():
-            cols.append(
-                exp.alias_(
-                    exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
-                    f"n{idx}",
+            if f"n{idx}" in self.used:
+                cols.append(
+                    exp.alias_(
+                        exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
+                        f"n{idx}",
+                    )
                 )
-            )
-            cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
+            if f"x{idx}" in self.used:
+                cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
         return cols
 
     def condition(self, cond: Condition, read: Reader) -> exp.Expr:
