@@ -130,6 +130,7 @@ def run(
         leads_format=leads_format,
         events_format=events_format,
         con=con,
+        defer_events_check=True,
     )
     return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
 
@@ -216,19 +217,41 @@ def _run_spark(
 def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
     """The scoring query, with its per-lead event aggregate run first into a temp table: the
     query then reads the events file once, and events for lead ids that are not in the leads
-    file are counted from that small table instead of by another pass over the events."""
+    file are counted from that small table instead of by another pass over the events. That
+    same pass checks the events file when its check waits (``Inputs.events_check``): it counts
+    every row and the bad ones, which it does not score."""
     con = inputs.con
+    check = inputs.events_check
     source = column_source(con, model, inputs.leads_view, inputs.events_view)
-    tree = compile_score(model, source, as_of, "duckdb")
+    tree = compile_score(model, source, as_of, "duckdb", every_event=check is not None)
     g = next((c for c in tree.find_all(exp.CTE) if c.alias == "g"), None)
     if inputs.events_view is None or g is None or not isinstance(g.this, exp.Select):
+        if check is not None:
+            check.run()
         return tree.sql(dialect="duckdb")
     agg = g.this.select(exp.alias_(exp.Count(this=exp.Star()), "__n"))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+    if check is not None:
+        agg = g.this.select(
+            exp.alias_(exp.Count(this=exp.column("d")), "__n"),
+            exp.alias_(exp.Count(this=exp.Star()), "__rows"),
+            exp.alias_(exp.Count(this=exp.column("__bad")), "__bad"),
+        )
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+    except duckdb.Error as e:
+        if check is None:
+            raise
+        raise check.error(e) from None
+    if check is not None:
+        counts = con.execute(
+            "SELECT coalesce(sum(__rows), 0), coalesce(sum(__bad), 0) FROM leadscore_g"
+        ).fetchone()
+        assert counts is not None
+        check.finish(int(counts[0]), int(counts[1]))
     g.set("this", exp.select("*").from_("leadscore_g"))
     row = con.execute(
-        f"SELECT count(*), coalesce(sum(__n), 0) FROM leadscore_g g ANTI JOIN "
-        f"{inputs.leads_view} l ON g.lead_id = l.lead_id"
+        f"SELECT count(*) FILTER (WHERE __n > 0), coalesce(sum(__n), 0) FROM leadscore_g g "
+        f"ANTI JOIN {inputs.leads_view} l ON g.lead_id = l.lead_id"
     ).fetchone()
     if row is not None:
         inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])

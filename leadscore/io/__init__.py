@@ -22,8 +22,10 @@ def open_inputs(
     leads_format: str | None = None,
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    defer_events_check: bool = False,
 ) -> Inputs:
-    """Leads and events from files, or from one file of Segment messages."""
+    """Leads and events from files, or from one file of Segment messages. With
+    ``defer_events_check`` an events file is checked by the caller's scan (``Inputs.events_check``)."""
     con = con or connect()
     if segment is not None:
         if leads is not None or events is not None:
@@ -43,4 +45,5 @@ def open_inputs(
         leads_format=leads_format,
         events_format=events_format,
         skip_bad_rows=skip_bad_rows,
+        defer_events_check=defer_events_check,
     )

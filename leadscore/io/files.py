@@ -9,7 +9,7 @@ traits in one JSON column ``__traits``.
 
 Files are never loaded into Python: DuckDB reads them in a streaming fashion. Leads are
 materialised once (they are checked for duplicates and missing ids); events stay a view over
-the file and are checked in one aggregate pass, then read again by the scoring query.
+the file, checked in one aggregate pass — for batch scoring, the scoring query's own pass.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import duckdb
 from ..errors import BadRowsError, InputError
 from ..sql.duckdb import type_name
 
-__all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_files"]
+__all__ = ["FORMATS", "EventsCheck", "Inputs", "connect", "detect_format", "open_files"]
 
 FORMATS = ("csv", "jsonl", "parquet")
 SHOW_BAD_ROWS = 10
@@ -83,6 +83,8 @@ class Inputs:
     orphan_events: int = 0
     orphan_lead_ids: int = 0
     anonymous_events: int = 0
+    #: the events' check while it waits for the scoring scan (open_files' defer_events_check)
+    events_check: EventsCheck | None = None
 
 
 def _check_file(path: Path) -> None:
@@ -360,36 +362,64 @@ _EVENT_BAD = (
 )
 
 
-def _open_events(
-    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, inputs: Inputs, bad: _Bad
-) -> None:
+def _open_events(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, inputs: Inputs) -> None:
+    """``events_src`` (every row with its ``__bad`` reason) and, until the check is done, an
+    ``events_view`` over every row in which a bad row has no time (so no scoring counts it)."""
     src = _events_source(con, path, fmt)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
     )
-    try:
-        row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
-        ).fetchone()
-    except duckdb.Error as e:
-        raise _duck_error(path, e) from None
-    assert row is not None
-    total, n_bad = (int(x or 0) for x in row)
-    if fmt == "csv":
-        rej = _rejects(con, "leadscore_rej_events")
-        bad.add(rej, len(rej))
-    if n_bad:
-        rows = con.execute(
-            f"SELECT __line, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
-        ).fetchall()
-        bad.add([(int(a), str(b)) for a, b in rows], n_bad)
-    inputs.events = total - n_bad
-    where = "WHERE __bad IS NULL" if n_bad else ""
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW events_view AS "
-        f"SELECT lead_id, event, ts, properties FROM events_src {where}"
+        "CREATE OR REPLACE TEMP VIEW events_view AS SELECT lead_id, event, "
+        "CASE WHEN __bad IS NULL THEN ts END AS ts, properties, __bad FROM events_src"
     )
     inputs.events_view = "events_view"
+
+
+class EventsCheck:
+    """The check of an events file: every row counted, the bad ones listed by line.
+
+    ``run()`` does it in a scan of its own. Batch scoring instead counts ``count(*)`` and
+    ``count(__bad)`` in the same scan that scores the events (``events_view`` has both) and
+    hands the two numbers to ``finish``: the file is read once."""
+
+    def __init__(self, inputs: Inputs, path: Path, fmt: str, bad: _Bad, skip: bool) -> None:
+        self.inputs, self.path, self.fmt, self.bad, self.skip = inputs, path, fmt, bad, skip
+
+    def error(self, err: Exception) -> InputError:
+        """A DuckDB error met while reading the events, worded for the file."""
+        return _duck_error(self.path, err)
+
+    def run(self) -> None:
+        try:
+            row = self.inputs.con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
+            ).fetchone()
+        except duckdb.Error as e:
+            raise self.error(e) from None
+        assert row is not None
+        self.finish(int(row[0] or 0), int(row[1] or 0))
+
+    def finish(self, total: int, n_bad: int) -> None:
+        """Raise BadRowsError for bad rows (or count them as skipped); ``events_view`` is then
+        the good rows alone."""
+        con, inputs, bad = self.inputs.con, self.inputs, self.bad
+        inputs.events_check = None
+        if self.fmt == "csv":
+            rej = _rejects(con, "leadscore_rej_events")
+            bad.add(rej, len(rej))
+        if n_bad:
+            rows = con.execute(
+                f"SELECT __line, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
+            ).fetchall()
+            bad.add([(int(a), str(b)) for a, b in rows], n_bad)
+        inputs.events = total - n_bad
+        where = "WHERE __bad IS NULL" if n_bad else ""
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW events_view AS "
+            f"SELECT lead_id, event, ts, properties FROM events_src {where}"
+        )
+        bad.settle(inputs, self.skip)
 
 
 def open_files(
@@ -400,12 +430,14 @@ def open_files(
     leads_format: str | None = None,
     events_format: str | None = None,
     skip_bad_rows: bool = False,
+    defer_events_check: bool = False,
 ) -> Inputs:
     """Read a leads file and (optionally) an events file into ``leads_view`` / ``events_view``.
 
     Raises InputError for a file that cannot be read at all, and BadRowsError listing file:line
     for rows that cannot be read unless ``skip_bad_rows`` (then they are counted in
-    ``Inputs.skipped``).
+    ``Inputs.skipped``). With ``defer_events_check`` the events are checked by the caller's own
+    scan of them: ``Inputs.events_check`` (see EventsCheck) until it is done.
     """
     inputs = Inputs(con)
     _check_file(leads)
@@ -424,7 +456,9 @@ def open_files(
         raise InputError("has no leads (only a header?)", file=str(leads))
     if events is not None:
         _check_file(events)
-        ebad = _Bad(events)
-        _open_events(con, events, events_format or detect_format(events), inputs, ebad)
-        ebad.settle(inputs, skip_bad_rows)
+        ef = events_format or detect_format(events)
+        _open_events(con, events, ef, inputs)
+        inputs.events_check = EventsCheck(inputs, events, ef, _Bad(events), skip_bad_rows)
+        if not defer_events_check:
+            inputs.events_check.run()
     return inputs

@@ -241,6 +241,11 @@ def _grade(model: Model) -> exp.Expr:
     )
 
 
+def _counted() -> exp.Expr:
+    """An event the rules count: it has a decay (see compile_score's ``every_event``)."""
+    return exp.Not(this=exp.Is(this=_c("d"), expression=exp.Null()))
+
+
 def _reason_terms(model: Model, table: str | None) -> list[tuple[str, exp.Expr, int]]:
     """(rule name, its points column, order) for every rule, in model order."""
     terms = [(r.name, _c(f"f{i}", table), r.order) for i, r in enumerate(model.fit_rules)]
@@ -255,12 +260,17 @@ def compile_score(
     dialect: str = "duckdb",
     *,
     detail: bool = False,
+    every_event: bool = False,
 ) -> exp.Expr:
     """The whole scoring query as a sqlglot tree for one dialect.
 
     ``detail=True`` adds unrounded ``fit_raw``, ``engagement_raw``, ``score_raw`` and one column
     per rule (``f0``…, ``e0``… after caps, ``s0``… before caps) — what parity tests, explanations
     and the service's read-time decay use.
+
+    ``every_event=True`` makes ``g`` read every row of the events: a row outside the window or
+    with a name no rule scores gets a NULL decay ``d`` and adds nothing, so a caller can add
+    aggregates of its own over all rows (the batch checks the input in the same scan).
     """
     d = adapter(dialect)
     if not isinstance(as_of, AsOf):
@@ -326,11 +336,14 @@ def compile_score(
             if er.fast_track:
                 fast_terms.append(hit.copy())
         if fast_terms:
+            fast_hit = exp.or_(*fast_terms)
+            if every_event:
+                fast_hit = exp.and_(fast_hit, _counted())
             g_cols.append(
                 exp.alias_(
                     exp.Max(
                         this=exp.Case(
-                            ifs=[exp.If(this=exp.or_(*fast_terms), true=exp.Literal.number(1))],
+                            ifs=[exp.If(this=fast_hit, true=exp.Literal.number(1))],
                             default=exp.Literal.number(0),
                         )
                     ),
@@ -340,11 +353,15 @@ def compile_score(
         else:
             g_cols.append(exp.alias_(exp.Literal.number(0), "ft"))
         # the decay factor once per event, then every rule's sum in one pass
-        ev_inner = (
-            exp.select(exp.Star(), exp.alias_(decay, "d"))
-            .from_(source.events_table())
-            .where(ev_where)
-        )
+        if every_event:
+            counted = exp.Case(ifs=[exp.If(this=ev_where, true=decay)])
+            ev_inner = exp.select(exp.Star(), exp.alias_(counted, "d")).from_(source.events_table())
+        else:
+            ev_inner = (
+                exp.select(exp.Star(), exp.alias_(decay, "d"))
+                .from_(source.events_table())
+                .where(ev_where)
+            )
         # keep the events table alias "e" visible to the conditions: select from a subquery aliased e
         g = (
             exp.select(*g_cols)
