@@ -229,13 +229,14 @@ def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
         if check is not None:
             check.run()
         return tree.sql(dialect="duckdb")
-    agg = g.this.select(exp.alias_(exp.Count(this=exp.Star()), "__n"))
+    per_lead = [exp.alias_(exp.Count(this=exp.Star()), "__n")]
     if check is not None:
-        agg = g.this.select(
+        per_lead = [
             exp.alias_(exp.Count(this=exp.column("d")), "__n"),
             exp.alias_(exp.Count(this=exp.Star()), "__rows"),
             exp.alias_(exp.Count(this=exp.column("__bad")), "__bad"),
-        )
+        ]
+    agg = g.this.select(*per_lead, copy=False)  # g reads the table made of it below
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
     except duckdb.Error as e:

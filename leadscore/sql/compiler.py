@@ -289,11 +289,13 @@ def compile_score(
                 f"f{i}",
             )
         )
-    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns()).from_(source.leads_table())
-    f = exp.select(*f_cols).from_(
-        exp.Subquery(this=fx, alias=exp.TableAlias(this=exp.to_identifier("fx")))
+    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns()).from_(
+        source.leads_table(), copy=False
     )
-    query = exp.select("*").with_("f", as_=f)
+    f = exp.select(*f_cols).from_(
+        exp.Subquery(this=fx, alias=exp.TableAlias(this=exp.to_identifier("fx"))), copy=False
+    )
+    query = exp.select("*").with_("f", as_=f, copy=False)
 
     has_events = bool(model.engagement_rules)
     if has_events:
@@ -355,20 +357,25 @@ def compile_score(
         # the decay factor once per event, then every rule's sum in one pass
         if every_event:
             counted = exp.Case(ifs=[exp.If(this=ev_where, true=decay)])
-            ev_inner = exp.select(exp.Star(), exp.alias_(counted, "d")).from_(source.events_table())
+            ev_inner = exp.select(exp.Star(), exp.alias_(counted, "d")).from_(
+                source.events_table(), copy=False
+            )
         else:
             ev_inner = (
                 exp.select(exp.Star(), exp.alias_(decay, "d"))
-                .from_(source.events_table())
-                .where(ev_where)
+                .from_(source.events_table(), copy=False)
+                .where(ev_where, copy=False)
             )
         # keep the events table alias "e" visible to the conditions: select from a subquery aliased e
         g = (
             exp.select(*g_cols)
-            .from_(exp.Subquery(this=ev_inner, alias=exp.TableAlias(this=exp.to_identifier("e"))))
-            .group_by(source.event_lead_id_col())
+            .from_(
+                exp.Subquery(this=ev_inner, alias=exp.TableAlias(this=exp.to_identifier("e"))),
+                copy=False,
+            )
+            .group_by(source.event_lead_id_col(), copy=False)
         )
-        query = query.with_("g", as_=g)
+        query = query.with_("g", as_=g, copy=False)
 
     # r: fit rules and capped engagement subtotals per lead
     r_cols: list[exp.Expr] = [_c("lead_id", "f")]
@@ -386,12 +393,15 @@ def compile_score(
             "ft",
         )
     )
-    r_sel = exp.select(*r_cols).from_("f")
+    r_sel = exp.select(*r_cols).from_("f", copy=False)
     if has_events:
         r_sel = r_sel.join(
-            "g", on=exp.EQ(this=_c("lead_id", "g"), expression=_c("lead_id", "f")), join_type="left"
+            "g",
+            on=exp.EQ(this=_c("lead_id", "g"), expression=_c("lead_id", "f")),
+            join_type="left",
+            copy=False,
         )
-    query = query.with_("r", as_=r_sel)
+    query = query.with_("r", as_=r_sel, copy=False)
 
     fit_sum = _sum([_c(f"f{i}") for i in range(len(model.fit_rules))])
     eng_sum = _sum([_c(f"e{i}") for i in range(len(model.engagement_rules))])
@@ -399,12 +409,12 @@ def compile_score(
         exp.Star(),
         exp.alias_(_cap(fit_sum, model.fit_max), "fit"),
         exp.alias_(_cap(eng_sum, model.engagement_max), "engagement"),
-    ).from_("r")
-    query = query.with_("t", as_=t)
+    ).from_("r", copy=False)
+    query = query.with_("t", as_=t, copy=False)
     u = exp.select(
         exp.Star(), exp.alias_(exp.Add(this=_c("fit"), expression=_c("engagement")), "score")
-    ).from_("t")
-    query = query.with_("u", as_=u)
+    ).from_("t", copy=False)
+    query = query.with_("u", as_=u, copy=False)
 
     fast = exp.EQ(this=_c("ft", "u"), expression=exp.Literal.number(1))
     mql: exp.Expr = exp.Paren(
@@ -423,7 +433,7 @@ def compile_score(
         reasons = d.reasons_subquery(_reason_terms(model, "u"))
     else:
         reasons_cte = d.reasons_grouped(_reason_terms(model, "u"))
-        query = query.with_("rs", as_=reasons_cte)
+        query = query.with_("rs", as_=reasons_cte, copy=False)
         # a lead without reasons has no row in rs: an empty list, not NULL
         reasons = exp.Coalesce(this=_c("reasons", "rs"), expressions=[d.empty_reasons()])
 
@@ -451,7 +461,7 @@ def compile_score(
         out_cols += [_c(f"f{i}", "u") for i in range(len(model.fit_rules))]
         out_cols += [_c(f"e{i}", "u") for i in range(len(model.engagement_rules))]
         out_cols += [_c(f"s{i}", "u") for i in range(len(model.engagement_rules))]
-    final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")))
+    final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")), copy=False)
     if reasons_cte is not None:
         final = final.join(
             "rs",
