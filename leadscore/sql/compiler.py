@@ -19,7 +19,7 @@ a number is text that matches NUMBER_PATTERN; an absent value makes every leaf f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlglot import exp
@@ -62,8 +62,6 @@ def _bool(e: exp.Expr) -> exp.Expr:
 class _Leafs:
     d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
-    #: the field columns the leaves read (``n0``, ``x0``, …): only these are computed
-    used: set[str] = field(default_factory=set)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -93,13 +91,13 @@ class _Leafs:
             idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
 
             def norm() -> exp.Expr:
-                return self._field(f"n{idx}")
+                return exp.column(f"n{idx}")
 
             def number() -> exp.Expr:
-                return self._field(f"x{idx}")
+                return exp.column(f"x{idx}")
 
             def present() -> exp.Expr:
-                return exp.Not(this=exp.Is(this=self._field(f"n{idx}"), expression=exp.Null()))
+                return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
 
         else:
             x = read(leaf.path)
@@ -166,24 +164,20 @@ class _Leafs:
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")
 
-    def _field(self, name: str) -> exp.Expr:
-        self.used.add(name)
-        return exp.column(name)
-
-    def field_columns(self) -> list[exp.Expr]:
+    def field_columns(self, used: set[str] | None = None) -> list[exp.Expr]:
         """The precomputed columns for every field the leaves read: ``n<i>`` its normalised
         text (NULL when absent), ``x<i>`` its number (NULL when not a number)."""
         assert self.fields is not None
         cols: list[exp.Expr] = []
         for idx, x in self.fields.values():
-            if f"n{idx}" in self.used:
+            if used is None or f"n{idx}" in used:
                 cols.append(
                     exp.alias_(
                         exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
                         f"n{idx}",
                     )
                 )
-            if f"x{idx}" in self.used:
+            if used is None or f"x{idx}" in used:
                 cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
         return cols
 
@@ -289,7 +283,9 @@ def compile_score(
                 f"f{i}",
             )
         )
-    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns()).from_(
+    # only the columns the rules read: a trait's number costs a regular expression per lead
+    used = {c.name for col in f_cols for c in col.find_all(exp.Column)}
+    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns(used)).from_(
         source.leads_table(), copy=False
     )
     f = exp.select(*f_cols).from_(
