@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, LeadscoreError, ModelError
 from . import (
     AsOfOpt,
     EventsOpt,
@@ -47,16 +47,28 @@ def init(
 
 
 @app.command()
-def validate(models: Annotated[list[Path], typer.Argument(help="Model files to check.")]) -> None:
-    """Check models; list every problem as FILE:LINE:COLUMN: message."""
+def validate(
+    models: Annotated[list[Path], typer.Argument(help="Model or routing files to check.")],
+) -> None:
+    """Check models and routing files; list every problem as FILE:LINE:COLUMN: message."""
+    from ..handoff import load_routing
+    from .handoff import is_routing_file, routing_summary
+
     failed = 0
     for path in models:
         try:
+            if is_routing_file(path):
+                print(routing_summary(path, load_routing(path)))
+                continue
             m = _load(path)
         except ModelError as e:
             failed += 1
             for p in e.problems:
                 print(str(p), file=sys.stderr)
+            continue
+        except LeadscoreError as e:  # a missing or unreadable file: say so, check the others
+            failed += 1
+            print(f"Error: {e}", file=sys.stderr)
             continue
         print(
             f"{path}: ok — model {m.name!r}: {len(m.fit_rules)} fit rules, "
