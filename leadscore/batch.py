@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from .engine import Event, Explanation, Scorer
 from .errors import ConfigError, InputError
-from .io import Inputs, open_inputs
+from .io import Columns, Inputs, open_inputs
 from .model import Model, nest
 from .sql.compiler import compile_score
 from .sql.duckdb import TRAITS_COLUMN, column_source
@@ -121,6 +121,7 @@ def run(
     leads_format: str | None = None,
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     inputs = open_inputs(
         leads,
@@ -130,6 +131,7 @@ def run(
         leads_format=leads_format,
         events_format=events_format,
         con=con,
+        columns=columns,
     )
     return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
 
@@ -149,6 +151,7 @@ def run_engine(
     spark_remote: str | None = None,
     leads_table: str | None = None,
     events_table: str | None = None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     """Score on the chosen engine: DuckDB here, or Spark (a local session or Spark Connect)."""
     if engine not in ENGINES:
@@ -162,7 +165,15 @@ def run_engine(
                 "--leads-table/--events-table name Spark tables: add --engine spark, or give "
                 "files with --leads/--events"
             )
-        return run(model, leads, events, as_of, segment=segment, skip_bad_rows=skip_bad_rows)
+        return run(
+            model,
+            leads,
+            events,
+            as_of,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            columns=columns,
+        )
     if tables and (leads is not None or events is not None or segment is not None):
         raise ConfigError("give either tables (--leads-table/--events-table) or files, not both")
     if tables and leads_table is None:
@@ -177,6 +188,7 @@ def run_engine(
         remote=spark_remote,
         leads_table=leads_table,
         events_table=events_table,
+        columns=columns,
     )
 
 
@@ -191,12 +203,15 @@ def _run_spark(
     remote: str | None,
     leads_table: str | None,
     events_table: str | None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     from .sql import JsonTables
     from .sql import spark as on_spark
 
     if leads_table is None:  # files: read and checked here, scored there
-        inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
+        inputs = open_inputs(
+            leads, events, segment=segment, skip_bad_rows=skip_bad_rows, columns=columns
+        )
         session = on_spark.session(remote)
         source = on_spark.inputs_to_spark(session, inputs)
     else:

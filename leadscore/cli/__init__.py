@@ -11,7 +11,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.console import Console
 from .. import __version__
 from ..errors import ConfigError, LeadscoreError
 from ..model import Model, load_model
+
+if TYPE_CHECKING:
+    from ..io import Columns
 
 app = typer.Typer(
     name="leadscore",
@@ -108,6 +111,35 @@ SkipOpt = Annotated[
         help="Skip rows that cannot be read (and count them) instead of stopping.",
     ),
 ]
+IdColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="The leads file's id column, if it is not lead_id (e.g. --id-column 'Prospect ID').",
+    ),
+]
+EventColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--event-columns",
+        help="The events file's columns, if not lead_id, event, timestamp, properties "
+        "(e.g. lead_id=Lead,event=Activity,timestamp=At).",
+    ),
+]
+
+
+def input_columns(id_column: str | None, event_columns: str | None) -> Columns | None:
+    """``--id-column`` and ``--event-columns`` as the readers' Columns (None: the defaults)."""
+    from ..io import Columns, parse_event_columns
+
+    if id_column is None and event_columns is None:
+        return None
+    if id_column is not None and not id_column.strip():
+        raise ConfigError("--id-column needs a column name")
+    return Columns(
+        lead_id=id_column if id_column is not None else "lead_id",
+        events=parse_event_columns(event_columns),
+    )
 
 
 DbOpt = Annotated[

@@ -16,7 +16,9 @@ from rich.table import Table
 from ..errors import ConfigError, ModelError
 from . import (
     AsOfOpt,
+    EventColumnsOpt,
     EventsOpt,
+    IdColumnOpt,
     LeadsOpt,
     ModelArg,
     SegmentOpt,
@@ -24,6 +26,7 @@ from . import (
     _load,
     app,
     err,
+    input_columns,
     out,
     parse_as_of,
 )
@@ -72,6 +75,8 @@ def score(
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or table.")] = "jsonl",
     output: Annotated[
@@ -119,6 +124,7 @@ def score(
         raise ConfigError("--format table is for the terminal; write files as jsonl or csv")
     m = _load(model)
     when = parse_as_of(as_of)
+    columns = input_columns(id_column, event_columns)
     started = time.perf_counter()
     with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
         batch = run_engine(
@@ -132,6 +138,7 @@ def score(
             spark_remote=spark_remote,
             leads_table=leads_table,
             events_table=events_table,
+            columns=columns,
         )
         if fmt == "table":
             table = batch.materialise()
@@ -210,6 +217,8 @@ def explain(
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
     skip_bad_rows: SkipOpt = False,
 ) -> None:
@@ -222,7 +231,13 @@ def explain(
         raise ConfigError("say which lead with --lead LEAD_ID")
     m = _load(model)
     when = parse_as_of(as_of)
-    inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
+    inputs = open_inputs(
+        leads,
+        events,
+        segment=segment,
+        skip_bad_rows=skip_bad_rows,
+        columns=input_columns(id_column, event_columns),
+    )
     print_explanation(out, m, lead, explain_lead(m, inputs, lead, when))
 
 

@@ -7,10 +7,19 @@ from pathlib import Path
 import duckdb
 
 from ..errors import ConfigError
+from .columns import Columns, parse_event_columns
 from .files import FORMATS, Inputs, connect, detect_format, open_files
 from .segment import open_segment
 
-__all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_inputs"]
+__all__ = [
+    "FORMATS",
+    "Columns",
+    "Inputs",
+    "connect",
+    "detect_format",
+    "open_inputs",
+    "parse_event_columns",
+]
 
 
 def open_inputs(
@@ -22,12 +31,18 @@ def open_inputs(
     leads_format: str | None = None,
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    columns: Columns | None = None,
 ) -> Inputs:
     """Leads and events from files, or from one file of Segment messages."""
     con = con or connect()
     if segment is not None:
         if leads is not None or events is not None:
             raise ConfigError("give either --segment or --leads/--events, not both")
+        if columns is not None and not columns.is_default:
+            raise ConfigError(
+                "--id-column and --event-columns name the columns of --leads/--events files; "
+                "Segment messages always use userId"
+            )
         from .files import _check_file
 
         _check_file(segment)
@@ -43,4 +58,5 @@ def open_inputs(
         leads_format=leads_format,
         events_format=events_format,
         skip_bad_rows=skip_bad_rows,
+        columns=columns,
     )

@@ -22,7 +22,9 @@ from typing import Any
 import duckdb
 
 from ..errors import BadRowsError, InputError
+from ..sql.dialects import json_path
 from ..sql.duckdb import type_name
+from .columns import Columns
 
 __all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_files"]
 
@@ -111,7 +113,18 @@ def _parquet_sql(path: Path) -> str:
     )
 
 
-def _require(cols: dict[str, Any], name: str, path: Path, what: str) -> None:
+#: words in a column's name that make it the likely column for a leadscore name
+_LIKELY = {
+    "lead_id": ("lead", "id"),
+    "event": ("activity", "event", "action", "type"),
+    "timestamp": ("time", "date", "created", "when"),
+    "properties": ("propert", "detail", "attribute"),
+}
+
+
+def _require(cols: dict[str, Any], name: str, path: Path, what: str, key: str = "") -> None:
+    """``name`` is a column of the file; else an error naming the closest column and the option
+    that maps it (``key``: the events column's leadscore name; empty for the leads' id)."""
     if name in cols:
         return
     hint = ""
@@ -119,12 +132,25 @@ def _require(cols: dict[str, Any], name: str, path: Path, what: str) -> None:
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower().replace(" ", "_"): c for c in names}
-        if name in lowered:
-            close = [lowered[name]]
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    if not close:
+        words = _LIKELY.get(key or name, ())
+        close = [c for c in names if any(w in c.lower() for w in words)][:1]
     if close:
-        hint = f"; did you mean '{close[0]}'? Rename that column to '{name}'"
+        option = (
+            f"--event-columns {key}={_shell(close[0])}"
+            if key
+            else f"--id-column {_shell(close[0])}"
+        )
+        hint = f"; did you mean '{close[0]}'? Pass {option}"
     shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
     raise InputError(f"{what} need a '{name}' column (found: {shown}){hint}", file=str(path))
+
+
+def _shell(name: str) -> str:
+    """A column name as it is typed in a shell."""
+    return name if name.replace("_", "").replace(".", "").isalnum() else "'" + name + "'"
 
 
 def _duck_error(path: Path, err: Exception) -> InputError:
@@ -188,24 +214,37 @@ class _Bad:
 # ---------------------------------------------------------------- leads
 
 
-def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Bad) -> None:
+def _renamed(cols: dict[str, Any], id_col: str, cast: bool) -> str:
+    """The file's columns with ``id_col`` as ``lead_id`` (a column already named lead_id is
+    dropped: the mapped one is the id)."""
+    drop = [id_col] + (["lead_id"] if "lead_id" in cols and id_col != "lead_id" else [])
+    idv = f"CAST({_q(id_col)} AS VARCHAR)" if cast else _q(id_col)
+    return f"SELECT {idv} AS lead_id, * EXCLUDE ({', '.join(_q(c) for c in drop)})"
+
+
+def _leads_source(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Bad, id_col: str = "lead_id"
+) -> None:
     """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits."""
     if fmt == "csv":
         src = _csv_sql(path, "leadscore_rej_leads")
         cols = _columns(con, src, path)
-        _require(cols, "lead_id", path, "leads")
+        _require(cols, id_col, path, "leads")
         body = f"SELECT * FROM ({src})"
-        bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
+        if id_col != "lead_id":
+            body = f"{_renamed(cols, id_col, cast=False)} FROM ({src})"
+        bad_expr = f"CASE WHEN nullif(trim(lead_id), '') IS NULL THEN {_lit('no ' + id_col)} END"
     elif fmt == "jsonl":
+        id_path = _lit(json_path((id_col,)))
         bad_expr = (
             "CASE WHEN NOT json_valid(__text) THEN 'not valid JSON' "
             "WHEN json_type(CAST(__text AS JSON)) <> 'OBJECT' THEN 'not a JSON object' "
-            "WHEN nullif(trim(json_extract_string(CAST(__text AS JSON), '$.lead_id')), '') IS NULL "
-            "THEN 'no lead_id' END"
+            f"WHEN nullif(trim(json_extract_string(CAST(__text AS JSON), {id_path})), '') IS NULL "
+            f"THEN {_lit('no ' + id_col)} END"
         )
         body = (
             "SELECT __line, CASE WHEN json_valid(__text) THEN "
-            "json_extract_string(CAST(__text AS JSON), '$.lead_id') END AS lead_id, "
+            f"json_extract_string(CAST(__text AS JSON), {id_path}) END AS lead_id, "
             "CASE WHEN json_valid(__text) THEN CAST(__text AS JSON) END AS __traits, __text FROM ("
             "SELECT __line, j AS __text FROM (" + _lines_sql(path) + ") "
             "WHERE nullif(trim(j), '') IS NOT NULL)"
@@ -213,12 +252,17 @@ def _leads_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Ba
     else:
         src = _parquet_sql(path)
         cols = _columns(con, src, path)
-        _require(cols, "lead_id", path, "leads")
+        _require(cols, id_col, path, "leads")
         body = (
             f"SELECT * EXCLUDE (file_row_number) REPLACE (CAST(lead_id AS VARCHAR) AS lead_id) "
             f"FROM ({src})"
         )
-        bad_expr = "CASE WHEN nullif(trim(lead_id), '') IS NULL THEN 'no lead_id' END"
+        if id_col != "lead_id":
+            body = (
+                f"SELECT * EXCLUDE (file_row_number) FROM ({_renamed(cols, id_col, cast=True)} "
+                f"FROM ({src}))"
+            )
+        bad_expr = f"CASE WHEN nullif(trim(lead_id), '') IS NULL THEN {_lit('no ' + id_col)} END"
     try:
         if fmt == "parquet":
             # typed and columnar: check in place and keep reading the file, unless it has bad rows
@@ -288,48 +332,61 @@ def _ts_expr(col: str, dtype: Any, path: Path) -> str:
     )
 
 
-def _events_source(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> str:
+def _events_source(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, columns: Columns | None = None
+) -> str:
     """SQL for the events file as ``__line, lead_id, event, ts, __ts_text, properties``."""
+    c = columns or Columns()
+    lid, name, stamp, prop = (c.event(k) for k in ("lead_id", "event", "timestamp", "properties"))
     if fmt == "jsonl":
         lines = (
             "SELECT __line, j, CASE WHEN json_valid(j) THEN CAST(j AS JSON) END AS d FROM ("
             + _lines_sql(path)
             + ") WHERE nullif(trim(j), '') IS NOT NULL"
         )
-        ts_text = "coalesce(json_extract_string(d, '$.timestamp'), json_extract_string(d, '$.ts'))"
+
+        def jp(key: str) -> str:
+            return _lit(json_path((key,)))
+
+        ts_text = f"json_extract_string(d, {jp(stamp)})"
+        if stamp == "timestamp":
+            ts_text = f"coalesce({ts_text}, json_extract_string(d, '$.ts'))"
         return (
-            "SELECT __line, json_extract_string(d, '$.lead_id') AS lead_id, "
-            "json_extract_string(d, '$.event') AS event, "
+            f"SELECT __line, json_extract_string(d, {jp(lid)}) AS lead_id, "
+            f"json_extract_string(d, {jp(name)}) AS event, "
             + _TS_TEXT.format(c=ts_text)
             + f" AS ts, {ts_text} AS __ts_text, "
-            "CASE WHEN json_type(d, '$.properties') = 'VARCHAR' "
-            "THEN CAST(json_extract_string(d, '$.properties') AS JSON) "
-            "ELSE json_extract(d, '$.properties') END AS properties, "
+            f"CASE WHEN json_type(d, {jp(prop)}) = 'VARCHAR' "
+            f"THEN CAST(json_extract_string(d, {jp(prop)}) AS JSON) "
+            f"ELSE json_extract(d, {jp(prop)}) END AS properties, "
             "CASE WHEN d IS NULL THEN 'not valid JSON' "
             "WHEN json_type(d) <> 'OBJECT' THEN 'not a JSON object' END AS __bad0 "
             f"FROM ({lines})"
         )
     src = _csv_sql(path, "leadscore_rej_events") if fmt == "csv" else _parquet_sql(path)
     cols = _columns(con, src, path)
-    for name in ("lead_id", "event", "timestamp"):
-        _require(cols, name, path, "events")
-    ts = _ts_expr("timestamp", cols["timestamp"], path)
-    ts_text = 'CAST("timestamp" AS VARCHAR)'
-    if "properties" in cols:
-        tid = type_name(cols["properties"])
-        props = '"properties"'
+    for key, col in (("lead_id", lid), ("event", name), ("timestamp", stamp)):
+        _require(cols, col, path, "events", key)
+    if prop != "properties":
+        _require(cols, prop, path, "events", "properties")
+    ts = _ts_expr(stamp, cols[stamp], path)
+    ts_text = f"CAST({_q(stamp)} AS VARCHAR)"
+    qp = _q(prop)
+    if prop in cols:
+        tid = type_name(cols[prop])
+        props = qp
         if tid == "varchar":
-            props = 'CASE WHEN json_valid("properties") THEN CAST("properties" AS JSON) END'
+            props = f"CASE WHEN json_valid({qp}) THEN CAST({qp} AS JSON) END"
     else:
         props = "CAST(NULL AS JSON)"
     bad0 = "NULL"
-    if "properties" in cols and props.startswith("CASE"):
+    if prop in cols and props.startswith("CASE"):
         bad0 = (
-            'CASE WHEN nullif(trim("properties"), \'\') IS NOT NULL AND NOT json_valid("properties") '
-            "THEN 'properties is not valid JSON' END"
+            f"CASE WHEN nullif(trim({qp}), '') IS NOT NULL AND NOT json_valid({qp}) "
+            f"THEN {_lit(prop + ' is not valid JSON')} END"
         )
     return (
-        'SELECT __line, CAST("lead_id" AS VARCHAR) AS lead_id, CAST("event" AS VARCHAR) AS event, '
+        f"SELECT __line, CAST({_q(lid)} AS VARCHAR) AS lead_id, CAST({_q(name)} AS VARCHAR) AS event, "
         f"{ts} AS ts, {ts_text} AS __ts_text, {props} AS properties, {bad0} AS __bad0 FROM ({src})"
     )
 
@@ -345,9 +402,14 @@ _EVENT_BAD = (
 
 
 def _open_events(
-    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, inputs: Inputs, bad: _Bad
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    inputs: Inputs,
+    bad: _Bad,
+    columns: Columns | None = None,
 ) -> None:
-    src = _events_source(con, path, fmt)
+    src = _events_source(con, path, fmt, columns)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
     )
@@ -384,6 +446,7 @@ def open_files(
     leads_format: str | None = None,
     events_format: str | None = None,
     skip_bad_rows: bool = False,
+    columns: Columns | None = None,
 ) -> Inputs:
     """Read a leads file and (optionally) an events file into ``leads_view`` / ``events_view``.
 
@@ -395,7 +458,7 @@ def open_files(
     _check_file(leads)
     lf = leads_format or detect_format(leads)
     lbad = _Bad(leads)
-    _leads_source(con, leads, lf, lbad)
+    _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
     lbad.settle(inputs, skip_bad_rows)
     drop = "__bad, __line" + (", __text" if lf == "jsonl" else "")
     con.execute(
@@ -409,6 +472,6 @@ def open_files(
     if events is not None:
         _check_file(events)
         ebad = _Bad(events)
-        _open_events(con, events, events_format or detect_format(events), inputs, ebad)
+        _open_events(con, events, events_format or detect_format(events), inputs, ebad, columns)
         ebad.settle(inputs, skip_bad_rows)
     return inputs
