@@ -31,6 +31,10 @@ LEAD_VALUES: list[Any] = [
     "de",
     "true",
     "Head of Ops",
+    "Select",
+    " select ",
+    "-",
+    "N/A",
     250,
     250.5,
     0,
@@ -70,9 +74,12 @@ PROP_VALUES: list[Any] = [
     None,
     "google",
     "GOOGLE ",
+    "Select",
+    "-",
 ]
 
 TEXT_OPERANDS = [
+    "select",
     "vp sales",
     "VP",
     "sales",
@@ -103,6 +110,7 @@ RULE_NAMES = [
 ]
 REGEXES = ["vp|director", "^d", "[0-9]+$", "s.les", "^/pricing", "(pro|enterprise)$", "o+g"]
 NUMBERS = [0, 3, 12, 100, 250, 250.5, -3.5, 1000, 5000]
+MISSING_VALUES: list[Any] = ["Select", "N/A", "-", "unknown", " PRO ", 0, 3]
 
 
 def leaf(fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
@@ -185,6 +193,11 @@ def models(draw: st.DrawFn) -> str:
             rule["fast_track"] = True
         eng_rules.append(rule)
     doc: dict[str, Any] = {"model": 1, "name": "generated"}
+    if draw(st.booleans()):
+        # placeholders a CRM writes for "not answered", read as missing by every engine
+        doc["missing_values"] = draw(
+            st.lists(st.sampled_from(MISSING_VALUES), min_size=1, max_size=3, unique=True)
+        )
     if fit_rules or draw(st.booleans()):
         doc["fit"] = {"rules": fit_rules}
         if draw(st.booleans()):

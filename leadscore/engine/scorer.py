@@ -181,12 +181,13 @@ class Scorer:
 
     def __init__(self, model: Model) -> None:
         self.model = model
+        missing = frozenset(model.missing_values)
         self._fit: list[tuple[FitRule, Predicate]] = [
-            (r, compile_condition(r.when)) for r in model.fit_rules
+            (r, compile_condition(r.when, missing)) for r in model.fit_rules
         ]
         self._by_event: dict[str, list[tuple[int, Predicate | None, float]]] = {}
         for i, r in enumerate(model.engagement_rules):
-            pred = compile_condition(r.when) if r.when is not None else None
+            pred = compile_condition(r.when, missing) if r.when is not None else None
             self._by_event.setdefault(r.event_key, []).append((i, pred, r.points))
         self._fast = [r.fast_track for r in model.engagement_rules]
         self._caps = [r.cap for r in model.engagement_rules]

@@ -31,7 +31,16 @@ from .values import norm_text, number_of
 
 __all__ = ["load_model", "parse_model"]
 
-TOP_KEYS = ("model", "name", "description", "fit", "engagement", "mql", "grades")
+TOP_KEYS = (
+    "model",
+    "name",
+    "description",
+    "missing_values",
+    "fit",
+    "engagement",
+    "mql",
+    "grades",
+)
 FIT_KEYS = ("max", "rules")
 ENGAGEMENT_KEYS = ("max", "half_life_days", "window_days", "rules")
 FIT_RULE_KEYS = ("name", "when", "points", "description")
@@ -420,6 +429,10 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     if "description" in top:
         description = _text(ctx, top["description"][1], "'description'") or ""
 
+    missing_values: tuple[str, ...] = ()
+    if "missing_values" in top:
+        missing_values = _missing_values(ctx, top["missing_values"][1])
+
     rule_names: dict[str, yaml.Node] = {}
 
     def check_name(node: yaml.Node, label: str) -> str | None:
@@ -580,6 +593,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
         window_days=window,
         min_fit=min_fit,
         grades=grades,
+        missing_values=missing_values,
         source=text,
         file=file,
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
@@ -630,6 +644,33 @@ def _grades(ctx: _Ctx, node: yaml.Node) -> Grades | None:
     if len(out) != 2:
         return None
     return Grades(fit=out["fit"], engagement=out["engagement"])
+
+
+def _missing_values(ctx: _Ctx, node: yaml.Node) -> tuple[str, ...]:
+    """``missing_values``: a list of placeholder values (text or numbers), compared as text."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        ctx.add(
+            node,
+            "'missing_values' must be a non-empty list of the values that mean \"not answered\", "
+            f'such as [Select, N/A, "-"], not {_kind(node)}',
+        )
+        return ()
+    out: list[str] = []
+    for item in node.value:
+        v = _text_scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, int | float):
+            v = item.value  # a number is compared as written: 0 means the text 0
+        if not isinstance(v, str) or not v.strip():
+            ctx.add(
+                item, f"an item of 'missing_values' must be text or a number, not {_kind(item)}"
+            )
+            continue
+        key = norm_text(v)
+        if key not in out:
+            out.append(key)
+    return tuple(out)
 
 
 def _example(part: str) -> str:

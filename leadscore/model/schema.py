@@ -121,6 +121,9 @@ class Model:
     min_fit: float | None = None
     grades: Grades | None = None
     description: str = ""
+    #: placeholder values that mean "not answered" (normalised text: trimmed, lower-cased);
+    #: a field holding one reads as absent in every condition
+    missing_values: tuple[str, ...] = ()
     format: int = 1
     source: str = field(default="", compare=False, repr=False)
     file: str = field(default="<model>", compare=False)

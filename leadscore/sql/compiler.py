@@ -62,6 +62,18 @@ def _bool(e: exp.Expr) -> exp.Expr:
 class _Leafs:
     d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
+    #: the model's placeholder values (normalised text): a field holding one is NULL
+    missing: tuple[str, ...] = ()
+
+    def value(self, path: Path, read: Reader) -> exp.Expr:
+        """The field's text form, NULL when it is one of the model's placeholder values."""
+        x = read(path)
+        if not self.missing:
+            return x
+        placeholder = exp.In(
+            this=self.norm(x.copy()), expressions=[exp.Literal.string(m) for m in self.missing]
+        )
+        return exp.Case(ifs=[exp.If(this=placeholder, true=exp.Null())], default=x)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -88,7 +100,9 @@ class _Leafs:
         op, v = leaf.op, leaf.value
         if self.fields is not None:
             # each field's text form and number are computed once, in a subquery (fields)
-            idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
+            if leaf.path not in self.fields:
+                self.fields[leaf.path] = (len(self.fields), self.value(leaf.path, read))
+            idx = self.fields[leaf.path][0]
 
             def norm() -> exp.Expr:
                 return exp.column(f"n{idx}")
@@ -100,7 +114,7 @@ class _Leafs:
                 return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
 
         else:
-            x = read(leaf.path)
+            x = self.value(leaf.path, read)
 
             def norm() -> exp.Expr:
                 return self.norm(x.copy())
@@ -257,11 +271,11 @@ def compile_score(
     d = adapter(dialect)
     if not isinstance(as_of, AsOf):
         as_of = AsOf.fixed(as_of)
-    L = _Leafs(d)
+    L = _Leafs(d, missing=model.missing_values)
     lead_id = source.lead_id_col()
 
     # f: fit rule points per lead, over each trait's text and number computed once (fx)
-    LF = _Leafs(d, fields={})
+    LF = _Leafs(d, fields={}, missing=model.missing_values)
     f_cols: list[exp.Expr] = [_c("lead_id")]
     for i, r in enumerate(model.fit_rules):
         cond = LF.condition(r.when, lambda p: source.lead_text(p, d))
