@@ -85,6 +85,13 @@ def score(
     limit: Annotated[
         int, typer.Option("--limit", help="Rows shown by --format table (0: all).")
     ] = 25,
+    include: Annotated[
+        str | None,
+        typer.Option(
+            "--include",
+            help="Lead columns copied into each record after the scores, e.g. email,owner.",
+        ),
+    ] = None,
     skip_bad_rows: SkipOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
@@ -116,7 +123,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every lead: one record per lead with fit, engagement, score, grade, mql, reasons."""
-    from ..batch import OUTPUT_FORMATS, run_engine
+    from ..batch import OUTPUT_FORMATS, parse_include, run_engine, summary
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -125,6 +132,11 @@ def score(
     m = _load(model)
     when = parse_as_of(as_of)
     columns = input_columns(id_column, event_columns)
+    included = parse_include(include)
+    if included and fmt == "table":
+        raise ConfigError(
+            "--include adds columns to jsonl and csv records; use --format jsonl or csv"
+        )
     started = time.perf_counter()
     with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
         batch = run_engine(
@@ -140,14 +152,19 @@ def score(
             events_table=events_table,
             columns=columns,
         )
+        batch.include = included
+        # one run of the query serves the records and the summary
+        table = batch.materialise()
         if fmt == "table":
-            table = batch.materialise()
             _print_table(batch.con, table, limit)
             n = batch.inputs.leads
         else:
             n = batch.write(fmt, None, output)
     if not quiet:
+        from ..render import print_run_summary
+
         _report(batch.inputs, n, when, time.perf_counter() - started, output)
+        print_run_summary(err, m, summary(batch.con, table))
 
 
 def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | None) -> None:
@@ -221,12 +238,17 @@ def explain(
     event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
     skip_bad_rows: SkipOpt = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table (for a terminal) or json.")
+    ] = "table",
 ) -> None:
     """Show how one lead's score is made: every rule, every event that counted, the decision."""
     from ..batch import explain_lead
     from ..io import open_inputs
-    from ..render import print_explanation
+    from ..render import explanation_dict, print_explanation
 
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not one of table, json")
     if not lead:
         raise ConfigError("say which lead with --lead LEAD_ID")
     m = _load(model)
@@ -238,7 +260,13 @@ def explain(
         skip_bad_rows=skip_bad_rows,
         columns=input_columns(id_column, event_columns),
     )
-    print_explanation(out, m, lead, explain_lead(m, inputs, lead, when))
+    ex = explain_lead(m, inputs, lead, when)
+    if fmt == "json":
+        import json
+
+        print(json.dumps(explanation_dict(m, lead, ex), ensure_ascii=False, default=str))
+        return
+    print_explanation(out, m, lead, ex)
 
 
 def _sql_as_of(text: str | None) -> object:

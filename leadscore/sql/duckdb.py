@@ -16,7 +16,14 @@ from ..model.schema import Condition, Model, leaves
 from .dialects import json_path
 from .sources import ColumnTables
 
-__all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "text_expr"]
+__all__ = [
+    "EMPTY_EVENTS",
+    "TRAITS_COLUMN",
+    "column_source",
+    "fields_of",
+    "resolve_field",
+    "text_expr",
+]
 
 EMPTY_EVENTS = (
     "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
@@ -104,6 +111,9 @@ def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None
                 return None
         return text_expr(value, dtype)
     return None
+
+
+resolve_field = _resolve
 
 
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, Any]:
