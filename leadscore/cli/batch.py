@@ -8,12 +8,16 @@ from contextlib import nullcontext
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import ConfigError, ModelError
+from ..model import Model
+
+if TYPE_CHECKING:
+    from ..io import Inputs
 from . import (
     AsOfOpt,
     EventColumnsOpt,
@@ -50,9 +54,36 @@ def init(
 
 
 @app.command()
-def validate(models: Annotated[list[Path], typer.Argument(help="Model files to check.")]) -> None:
-    """Check models; list every problem as FILE:LINE:COLUMN: message."""
+def validate(
+    models: Annotated[list[Path], typer.Argument(help="Model files to check.")],
+    leads: LeadsOpt = None,
+    events: EventsOpt = None,
+    segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
+    as_of: AsOfOpt = None,
+    skip_bad_rows: SkipOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when there are warnings about the data.")
+    ] = False,
+) -> None:
+    """Check models; list every problem as FILE:LINE:COLUMN: message. With data, also warn
+    about fields no lead has, event names no event has and rules that fire for no lead."""
     failed = 0
+    warned = 0
+    inputs = None
+    if leads is not None or segment is not None:
+        from ..io import open_inputs
+
+        inputs = open_inputs(
+            leads,
+            events,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            columns=input_columns(id_column, event_columns),
+        )
+    elif events is not None:
+        raise ConfigError("--events needs --leads: the leads the events belong to")
     for path in models:
         try:
             m = _load(path)
@@ -62,11 +93,35 @@ def validate(models: Annotated[list[Path], typer.Argument(help="Model files to c
                 print(str(p), file=sys.stderr)
             continue
         print(
-            f"{path}: ok — model {m.name!r}: {len(m.fit_rules)} fit rules, "
-            f"{len(m.engagement_rules)} engagement rules, threshold {m.threshold:g}"
+            f"{path}: ok — model {m.name!r}: {_n(len(m.fit_rules), 'fit rule')}, "
+            f"{_n(len(m.engagement_rules), 'engagement rule')}, threshold {m.threshold:g}"
         )
-    if failed:
+        if inputs is not None:
+            warnings = _data_warnings(m, inputs, parse_as_of(as_of))
+            warned += len(warnings)
+            for w in warnings:
+                print(f"Warning: {w}", file=sys.stderr)
+    if failed or (strict and warned):
         raise typer.Exit(1)
+
+
+def _n(count: int, word: str) -> str:
+    """``1 fit rule``, ``2 fit rules``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _data_warnings(m: Model, inputs: Inputs, when: datetime, table: str | None = None) -> list[str]:
+    """What the model reads that the data lacks, and the rules that fired for no lead."""
+    from ..batch import BatchRun, _prepare
+    from ..coverage import check_inputs, silent_rules
+
+    warnings = check_inputs(m, inputs) if inputs.leads_view else []
+    if table is None:
+        batch = BatchRun(m, inputs, when, _prepare(inputs, m, when))
+        table = f"({batch.query})"
+    from ..coverage import by_line
+
+    return by_line(warnings + silent_rules(m, inputs, table, warnings))
 
 
 @app.command()
@@ -153,13 +208,16 @@ def score(
             columns=columns,
         )
         batch.include = included
-        # one run of the query serves the records and the summary
+        # one run of the query serves the records, the summary and the checks
         table = batch.materialise()
+        warnings = _data_warnings(m, batch.inputs, when, table)
         if fmt == "table":
             _print_table(batch.con, table, limit)
             n = batch.inputs.leads
         else:
             n = batch.write(fmt, None, output)
+    for w in warnings:
+        err.print(f"Warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
         from ..render import print_run_summary
 

@@ -43,9 +43,10 @@ def open_inputs(
                 "--id-column and --event-columns name the columns of --leads/--events files; "
                 "Segment messages always use userId"
             )
-        from .files import _check_file
+        from .files import _check_file, check_content
 
         _check_file(segment)
+        check_content(segment, "jsonl")
         inputs = Inputs(con)
         open_segment(con, segment, inputs, skip_bad_rows)
         return inputs

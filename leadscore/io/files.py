@@ -26,7 +26,7 @@ from ..sql.dialects import json_path
 from ..sql.duckdb import type_name
 from .columns import Columns
 
-__all__ = ["FORMATS", "Inputs", "connect", "detect_format", "open_files"]
+__all__ = ["FORMATS", "Inputs", "check_content", "connect", "detect_format", "open_files"]
 
 FORMATS = ("csv", "jsonl", "parquet")
 SHOW_BAD_ROWS = 10
@@ -57,11 +57,69 @@ def detect_format(path: Path) -> str:
         suffixes.pop()
     if suffixes and suffixes[-1] in _SUFFIXES:
         return _SUFFIXES[suffixes[-1]]
+    hint = ""
+    if suffixes and suffixes[-1] in (".xlsx", ".xls", ".xlsm", ".ods", ".numbers"):
+        hint = "; a spreadsheet must be saved as CSV first (File > Save As > CSV UTF-8)"
     raise InputError(
-        "cannot tell the format from the file name; name it .csv, .jsonl or .parquet "
-        "(or pass --leads-format / --events-format)",
+        "cannot tell the format from the file name; leadscore reads CSV, JSON Lines and "
+        f"Parquet: name the file .csv, .jsonl or .parquet{hint}",
         file=str(path),
     )
+
+
+def _kind_of_content(path: Path) -> str:
+    """What the first bytes say the file is: parquet, zip, xls, gzip, utf16, binary or text."""
+    with path.open("rb") as f:
+        head = f.read(8192)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return "xls"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf16"
+    if b"\x00" in head:
+        return "binary"
+    return "text"
+
+
+def check_content(path: Path, fmt: str) -> None:
+    """The file's bytes are of the format its name says; else say what it looks like and what
+    to do, instead of the reader's "Error when sniffing file"."""
+    kind = _kind_of_content(path)
+    compressed = path.suffix.lower() in (".gz", ".gzip", ".zst")
+    named = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}[fmt]
+    if fmt == "parquet":
+        if kind == "text":
+            raise InputError(
+                "is named .parquet but looks like text (CSV or JSON Lines); name it .csv or .jsonl",
+                file=str(path),
+            )
+        return
+    problem = {
+        "parquet": "looks like a Parquet file, not "
+        + named
+        + "; name it .parquet (leadscore reads Parquet as it is)",
+        "zip": "looks like an Excel workbook (or a zip archive), not "
+        + named
+        + "; save the sheet as CSV (File > Save As > CSV UTF-8) and pass that file",
+        "xls": "looks like an old Excel workbook (.xls), not "
+        + named
+        + "; save the sheet as CSV (File > Save As > CSV UTF-8) and pass that file",
+        "gzip": "is gzip-compressed; name it with .gz at the end (leads.csv.gz) so it is "
+        "read as compressed",
+        "utf16": "is UTF-16 text; save it as UTF-8 (Excel: CSV UTF-8) and pass that file",
+        "binary": "looks like a binary file, not "
+        + named
+        + " text; pass the CSV, JSON Lines or Parquet export itself",
+    }.get(kind)
+    if kind == "gzip" and compressed:
+        return
+    if problem is not None:
+        raise InputError(problem, file=str(path))
 
 
 def _lit(s: str) -> str:
@@ -85,6 +143,8 @@ class Inputs:
     orphan_events: int = 0
     orphan_lead_ids: int = 0
     anonymous_events: int = 0
+    #: event names seen (stripped and lower-cased -> the most frequent spelling), when known
+    event_names: dict[str, str] | None = None
 
 
 def _check_file(path: Path) -> None:
@@ -178,16 +238,50 @@ def _csv_sql(path: Path, rejects: str) -> str:
 
 
 def _rejects(con: duckdb.DuckDBPyConnection, rejects: str) -> list[tuple[int, str]]:
+    """The CSV rows DuckDB could not read, one per line (a row with three extra fields is one
+    bad row, not three), with what is wrong; entries past the shown ones are (0, "")."""
+    per_line = (
+        f"SELECT line, max(column_idx) AS found, arg_max(error_message, column_idx) AS msg, "
+        f"any_value(error_type) AS kind FROM {rejects} GROUP BY line"
+    )
     try:
         rows = con.execute(
-            f"SELECT line, error_message FROM {rejects} ORDER BY line LIMIT {SHOW_BAD_ROWS}"
+            f"SELECT line, found, msg, kind FROM ({per_line}) ORDER BY line LIMIT {SHOW_BAD_ROWS}"
         ).fetchall()
-        total = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+        total = con.execute(f"SELECT count(DISTINCT line) FROM {rejects}").fetchone()
     except duckdb.Error:
         return []
     n = total[0] if total else 0
-    out = [(int(line), f"malformed CSV row ({msg.split(chr(10))[0]})") for line, msg in rows]
+    out = [(int(line), _reject_message(str(msg), str(kind))) for line, _, msg, kind in rows]
     return out + [(0, "")] * max(0, n - len(out))
+
+
+def _reject_message(msg: str, kind: str) -> str:
+    import re
+
+    m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", msg)
+    if m and kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+        want, found = int(m.group(1)), int(m.group(2))
+        if kind == "TOO MANY COLUMNS":
+            return (
+                f"malformed CSV row: more fields than the header's {want} (a comma inside a "
+                'value must be quoted: "Smith, Jones")'
+            )
+        return f"malformed CSV row: {found} fields, the header has {want}"
+    return f"malformed CSV row ({msg.splitlines()[0]})"
+
+
+def _renumber(con: duckdb.DuckDBPyConnection, table: str, rejects: str) -> None:
+    """Give the rows after a rejected CSV row their line in the file: DuckDB leaves rejected
+    rows out, so a row's position among the rows read is its line only before the first one."""
+    try:
+        con.execute(
+            f"UPDATE {table} SET __line = __line + (SELECT count(*) FROM (SELECT line, "
+            f"row_number() OVER (ORDER BY line) AS j FROM (SELECT DISTINCT line FROM {rejects})) r "
+            f"WHERE r.line - r.j <= {table}.__line - 1)"
+        )
+    except duckdb.Error:
+        return
 
 
 class _Bad:
@@ -283,6 +377,8 @@ def _leads_source(
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE leads_tab AS SELECT {bad_expr} AS __bad, * FROM ({body})"
             )
+            if fmt == "csv":
+                _renumber(con, "leads_tab", "leadscore_rej_leads")
             con.execute("CREATE OR REPLACE TEMP VIEW leads_src AS SELECT * FROM leads_tab")
             dup = con.execute(
                 "SELECT count(*) - count(DISTINCT lead_id) FROM leads_tab WHERE __bad IS NULL"
@@ -414,19 +510,33 @@ def _open_events(
         f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
     )
     try:
-        row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
-        ).fetchone()
+        # one pass counts the events and their names (for the checks of what a model reads);
+        # fetchall: the scan must finish for DuckDB to list the rejected rows
+        by_name = con.execute(
+            "SELECT lower(trim(event)) AS k, mode(event), count(*), "
+            "count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src GROUP BY k"
+        ).fetchall()
     except duckdb.Error as e:
         raise _duck_error(path, e) from None
-    assert row is not None
-    total, n_bad = (int(x or 0) for x in row)
+    total = sum(int(r[2]) for r in by_name)
+    n_bad = sum(int(r[3]) for r in by_name)
+    inputs.event_names = {
+        str(k): str(name).strip() for k, name, n, nb in by_name if k is not None and n > nb
+    }
+    line = "__line"
     if fmt == "csv":
         rej = _rejects(con, "leadscore_rej_events")
         bad.add(rej, len(rej))
+        if rej:  # the file's line of a row after a rejected one (see _renumber)
+            line = (
+                "__line + (SELECT count(*) FROM (SELECT line, row_number() OVER (ORDER BY line) "
+                "AS j FROM (SELECT DISTINCT line FROM leadscore_rej_events)) r "
+                "WHERE r.line - r.j <= events_src.__line - 1)"
+            )
     if n_bad:
         rows = con.execute(
-            f"SELECT __line, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
+            f"SELECT {line} AS l, __bad FROM events_src WHERE __bad IS NOT NULL ORDER BY l "
+            f"LIMIT {SHOW_BAD_ROWS}"
         ).fetchall()
         bad.add([(int(a), str(b)) for a, b in rows], n_bad)
     inputs.events = total - n_bad
@@ -457,6 +567,7 @@ def open_files(
     inputs = Inputs(con)
     _check_file(leads)
     lf = leads_format or detect_format(leads)
+    check_content(leads, lf)
     lbad = _Bad(leads)
     _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
     lbad.settle(inputs, skip_bad_rows)
@@ -472,6 +583,8 @@ def open_files(
     if events is not None:
         _check_file(events)
         ebad = _Bad(events)
-        _open_events(con, events, events_format or detect_format(events), inputs, ebad, columns)
+        ef = events_format or detect_format(events)
+        check_content(events, ef)
+        _open_events(con, events, ef, inputs, ebad, columns)
         ebad.settle(inputs, skip_bad_rows)
     return inputs
