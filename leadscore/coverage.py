@@ -87,11 +87,19 @@ def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
     con = inputs.con
     cols = _columns(con, inputs.leads_view)
     wanted: dict[tuple[str, ...], list[Rule]] = {}
-    for r in model.fit_rules:
-        for leaf in leaves(r.when):
-            rules = wanted.setdefault(leaf.path, [])
-            if r not in rules:
-                rules.append(r)
+    reads: list[tuple[tuple[str, ...], Rule]] = [
+        (leaf.path, r) for r in model.fit_rules for leaf in leaves(r.when)
+    ]
+    reads += [
+        (p, er)
+        for er in model.engagement_rules
+        for p in (er.trait_path, er.at_path)
+        if p is not None
+    ]
+    for path, r in reads:
+        rules = wanted.setdefault(path, [])
+        if r not in rules:
+            rules.append(r)
     if not wanted:
         return []
     exprs: dict[tuple[str, ...], exp.Expr | None] = {}
@@ -137,7 +145,7 @@ def _event_names(model: Model, inputs: Inputs) -> list[str]:
         seen = {str(k): str(name).strip() for k, name in rows}
     out = []
     for r in model.engagement_rules:
-        if r.event_key in seen:
+        if r.trait is not None or r.event_key in seen:
             continue
         out.append(
             f"{_where(model, r)} counts '{r.event}' events, and no event has that name"
@@ -187,7 +195,7 @@ def _properties(model: Model, inputs: Inputs, rules: list[EngagementRule]) -> li
 def check_inputs(model: Model, inputs: Inputs) -> list[str]:
     """Warnings, one line each: fields no lead has, event names and properties no event has."""
     out = _lead_fields(model, inputs)
-    if inputs.events_view is not None and model.engagement_rules:
+    if inputs.events_view is not None and model.has_event_rules:
         out += _event_names(model, inputs)
     return out
 

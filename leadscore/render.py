@@ -15,6 +15,11 @@ from .model import EngagementRule, FitRule, Model
 __all__ = ["explanation_dict", "print_explanation", "print_run_summary", "print_summary"]
 
 
+def _shown(v: Any) -> str:
+    """A trait value for a person: text as written, a missing one as (missing)."""
+    return "(missing)" if v is None or (isinstance(v, str) and not v.strip()) else repr(v)
+
+
 def _pts(x: float) -> str:
     return f"{round2(x):+g}" if x else "0"
 
@@ -57,6 +62,18 @@ def explanation_dict(model: Model, lead_id: str, ex: Explanation) -> dict[str, A
                 {
                     "rule": r.rule.name,
                     "holds": r.matched,
+                    "points": round2(r.points),
+                    "traits": {k: _plain(v) for k, v in r.values},
+                }
+            )
+        elif isinstance(r.rule, EngagementRule) and r.rule.trait is not None:
+            engagement_rules.append(
+                {
+                    "rule": r.rule.name,
+                    "trait": r.rule.trait,
+                    "counts": r.matched,
+                    "before_cap": round2(r.raw),
+                    "cap": r.rule.cap,
                     "points": round2(r.points),
                     "traits": {k: _plain(v) for k, v in r.values},
                 }
@@ -123,19 +140,25 @@ def print_explanation(out: Console, model: Model, lead_id: str, ex: Explanation)
     eng.add_column("events", justify="right")
     eng.add_column("before cap", justify="right")
     eng.add_column("points", justify="right")
-    eng.add_column("latest event")
+    eng.add_column("latest event (or the trait read)")
     for r in ex.rules:
         if isinstance(r.rule, FitRule):
-            traits = ", ".join(f"{k}={v!r}" for k, v in r.values) or "-"
+            traits = ", ".join(f"{k}={_shown(v)}" for k, v in r.values) or "-"
             fit.add_row(r.rule.name, "yes" if r.matched else "no", _pts(r.points), traits)
         elif isinstance(r.rule, EngagementRule):
             cap = f" (cap {r.rule.cap:g})" if r.rule.cap is not None and r.raw > r.rule.cap else ""
             last = ""
-            if r.events:
+            if r.rule.trait is not None:
+                last = ", ".join(f"{k}={_shown(v)}" for k, v in r.values)
+            elif r.events:
                 e = max(r.events, key=lambda c: c.event.ts_us)
                 last = f"{e.event.timestamp:%Y-%m-%d} ({e.age_days:.1f} days ago, {_pts(e.points)})"
             eng.add_row(
-                r.rule.name, str(len(r.events)), f"{round2(r.raw):g}", _pts(r.points) + cap, last
+                r.rule.name,
+                str(len(r.events)) if r.rule.trait is None else "-",
+                f"{round2(r.raw):g}",
+                _pts(r.points) + cap,
+                last,
             )
     if model.fit_rules:
         out.print(fit)

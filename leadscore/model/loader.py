@@ -7,7 +7,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any as AnyT
 
@@ -44,7 +44,17 @@ TOP_KEYS = (
 FIT_KEYS = ("max", "rules")
 ENGAGEMENT_KEYS = ("max", "half_life_days", "window_days", "rules")
 FIT_RULE_KEYS = ("name", "when", "points", "description")
-ENGAGEMENT_RULE_KEYS = ("name", "event", "when", "points", "cap", "fast_track", "description")
+ENGAGEMENT_RULE_KEYS = (
+    "name",
+    "event",
+    "trait",
+    "at",
+    "when",
+    "points",
+    "cap",
+    "fast_track",
+    "description",
+)
 MQL_KEYS = ("threshold", "min_fit")
 COMBINATORS = ("all", "any", "not")
 LEAF_KEYS = ("field", *OPERATORS)
@@ -167,6 +177,18 @@ def _text(ctx: _Ctx, node: yaml.Node, what: str) -> str | None:
         ctx.add(node, f"{what} must be non-empty text, not {_kind(node)}")
         return None
     return v
+
+
+def _field(ctx: _Ctx, node: yaml.Node, what: str) -> str | None:
+    """A field path such as ``TotalVisits`` or ``company.employees``."""
+    text = _text(ctx, node, what)
+    if text is None:
+        return None
+    text = text.strip()
+    if any(not p for p in text.split(".")):
+        ctx.add(node, f"{what} {text!r} has an empty part between dots")
+        return None
+    return text
 
 
 def _operand(ctx: _Ctx, node: yaml.Node, op: str, field: str) -> AnyT:
@@ -377,13 +399,22 @@ def _rule_head(
         m = _mapping(ctx, item, allowed, label)
     if m is None:
         return None
-    for required in (
-        ("name", "points")
-        + (("event",) if section == "engagement" else ())
-        + (("when",) if section == "fit" else ())
-    ):
+    for required in ("name", "points") + (("when",) if section == "fit" else ()):
         if required not in m:
             ctx.add(item, f"{label} has no '{required}'")
+    if section == "engagement":
+        if "event" not in m and "trait" not in m:
+            ctx.add(
+                item,
+                f"{label} has no 'event' (the event it counts) or 'trait' (a count or amount "
+                "on the lead)",
+            )
+        elif "event" in m and "trait" in m:
+            ctx.add(
+                m["trait"][0],
+                f"{label} has both 'event' and 'trait'; a rule counts events or reads a "
+                "trait, so split it in two",
+            )
     return m, label
 
 
@@ -499,6 +530,24 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 m, label = head
                 nm = check_name(m["name"][1], label) if "name" in m else None
                 event = _text(ctx, m["event"][1], f"'event' of {label}") if "event" in m else None
+                trait = _field(ctx, m["trait"][1], f"'trait' of {label}") if "trait" in m else None
+                at = _field(ctx, m["at"][1], f"'at' of {label}") if "at" in m else None
+                bad_trait = ("trait" in m and trait is None) or ("at" in m and at is None)
+                if "at" in m and "trait" not in m:
+                    ctx.add(
+                        m["at"][0],
+                        f"'at' of {label} dates a trait rule; events carry their own time",
+                    )
+                    bad_trait = True
+                if "when" in m and "trait" in m:
+                    ctx.add(
+                        m["when"][0],
+                        f"'when' of {label}: a trait rule reads its trait alone; to score a lead's "
+                        "traits by a condition, write a fit rule",
+                    )
+                    bad_trait = True
+                if trait is not None and "event" not in m:
+                    event = ""
                 when = _condition(ctx, m["when"][1], label) if "when" in m else None
                 bad_when = "when" in m and when is None
                 pts = (
@@ -527,6 +576,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                     nm is None
                     or event is None
                     or bad_when
+                    or bad_trait
                     or pts is None
                     or ("cap" in m and cap is None)
                 ):
@@ -541,6 +591,8 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                     fast,
                     order,
                     item.start_mark.line + 1,
+                    trait,
+                    at,
                 )
 
             eng_rules = (
@@ -575,12 +627,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     )
     rank = {id(r): i for i, r in enumerate(ordered)}
     fit_final = tuple(FitRule(r.name, r.when, r.points, rank[id(r)], r.line) for r in fit_rules)
-    eng_final = tuple(
-        EngagementRule(
-            r.name, r.event, r.event_key, r.when, r.points, r.cap, r.fast_track, rank[id(r)], r.line
-        )
-        for r in eng_rules
-    )
+    eng_final = tuple(replace(r, order=rank[id(r)]) for r in eng_rules)
     return Model(
         name=name.strip(),
         description=description,

@@ -126,13 +126,16 @@ def column_source(
 ) -> ColumnTables:
     lead_cols = _columns(con, leads_view)
     lead_fields = {}
-    for r in model.fit_rules:
-        for path in fields_of(r.when):
-            e = _resolve("l", lead_cols, path)
-            if e is None and TRAITS_COLUMN in lead_cols:
-                e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
-            if e is not None:
-                lead_fields[path] = e
+    lead_paths = [p for r in model.fit_rules for p in fields_of(r.when)]
+    lead_paths += [
+        p for er in model.engagement_rules for p in (er.trait_path, er.at_path) if p is not None
+    ]
+    for path in dict.fromkeys(lead_paths):
+        e = _resolve("l", lead_cols, path)
+        if e is None and TRAITS_COLUMN in lead_cols:
+            e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
+        if e is not None:
+            lead_fields[path] = e
     if events_view is None:
         events_view = "leadscore_no_events"
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{events_view}" AS {EMPTY_EVENTS}')
