@@ -12,7 +12,12 @@ from .engine import Explanation, round2
 from .io import Inputs
 from .model import EngagementRule, FitRule, Model
 
-__all__ = ["explanation_dict", "print_explanation", "print_run_summary", "print_summary"]
+__all__ = ["explanation_dict", "plural", "print_explanation", "print_run_summary", "print_summary"]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 lead``, ``2 leads``, ``1,000 events``; ``many`` when the plural is not word + s."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 def _shown(v: Any) -> str:
@@ -172,11 +177,17 @@ def print_explanation(out: Console, model: Model, lead_id: str, ex: Explanation)
         )
     notes = []
     if ex.ignored_future:
-        notes.append(f"{ex.ignored_future} events after as_of were not counted")
+        notes.append(
+            f"{plural(ex.ignored_future, 'event')} after as_of "
+            f"{'was' if ex.ignored_future == 1 else 'were'} not counted"
+        )
     if ex.ignored_old:
-        notes.append(f"{ex.ignored_old} events older than window_days were not counted")
+        notes.append(
+            f"{plural(ex.ignored_old, 'event')} older than window_days "
+            f"{'was' if ex.ignored_old == 1 else 'were'} not counted"
+        )
     if ex.unmatched_events:
-        notes.append(f"{ex.unmatched_events} events matched no rule")
+        notes.append(f"{plural(ex.unmatched_events, 'event')} matched no rule")
     notes.extend(ex.notes)
     for n in notes:
         out.print(f"· {n}")
@@ -215,7 +226,7 @@ def print_summary(
     out: Console, model: Model, s: dict[str, Any], inputs: Inputs, as_of: datetime
 ) -> None:
     out.print(
-        f"[bold]{s['leads']:,} leads[/bold], {inputs.events:,} events, scored at "
+        f"[bold]{plural(s['leads'], 'lead')}[/bold], {plural(inputs.events, 'event')}, scored at "
         f"{as_of:%Y-%m-%d} with model {model.name!r}"
     )
     _mql_line(out, s)

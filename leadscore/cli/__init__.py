@@ -31,8 +31,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+
+def _console(stderr: bool) -> Console:
+    """A console that wraps for a terminal and not for a pipe or a file (unless COLUMNS is
+    set): a sentence or a URL written to a log stays on one line."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=1000)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 _debug = False
 
@@ -155,7 +166,9 @@ DbOpt = Annotated[
 def main() -> None:
     """Entry point: run the app and turn every error into a message, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        from .help import polish
+
+        rc = polish(typer.main.get_command(app)).main(prog_name="leadscore", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except LeadscoreError as e:
         err.print(f"Error: {e}", markup=False, highlight=False, soft_wrap=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -138,7 +137,7 @@ def score(
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", help="Rows shown by --format table (0: all).")
+        int, typer.Option("--limit", min=0, help="Rows shown by --format table (0: all).")
     ] = 25,
     include: Annotated[
         str | None,
@@ -193,7 +192,7 @@ def score(
             "--include adds columns to jsonl and csv records; use --format jsonl or csv"
         )
     started = time.perf_counter()
-    with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
+    with _Progress("Reading the leads and events…") as progress:
         batch = run_engine(
             engine,
             m,
@@ -208,8 +207,13 @@ def score(
             columns=columns,
         )
         batch.include = included
+        progress.update(
+            f"Read {plural(batch.inputs.leads, 'lead')} and {plural(batch.inputs.events, 'event')}; "
+            "scoring…"
+        )
         # one run of the query serves the records, the summary and the checks
         table = batch.materialise()
+        progress.update(f"Scored {plural(batch.inputs.leads, 'lead')}; checking and writing…")
         warnings = _data_warnings(m, batch.inputs, when, table)
         if fmt == "table":
             _print_table(batch.con, table, limit)
@@ -225,24 +229,54 @@ def score(
         print_run_summary(err, m, summary(batch.con, table))
 
 
+class _Progress:
+    """What a long run is doing, with counts, on a terminal (a spinner and a line that changes);
+    nothing in a pipe or a file."""
+
+    def __init__(self, text: str) -> None:
+        self._status = err.status(text, spinner="dots") if err.is_terminal else None
+
+    def __enter__(self) -> _Progress:
+        if self._status is not None:
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+
+
+def plural(n: int, word: str) -> str:
+    from ..render import plural as p
+
+    return p(n, word)
+
+
 def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | None) -> None:
     from ..io import Inputs
 
     assert isinstance(inputs, Inputs)
     where = f" to {output}" if output else ""
     err.print(
-        f"Scored {n:,} lead{'s' if n != 1 else ''} ({inputs.events:,} events) at {when:%Y-%m-%dT%H:%M:%SZ}{where} "
+        f"Scored {plural(n, 'lead')} ({plural(inputs.events, 'event')}) at {when:%Y-%m-%dT%H:%M:%SZ}{where} "
         f"in {secs:.1f} s."
     )
     for file, count in inputs.skipped.items():
         err.print(f"Skipped {count:,} bad row{'s' if count != 1 else ''} in {file}.")
     if inputs.orphan_events:
         err.print(
-            f"{inputs.orphan_events:,} events for {inputs.orphan_lead_ids:,} lead ids that are not "
+            f"{plural(inputs.orphan_events, 'event')} for {plural(inputs.orphan_lead_ids, 'lead id')} that are not "
             "in the leads file were not scored."
         )
     if inputs.anonymous_events:
-        err.print(f"{inputs.anonymous_events:,} anonymous events (no userId) were not scored.")
+        err.print(
+            f"{plural(inputs.anonymous_events, 'anonymous event')} (no userId) "
+            f"{'was' if inputs.anonymous_events == 1 else 'were'} not scored."
+        )
 
 
 def _print_table(con: object, table: str, limit: int) -> None:
@@ -256,7 +290,10 @@ def _print_table(con: object, table: str, limit: int) -> None:
     ).fetchall()
     total_row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE mql) FROM {table}").fetchone()
     total, mqls = (int(x) for x in total_row) if total_row else (0, 0)
-    t = Table(title=f"{total:,} leads, {mqls:,} MQLs — highest scores first", title_justify="left")
+    t = Table(
+        title=f"{plural(total, 'lead')}, {plural(mqls, 'MQL')} — highest scores first",
+        title_justify="left",
+    )
     for col, just in [
         ("lead", "left"),
         ("fit", "right"),
@@ -288,7 +325,7 @@ def _print_table(con: object, table: str, limit: int) -> None:
 @app.command()
 def explain(
     model: ModelArg = Path("leadscore.yaml"),
-    lead: Annotated[str, typer.Option("--lead", help="The lead_id to explain.")] = "",
+    lead: Annotated[str, typer.Option("--lead", help="The lead_id to explain (required).")] = "",
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,

@@ -236,10 +236,7 @@ def webhooks_deliveries(
     ] = 50,
     database_url: DbOpt = None,
 ) -> None:
-    """Show which notifications failed or wait for a retry: the last error, the next attempt.
-
-    Example: leadscore webhooks deliveries --webhook 1
-    """
+    """Show which notifications failed or wait for a retry: the last error, the next attempt."""
     _need_service("webhooks")
     from ..service.webhooks import list_deliveries
     from ..store import open_engine
