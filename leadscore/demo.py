@@ -203,6 +203,8 @@ class DemoFiles:
     events: Path
     n_leads: int
     n_events: int
+    outcomes: Path | None = None
+    n_outcomes: int = 0
 
 
 def _u(seed: int, key: str, draw: int) -> str:
@@ -324,6 +326,41 @@ def events_sql(n: int, seed: int, per_lead: float, as_of: datetime) -> str:
     """
 
 
+def outcomes_sql(n: int, seed: int, as_of: datetime) -> str:
+    """What became of leads 0..n-1 after ``as_of``: ``lead_id, outcome, at``.
+
+    Conversion follows the hidden intent that drives the events and the fit a starter model
+    looks for (a company of 50 to 5,000 people, a work email), with noise, so a good model
+    separates converters from the rest but not perfectly. Converted leads reach ``sql`` within
+    60 days and a third of them ``won`` 20 to 60 days later; a share of the others are
+    ``disqualified``; the rest have no outcome on record."""
+    u = _draws(seed, "i")
+    intent = f"pow({u(30)}, 3.0)"
+    employees = f"exp(1.6 + {u(13)} * 8.2)"
+    fits = f"({u(12)} >= 0.06 AND {employees} BETWEEN 50 AND 5000 AND {u(3)} >= 0.19)"
+    p = f"(0.02 + 0.55 * {intent} * CASE WHEN {fits} THEN 1.0 ELSE 0.35 END + CASE WHEN {fits} THEN 0.06 ELSE 0.0 END)"
+    day = 86400 * 1_000_000
+    start = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'"
+    sql_at = f"{start} + to_microseconds(CAST(({u(41)} * 60 + 0.5) * {day} AS BIGINT))"
+    won_at = f"{sql_at} + to_microseconds(CAST(({u(43)} * 40 + 20) * {day} AS BIGINT))"
+    dq_at = f"{start} + to_microseconds(CAST(({u(44)} * 45 + 1) * {day} AS BIGINT))"
+    width = max(6, len(str(n)))
+    return f"""
+        WITH l AS (
+            SELECT 'L-' || lpad(CAST(i + 1 AS VARCHAR), {width}, '0') AS lead_id,
+                   {u(40)} < {p} AS converted, {u(42)} < 0.33 AS won, {u(45)} < 0.25 AS dq,
+                   {sql_at} AS sql_at, {won_at} AS won_at, {dq_at} AS dq_at
+            FROM range({n}) t(i)
+        )
+        SELECT lead_id, outcome, strftime(t, '%Y-%m-%dT%H:%M:%SZ') AS "at" FROM (
+            SELECT lead_id, 'sql' AS outcome, sql_at AS t FROM l WHERE converted
+            UNION ALL SELECT lead_id, 'won', won_at FROM l WHERE converted AND won
+            UNION ALL SELECT lead_id, 'disqualified', dq_at FROM l WHERE NOT converted AND dq
+        )
+        ORDER BY t, lead_id, outcome
+    """
+
+
 def generate(
     out_dir: Path,
     n_leads: int = 5000,
@@ -335,7 +372,8 @@ def generate(
     events_format: str = "parquet",
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> DemoFiles:
-    """Write ``leads.<fmt>`` and ``events.<fmt>`` into ``out_dir``; returns their paths and sizes."""
+    """Write ``leads.<fmt>``, ``events.<fmt>`` and ``outcomes.csv`` into ``out_dir``; returns their
+    paths and sizes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con or duckdb.connect()
     ext = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
@@ -359,4 +397,14 @@ def generate(
     con.execute(f"COPY ({ev}) TO '{events}' ({copy_opts[events_format]})")
     reader = {"csv": "read_csv", "jsonl": "read_json", "parquet": "read_parquet"}[events_format]
     n_events = con.execute(f"SELECT count(*) FROM {reader}('{events}')").fetchone()
-    return DemoFiles(leads, events, n_leads, int(n_events[0]) if n_events else 0)
+    outcomes = out_dir / "outcomes.csv"
+    con.execute(f"COPY ({outcomes_sql(n_leads, seed, as_of)}) TO '{outcomes}' (FORMAT CSV, HEADER)")
+    n_outcomes = con.execute(f"SELECT count(*) FROM read_csv('{outcomes}')").fetchone()
+    return DemoFiles(
+        leads,
+        events,
+        n_leads,
+        int(n_events[0]) if n_events else 0,
+        outcomes,
+        int(n_outcomes[0]) if n_outcomes else 0,
+    )

@@ -2,6 +2,7 @@
 
     LeadscoreError                  base: the CLI prints ``Error: <message>`` and exits 1
     ├── ModelError                  a scoring model is invalid; ``.problems`` lists every one
+    │   └── RoutingError            a routing file is invalid (same ``.problems``)          (422)
     ├── InputError                  a leads/events file cannot be read; names file and line
     │   └── BadRowsError            rows that cannot be read, when not skipping them
     ├── ConfigError                 a command was given options that cannot work together
@@ -9,6 +10,8 @@
     ├── NotFoundError               a lead, model version, key or webhook does not exist   (404)
     ├── InvalidRequestError         a request's parameters cannot work                     (422)
     ├── BadMessageError             an ingested message cannot be accepted                 (400)
+    ├── StageMoveError              a lead cannot move to that stage; ``.allowed`` says where (409)
+    ├── ConflictError               someone else changed the lead first; reload and retry   (409)
     └── UnavailableError            the service cannot answer now; try again               (503)
         └── NoModelError            no model is active yet                                 (503)
 
@@ -26,6 +29,7 @@ __all__ = [
     "BadMessageError",
     "BadRowsError",
     "ConfigError",
+    "ConflictError",
     "InputError",
     "InvalidRequestError",
     "LeadscoreError",
@@ -34,6 +38,8 @@ __all__ = [
     "NoModelError",
     "NotFoundError",
     "Problem",
+    "RoutingError",
+    "StageMoveError",
     "UnavailableError",
 ]
 
@@ -56,11 +62,20 @@ class Problem:
 
 
 class ModelError(LeadscoreError):
+    #: what the file is called in the message's first line
+    subject = "the model"
+
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         n = len(self.problems)
-        head = f"the model has {n} problem{'s' if n != 1 else ''}"
+        head = f"{self.subject} has {n} problem{'s' if n != 1 else ''}"
         super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
+
+
+class RoutingError(ModelError):
+    """A routing file is invalid; ``.problems`` lists every problem with FILE:LINE:COLUMN."""
+
+    subject = "the routing file"
 
 
 class InputError(LeadscoreError):
@@ -113,3 +128,26 @@ class UnavailableError(LeadscoreError):
 
 class NoModelError(UnavailableError):
     """No scoring model is active yet."""
+
+
+class StageMoveError(LeadscoreError):
+    """A lifecycle move that is not allowed, or lacks what it needs (a reason, BANT).
+
+    ``from_stage``/``to_stage`` name the move and ``allowed`` the stages the lead can move to
+    from where it is, so a caller can show the choices."""
+
+    def __init__(
+        self, message: str, *, from_stage: str, to_stage: str, allowed: tuple[str, ...]
+    ) -> None:
+        self.from_stage = from_stage
+        self.to_stage = to_stage
+        self.allowed = tuple(allowed)
+        super().__init__(message)
+
+    @property
+    def details(self) -> dict[str, object]:
+        return {"from": self.from_stage, "to": self.to_stage, "allowed": list(self.allowed)}
+
+
+class ConflictError(LeadscoreError):
+    """Someone else changed the same thing first (two reps moving one lead at once)."""

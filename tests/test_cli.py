@@ -73,6 +73,17 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path):
     assert len(lines) == 3
 
 
+def test_validate_checks_every_file_even_after_a_missing_one(project):
+    proc = ls(
+        "validate", "missing-1.yaml", "missing-2.yaml", "leadscore.yaml", cwd=project, ok=False
+    )
+    assert proc.returncode == 1
+    assert "missing-1.yaml: no such model file" in proc.stderr
+    assert "missing-2.yaml: no such model file" in proc.stderr
+    assert "leadscore.yaml: ok" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
 def test_score_jsonl_has_exactly_the_spec_keys(project):
     proc = ls(
         "score",

@@ -45,6 +45,9 @@ COMMANDS = [
     "serve",
     "keys create",
     "webhooks deliveries",
+    "route",
+    "import",
+    "report funnel",
 ]
 
 

@@ -689,7 +689,7 @@ def test_docs_validation_example_is_the_real_output() -> None:
 
 
 def test_every_model_key_and_operator_is_documented() -> None:
-    from leadscore.model import loader
+    from leadscore.model import conditions, loader
 
     text = DOCS.read_text(encoding="utf-8")
     keys = {
@@ -699,8 +699,8 @@ def test_every_model_key_and_operator_is_documented() -> None:
         *loader.FIT_RULE_KEYS,
         *loader.ENGAGEMENT_RULE_KEYS,
         *loader.MQL_KEYS,
-        *loader.COMBINATORS,
-        *loader.LEAF_KEYS,
+        *conditions.COMBINATORS,
+        *conditions.LEAF_KEYS,
     }
     undocumented = sorted(k for k in keys if f"`{k}" not in text)
     assert undocumented == []

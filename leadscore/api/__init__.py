@@ -16,7 +16,7 @@ from .. import __version__
 from ..service.clock import Clock
 from ..service.facade import Service
 from ..service.webhooks import Deliverer
-from . import errors, ingest, leads, models
+from . import errors, ingest, leads, models, reports
 from .schemas import Health
 
 __all__ = ["create_app"]
@@ -54,4 +54,5 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
     app.include_router(ingest.router)
     app.include_router(leads.router)
     app.include_router(models.router)
+    app.include_router(reports.router)
     return app

@@ -7,6 +7,7 @@ line, and ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from datetime import UTC, datetime
@@ -199,6 +200,11 @@ def main() -> None:
 
 
 # the commands register themselves on ``app``
-from . import analytics as _analytics  # noqa: E402, F401
-from . import batch as _batch  # noqa: E402, F401
-from . import service as _service  # noqa: E402, F401
+for _area in (
+    "batch",
+    "analytics",
+    "handoff",
+    "reports",
+    "service",
+):  # in the order --help lists them
+    importlib.import_module(f"{__name__}.{_area}")

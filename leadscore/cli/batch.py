@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, LeadscoreError, ModelError
 from ..model import Model
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def init(
 
 @app.command()
 def validate(
-    models: Annotated[list[Path], typer.Argument(help="Model files to check.")],
+    models: Annotated[list[Path], typer.Argument(help="Model or routing files to check.")],
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,
@@ -66,8 +66,12 @@ def validate(
         bool, typer.Option("--strict", help="Exit 1 when there are warnings about the data.")
     ] = False,
 ) -> None:
-    """Check models; list every problem as FILE:LINE:COLUMN: message. With data, also warn
-    about fields no lead has, event names no event has and rules that fire for no lead."""
+    """Check models and routing files; list every problem as FILE:LINE:COLUMN: message. With
+    data, also warn about fields no lead has, event names no event has and rules that fire for
+    no lead."""
+    from ..handoff import load_routing
+    from .handoff import is_routing_file, routing_summary
+
     failed = 0
     warned = 0
     inputs = None
@@ -85,11 +89,18 @@ def validate(
         raise ConfigError("--events needs --leads: the leads the events belong to")
     for path in models:
         try:
+            if is_routing_file(path):
+                print(routing_summary(path, load_routing(path)))
+                continue
             m = _load(path)
         except ModelError as e:
             failed += 1
             for p in e.problems:
                 print(str(p), file=sys.stderr)
+            continue
+        except LeadscoreError as e:  # a missing or unreadable file: say so, check the others
+            failed += 1
+            print(f"Error: {e}", file=sys.stderr)
             continue
         print(
             f"{path}: ok — model {m.name!r}: {_n(len(m.fit_rules), 'fit rule')}, "
@@ -497,10 +508,12 @@ def demo(
     lead = some[0] if some else "L-000001"
     d = out_dir
     out.print(
-        f"\nFiles in {d}/: leadscore.yaml (the model), leads.csv, events.parquet, scores.jsonl.\n"
+        f"\nFiles in {d}/: leadscore.yaml (the model), leads.csv, events.parquet, scores.jsonl,\n"
+        "outcomes.csv (what became of each lead after 2026-06-01: sql, won, disqualified).\n"
         "Try next:\n"
         f"  leadscore explain {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --lead {lead}\n"
         f"  leadscore score {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --as-of 2026-06-01 --format table\n"
+        f"  leadscore backtest {d}/leadscore.yaml --leads {d}/leads.csv --events {d}/events.parquet --outcomes {d}/outcomes.csv --as-of 2026-06-01\n"
         f"  leadscore sql {d}/leadscore.yaml --dialect snowflake",
         soft_wrap=True,
     )

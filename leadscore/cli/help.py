@@ -48,13 +48,24 @@ METAVARS = {
     "--secret": "SECRET",
     "--webhook": "ID",
     "--scope": "ingest|read|admin",
-    "--events ": "EVENT,…",
+    "--database": "URL",
+    "--stages": "FILE",
+    "--at": "WHEN",
+    "--from": "WHEN",
+    "--to": "WHEN",
+    "--away": "EMAIL",
+    "--open": "EMAIL=N",
+    "--last": "TEAM=EMAIL",
+    "--account-owner": "EMAIL",
+    "--by": "source|campaign|grade|band|owner|team|track",
 }
 #: --format's choices per command
 FORMATS = {
     "score": "jsonl|csv|table",
     "explain": "table|json",
     "backtest": "table|json|html",
+    "route": "table|json",
+    "funnel": "table|csv|json",
 }
 #: one example per command, as it is typed
 EXAMPLES = {
@@ -77,6 +88,9 @@ EXAMPLES = {
     "webhooks list": "leadscore webhooks list",
     "webhooks deliveries": "leadscore webhooks deliveries --webhook 1",
     "webhooks remove": "leadscore webhooks remove 1",
+    "route": "leadscore route routing.yaml --explain --lead lead.json --model leadscore.yaml",
+    "import": "leadscore import --leads crm-leads.csv --stages stages.csv",
+    "report funnel": "leadscore report funnel --from 2026-01-01 --by source",
 }
 
 
@@ -87,7 +101,7 @@ def _type_name(param: Any) -> str:
 
 
 def _metavar(command: str, param: Any) -> str | None:
-    longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    longs: list[str] = [o for o in getattr(param, "opts", []) if o.startswith("--")]
     if not longs:
         return None
     name = longs[0]
@@ -97,7 +111,10 @@ def _metavar(command: str, param: Any) -> str | None:
         return "N"
     if name == "--events" and command.startswith("webhooks"):
         return "EVENT,…"
-    return METAVARS.get(name)
+    if name == "--lead" and command == "route":
+        return "FILE"
+    # an option not named above: its own name, never a Python type
+    return METAVARS.get(name, name.lstrip("-").replace("-", "_").upper())
 
 
 def _no_type(ctx: Any = None) -> str:

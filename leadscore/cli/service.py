@@ -23,7 +23,6 @@ _SERVICE_PARTS = (
     "sqlalchemy",
     "alembic",
     "httpx",
-    "orjson",
 )
 
 

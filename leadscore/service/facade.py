@@ -5,6 +5,7 @@ and a failed one leaves nothing behind."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +15,11 @@ from ..engine import LeadScore
 from . import reads
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .imports import ImportResult, import_history
 from .ingest import IngestResult, ingest
 from .messages import Message
 from .models import ModelVersions
+from .reports import funnel_report
 from .scoring import ActiveModel
 
 __all__ = ["IngestResult", "Service"]
@@ -112,3 +115,31 @@ class Service:
         """Leads filtered, sorted and paged (see ``reads.list_leads``)."""
         at = self.now_us() if at is None else at
         return reads.list_leads(self.engine, self._models.current, at, **filters)
+
+    # ------------------------------------------------------------------ the funnel
+
+    def import_history(
+        self, *, leads: Path | None, stages: Path | None, skip_bad_rows: bool = False
+    ) -> ImportResult:
+        """Existing leads and their stage history, with their MQL episodes (``leadscore import``)."""
+        return import_history(
+            self.engine,
+            self._tx,
+            self.now_us(),
+            leads=leads,
+            stages=stages,
+            skip_bad_rows=skip_bad_rows,
+        )
+
+    def funnel(
+        self, *, by: str | None = None, start_us: int | None = None, end_us: int | None = None
+    ) -> dict[str, Any]:
+        """The funnel report of the MQL episodes with mql_at in [start_us, end_us) (end: now)."""
+        now = self.now_us()
+        return funnel_report(
+            self.engine,
+            by=by,
+            start_us=start_us,
+            end_us=now if end_us is None else end_us,
+            now_us=now,
+        )
