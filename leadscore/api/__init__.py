@@ -15,24 +15,34 @@ from sqlalchemy import Engine
 from .. import __version__
 from ..service.clock import Clock
 from ..service.facade import Service
+from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import errors, ingest, leads, models, reports
+from . import errors, handoff, ingest, leads, models, reports
 from .schemas import Health
 
 __all__ = ["create_app"]
 
 
-def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, *, deliver: bool = True, clock: Clock | None = None, watch_sla: bool = True
+) -> FastAPI:
     """The app over one ``Service`` on ``engine``; ``clock`` is the service's time (the
-    machine's by default)."""
+    machine's by default); ``watch_sla``: run the SLA scheduler while the app runs."""
     service = Service(engine, clock=clock)
     deliverer = Deliverer(engine, clock=clock) if deliver else None
+    watch = SlaWatch(engine, service.check_sla, service.clock) if watch_sla else None
+    if watch is not None:
+        service.on_deadline = watch.wake
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
         if deliverer is not None:
             deliverer.start()
+        if watch is not None:
+            watch.start()
         yield
+        if watch is not None:
+            watch.stop()
         if deliverer is not None:
             deliverer.stop()
 
@@ -44,6 +54,7 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
     )
     app.state.service = service
     app.state.deliverer = deliverer
+    app.state.sla_watch = watch
     errors.install(app)
 
     @app.get("/health", tags=["service"], response_model=Health)
@@ -54,5 +65,6 @@ def create_app(engine: Engine, *, deliver: bool = True, clock: Clock | None = No
     app.include_router(ingest.router)
     app.include_router(leads.router)
     app.include_router(models.router)
+    app.include_router(handoff.router)
     app.include_router(reports.router)
     return app

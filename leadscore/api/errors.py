@@ -15,11 +15,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     BadMessageError,
+    ConflictError,
     InvalidRequestError,
     LeadscoreError,
     ModelError,
     NoModelError,
     NotFoundError,
+    RoutingError,
+    StageMoveError,
     UnavailableError,
 )
 
@@ -30,6 +33,9 @@ log = logging.getLogger("leadscore.service")
 #: exception class -> (HTTP status, error code); the most specific class that matches wins
 STATUS: dict[type[Exception], tuple[int, str]] = {
     ModelError: (422, "invalid_model"),
+    RoutingError: (422, "invalid_routing"),
+    StageMoveError: (409, "invalid_move"),
+    ConflictError: (409, "conflict"),
     NotFoundError: (404, "not_found"),
     InvalidRequestError: (422, "invalid_request"),
     BadMessageError: (400, "invalid_message"),
@@ -113,6 +119,8 @@ def install(app: FastAPI) -> None:
                 for p in e.problems
             ]
             return error_response(status, code, str(e).splitlines()[0], details)
+        if isinstance(e, StageMoveError):
+            return error_response(status, code, str(e), [e.details])
         if isinstance(e, sa.exc.OperationalError):
             log.error("database error: %s", e)
             return error_response(

@@ -26,7 +26,10 @@ Reader = Annotated[Any, Depends(require("read", "admin"))]
 def list_leads(
     request: Request,
     _key: Reader,
-    stage: str | None = Query(None, description="lead or mql"),
+    stage: str | None = Query(
+        None, description="lead, mql, sal, sql, opportunity, customer, recycled or disqualified"
+    ),
+    owner: str | None = Query(None, description="the owner's email: a rep's leads"),
     grade: str | None = Query(None, description="e.g. A1; a letter (A) matches A1–A4"),
     min_score: float | None = Query(None, description="current score at least this"),
     q: str | None = Query(None, description="text search in the lead id and traits"),
@@ -39,6 +42,7 @@ def list_leads(
     service: Service = request.app.state.service
     return service.leads(
         stage=stage,
+        owner=owner,
         grade=grade,
         min_score=min_score,
         q=q,

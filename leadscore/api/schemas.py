@@ -66,6 +66,8 @@ class _LeadBase(_Open):
     reasons: list[Reason]
     scored_at: str | None
     updated_at: str | None
+    owner: str | None = None
+    team: str | None = None
 
 
 class LeadSummary(_LeadBase):
@@ -78,6 +80,46 @@ class StageChange(_Open):
     stage: str
     at: str | None
     reason: str | None
+    by: str | None = None
+    bant: dict[str, str] | None = None
+    come_back_at: str | None = None
+
+
+class RoutingDecision(_Open):
+    """How the routing placed the lead: the rules tried, the reps skipped and why."""
+
+    routing_version: int | None
+    rule: str | None
+    kind: str
+    owner: str
+    team: str | None
+    at: str | None
+    path: list[dict[str, Any]]
+
+
+class Sla(_Open):
+    name: str
+    due_at: str | None
+    first_touch_at: str | None
+    breached_at: str | None
+    notified_at: str | None = None
+    escalated_to: str | None = None
+
+
+class Assignment(_Open):
+    owner: str
+    team: str | None
+    kind: str
+    rule: str | None
+    at: str | None
+    by: str
+
+
+class Touch(_Open):
+    kind: str
+    by: str
+    at: str | None
+    received_at: str | None
 
 
 class RecentEvent(_Open):
@@ -93,6 +135,12 @@ class LeadDetail(_LeadBase):
     company: Any
     stage_history: list[StageChange]
     recent_events: list[RecentEvent]
+    assigned_at: str | None = None
+    routing: RoutingDecision | None = None
+    sla: Sla | None = None
+    mql_episodes: int = 0
+    assignments: list[Assignment] = []
+    touches: list[Touch] = []
 
 
 class LeadList(BaseModel):

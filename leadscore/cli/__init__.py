@@ -204,6 +204,7 @@ for _area in (
     "batch",
     "analytics",
     "handoff",
+    "sales",
     "reports",
     "service",
 ):  # in the order --help lists them

@@ -91,6 +91,10 @@ EXAMPLES = {
     "route": "leadscore route routing.yaml --explain --lead lead.json --model leadscore.yaml",
     "import": "leadscore import --leads crm-leads.csv --stages stages.csv",
     "report funnel": "leadscore report funnel --from 2026-01-01 --by source",
+    "touch": "leadscore touch L-000042 --kind call --by ana@acme.io",
+    "stage": "leadscore stage L-000042 sal --by ana@acme.io",
+    "assign": "leadscore assign L-000042 --owner ben@acme.io --reason 'territory change'",
+    "reps": "leadscore reps --away ana@acme.io",
 }
 
 

@@ -47,6 +47,10 @@ def serve(
     model: Annotated[
         Path | None, typer.Option("--model", help="Activate this model at start (validated first).")
     ] = None,
+    routing: Annotated[
+        Path | None,
+        typer.Option("--routing", help="Activate this routing file at start (validated first)."),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     database_url: DbOpt = None,
@@ -54,13 +58,21 @@ def serve(
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
 ) -> None:
-    """Run the live service: Segment-compatible ingest, real-time scores, MQL webhooks, read API."""
+    """Run the live service: Segment-compatible ingest, real-time scores, routing and SLAs, webhooks, API."""
     _need_service("serve")
     import uvicorn
 
     from ..api import create_app
     from ..store import open_engine
 
+    routing_text = None
+    if routing is not None:  # checked before anything starts, with the file's own name
+        from ..handoff import parse_routing
+
+        if not routing.exists():
+            raise ConfigError(f"{routing}: no such routing file")
+        routing_text = routing.read_text(encoding="utf-8")
+        parse_routing(routing_text, str(routing))
     engine = open_engine(database_url)
     app_ = create_app(engine)
     if model is not None:
@@ -77,6 +89,15 @@ def serve(
     elif app_.state.service.active_or_none is None:
         err.print(
             "No model is active yet: events are refused until you start with --model FILE or PUT /api/models."
+        )
+    if routing is not None and routing_text is not None:
+        got = app_.state.service.ensure_routing(routing_text, str(routing), f"cli:{routing}")
+        what = "unchanged" if got.get("unchanged") else "activated"
+        err.print(f"Routing {got['name']!r} is version {got['version']} ({what}).")
+    elif app_.state.service.routing is None:
+        err.print(
+            "No routing is active: new MQLs are not assigned until you start with --routing FILE "
+            "or PUT /api/routing."
         )
     # bind first, then announce: a port in use is an error before anything says "Listening"
     sock = _bind(host, port)
@@ -173,7 +194,10 @@ def keys_revoke(
     err.print(f"Key {key_id} revoked.")
 
 
-hooks_app = typer.Typer(help="Webhooks notified when a lead becomes an MQL.", no_args_is_help=True)
+hooks_app = typer.Typer(
+    help="Webhooks notified when a lead becomes an MQL, is assigned, breaches its SLA or changes stage.",
+    no_args_is_help=True,
+)
 app.add_typer(hooks_app, name="webhooks")
 
 
@@ -181,7 +205,11 @@ app.add_typer(hooks_app, name="webhooks")
 def webhooks_add(
     url: Annotated[str, typer.Argument(help="Where to POST notifications.")],
     events: Annotated[
-        list[str], typer.Option("--events", help="Which notifications: lead.mql.")
+        list[str],
+        typer.Option(
+            "--events",
+            help="Which notifications: lead.mql, lead.assigned, lead.sla_breached, lead.stage_changed.",
+        ),
     ] = ["lead.mql"],  # noqa: B006
     secret: Annotated[
         str | None, typer.Option("--secret", help="Signing secret (default: a new random one).")

@@ -5,22 +5,29 @@ and a failed one leaves nothing behind."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from ..engine import LeadScore
-from . import reads
+from ..errors import NotFoundError
+from ..store import schema as t
+from . import reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .handoff import Assigner, crm_stage_for, route_unowned
 from .imports import ImportResult, import_history
 from .ingest import IngestResult, ingest
 from .messages import Message
 from .models import ModelVersions
+from .notify import Notifier
 from .reports import funnel_report
+from .routing_versions import ActiveRouting, RoutingVersions
 from .scoring import ActiveModel
+from .sla_watch import breach_due, next_due
 
 __all__ = ["IngestResult", "Service"]
 
@@ -33,7 +40,10 @@ class Service:
         # one writer at a time, as SQLite has it anyway: an activation re-scoring every lead
         # must not interleave with an ingest updating some of them
         self._write_lock = threading.Lock()
-        self._models = ModelVersions(engine, self._tx, self.now_us)
+        self._routing = RoutingVersions(engine, self._tx, self.now_us, self._route_unowned)
+        self._models = ModelVersions(engine, self._tx, self.now_us, self._assigner)
+        #: called after a write that may have set an earlier SLA deadline (serve's SLA watch)
+        self.on_deadline: Callable[[], None] | None = None
 
     def now_us(self) -> int:
         """The service's time (its clock's): what ingest, scores and reads are as of."""
@@ -84,7 +94,13 @@ class Service:
             active = (
                 self._models.active
             )  # under the write lock: an activation may just have committed
-            return ingest(conn, active, [m for _, m in messages], at, self.now_us())
+            now = self.now_us()
+            result = ingest(
+                conn, active, [m for _, m in messages], at, now, self._assigner(conn, now)
+            )
+        if result.new_mqls and self.on_deadline is not None:
+            self.on_deadline()
+        return result
 
     # ------------------------------------------------------------------ reads
 
@@ -102,6 +118,143 @@ class Service:
     def current(self, row: Any, at: int) -> LeadScore | None:
         """The lead's score now: its stored parts decayed to ``at`` (no write needed)."""
         return reads.current(self.engine, self._models.current, row, at)
+
+    # ------------------------------------------------------------------ the handoff
+
+    def _assigner(self, conn: Connection, now: int) -> Assigner:
+        return Assigner(conn, self._routing.current, now, Notifier(conn, now))
+
+    def _route_unowned(self, conn: Connection, routing: ActiveRouting, now: int) -> int:
+        return route_unowned(Assigner(conn, routing, now, Notifier(conn, now)))
+
+    @property
+    def routing(self) -> ActiveRouting | None:
+        """The active routing, if any."""
+        return self._routing.current
+
+    def add_routing(self, source: str, by: str, file: str = "<request>") -> dict[str, Any]:
+        """Validate a routing file (RoutingError), store it as a new version, activate it."""
+        return self._routing.add(source, by, file)
+
+    def ensure_routing(self, source: str, file: str, by: str) -> dict[str, Any]:
+        """At start with --routing: activate this file unless the active version has its text."""
+        return self._routing.ensure(source, file, by)
+
+    def activate_routing(self, version: int) -> dict[str, Any]:
+        return self._routing.activate(version)
+
+    def routing_versions(self) -> list[dict[str, Any]]:
+        return self._routing.list()
+
+    def touch(self, lead: str, kind: str, by: str, at_us: int | None = None) -> dict[str, Any]:
+        """Record a touch (call, email, meeting); it stops the SLA clock or clears a breach."""
+        with self._tx() as conn:
+            now = self.now_us()
+            return sales.touch(
+                conn, lead=lead, kind=kind, by=by, at_us=now if at_us is None else at_us, now_us=now
+            )
+
+    def move(
+        self,
+        lead: str,
+        stage: str,
+        by: str,
+        *,
+        reason: str | None = None,
+        bant: dict[str, Any] | None = None,
+        come_back_at_us: int | None = None,
+        at_us: int | None = None,
+        expected: str | None = None,
+    ) -> dict[str, Any]:
+        """Move a lead to a stage (StageMoveError when not allowed, ConflictError when someone
+        moved it first)."""
+        with self._tx() as conn:
+            now = self.now_us()
+            return sales.move(
+                conn,
+                Notifier(conn, now),
+                self._routing.current,
+                lead=lead,
+                to=stage,
+                by=by,
+                reason=reason,
+                bant=bant,
+                come_back_at_us=come_back_at_us,
+                at_us=now if at_us is None else at_us,
+                now_us=now,
+                expected=expected,
+            )
+
+    def crm_stage(
+        self,
+        lead: str,
+        status: str,
+        *,
+        at_us: int | None = None,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """A status set in the CRM, mapped to a stage by the routing file's ``crm_stages``."""
+        stage = crm_stage_for(self._routing.current, status)
+        current = self.lead_stage(lead)
+        if current == stage:
+            return {"lead_id": lead, "stage": stage, "status": status, "unchanged": True}
+        out = self.move(
+            lead, stage, by or "crm", reason=reason or f"CRM status {status}", at_us=at_us
+        )
+        out["status"] = status
+        return out
+
+    def lead_stage(self, lead: str) -> str:
+        with self.engine.connect() as conn:
+            stage = conn.execute(
+                sa.select(t.leads.c.stage).where(t.leads.c.lead_id == lead)
+            ).scalar_one_or_none()
+        if stage is None:
+            raise NotFoundError(f"no lead {lead!r}")
+        return str(stage)
+
+    def reassign(self, lead: str, owner: str, by: str, reason: str | None = None) -> dict[str, Any]:
+        """Give a lead to another owner by hand (NotFoundError for an unknown lead or rep)."""
+        with self._tx() as conn:
+            now = self.now_us()
+            return sales.reassign(
+                conn,
+                Notifier(conn, now),
+                self._routing.current,
+                lead=lead,
+                owner=owner,
+                by=by,
+                reason=reason,
+                now_us=now,
+            )
+
+    def set_away(self, email: str, away: bool) -> dict[str, Any]:
+        """Mark a rep away (round robin skips them) or back."""
+        with self._tx() as conn:
+            return sales.set_away(conn, self._routing.current, email, away, self.now_us())
+
+    def reps(self) -> list[dict[str, Any]]:
+        """Every rep with time away and open MQLs."""
+        with self.engine.connect() as conn:
+            return sales.list_reps(conn, self._routing.current)
+
+    def check_sla(self) -> int:
+        """Mark every breach due by now (``sla_watch.breach_due``); how many."""
+        due = self.next_sla_due()  # a read first: no write transaction while nothing is due
+        if due is None or due > self.now_us():
+            return 0
+        n = 0
+        while True:
+            with self._tx() as conn:
+                marked = breach_due(conn, self._routing.version, self.now_us())
+            n += len(marked)
+            if len(marked) < 200:
+                return n
+
+    def next_sla_due(self) -> int | None:
+        with self.engine.connect() as conn:
+            return next_due(conn)
 
     def lead_view(self, row: Any, at: int, *, full: bool = False) -> dict[str, Any]:
         return reads.lead_view(self.engine, self._models.current, row, at, full=full)

@@ -17,10 +17,11 @@ from ..engine.scorer import window_us
 from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
 from . import scoring
+from .accounts import email_domain
 from .common import json_param, loads
 from .events import events_for
 from .messages import Message
-from .scoring import ActiveModel, Parts, Qualifier
+from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
 __all__ = ["Batch", "IngestResult", "ingest"]
 
@@ -54,12 +55,18 @@ class Batch:
 
 
 def ingest(
-    conn: Connection, active: ActiveModel, messages: list[Message], at: int, now: int
+    conn: Connection,
+    active: ActiveModel,
+    messages: list[Message],
+    at: int,
+    now: int,
+    handoff: MqlHandler | None = None,
 ) -> IngestResult:
-    """Store valid messages and update every lead they touch, in the caller's transaction."""
+    """Store valid messages and update every lead they touch, in the caller's transaction;
+    ``handoff`` routes the leads that become MQLs."""
     dialect = conn.dialect.name
     res = IngestResult()
-    b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now))
+    b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
     msgs = messages
     links = _identities(conn, {m.anonymous_id for m in msgs if m.anonymous_id})
     rows = []
@@ -98,6 +105,7 @@ def ingest(
             first[x] = min(first.get(x, m.ts_us), m.ts_us)
     leads = _load_leads(b, needed, first)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
+    b.qualifier.stages = {k: v[1] for k, v in leads.items()}
     ids = Identities(links)
     for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
         pair = m.link
@@ -118,6 +126,7 @@ def ingest(
                 {
                     "b_id": x,
                     "traits": json_param(leads[x][0], dialect),
+                    "email_domain": email_domain(leads[x][0]),
                     "updated_at_us": at,
                 }
                 for x in b.changed
@@ -125,7 +134,10 @@ def ingest(
         )
     missing = [x for x in touched if x not in leads]
     if missing:  # linked through identities only
-        leads.update(_load_leads(b, set(missing), {x: min(touched[x]) for x in missing}))
+        more = _load_leads(b, set(missing), {x: min(touched[x]) for x in missing})
+        leads.update(more)
+        b.qualifier.traits.update({k: v[0] for k, v in more.items()})
+        b.qualifier.stages.update({k: v[1] for k, v in more.items()})
     # leads whose stored parts can simply be carried forward; the rest are re-scored
     # from all their events
     quick = {
@@ -172,6 +184,7 @@ def ingest(
             res.new_mqls.append(lead)
     if updates:
         conn.execute(_UPDATE_SCORES, updates)
+    b.qualifier.finish()
     res.leads = sorted(touched)
     return res
 
@@ -275,7 +288,11 @@ _SELECT_LEADS = sa.select(
 _UPDATE_TRAITS = (
     sa.update(t.leads)
     .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values(traits=sa.bindparam("traits"), updated_at_us=sa.bindparam("updated_at_us"))
+    .values(
+        traits=sa.bindparam("traits"),
+        email_domain=sa.bindparam("email_domain"),
+        updated_at_us=sa.bindparam("updated_at_us"),
+    )
 )
 _SCORE_COLUMNS = (
     "fit",

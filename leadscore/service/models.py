@@ -13,7 +13,7 @@ from ..errors import ModelError, NoModelError, NotFoundError, Problem
 from ..model import Model, parse_model
 from ..store import schema as t
 from .common import iso
-from .scoring import ActiveModel, Qualifier, make_active, rescore_all
+from .scoring import ActiveModel, MqlHandler, Qualifier, make_active, rescore_all
 
 __all__ = ["ModelVersions"]
 
@@ -21,10 +21,18 @@ __all__ = ["ModelVersions"]
 class ModelVersions:
     """The stored versions and the one active in this process."""
 
-    def __init__(self, engine: Engine, tx: Callable[[], Any], now: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tx: Callable[[], Any],
+        now: Callable[[], int],
+        handoff: Callable[[Connection, int], MqlHandler | None] | None = None,
+    ) -> None:
         self.engine = engine
         self._tx = tx
         self._now = now
+        #: the handoff of the leads an activation makes MQLs, in its transaction
+        self._handoff = handoff
         self.current: ActiveModel | None = None
         self.load()
 
@@ -103,7 +111,9 @@ class ModelVersions:
             .where(t.models.c.version == version)
             .values(active=True, activated_at_us=at, activated_by=by)
         )
-        q = Qualifier(conn, conn.dialect.name, self._now())
+        now = self._now()
+        handoff = self._handoff(conn, now) if self._handoff is not None else None
+        q = Qualifier(conn, conn.dialect.name, now, handoff=handoff)
         n, new_mqls = rescore_all(conn, q, active, at)
         conn.execute(
             sa.insert(t.model_activations).values(

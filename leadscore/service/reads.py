@@ -11,9 +11,11 @@ from sqlalchemy import Engine
 
 from ..engine import Event, LeadScore, round2
 from ..errors import InvalidRequestError, NotFoundError
+from ..handoff import STAGES
 from ..store import schema as t
 from .common import iso, loads
 from .events import events_of
+from .handoff_reads import handoff_view, history_entry
 from .scoring import ActiveModel, current_score
 
 __all__ = ["SORT_KEYS", "current", "get_lead", "lead_view", "list_leads"]
@@ -41,6 +43,8 @@ def lead_view(
         "stage": row.stage,
         "mql_at": iso(row.mql_at_us),
         "mql_reason": row.mql_reason,
+        "owner": row.owner,
+        "team": row.team,
     }
     if score is not None:
         rec = score.record(row.lead_id)
@@ -92,7 +96,7 @@ def get_lead(
         history = conn.execute(
             sa.select(t.stage_history)
             .where(t.stage_history.c.lead_id == lead_id)
-            .order_by(t.stage_history.c.at_us)
+            .order_by(t.stage_history.c.at_us, t.stage_history.c.id)
         ).all()
         recent = conn.execute(
             sa.select(
@@ -106,19 +110,13 @@ def get_lead(
             .order_by(t.events.c.ts_us.desc(), t.events.c.id.desc())
             .limit(events)
         ).all()
+        handoff = handoff_view(conn, row)
     view = lead_view(engine, active, row, at, full=True)
     view["stage_history"] = [
-        {"stage": "lead", "at": iso(row.created_at_us), "reason": "first seen"},
-        *(
-            {
-                "stage": h.stage,
-                "at": iso(h.at_us),
-                "reason": h.reason,
-                "model_version": h.model_version,
-            }
-            for h in history
-        ),
+        {"stage": "lead", "at": iso(row.created_at_us), "reason": "first seen", "by": None},
+        *(history_entry(h) for h in history),
     ]
+    view.update(handoff)
     view["recent_events"] = [
         {
             "messageId": e.message_id,
@@ -146,6 +144,7 @@ def list_leads(
     at: int,
     *,
     stage: str | None = None,
+    owner: str | None = None,
     grade: str | None = None,
     min_score: float | None = None,
     q: str | None = None,
@@ -175,9 +174,13 @@ def list_leads(
     stats["rows_read"] = 0
     where: list[Any] = []
     if stage:
-        if stage not in ("lead", "mql"):
-            raise InvalidRequestError(f"stage {stage!r}: use lead or mql")
+        if stage not in STAGES:
+            raise InvalidRequestError(f"stage {stage!r}: use one of {', '.join(STAGES)}")
         where.append(t.leads.c.stage == stage)
+    if owner:
+        if "\x00" in owner:
+            raise InvalidRequestError("owner contains a NUL character")
+        where.append(t.leads.c.owner == owner)
     bounded = active is None or all(r.points > 0 for r in active.model.engagement_rules)
     if min_score is not None and active and bounded:
         # decay only lowers a stored score, so it bounds the score now, except for a lead

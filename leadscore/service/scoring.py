@@ -8,10 +8,10 @@ instant a lead qualified, queueing its notification) is here, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -27,12 +27,15 @@ from .events import event_from_row
 from .messages import Message
 
 __all__ = [
+    "QUALIFIABLE",
     "ActiveModel",
+    "MqlHandler",
     "Parts",
     "Qualifier",
     "advance",
     "can_advance",
     "current_score",
+    "is_qualified",
     "make_active",
     "rescore",
     "rescore_all",
@@ -56,10 +59,45 @@ def make_active(version: int, model: Model) -> ActiveModel:
     )
 
 
+class MqlHandler(Protocol):
+    """What happens to a new MQL besides its stage: the handoff (``service/handoff.py``)."""
+
+    def admits(self, lead: str, at_us: int, stage: str | None = None) -> bool:
+        """Whether the lead may become an MQL at ``at_us`` (a recycled lead: not before it may
+        come back); ``stage``: its stage, when the caller knows it."""
+        ...
+
+    def flush(self) -> None:
+        """Write what the transaction's new MQLs produced; called before it commits."""
+        ...
+
+    def prepare(self, traits: Mapping[str, Mapping[str, Any]]) -> None:
+        """Before the first new MQL: the traits of every lead the transaction holds, so what
+        routing looks up for them can be read at once."""
+        ...
+
+    def opened(
+        self, lead: str, at_us: int, score: LeadScore, traits: dict[str, Any], version: int
+    ) -> dict[str, Any]:
+        """The lead became an MQL at ``at_us``: open its episode, route it; the lead's columns
+        it sets (its owner), written with its stage."""
+        ...
+
+
+#: stages from which the model can make a lead an MQL: a recycled lead can qualify again
+QUALIFIABLE = ("lead", "recycled")
+
+
+def is_qualified(stage: str) -> bool:
+    """Whether the model treats the lead as qualified already (its MQL is sticky)."""
+    return stage not in QUALIFIABLE
+
+
 @dataclass
 class Qualifier:
     """Makes leads MQLs within one transaction: stage, history and one ``lead.mql``
-    notification per subscribed webhook. Reads the subscribed webhooks once per transaction."""
+    notification per subscribed webhook, then the handoff. Reads the subscribed webhooks once
+    per transaction."""
 
     conn: Connection
     dialect: str
@@ -67,18 +105,53 @@ class Qualifier:
     #: traits of the leads the transaction holds already (read from the store otherwise)
     traits: dict[str, dict[str, Any]] = field(default_factory=dict)
     hooks: list[int] | None = None
+    handoff: MqlHandler | None = None
+    #: stages of the leads the transaction holds already (read from the store otherwise)
+    stages: dict[str, str] = field(default_factory=dict)
+    _prepared: bool = False
 
-    def qualify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> None:
-        """Stage mql (sticky), history, and a lead.mql notification per subscribed webhook."""
+    def finish(self) -> None:
+        """Before the transaction commits: the handoff writes what it decided."""
+        if self.handoff is not None:
+            self.handoff.flush()
+
+    def lead_traits(self, lead: str) -> dict[str, Any]:
+        traits = self.traits.get(lead)
+        if traits is None:
+            traits = loads(
+                self.conn.execute(
+                    sa.select(t.leads.c.traits).where(t.leads.c.lead_id == lead)
+                ).scalar_one()
+            )
+            self.traits[lead] = traits = dict(traits or {})
+        return traits
+
+    def qualify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> bool:
+        """Stage mql (sticky), history, a lead.mql notification per subscribed webhook, and
+        the handoff. False when the handoff does not admit the lead now (it stays as it is)."""
         conn = self.conn
+        if self.handoff is not None and not self.handoff.admits(lead, at_us, self.stages.get(lead)):
+            return False
+        handed: dict[str, Any] = {}
+        if self.handoff is not None:
+            if not self._prepared:
+                self.handoff.prepare(self.traits)
+                self._prepared = True
+            handed = self.handoff.opened(lead, at_us, score, self.lead_traits(lead), version)
         conn.execute(
             sa.update(t.leads)
             .where(t.leads.c.lead_id == lead)
-            .values(stage="mql", mql_at_us=at_us, mql_reason=reason)
+            .values(stage="mql", mql_at_us=at_us, mql_reason=reason, **handed)
         )
         conn.execute(
             sa.insert(t.stage_history).values(
-                lead_id=lead, stage="mql", at_us=at_us, reason=reason, model_version=version
+                lead_id=lead,
+                stage="mql",
+                at_us=at_us,
+                reason=reason,
+                model_version=version,
+                by="model",
+                received_at_us=self.now_us,
             )
         )
         if self.hooks is None:
@@ -86,15 +159,20 @@ class Qualifier:
                 sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
             ).all()
             self.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
-        if not self.hooks:
-            return
-        traits = self.traits.get(lead)
-        if traits is None:
-            traits = loads(
-                conn.execute(
-                    sa.select(t.leads.c.traits).where(t.leads.c.lead_id == lead)
-                ).scalar_one()
-            )
+        if self.hooks:
+            self._notify(lead, at_us, reason, version, score, handed)
+        return True
+
+    def _notify(
+        self,
+        lead: str,
+        at_us: int,
+        reason: str,
+        version: int,
+        score: LeadScore,
+        handed: dict[str, Any],
+    ) -> None:
+        assert self.hooks
         payload = dumps(
             {
                 "type": "lead.mql",
@@ -103,11 +181,12 @@ class Qualifier:
                 "reason": reason,
                 "model_version": version,
                 "score": score.record(lead),
-                "traits": traits,
+                "traits": self.lead_traits(lead),
+                **{k: handed[k] for k in ("owner", "team") if k in handed},
             }
         )
         created = self.now_us
-        conn.execute(
+        self.conn.execute(
             sa.insert(t.outbox),
             [
                 {
@@ -174,6 +253,7 @@ def rescore_all(
         r.lead_id: r.stage for r in conn.execute(sa.select(t.leads.c.lead_id, t.leads.c.stage))
     }
     due = rescore_times(conn, active, at)
+    q.stages = stages
     for r in rows:
         held = [i for i in range(n_fit) if r[f"f{i}"] != 0]
         sums = [float(r[f"s{i}"]) for i in range(n_eng)]
@@ -181,11 +261,12 @@ def rescore_all(
         score = active.scorer.finish(held, sums, counted)
         values = score_values(score, held, sums, counted, active.version, at, dialect_name)
         values["rescore_at_us"] = due.get(r["lead_id"])
-        if stages.get(r["lead_id"]) != "mql" and score.mql:
+        if not is_qualified(stages.get(r["lead_id"], "lead")) and score.mql:
             reason = mql_reason(model, score) + f" (model v{active.version} activated)"
-            q.qualify(r["lead_id"], at, reason, active.version, score)
-            new_mqls.append(r["lead_id"])
+            if q.qualify(r["lead_id"], at, reason, active.version, score):
+                new_mqls.append(r["lead_id"])
         conn.execute(sa.update(t.leads).where(t.leads.c.lead_id == r["lead_id"]).values(**values))
+    q.finish()
     return len(rows), new_mqls
 
 
@@ -224,8 +305,7 @@ def _apply(
     if step.mql_at is None or step.mql_score is None:
         return values, False
     reason = mql_reason(active.model, step.mql_score)
-    q.qualify(lead, step.mql_at, reason, active.version, step.mql_score)
-    return values, True
+    return values, q.qualify(lead, step.mql_at, reason, active.version, step.mql_score)
 
 
 def advance(
@@ -247,7 +327,7 @@ def advance(
     held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
     step = inc.advance(
-        scorer, _parts(stored_parts), held, events, times, at, stored_parts[2], stage == "mql"
+        scorer, _parts(stored_parts), held, events, times, at, stored_parts[2], is_qualified(stage)
     )
     return None if step is None else _apply(q, active, lead, step, at)
 
@@ -265,7 +345,7 @@ def rescore(
     """A lead's new score from its events (``engine.incremental.rescore``); qualify it if it
     crossed. Returns the row values and whether it became an MQL."""
     held = active.scorer.fit_held(traits)
-    step = inc.rescore(active.scorer, held, events, times, at, stage == "mql")
+    step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage))
     return _apply(q, active, lead, step, at)
 
 

@@ -40,7 +40,7 @@ __all__ = [
 
 log = logging.getLogger("leadscore.webhooks")
 
-EVENTS = ("lead.mql",)
+EVENTS = ("lead.mql", "lead.assigned", "lead.sla_breached", "lead.stage_changed")
 MAX_ATTEMPTS = 12
 BASE_DELAY_S = 10.0
 MAX_DELAY_S = 3600.0

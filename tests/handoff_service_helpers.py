@@ -1,0 +1,215 @@
+"""Shared parts of the live handoff's tests: the issue's routing file (plus CRM statuses), a
+clock the test sets, and the real app on a real database with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from leadscore.api import create_app
+from leadscore.service.auth import create_key
+from leadscore.service.facade import Service
+from leadscore.service.webhooks import add_webhook
+from leadscore.store import open_engine
+from leadscore.store import schema as t
+from tests.service_helpers import MODEL, TestClient, basic, bearer, mid, table_count
+
+#: the issue's example, exactly, with CRM statuses added
+ROUTING = """\
+routing: 1
+name: acme-sales
+teams:
+  enterprise:
+    members: [ann@acme.io, raj@acme.io]
+    max_open_mqls: 25
+    working_hours: {timezone: America/New_York, days: mon-fri, hours: "09:00-18:00"}
+  smb:
+    members: [lee@acme.io]
+rules:                     # first match wins; conditions are the model's condition language
+  - name: Enterprise North America
+    when: {all: [{field: company.employees, gte: 1000}, {field: country, in: [US, CA]}]}
+    team: enterprise
+  - name: Everyone else
+    team: smb
+fallback: lee@acme.io
+sla:                       # first match wins; durations in s, m, h, d
+  - name: Demo within 5 minutes
+    when: {field: fast_track, equals: true}
+    first_touch_within: 5m
+    escalate_to: lee@acme.io
+  - name: Other MQLs within a business day
+    first_touch_within: 24h
+    working_hours: true
+rejection_reasons: [bad fit, no intent, wrong contact, duplicate, competitor, student]
+crm_stages:
+  Working: sal
+  Qualified: sql
+  Closed Won: customer
+  Nurture: recycled
+"""
+
+#: Tuesday 2 June 2026, 10:00 in New York: inside the enterprise team's working hours
+TUESDAY_10_NY = datetime(2026, 6, 2, 14, 0, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class SetClock:
+    """The service's time, set by the test: nothing moves unless the test moves it."""
+
+    def __init__(self, at: datetime = TUESDAY_10_NY) -> None:
+        self.us = to_us(at)
+
+    def now_us(self) -> int:
+        return self.us
+
+    def now(self) -> datetime:
+        return EPOCH + timedelta(microseconds=self.us)
+
+    def advance(self, **delta: float) -> None:
+        self.us += timedelta(**delta) // timedelta(microseconds=1)
+
+
+class HandoffApi:
+    """The real app on a real database with the test model and the routing active."""
+
+    def __init__(self, url: str, routing: str | None = ROUTING, *, hooks: bool = True) -> None:
+        self.engine = open_engine(url)
+        self.clock = SetClock()
+        self.app = create_app(self.engine, deliver=False, clock=self.clock, watch_sla=False)
+        self.service: Service = self.app.state.service
+        self.service.add_model(MODEL, "test")
+        if routing:
+            self.service.add_routing(routing, "test", "routing.yaml")
+        if hooks:
+            add_webhook(
+                self.engine,
+                "http://127.0.0.1:9/hooks",
+                ["lead.mql", "lead.assigned", "lead.sla_breached", "lead.stage_changed"],
+            )
+        _, self.write_key = create_key(self.engine, "website", "ingest")
+        _, self.read_token = create_key(self.engine, "ops", "read")
+        _, self.admin_token = create_key(self.engine, "admin", "admin")
+        self.client = TestClient(self.app)
+
+    def close(self) -> None:
+        self.client.close()
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ calls
+
+    def send(self, *msgs: dict[str, Any]) -> dict[str, Any]:
+        resp = self.client.post(
+            "/v1/batch",
+            content=json.dumps({"batch": list(msgs)}).encode(),
+            headers={"Content-Type": "application/json", **basic(self.write_key)},
+        )
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        assert body["rejected"] == [], body
+        return body
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> httpx.Response:
+        return self.client.request(
+            method,
+            path,
+            content=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **bearer(token or self.admin_token)},
+        )
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> dict[str, Any]:
+        resp = self.call(method, path, body)
+        assert resp.status_code == status, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+    def lead(self, lead_id: str) -> dict[str, Any]:
+        return self.ok("GET", f"/api/leads/{lead_id}")
+
+    def mql(
+        self,
+        lead: str,
+        *,
+        employees: int = 2000,
+        country: str = "US",
+        email: str | None = None,
+        demo: bool = True,
+        **traits: Any,
+    ) -> dict[str, Any]:
+        """Make ``lead`` an MQL now: a senior title, a company, and a demo request (fast track)
+        or pricing visits (threshold); returns the lead as shown."""
+        now = iso(self.clock.now())
+        msgs: list[dict[str, Any]] = [
+            {
+                "type": "identify",
+                "userId": lead,
+                "messageId": mid(),
+                "timestamp": now,
+                "traits": {
+                    "title": "VP Sales",
+                    "email": email or f"{lead}@{lead}.example",
+                    "country": country,
+                    "company": {"employees": employees},
+                    **traits,
+                },
+            }
+        ]
+        if demo:
+            msgs.append(
+                {
+                    "type": "track",
+                    "userId": lead,
+                    "messageId": mid(),
+                    "event": "Demo Requested",
+                    "timestamp": now,
+                }
+            )
+        else:
+            msgs += [
+                {
+                    "type": "page",
+                    "userId": lead,
+                    "messageId": mid(),
+                    "timestamp": now,
+                    "properties": {"path": "/pricing"},
+                }
+                for _ in range(3)
+            ]
+        self.send(*msgs)
+        return self.lead(lead)
+
+    # ------------------------------------------------------------------ the store
+
+    def count(self, table: sa.Table, *where: Any) -> int:
+        return table_count(self.engine, table, *where)
+
+    def rows(self, table: sa.Table, *where: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            order = table.c.id if "id" in table.c else next(iter(table.c))
+            return list(conn.execute(sa.select(table).where(*where).order_by(order)).all())
+
+    def outbox(self, event: str) -> list[dict[str, Any]]:
+        return [json.loads(r.payload) for r in self.rows(t.outbox, t.outbox.c.event == event)]
+
+
+@contextmanager
+def handoff_api(url: str, routing: str | None = ROUTING, **kw: Any) -> Iterator[HandoffApi]:
+    api = HandoffApi(url, routing, **kw)
+    try:
+        yield api
+    finally:
+        api.close()
