@@ -25,7 +25,8 @@ from datetime import datetime
 from sqlglot import exp
 
 from ..engine.scorer import US_PER_DAY
-from ..model.schema import All, Any, Condition, Leaf, Model, Not
+from ..engine.traits import DATE_PATTERN
+from ..model.schema import All, Any, Condition, EngagementRule, Leaf, Model, Not
 from ..model.values import NUMBER_PATTERN, WHITESPACE
 from .dialects import DIALECTS, AsOf, Dialect, adapter
 from .sources import Source
@@ -62,6 +63,18 @@ def _bool(e: exp.Expr) -> exp.Expr:
 class _Leafs:
     d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
+    #: the model's placeholder values (normalised text): a field holding one is NULL
+    missing: tuple[str, ...] = ()
+
+    def value(self, path: Path, read: Reader) -> exp.Expr:
+        """The field's text form, NULL when it is one of the model's placeholder values."""
+        x = read(path)
+        if not self.missing:
+            return x
+        placeholder = exp.In(
+            this=self.norm(x.copy()), expressions=[exp.Literal.string(m) for m in self.missing]
+        )
+        return exp.Case(ifs=[exp.If(this=placeholder, true=exp.Null())], default=x)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -88,7 +101,9 @@ class _Leafs:
         op, v = leaf.op, leaf.value
         if self.fields is not None:
             # each field's text form and number are computed once, in a subquery (fields)
-            idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
+            if leaf.path not in self.fields:
+                self.fields[leaf.path] = (len(self.fields), self.value(leaf.path, read))
+            idx = self.fields[leaf.path][0]
 
             def norm() -> exp.Expr:
                 return exp.column(f"n{idx}")
@@ -100,7 +115,7 @@ class _Leafs:
                 return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
 
         else:
-            x = read(leaf.path)
+            x = self.value(leaf.path, read)
 
             def norm() -> exp.Expr:
                 return self.norm(x.copy())
@@ -164,6 +179,13 @@ class _Leafs:
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")
 
+    def field(self, path: Path, read: Reader) -> int:
+        """The index of a field's precomputed ``n<i>``/``x<i>`` columns (registering it)."""
+        assert self.fields is not None
+        if path not in self.fields:
+            self.fields[path] = (len(self.fields), self.value(path, read))
+        return self.fields[path][0]
+
     def field_columns(self, used: set[str] | None = None) -> list[exp.Expr]:
         """The precomputed columns for every field the leaves read: ``n<i>`` its normalised
         text (NULL when absent), ``x<i>`` its number (NULL when not a number)."""
@@ -191,6 +213,134 @@ class _Leafs:
         if isinstance(cond, Not):
             return exp.Not(this=self.condition(cond.condition, read))
         raise TypeError(cond)
+
+
+def _trait_rule(
+    rule: EngagementRule,
+    LF: _Leafs,
+    d: Dialect,
+    source: Source,
+    as_of: AsOf,
+    model: Model,
+    window_us: int | None,
+) -> tuple[exp.Expr, exp.Expr]:
+    """A trait rule over the precomputed lead fields: (whether it counts, its points before the
+    cap), as leadscore/engine/traits.py reads the units and the date."""
+    assert rule.trait_path is not None
+    read: Reader = lambda p: source.lead_text(p, d)  # noqa: E731
+    units = exp.column(f"x{LF.field(rule.trait_path, read)}")
+    hit: exp.Expr = exp.GT(this=units, expression=_dbl(0))
+    worth: exp.Expr = exp.Mul(this=_dbl(rule.points), expression=units.copy())
+    if rule.at_path is not None:
+        n = exp.column(f"n{LF.field(rule.at_path, read)}")
+        # the arithmetic only on text that is a date (CASE: a cast of other text would fail)
+        at_us = exp.Case(
+            ifs=[exp.If(this=_bool(d.regex(n.copy(), DATE_PATTERN)), true=_date_us(n, d))]
+        )
+        age = exp.Paren(this=exp.Sub(this=d.as_of_us(as_of), expression=at_us))
+        ok: exp.Expr = _bool(exp.GTE(this=age.copy(), expression=exp.Literal.number(0)))
+        if window_us is not None:
+            ok = exp.and_(
+                ok, _bool(exp.LTE(this=age.copy(), expression=exp.Literal.number(window_us)))
+            )
+        hit = exp.and_(_bool(hit), exp.Paren(this=ok))
+        if model.half_life_days is not None:
+            seconds = exp.Div(
+                this=exp.cast(age.copy(), "double"),
+                expression=exp.cast(exp.Literal.number(1000000), "double"),
+            )
+            factor = exp.Pow(
+                this=exp.Literal.number("0.5"),
+                expression=exp.Div(this=seconds, expression=_dbl(model.half_life_days * 86400.0)),
+            )
+            worth = exp.Mul(this=exp.Paren(this=worth), expression=factor)
+    return exp.Paren(this=hit), worth
+
+
+def _date_us(n: exp.Expr, d: Dialect) -> exp.Expr:
+    """Microseconds since the epoch of date text (already trimmed and lower-cased), by the
+    calendar arithmetic of leadscore/engine/traits.py in doubles: every engine computes it alike,
+    with no parsing and no session time zone. Text that is not a date gives garbage here; the
+    caller tests it against DATE_PATTERN."""
+
+    def part(start: int, length: int) -> exp.Expr:
+        piece = exp.Substring(
+            this=n.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length)
+        )
+        digits = exp.Nullif(
+            this=exp.Anonymous(
+                this="REPLACE", expressions=[piece, exp.Literal.string("z"), exp.Literal.string("")]
+            ),
+            expression=exp.Literal.string(""),
+        )
+        return exp.cast(
+            exp.Coalesce(this=exp.cast(digits, "int"), expressions=[exp.Literal.number(0)]),
+            "double",
+        )
+
+    def floor_div(a: exp.Expr, b: float) -> exp.Expr:
+        return exp.Floor(this=exp.Div(this=a, expression=_dbl(b)))
+
+    def add(*xs: exp.Expr) -> exp.Expr:
+        out = xs[0]
+        for x in xs[1:]:
+            out = exp.Add(this=out, expression=x)
+        return exp.Paren(this=out)
+
+    def mul(a: exp.Expr, b: float) -> exp.Expr:
+        return exp.Mul(this=a, expression=_dbl(b))
+
+    y, mo, day = part(1, 4), part(6, 2), part(9, 2)
+    early = exp.LTE(this=mo.copy(), expression=_dbl(2))
+    y2 = exp.Paren(
+        this=exp.Sub(
+            this=y, expression=exp.Case(ifs=[exp.If(this=early, true=_dbl(1))], default=_dbl(0))
+        )
+    )
+    era = floor_div(y2, 400)
+    yoe = exp.Paren(this=exp.Sub(this=y2.copy(), expression=mul(era, 400)))
+    shift = exp.Case(
+        ifs=[exp.If(this=exp.GT(this=mo.copy(), expression=_dbl(2)), true=_dbl(-3))],
+        default=_dbl(9),
+    )
+    doy = add(
+        floor_div(add(mul(add(mo.copy(), shift), 153), _dbl(2)), 5),
+        day,
+        _dbl(-1),
+    )
+    doe = add(
+        mul(yoe, 365),
+        floor_div(yoe.copy(), 4),
+        exp.Neg(this=floor_div(yoe.copy(), 100)),
+        doy,
+    )
+    days = add(mul(era.copy(), 146097), doe, _dbl(-719468))
+    frac_text = exp.Substring(
+        this=exp.DPipe(
+            this=exp.Anonymous(
+                this="REPLACE",
+                expressions=[
+                    exp.Substring(
+                        this=n.copy(), start=exp.Literal.number(21), length=exp.Literal.number(6)
+                    ),
+                    exp.Literal.string("z"),
+                    exp.Literal.string(""),
+                ],
+            ),
+            expression=exp.Literal.string("000000"),
+            safe=True,
+        ),
+        start=exp.Literal.number(1),
+        length=exp.Literal.number(6),
+    )
+    frac = exp.cast(exp.cast(frac_text, "int"), "double")
+    return add(
+        mul(days, 86_400_000_000),
+        mul(part(12, 2), 3_600_000_000),
+        mul(part(15, 2), 60_000_000),
+        mul(part(18, 2), 1_000_000),
+        frac,
+    )
 
 
 def _cap(x: exp.Expr, cap: float | None) -> exp.Expr:
@@ -269,11 +419,11 @@ def compile_score(
     d = adapter(dialect)
     if not isinstance(as_of, AsOf):
         as_of = AsOf.fixed(as_of)
-    L = _Leafs(d)
+    L = _Leafs(d, missing=model.missing_values)
     lead_id = source.lead_id_col()
 
     # f: fit rule points per lead, over each trait's text and number computed once (fx)
-    LF = _Leafs(d, fields={})
+    LF = _Leafs(d, fields={}, missing=model.missing_values)
     f_cols: list[exp.Expr] = [_c("lead_id")]
     for i, r in enumerate(model.fit_rules):
         cond = LF.condition(r.when, lambda p: source.lead_text(p, d))
@@ -281,6 +431,38 @@ def compile_score(
             exp.alias_(
                 exp.Case(ifs=[exp.If(this=cond, true=_dbl(r.points))], default=_dbl(0)),
                 f"f{i}",
+            )
+        )
+    window_us = round(model.window_days * US_PER_DAY) if model.window_days is not None else None
+    trait_fast: list[exp.Expr] = []
+    for i, er in enumerate(model.engagement_rules):
+        if er.trait_path is None:
+            continue
+        counts_, worth = _trait_rule(er, LF, d, source, as_of, model, window_us)
+        f_cols.append(
+            exp.alias_(
+                exp.Case(ifs=[exp.If(this=counts_, true=worth)], default=_dbl(0)),
+                f"ts{i}",
+            )
+        )
+        if er.fast_track:
+            trait_fast.append(
+                exp.EQ(
+                    this=exp.Case(
+                        ifs=[exp.If(this=counts_.copy(), true=exp.Literal.number(1))],
+                        default=exp.Literal.number(0),
+                    ),
+                    expression=exp.Literal.number(1),
+                )
+            )
+    if trait_fast:
+        f_cols.append(
+            exp.alias_(
+                exp.Case(
+                    ifs=[exp.If(this=exp.or_(*trait_fast), true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0),
+                ),
+                "tft",
             )
         )
     # only the columns the rules read: a trait's number costs a regular expression per lead
@@ -293,9 +475,8 @@ def compile_score(
     )
     query = exp.select("*").with_("f", as_=f, copy=False)
 
-    has_events = bool(model.engagement_rules)
+    has_events = model.has_event_rules
     if has_events:
-        window_us = round(model.window_days * US_PER_DAY) if model.window_days is not None else None
         key = L.norm(source.event_name_col())
         keys = sorted(model.event_keys)
         ev_where = exp.and_(
@@ -313,6 +494,8 @@ def compile_score(
         g_cols: list[exp.Expr] = [exp.alias_(source.event_lead_id_col(), "lead_id")]
         fast_terms: list[exp.Expr] = []
         for i, er in enumerate(model.engagement_rules):
+            if er.trait_path is not None:
+                continue
             hit: exp.Expr = exp.EQ(this=key.copy(), expression=exp.Literal.string(er.event_key))
             if er.when is not None:
                 hit = exp.and_(hit, L.condition(er.when, lambda p: source.event_text(p, d)))
@@ -377,18 +560,33 @@ def compile_score(
     r_cols: list[exp.Expr] = [_c("lead_id", "f")]
     r_cols += [_c(f"f{i}", "f") for i in range(len(model.fit_rules))]
     for i, rule in enumerate(model.engagement_rules):
-        s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
+        s: exp.Expr
+        if rule.trait_path is not None:
+            s = _c(f"ts{i}", "f")
+        else:
+            s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
         r_cols.append(exp.alias_(_cap(s, rule.cap), f"e{i}"))
         if detail:  # the decayed sum before the cap: the service decays it further at read time
             r_cols.append(exp.alias_(s.copy(), f"s{i}"))
-    r_cols.append(
-        exp.alias_(
-            exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
-            if has_events
-            else exp.Literal.number(0),
-            "ft",
-        )
+    ft: exp.Expr = (
+        exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
+        if has_events
+        else exp.Literal.number(0)
     )
+    if trait_fast:
+        ft = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.or_(
+                        exp.EQ(this=ft, expression=exp.Literal.number(1)),
+                        exp.EQ(this=_c("tft", "f"), expression=exp.Literal.number(1)),
+                    ),
+                    true=exp.Literal.number(1),
+                )
+            ],
+            default=exp.Literal.number(0),
+        )
+    r_cols.append(exp.alias_(ft, "ft"))
     r_sel = exp.select(*r_cols).from_("f", copy=False)
     if has_events:
         r_sel = r_sel.join(
