@@ -8,8 +8,8 @@ jsonl`` does. The rules are read from the model file, so it computes exactly the
 leadscore computes; each operator is a one-line pandas expression.
 
 It reads the benchmark's files: leads with one text column per trait (``company.employees``),
-events with ``lead_id``, ``event``, ``timestamp`` (UTC) and a ``properties`` struct. It is not a
-second implementation of every input leadscore accepts.
+events with ``lead_id``, ``event``, ``timestamp`` (UTC, or with a time zone) and a ``properties``
+struct. It is not a second implementation of every input leadscore accepts.
 
     python bench/pandas_model.py MODEL --leads leads.parquet --events events.parquet \
         --as-of 2026-06-01 --output scores.jsonl
@@ -171,7 +171,9 @@ def score(model: Model, leads_path: Path, events_path: Path, as_of: datetime) ->
     ev = pd.read_parquet(events_path, columns=wanted)
     ev.columns = ["lead_id", "event", "timestamp", *(".".join(p) for p in prop_fields)]
     key = ev["event"].str.strip(WHITESPACE).str.lower()
-    # the file's timestamps are UTC without an offset
+    # the file's timestamps are UTC without an offset, or TIMESTAMP WITH TIME ZONE: made UTC
+    if getattr(ev["timestamp"].dtype, "tz", None) is not None:
+        ev["timestamp"] = ev["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
     asof = pd.Timestamp(as_of.astimezone(UTC).replace(tzinfo=None) if as_of.tzinfo else as_of)
     age_us = (asof - ev["timestamp"]) // pd.Timedelta(microseconds=1)
     counted = key.isin(model.event_keys) & (age_us >= 0)

@@ -16,10 +16,10 @@ from sqlglot import exp
 
 from .engine import Event, Explanation, Scorer
 from .errors import ConfigError, InputError
-from .io import Inputs, open_inputs
+from .io import Columns, Inputs, open_inputs
 from .model import Model, nest
 from .sql.compiler import compile_score
-from .sql.duckdb import TRAITS_COLUMN, column_source
+from .sql.duckdb import TRAITS_COLUMN, column_source, resolve_field
 
 __all__ = [
     "ENGINES",
@@ -27,6 +27,7 @@ __all__ = [
     "BatchRun",
     "explain_lead",
     "load_lead",
+    "parse_include",
     "run",
     "run_engine",
     "summary",
@@ -38,12 +39,17 @@ KEYS = ("lead_id", "fit", "engagement", "score", "grade", "mql", "fast_track", "
 
 @dataclass
 class BatchRun:
-    """A scoring query ready to run over the inputs it was built for."""
+    """A scoring query ready to run over the inputs it was built for.
+
+    ``include`` names lead columns (traits, as ``email`` or ``company.name``) copied into every
+    record after the scores, as text, for a CRM upload."""
 
     model: Model
     inputs: Inputs
     as_of: datetime
     query: str
+    include: tuple[str, ...] = ()
+    _table: str | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -51,14 +57,31 @@ class BatchRun:
 
     def materialise(self) -> str:
         """Run the query once into a temp table (for several reads: table, summary, demo)."""
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE scores AS {self.query}")
-        return "scores"
+        if self._table is None:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE scores AS {self.query}")
+            self._table = "scores"
+        return self._table
+
+    def _scores(self) -> str:
+        return self._table or f"({self.query})"
+
+    def records_sql(self) -> str:
+        """Every record, unordered: the spec's keys, then the included lead columns."""
+        cols = ", ".join(f"s.{k}" for k in KEYS)
+        extra = _include_columns(self.inputs, self.include)
+        if not extra:
+            return f"SELECT {cols} FROM {self._scores()} s"
+        more = ", ".join(f"{sql} AS {_quote(name)}" for name, sql in extra)
+        return (
+            f"SELECT {cols}, {more} FROM {self._scores()} s "
+            f"LEFT JOIN {self.inputs.leads_view} l ON l.lead_id = s.lead_id"
+        )
 
     def jsonl_lines(self, table: str | None = None, order: str = "lead_id") -> Iterator[str]:
-        src = table or f"({self.query})"
+        if table is not None and self._table is None:
+            self._table = table
         cur = self.con.execute(
-            "SELECT to_json(struct_pack(lead_id, fit, engagement, score, grade, mql, fast_track, "
-            f"reasons)) FROM {src} ORDER BY {order}"
+            f"SELECT to_json(r) FROM ({self.records_sql()}) r ORDER BY r.{order}"
         )
         while rows := cur.fetchmany(10_000):
             for (line,) in rows:
@@ -68,10 +91,12 @@ class BatchRun:
         """Write every record as jsonl or csv to ``path`` (DuckDB writes it) or to ``out``."""
         if fmt not in ("jsonl", "csv"):
             raise ConfigError(f"unknown output format {fmt!r}; use jsonl, csv or table")
+        extra = [name for name, _ in _include_columns(self.inputs, self.include)]
+        tail = "".join(f", {_quote(n)}" for n in extra)
         select = (
             "SELECT lead_id, fit, engagement, score, grade, mql, fast_track, "
             + ("reasons" if fmt == "jsonl" else "CAST(to_json(reasons) AS VARCHAR) AS reasons")
-            + f" FROM ({self.query}) ORDER BY lead_id"
+            + f"{tail} FROM ({self.records_sql()}) ORDER BY lead_id"
         )
         if path is not None:
             opts = "FORMAT JSON" if fmt == "jsonl" else "FORMAT CSV, HEADER"
@@ -91,15 +116,64 @@ class BatchRun:
                 n += 1
             return n
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(KEYS)
+        writer.writerow([*KEYS, *extra])
         cur = self.con.execute(select)
         while rows := cur.fetchmany(10_000):
             for r in rows:
                 writer.writerow(
-                    [r[0], *(_num(x) for x in r[1:4]), r[4], _bool(r[5]), _bool(r[6]), r[7]]
+                    [
+                        r[0],
+                        *(_num(x) for x in r[1:4]),
+                        r[4],
+                        _bool(r[5]),
+                        _bool(r[6]),
+                        r[7],
+                        *("" if x is None else x for x in r[8:]),
+                    ]
                 )
                 n += 1
         return n
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parse_include(text: str | None) -> tuple[str, ...]:
+    """``--include email,owner``: lead columns to copy into each record."""
+    names = tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
+    clash = [n for n in names if n in KEYS]
+    if clash:
+        raise ConfigError(
+            f"--include {clash[0]!r} is already a key of every record; include other lead columns"
+        )
+    return names
+
+
+def _include_columns(inputs: Inputs, include: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(name, SQL of its text form) for every included lead column; an unknown one is an error
+    naming the closest column."""
+    if not include:
+        return []
+    if not inputs.leads_view:
+        raise ConfigError("--include copies columns of a leads file; give --leads")
+    rel = inputs.con.sql(f"SELECT * FROM {inputs.leads_view} LIMIT 0")
+    cols = dict(zip(rel.columns, rel.types, strict=True))
+    out = []
+    for name in include:
+        path = tuple(name.split("."))
+        e = resolve_field("l", cols, path)
+        if e is None and TRAITS_COLUMN in cols:
+            e = resolve_field("l", cols, (TRAITS_COLUMN, *path))
+        if e is None and TRAITS_COLUMN not in cols:
+            import difflib
+
+            names = [c for c in cols if c != "lead_id"]
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"--include {name!r}: the leads have no such column{hint}")
+        out.append((name, e.sql(dialect="duckdb") if e is not None else "CAST(NULL AS VARCHAR)"))
+    return out
 
 
 def _num(x: float) -> str:
@@ -121,6 +195,7 @@ def run(
     leads_format: str | None = None,
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     inputs = open_inputs(
         leads,
@@ -130,6 +205,8 @@ def run(
         leads_format=leads_format,
         events_format=events_format,
         con=con,
+        defer_events_check=True,
+        columns=columns,
     )
     return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
 
@@ -149,6 +226,7 @@ def run_engine(
     spark_remote: str | None = None,
     leads_table: str | None = None,
     events_table: str | None = None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     """Score on the chosen engine: DuckDB here, or Spark (a local session or Spark Connect)."""
     if engine not in ENGINES:
@@ -162,7 +240,15 @@ def run_engine(
                 "--leads-table/--events-table name Spark tables: add --engine spark, or give "
                 "files with --leads/--events"
             )
-        return run(model, leads, events, as_of, segment=segment, skip_bad_rows=skip_bad_rows)
+        return run(
+            model,
+            leads,
+            events,
+            as_of,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            columns=columns,
+        )
     if tables and (leads is not None or events is not None or segment is not None):
         raise ConfigError("give either tables (--leads-table/--events-table) or files, not both")
     if tables and leads_table is None:
@@ -177,6 +263,7 @@ def run_engine(
         remote=spark_remote,
         leads_table=leads_table,
         events_table=events_table,
+        columns=columns,
     )
 
 
@@ -191,12 +278,15 @@ def _run_spark(
     remote: str | None,
     leads_table: str | None,
     events_table: str | None,
+    columns: Columns | None = None,
 ) -> BatchRun:
     from .sql import JsonTables
     from .sql import spark as on_spark
 
     if leads_table is None:  # files: read and checked here, scored there
-        inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
+        inputs = open_inputs(
+            leads, events, segment=segment, skip_bad_rows=skip_bad_rows, columns=columns
+        )
         session = on_spark.session(remote)
         source = on_spark.inputs_to_spark(session, inputs)
     else:
@@ -216,19 +306,42 @@ def _run_spark(
 def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
     """The scoring query, with its per-lead event aggregate run first into a temp table: the
     query then reads the events file once, and events for lead ids that are not in the leads
-    file are counted from that small table instead of by another pass over the events."""
+    file are counted from that small table instead of by another pass over the events. That
+    same pass checks the events file when its check waits (``Inputs.events_check``): it counts
+    every row and the bad ones, which it does not score."""
     con = inputs.con
+    check = inputs.events_check
     source = column_source(con, model, inputs.leads_view, inputs.events_view)
-    tree = compile_score(model, source, as_of, "duckdb")
+    tree = compile_score(model, source, as_of, "duckdb", every_event=check is not None)
     g = next((c for c in tree.find_all(exp.CTE) if c.alias == "g"), None)
     if inputs.events_view is None or g is None or not isinstance(g.this, exp.Select):
+        if check is not None:
+            check.run()
         return tree.sql(dialect="duckdb")
-    agg = g.this.select(exp.alias_(exp.Count(this=exp.Star()), "__n"))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+    per_lead = [exp.alias_(exp.Count(this=exp.Star()), "__n")]
+    if check is not None:
+        per_lead = [
+            exp.alias_(exp.Count(this=exp.column("d")), "__n"),
+            exp.alias_(exp.Count(this=exp.Star()), "__rows"),
+            exp.alias_(exp.Count(this=exp.column("__bad")), "__bad"),
+        ]
+    agg = g.this.select(*per_lead, copy=False)  # g reads the table made of it below
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+    except duckdb.Error as e:
+        if check is None:
+            raise
+        raise check.error(e) from None
+    if check is not None:
+        counts = con.execute(
+            "SELECT coalesce(sum(__rows), 0), coalesce(sum(__bad), 0) FROM leadscore_g"
+        ).fetchone()
+        assert counts is not None
+        check.finish(int(counts[0]), int(counts[1]))
     g.set("this", exp.select("*").from_("leadscore_g"))
     row = con.execute(
-        f"SELECT count(*), coalesce(sum(__n), 0) FROM leadscore_g g ANTI JOIN "
-        f"{inputs.leads_view} l ON g.lead_id = l.lead_id"
+        f"SELECT count(*) FILTER (WHERE __n > 0), coalesce(sum(__n), 0) FROM leadscore_g g "
+        f"ANTI JOIN {inputs.leads_view} l ON g.lead_id = l.lead_id"
     ).fetchone()
     if row is not None:
         inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])

@@ -371,9 +371,11 @@ def generate(
     leads_format: str = "csv",
     events_format: str = "parquet",
     con: duckdb.DuckDBPyConnection | None = None,
+    timestamptz: bool = False,
 ) -> DemoFiles:
     """Write ``leads.<fmt>``, ``events.<fmt>`` and ``outcomes.csv`` into ``out_dir``; returns their
-    paths and sizes."""
+    paths and sizes. ``timestamptz`` writes Parquet event times as ``TIMESTAMP WITH TIME ZONE``
+    (the same instants, in UTC), as most exports hold them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con or duckdb.connect()
     ext = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
@@ -392,6 +394,8 @@ def generate(
             "SELECT lead_id, event, strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp, properties "
             f"FROM ({ev})"
         )
+    elif timestamptz:
+        ev = f"SELECT lead_id, event, timezone('UTC', ts) AS timestamp, properties FROM ({ev})"
     else:
         ev = f"SELECT lead_id, event, ts AS timestamp, properties FROM ({ev})"
     con.execute(f"COPY ({ev}) TO '{events}' ({copy_opts[events_format]})")

@@ -31,6 +31,10 @@ LEAD_VALUES: list[Any] = [
     "de",
     "true",
     "Head of Ops",
+    "Select",
+    " select ",
+    "-",
+    "N/A",
     250,
     250.5,
     0,
@@ -70,9 +74,12 @@ PROP_VALUES: list[Any] = [
     None,
     "google",
     "GOOGLE ",
+    "Select",
+    "-",
 ]
 
 TEXT_OPERANDS = [
+    "select",
     "vp sales",
     "VP",
     "sales",
@@ -103,6 +110,28 @@ RULE_NAMES = [
 ]
 REGEXES = ["vp|director", "^d", "[0-9]+$", "s.les", "^/pricing", "(pro|enterprise)$", "o+g"]
 NUMBERS = [0, 3, 12, 100, 250, 250.5, -3.5, 1000, 5000]
+#: behaviour stored on the lead: counts and amounts, and the date they were last updated
+COUNT_FIELDS = ["visits", "rating", "company.employees"]
+COUNT_VALUES: list[Any] = [3, 0, -2, 2.5, "7", " 12 ", "n/a", "Select", "", None, "1e3", 0.25]
+DATE_VALUES: list[Any] = [
+    "2026-06-01T12:00:00Z",  # as_of itself
+    "2026-06-01 12:00:00.000001",  # a microsecond after as_of: not yet
+    "2026-05-02T12:00:00",  # exactly 30 days old
+    "2026-05-02T11:59:59.999999",  # a microsecond over 30 days
+    "2026-03-03t12:00z",  # 90 days, lower case
+    "2026-05-25",
+    " 2026-05-31 08:15 ",
+    "2026-02-30",  # read as 2 March
+    "2026-05-01T10:00:00+02:00",  # an offset: not a date
+    "2026-13-01",
+    "yesterday",
+    "Select",
+    "",
+    None,
+    "1999-12-31T23:59:59.5",
+    20260501,
+]
+MISSING_VALUES: list[Any] = ["Select", "N/A", "-", "unknown", " PRO ", 0, 3]
 
 
 def leaf(fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
@@ -183,8 +212,19 @@ def models(draw: st.DrawFn) -> str:
             rule["cap"] = draw(st.sampled_from([1, 5, 10, 12.5, 30]))
         if draw(st.integers(0, 4)) == 0:
             rule["fast_track"] = True
+        if draw(st.integers(0, 2)) == 0:  # a trait rule: a count on the lead, maybe dated
+            del rule["event"]
+            rule.pop("when", None)
+            rule["trait"] = draw(st.sampled_from(COUNT_FIELDS))
+            if draw(st.booleans()):
+                rule["at"] = "last_seen"
         eng_rules.append(rule)
     doc: dict[str, Any] = {"model": 1, "name": "generated"}
+    if draw(st.booleans()):
+        # placeholders a CRM writes for "not answered", read as missing by every engine
+        doc["missing_values"] = draw(
+            st.lists(st.sampled_from(MISSING_VALUES), min_size=1, max_size=3, unique=True)
+        )
     if fit_rules or draw(st.booleans()):
         doc["fit"] = {"rules": fit_rules}
         if draw(st.booleans()):
@@ -220,6 +260,10 @@ def traits(draw: st.DrawFn) -> dict[str, Any]:
     for f in LEAD_FIELDS:
         if draw(st.booleans()):
             _nested_set(out, f, draw(st.sampled_from(LEAD_VALUES)))
+    if draw(st.booleans()):
+        out["visits"] = draw(st.sampled_from(COUNT_VALUES))
+    if draw(st.booleans()):
+        out["last_seen"] = draw(st.sampled_from(DATE_VALUES))
     return out
 
 

@@ -67,7 +67,7 @@ def test_validate_takes_routing_files_and_models_together(project):
     proc = ls("validate", "routing.yaml", "model.yaml", cwd=project)
     assert proc.stdout.splitlines() == [
         "routing.yaml: ok — routing 'acme-sales': 2 teams, 2 rules, 2 SLAs, fallback lee@acme.io",
-        "model.yaml: ok — model 't': 1 fit rules, 1 engagement rules, threshold 50",
+        "model.yaml: ok — model 't': 1 fit rule, 1 engagement rule, threshold 50",
     ]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..batch import BatchRun, _prepare, run
 from ..errors import ConfigError, InputError
-from ..io import Inputs
+from ..io import Columns, Inputs
 from ..model import Model
 from . import metrics as mx
 from .outcomes import OUTCOMES_TABLE, OutcomeCounts, from_column, from_database, from_file
@@ -387,9 +387,10 @@ def backtest(
     *,
     against: Model | None = None,
     skip_bad_rows: bool = False,
+    columns: Columns | None = None,
 ) -> dict[str, Any]:
     """Score with ``model`` (and ``against``) at ``opts.as_of`` and judge by the outcomes."""
-    batch = run(model, leads, events, opts.as_of, skip_bad_rows=skip_bad_rows)
+    batch = run(model, leads, events, opts.as_of, skip_bad_rows=skip_bad_rows, columns=columns)
     inputs = batch.inputs
     counts = open_outcomes(inputs, outcomes, leads)
     # the span the leads cover is needed only for a capacity per day/week/month (an events scan)

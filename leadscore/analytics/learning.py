@@ -16,7 +16,7 @@ import yaml
 
 from ..batch import BatchRun, _prepare
 from ..errors import ConfigError
-from ..io import Inputs, open_inputs
+from ..io import Columns, Inputs, open_inputs
 from ..model import Model, parse_model
 from ..model.schema import EngagementRule, FitRule
 from .backtest import (
@@ -185,9 +185,10 @@ def learn(
     *,
     base: Model | None = None,
     skip_bad_rows: bool = False,
+    columns: Columns | None = None,
 ) -> tuple[str, Learned, list[str]]:
     """The learned model's YAML text, the learning's figures, and notes for the person."""
-    inputs = open_inputs(leads, events, skip_bad_rows=skip_bad_rows)
+    inputs = open_inputs(leads, events, skip_bad_rows=skip_bad_rows, columns=columns)
     counts = open_outcomes(inputs, outcomes, leads)
     label(inputs, counts, opts.labeling, opts.as_of)
     ids, cols, y = _lead_rows(inputs)

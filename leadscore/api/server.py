@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -126,20 +127,18 @@ class BodyDeadline:
 
 def run(
     app: Any,
+    sock: socket.socket,
     *,
-    host: str,
-    port: int,
     log_level: str,
     request_timeout: float = REQUEST_TIMEOUT_S,
-) -> None:
-    """Serve ``app`` until stopped (SIGINT or SIGTERM)."""
+) -> bool:
+    """Serve ``app`` on the listening ``sock`` until stopped (SIGINT or SIGTERM); whether it
+    started."""
     import uvicorn
 
     protocol = type("LeadscoreProtocol", (Protocol,), {"request_timeout_s": request_timeout})
-    uvicorn.run(
+    config = uvicorn.Config(
         BodyDeadline(app, request_timeout),
-        host=host,
-        port=port,
         http=protocol,
         log_level=log_level,
         access_log=log_level == "debug",
@@ -147,3 +146,6 @@ def run(
         h11_max_incomplete_event_size=16 * 1024,
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return bool(server.started)

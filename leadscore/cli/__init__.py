@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.console import Console
 from .. import __version__
 from ..errors import ConfigError, LeadscoreError
 from ..model import Model, load_model
+
+if TYPE_CHECKING:
+    from ..io import Columns
 
 app = typer.Typer(
     name="leadscore",
@@ -29,8 +32,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+
+def _console(stderr: bool) -> Console:
+    """A console that wraps for a terminal and not for a pipe or a file (unless COLUMNS is
+    set): a sentence or a URL written to a log stays on one line."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=1000)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 _debug = False
 
@@ -109,6 +123,35 @@ SkipOpt = Annotated[
         help="Skip rows that cannot be read (and count them) instead of stopping.",
     ),
 ]
+IdColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="The leads file's id column, if it is not lead_id (e.g. --id-column 'Prospect ID').",
+    ),
+]
+EventColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--event-columns",
+        help="The events file's columns, if not lead_id, event, timestamp, properties "
+        "(e.g. lead_id=Lead,event=Activity,timestamp=At).",
+    ),
+]
+
+
+def input_columns(id_column: str | None, event_columns: str | None) -> Columns | None:
+    """``--id-column`` and ``--event-columns`` as the readers' Columns (None: the defaults)."""
+    from ..io import Columns, parse_event_columns
+
+    if id_column is None and event_columns is None:
+        return None
+    if id_column is not None and not id_column.strip():
+        raise ConfigError("--id-column needs a column name")
+    return Columns(
+        lead_id=id_column if id_column is not None else "lead_id",
+        events=parse_event_columns(event_columns),
+    )
 
 
 DbOpt = Annotated[
@@ -124,7 +167,9 @@ DbOpt = Annotated[
 def main() -> None:
     """Entry point: run the app and turn every error into a message, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        from .help import polish
+
+        rc = polish(typer.main.get_command(app)).main(prog_name="leadscore", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except LeadscoreError as e:
         err.print(f"Error: {e}", markup=False, highlight=False, soft_wrap=True)

@@ -10,7 +10,21 @@ import typer
 
 from ..analytics.stages import Labeling, parse_positive
 from ..errors import ConfigError
-from . import AsOfOpt, EventsOpt, LeadsOpt, ModelArg, SkipOpt, _load, app, err, out, parse_as_of
+from . import (
+    AsOfOpt,
+    EventColumnsOpt,
+    EventsOpt,
+    IdColumnOpt,
+    LeadsOpt,
+    ModelArg,
+    SkipOpt,
+    _load,
+    app,
+    err,
+    input_columns,
+    out,
+    parse_as_of,
+)
 
 OutcomesOpt = Annotated[
     Path | None,
@@ -72,6 +86,8 @@ def backtest(
     model: ModelArg = Path("leadscore.yaml"),
     leads: LeadsOpt = None,
     events: EventsOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     outcomes: OutcomesOpt = None,
     outcome_column: OutcomeColumnOpt = None,
     database_url: OutcomeDbOpt = None,
@@ -131,7 +147,14 @@ def backtest(
     src.check()
     with err.status("Scoring and judging…", spinner="dots") if err.is_terminal else _null():
         result = run_backtest(
-            m, leads, events, src, opts, against=other, skip_bad_rows=skip_bad_rows
+            m,
+            leads,
+            events,
+            src,
+            opts,
+            against=other,
+            skip_bad_rows=skip_bad_rows,
+            columns=input_columns(id_column, event_columns),
         )
     if fmt == "json":
         text = to_json(result)
@@ -159,6 +182,8 @@ def _null() -> AbstractContextManager[None]:
 def learn(
     leads: LeadsOpt = None,
     events: EventsOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     outcomes: OutcomesOpt = None,
     outcome_column: OutcomeColumnOpt = None,
     database_url: OutcomeDbOpt = None,
@@ -219,7 +244,13 @@ def learn(
     base_model = _load(base) if base else None
     with err.status("Learning…", spinner="dots") if err.is_terminal else _null():
         text, learned, notes = run_learn(
-            leads, events, src, opts, base=base_model, skip_bad_rows=skip_bad_rows
+            leads,
+            events,
+            src,
+            opts,
+            base=base_model,
+            skip_bad_rows=skip_bad_rows,
+            columns=input_columns(id_column, event_columns),
         )
     output.write_text(text, encoding="utf-8")
     for note in notes:

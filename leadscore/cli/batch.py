@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import ConfigError, LeadscoreError, ModelError
+from ..model import Model
+
+if TYPE_CHECKING:
+    from ..io import Inputs
 from . import (
     AsOfOpt,
+    EventColumnsOpt,
     EventsOpt,
+    IdColumnOpt,
     LeadsOpt,
     ModelArg,
     SegmentOpt,
@@ -24,6 +29,7 @@ from . import (
     _load,
     app,
     err,
+    input_columns,
     out,
     parse_as_of,
 )
@@ -49,12 +55,38 @@ def init(
 @app.command()
 def validate(
     models: Annotated[list[Path], typer.Argument(help="Model or routing files to check.")],
+    leads: LeadsOpt = None,
+    events: EventsOpt = None,
+    segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
+    as_of: AsOfOpt = None,
+    skip_bad_rows: SkipOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when there are warnings about the data.")
+    ] = False,
 ) -> None:
-    """Check models and routing files; list every problem as FILE:LINE:COLUMN: message."""
+    """Check models and routing files; list every problem as FILE:LINE:COLUMN: message. With
+    data, also warn about fields no lead has, event names no event has and rules that fire for
+    no lead."""
     from ..handoff import load_routing
     from .handoff import is_routing_file, routing_summary
 
     failed = 0
+    warned = 0
+    inputs = None
+    if leads is not None or segment is not None:
+        from ..io import open_inputs
+
+        inputs = open_inputs(
+            leads,
+            events,
+            segment=segment,
+            skip_bad_rows=skip_bad_rows,
+            columns=input_columns(id_column, event_columns),
+        )
+    elif events is not None:
+        raise ConfigError("--events needs --leads: the leads the events belong to")
     for path in models:
         try:
             if is_routing_file(path):
@@ -71,11 +103,35 @@ def validate(
             print(f"Error: {e}", file=sys.stderr)
             continue
         print(
-            f"{path}: ok — model {m.name!r}: {len(m.fit_rules)} fit rules, "
-            f"{len(m.engagement_rules)} engagement rules, threshold {m.threshold:g}"
+            f"{path}: ok — model {m.name!r}: {_n(len(m.fit_rules), 'fit rule')}, "
+            f"{_n(len(m.engagement_rules), 'engagement rule')}, threshold {m.threshold:g}"
         )
-    if failed:
+        if inputs is not None:
+            warnings = _data_warnings(m, inputs, parse_as_of(as_of))
+            warned += len(warnings)
+            for w in warnings:
+                print(f"Warning: {w}", file=sys.stderr)
+    if failed or (strict and warned):
         raise typer.Exit(1)
+
+
+def _n(count: int, word: str) -> str:
+    """``1 fit rule``, ``2 fit rules``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _data_warnings(m: Model, inputs: Inputs, when: datetime, table: str | None = None) -> list[str]:
+    """What the model reads that the data lacks, and the rules that fired for no lead."""
+    from ..batch import BatchRun, _prepare
+    from ..coverage import check_inputs, silent_rules
+
+    warnings = check_inputs(m, inputs) if inputs.leads_view else []
+    if table is None:
+        batch = BatchRun(m, inputs, when, _prepare(inputs, m, when))
+        table = f"({batch.query})"
+    from ..coverage import by_line
+
+    return by_line(warnings + silent_rules(m, inputs, table, warnings))
 
 
 @app.command()
@@ -84,14 +140,23 @@ def score(
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or table.")] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", help="Rows shown by --format table (0: all).")
+        int, typer.Option("--limit", min=0, help="Rows shown by --format table (0: all).")
     ] = 25,
+    include: Annotated[
+        str | None,
+        typer.Option(
+            "--include",
+            help="Lead columns copied into each record after the scores, e.g. email,owner.",
+        ),
+    ] = None,
     skip_bad_rows: SkipOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
@@ -123,7 +188,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every lead: one record per lead with fit, engagement, score, grade, mql, reasons."""
-    from ..batch import OUTPUT_FORMATS, run_engine
+    from ..batch import OUTPUT_FORMATS, parse_include, run_engine, summary
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
@@ -131,8 +196,14 @@ def score(
         raise ConfigError("--format table is for the terminal; write files as jsonl or csv")
     m = _load(model)
     when = parse_as_of(as_of)
+    columns = input_columns(id_column, event_columns)
+    included = parse_include(include)
+    if included and fmt == "table":
+        raise ConfigError(
+            "--include adds columns to jsonl and csv records; use --format jsonl or csv"
+        )
     started = time.perf_counter()
-    with err.status("Reading and scoring…", spinner="dots") if err.is_terminal else nullcontext():
+    with _Progress("Reading the leads and events…") as progress:
         batch = run_engine(
             engine,
             m,
@@ -144,15 +215,56 @@ def score(
             spark_remote=spark_remote,
             leads_table=leads_table,
             events_table=events_table,
+            columns=columns,
         )
+        batch.include = included
+        progress.update(
+            f"Read {plural(batch.inputs.leads, 'lead')} and {plural(batch.inputs.events, 'event')}; "
+            "scoring…"
+        )
+        # one run of the query serves the records, the summary and the checks
+        table = batch.materialise()
+        progress.update(f"Scored {plural(batch.inputs.leads, 'lead')}; checking and writing…")
+        warnings = _data_warnings(m, batch.inputs, when, table)
         if fmt == "table":
-            table = batch.materialise()
             _print_table(batch.con, table, limit)
             n = batch.inputs.leads
         else:
             n = batch.write(fmt, None, output)
+    for w in warnings:
+        err.print(f"Warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
+        from ..render import print_run_summary
+
         _report(batch.inputs, n, when, time.perf_counter() - started, output)
+        print_run_summary(err, m, summary(batch.con, table))
+
+
+class _Progress:
+    """What a long run is doing, with counts, on a terminal (a spinner and a line that changes);
+    nothing in a pipe or a file."""
+
+    def __init__(self, text: str) -> None:
+        self._status = err.status(text, spinner="dots") if err.is_terminal else None
+
+    def __enter__(self) -> _Progress:
+        if self._status is not None:
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+
+
+def plural(n: int, word: str) -> str:
+    from ..render import plural as p
+
+    return p(n, word)
 
 
 def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | None) -> None:
@@ -161,18 +273,21 @@ def _report(inputs: object, n: int, when: datetime, secs: float, output: Path | 
     assert isinstance(inputs, Inputs)
     where = f" to {output}" if output else ""
     err.print(
-        f"Scored {n:,} lead{'s' if n != 1 else ''} ({inputs.events:,} events) at {when:%Y-%m-%dT%H:%M:%SZ}{where} "
+        f"Scored {plural(n, 'lead')} ({plural(inputs.events, 'event')}) at {when:%Y-%m-%dT%H:%M:%SZ}{where} "
         f"in {secs:.1f} s."
     )
     for file, count in inputs.skipped.items():
         err.print(f"Skipped {count:,} bad row{'s' if count != 1 else ''} in {file}.")
     if inputs.orphan_events:
         err.print(
-            f"{inputs.orphan_events:,} events for {inputs.orphan_lead_ids:,} lead ids that are not "
+            f"{plural(inputs.orphan_events, 'event')} for {plural(inputs.orphan_lead_ids, 'lead id')} that are not "
             "in the leads file were not scored."
         )
     if inputs.anonymous_events:
-        err.print(f"{inputs.anonymous_events:,} anonymous events (no userId) were not scored.")
+        err.print(
+            f"{plural(inputs.anonymous_events, 'anonymous event')} (no userId) "
+            f"{'was' if inputs.anonymous_events == 1 else 'were'} not scored."
+        )
 
 
 def _print_table(con: object, table: str, limit: int) -> None:
@@ -186,7 +301,10 @@ def _print_table(con: object, table: str, limit: int) -> None:
     ).fetchall()
     total_row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE mql) FROM {table}").fetchone()
     total, mqls = (int(x) for x in total_row) if total_row else (0, 0)
-    t = Table(title=f"{total:,} leads, {mqls:,} MQLs — highest scores first", title_justify="left")
+    t = Table(
+        title=f"{plural(total, 'lead')}, {plural(mqls, 'MQL')} — highest scores first",
+        title_justify="left",
+    )
     for col, just in [
         ("lead", "left"),
         ("fit", "right"),
@@ -218,24 +336,43 @@ def _print_table(con: object, table: str, limit: int) -> None:
 @app.command()
 def explain(
     model: ModelArg = Path("leadscore.yaml"),
-    lead: Annotated[str, typer.Option("--lead", help="The lead_id to explain.")] = "",
+    lead: Annotated[str, typer.Option("--lead", help="The lead_id to explain (required).")] = "",
     leads: LeadsOpt = None,
     events: EventsOpt = None,
     segment: SegmentOpt = None,
+    id_column: IdColumnOpt = None,
+    event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
     skip_bad_rows: SkipOpt = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table (for a terminal) or json.")
+    ] = "table",
 ) -> None:
     """Show how one lead's score is made: every rule, every event that counted, the decision."""
     from ..batch import explain_lead
     from ..io import open_inputs
-    from ..render import print_explanation
+    from ..render import explanation_dict, print_explanation
 
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not one of table, json")
     if not lead:
         raise ConfigError("say which lead with --lead LEAD_ID")
     m = _load(model)
     when = parse_as_of(as_of)
-    inputs = open_inputs(leads, events, segment=segment, skip_bad_rows=skip_bad_rows)
-    print_explanation(out, m, lead, explain_lead(m, inputs, lead, when))
+    inputs = open_inputs(
+        leads,
+        events,
+        segment=segment,
+        skip_bad_rows=skip_bad_rows,
+        columns=input_columns(id_column, event_columns),
+    )
+    ex = explain_lead(m, inputs, lead, when)
+    if fmt == "json":
+        import json
+
+        print(json.dumps(explanation_dict(m, lead, ex), ensure_ascii=False, default=str))
+        return
+    print_explanation(out, m, lead, ex)
 
 
 def _sql_as_of(text: str | None) -> object:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -104,10 +106,36 @@ def serve(
             "No routing is active: new MQLs are not assigned until you start with --routing FILE "
             "or PUT /api/routing."
         )
+    # bind first, then announce: a port in use is an error before anything says "Listening"
+    sock = _bind(host, port)
     err.print(
-        f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{port} (API docs at /docs)."
+        f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{sock.getsockname()[1]} (API docs at /docs)."
     )
-    run(app_, host=host, port=port, log_level=log_level, request_timeout=request_timeout)
+    started = run(app_, sock, log_level=log_level, request_timeout=request_timeout)
+    if not started:
+        raise ConfigError(
+            "the service stopped while starting (see the messages above); nothing was served"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or an error that says what to do."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        hint = (
+            "; another process is using it: stop it or pass another --port"
+            if e.errno in (errno.EADDRINUSE, errno.EACCES)
+            else ""
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 keys_app = typer.Typer(
@@ -225,6 +253,45 @@ def webhooks_list(database_url: DbOpt = None) -> None:
     out.print(table)
 
 
+@hooks_app.command("deliveries")
+def webhooks_deliveries(
+    hook_id: Annotated[
+        int | None, typer.Option("--webhook", help="Only this webhook's notifications.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Delivered notifications too, not only the failing.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many, newest first.")
+    ] = 50,
+    database_url: DbOpt = None,
+) -> None:
+    """Show which notifications failed or wait for a retry: the last error, the next attempt."""
+    _need_service("webhooks")
+    from ..service.webhooks import list_deliveries
+    from ..store import open_engine
+
+    rows = list_deliveries(open_engine(database_url), hook_id=hook_id, every=every, limit=limit)
+    if not rows:
+        err.print("No failed or retrying deliveries." if not every else "No deliveries.")
+        return
+    table = Table(
+        "id", "webhook", "event", "created", "state", "attempts", "next attempt", "last error"
+    )
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            f"{r['webhook']} {r['url']}",
+            r["event"],
+            r["created_at"],
+            r["state"],
+            str(r["attempts"]),
+            r["next_attempt"] or "-",
+            r["last_error"] or "-",
+        )
+    out.print(table)
+
+
 @hooks_app.command("remove")
 def webhooks_remove(
     hook_id: Annotated[int, typer.Argument(help="The webhook's id.")], database_url: DbOpt = None
@@ -242,7 +309,10 @@ def webhooks_remove(
 @hooks_app.command("retry")
 def webhooks_retry(
     hook_id: Annotated[
-        int | None, typer.Argument(help="Only this webhook's (default: every active webhook's).")
+        int | None,
+        typer.Argument(
+            help="Only this webhook's (default: every active webhook's).", metavar="[HOOK_ID]"
+        ),
     ] = None,
     database_url: DbOpt = None,
 ) -> None:

@@ -14,38 +14,47 @@ __all__ = ["Predicate", "compile_condition"]
 Predicate = Callable[[Mapping[str, AnyT]], bool]
 
 
-def compile_condition(cond: Condition) -> Predicate:
+def compile_condition(cond: Condition, missing: frozenset[str] = frozenset()) -> Predicate:
+    """A predicate for ``cond``; ``missing`` holds the model's placeholder values (normalised
+    text such as ``select`` or ``n/a``), which read as absent."""
     if isinstance(cond, Leaf):
-        return _leaf(cond)
+        return _leaf(cond, missing)
     if isinstance(cond, All):
-        parts = [compile_condition(c) for c in cond.conditions]
+        parts = [compile_condition(c, missing) for c in cond.conditions]
         return lambda d: all(p(d) for p in parts)
     if isinstance(cond, Any):
-        parts = [compile_condition(c) for c in cond.conditions]
+        parts = [compile_condition(c, missing) for c in cond.conditions]
         return lambda d: any(p(d) for p in parts)
     if isinstance(cond, Not):
-        inner = compile_condition(cond.condition)
+        inner = compile_condition(cond.condition, missing)
         return lambda d: not inner(d)
     raise TypeError(f"not a condition: {cond!r}")
 
 
-def _leaf(leaf: Leaf) -> Predicate:
+def _leaf(leaf: Leaf, missing: frozenset[str]) -> Predicate:
     path, op, value = leaf.path, leaf.op, leaf.value
 
+    def present(raw: AnyT) -> str | None:
+        """The value's text, or None when it is absent or a placeholder."""
+        t = text_of(raw)
+        if t is None or (missing and norm_text(t) in missing):
+            return None
+        return t
+
     def text(d: Mapping[str, AnyT]) -> str | None:
-        t = text_of(lookup(d, path))
+        t = present(lookup(d, path))
         return None if t is None else norm_text(t)
 
     if op == "exists":
         want = bool(value)
-        return lambda d: (text_of(lookup(d, path)) is not None) == want
+        return lambda d: (present(lookup(d, path)) is not None) == want
 
     if op in ("gt", "gte", "lt", "lte", "between"):
         test = _numeric_test(op, value)
 
         def numeric(d: Mapping[str, AnyT]) -> bool:
             raw = lookup(d, path)
-            if text_of(raw) is None:
+            if present(raw) is None:
                 return False
             n = number_of(raw)
             return n is not None and test(n)
@@ -60,7 +69,7 @@ def _leaf(leaf: Leaf) -> Predicate:
 
         def member(d: Mapping[str, AnyT]) -> bool:
             raw = lookup(d, path)
-            t = text_of(raw)
+            t = present(raw)
             if t is None:
                 return False
             hit = norm_text(t) in texts

@@ -150,12 +150,31 @@ def rescore(
     ts_sorted = sorted(set(times))
     if score.mql or could_qualify(scorer, held, events):
         for ts in ts_sorted:
-            s = score if ts >= at_us else scorer.finish(held, *scorer.engage(events, ts))
-            if s.mql:
-                return replace(step, mql_at=ts, mql_score=s)
+            for s in _scores_at(scorer, held, events, ts, score if ts >= at_us else None):
+                if s.mql:
+                    return replace(step, mql_at=ts, mql_score=s)
     if score.mql:
         return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=score)
     return step
+
+
+def _scores_at(
+    scorer: Scorer,
+    held: Sequence[int],
+    events: Sequence[Event],
+    ts: int,
+    final: LeadScore | None,
+) -> Iterable[LeadScore]:
+    """The scores at instant ``ts`` after each message at that instant, in their order: several
+    messages can share a timestamp, and a lead qualifies at the first one that makes it (its
+    reason names that score, not the score after all of them). ``final``: the score after all
+    of them, when known."""
+    same = [ev for ev in events if ev.ts_us == ts]
+    if len(same) > 1:
+        before = [ev for ev in events if ev.ts_us < ts]
+        for k in range(1, len(same)):
+            yield scorer.finish(held, *scorer.engage([*before, *same[:k]], ts))
+    yield final if final is not None else scorer.finish(held, *scorer.engage(events, ts))
 
 
 def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:

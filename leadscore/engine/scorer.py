@@ -11,6 +11,7 @@ from typing import Any
 from ..model.schema import EngagementRule, FitRule, Model, leaves
 from ..model.values import lookup, norm_text
 from .conditions import Predicate, compile_condition
+from .traits import date_us, units_of
 
 __all__ = [
     "Event",
@@ -181,12 +182,19 @@ class Scorer:
 
     def __init__(self, model: Model) -> None:
         self.model = model
+        missing = frozenset(model.missing_values)
         self._fit: list[tuple[FitRule, Predicate]] = [
-            (r, compile_condition(r.when)) for r in model.fit_rules
+            (r, compile_condition(r.when, missing)) for r in model.fit_rules
         ]
+        self._missing = missing
         self._by_event: dict[str, list[tuple[int, Predicate | None, float]]] = {}
+        #: trait rules: (index, trait path, date path or None, points per unit)
+        self._traits: list[tuple[int, tuple[str, ...], tuple[str, ...] | None, float]] = []
         for i, r in enumerate(model.engagement_rules):
-            pred = compile_condition(r.when) if r.when is not None else None
+            if r.trait_path is not None:
+                self._traits.append((i, r.trait_path, r.at_path, r.points))
+                continue
+            pred = compile_condition(r.when, missing) if r.when is not None else None
             self._by_event.setdefault(r.event_key, []).append((i, pred, r.points))
         self._fast = [r.fast_track for r in model.engagement_rules]
         self._caps = [r.cap for r in model.engagement_rules]
@@ -198,8 +206,42 @@ class Scorer:
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
     ) -> LeadScore:
         fit_points = [(r, r.points) for r, pred in self._fit if pred(traits)]
-        subtotals, counted = self._engage(events, us_of(as_of))
+        asof_us = us_of(as_of)
+        subtotals, counted = self._engage(events, asof_us)
+        self.add_traits(traits, asof_us, subtotals, counted)
         return self._finish(fit_points, subtotals, counted)
+
+    def trait_parts(
+        self, traits: Mapping[str, Any], asof_us: int
+    ) -> list[tuple[int, float, int | None, float]]:
+        """Each trait rule that counts: (index, units, age in microseconds or None, points
+        before the cap). A rule with ``at`` counts when its date is at or before as_of and,
+        with ``window_days``, inside the window; its points decay by that age."""
+        out = []
+        for i, path, at_path, pts in self._traits:
+            units = units_of(lookup(traits, path), self._missing)
+            if units is None:
+                continue
+            age: int | None = None
+            factor = 1.0
+            if at_path is not None:
+                at = date_us(lookup(traits, at_path), self._missing)
+                if at is None:
+                    continue
+                age = asof_us - at
+                if not counts(age, self._window_us):
+                    continue
+                factor = decay(age, self._half_life_s)
+            out.append((i, units, age, pts * units * factor))
+        return out
+
+    def add_traits(
+        self, traits: Mapping[str, Any], asof_us: int, sums: list[float], counted: list[bool]
+    ) -> None:
+        """Add the trait rules' points to ``sums`` (engagement sums before caps)."""
+        for i, _units, _age, pts in self.trait_parts(traits, asof_us):
+            sums[i] += pts
+            counted[i] = True
 
     def parts(
         self, traits: Mapping[str, Any], events: Iterable[Event], asof_us: int
@@ -209,6 +251,7 @@ class Scorer:
         these into a score; the live service keeps them and decays the sums at read time."""
         held = self.fit_held(traits)
         sums, counted = self._engage(events, asof_us)
+        self.add_traits(traits, asof_us, sums, counted)
         return held, sums, counted
 
     def fit_held(self, traits: Mapping[str, Any]) -> list[int]:
@@ -327,7 +370,17 @@ class Scorer:
                     hit_any = True
             unmatched += not hit_any
         eng_raw = 0.0
+        from_traits = {i: pts for i, _u, _a, pts in self.trait_parts(traits, asof_us)}
         for i, er in enumerate(m.engagement_rules):
+            if er.trait_path is not None:
+                raw = from_traits.get(i, 0.0)
+                capped = min(raw, er.cap) if er.cap is not None else raw
+                eng_raw += capped
+                read = [(er.trait or "", lookup(traits, er.trait_path))]
+                if er.at is not None and er.at_path is not None:
+                    read.append((er.at, lookup(traits, er.at_path)))
+                rules.append(RuleExplanation(er, i in from_traits, raw, capped, values=tuple(read)))
+                continue
             contribs = per_rule.get(i, [])
             raw = sum(c.points for c in contribs)
             capped = min(raw, er.cap) if er.cap is not None else raw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any as AnyT
 
@@ -28,16 +29,48 @@ from .yamlnodes import (
     read_file,
     scalar_of,
     text_at,
+    text_scalar,
 )
 
 __all__ = ["load_model", "parse_model"]
 
-TOP_KEYS = ("model", "name", "description", "fit", "engagement", "mql", "grades")
+TOP_KEYS = (
+    "model",
+    "name",
+    "description",
+    "missing_values",
+    "fit",
+    "engagement",
+    "mql",
+    "grades",
+)
 FIT_KEYS = ("max", "rules")
 ENGAGEMENT_KEYS = ("max", "half_life_days", "window_days", "rules")
 FIT_RULE_KEYS = ("name", "when", "points", "description")
-ENGAGEMENT_RULE_KEYS = ("name", "event", "when", "points", "cap", "fast_track", "description")
+ENGAGEMENT_RULE_KEYS = (
+    "name",
+    "event",
+    "trait",
+    "at",
+    "when",
+    "points",
+    "cap",
+    "fast_track",
+    "description",
+)
 MQL_KEYS = ("threshold", "min_fit")
+
+
+def _field(ctx: Ctx, node: yaml.Node, what: str) -> str | None:
+    """A field path such as ``TotalVisits`` or ``company.employees``."""
+    text = text_at(ctx, node, what)
+    if text is None:
+        return None
+    text = text.strip()
+    if any(not p for p in text.split(".")):
+        ctx.add(node, f"{what} {text!r} has an empty part between dots")
+        return None
+    return text
 
 
 def _rules(
@@ -79,13 +112,22 @@ def _rule_head(
         m = mapping_of(ctx, item, allowed, label)
     if m is None:
         return None
-    for required in (
-        ("name", "points")
-        + (("event",) if section == "engagement" else ())
-        + (("when",) if section == "fit" else ())
-    ):
+    for required in ("name", "points") + (("when",) if section == "fit" else ()):
         if required not in m:
             ctx.add(item, f"{label} has no '{required}'")
+    if section == "engagement":
+        if "event" not in m and "trait" not in m:
+            ctx.add(
+                item,
+                f"{label} has no 'event' (the event it counts) or 'trait' (a count or amount "
+                "on the lead)",
+            )
+        elif "event" in m and "trait" in m:
+            ctx.add(
+                m["trait"][0],
+                f"{label} has both 'event' and 'trait'; a rule counts events or reads a "
+                "trait, so split it in two",
+            )
     return m, label
 
 
@@ -115,6 +157,10 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     description = ""
     if "description" in top:
         description = text_at(ctx, top["description"][1], "'description'") or ""
+
+    missing_values: tuple[str, ...] = ()
+    if "missing_values" in top:
+        missing_values = _missing_values(ctx, top["missing_values"][1])
 
     rule_names: dict[str, yaml.Node] = {}
 
@@ -184,6 +230,24 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 m, label = head
                 nm = check_name(m["name"][1], label) if "name" in m else None
                 event = text_at(ctx, m["event"][1], f"'event' of {label}") if "event" in m else None
+                trait = _field(ctx, m["trait"][1], f"'trait' of {label}") if "trait" in m else None
+                at = _field(ctx, m["at"][1], f"'at' of {label}") if "at" in m else None
+                bad_trait = ("trait" in m and trait is None) or ("at" in m and at is None)
+                if "at" in m and "trait" not in m:
+                    ctx.add(
+                        m["at"][0],
+                        f"'at' of {label} dates a trait rule; events carry their own time",
+                    )
+                    bad_trait = True
+                if "when" in m and "trait" in m:
+                    ctx.add(
+                        m["when"][0],
+                        f"'when' of {label}: a trait rule reads its trait alone; to score a lead's "
+                        "traits by a condition, write a fit rule",
+                    )
+                    bad_trait = True
+                if trait is not None and "event" not in m:
+                    event = ""
                 when = parse_condition(ctx, m["when"][1], label) if "when" in m else None
                 bad_when = "when" in m and when is None
                 pts = (
@@ -214,6 +278,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                     nm is None
                     or event is None
                     or bad_when
+                    or bad_trait
                     or pts is None
                     or ("cap" in m and cap is None)
                 ):
@@ -228,6 +293,8 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                     fast,
                     order,
                     item.start_mark.line + 1,
+                    trait,
+                    at,
                 )
 
             eng_rules = (
@@ -262,12 +329,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     )
     rank = {id(r): i for i, r in enumerate(ordered)}
     fit_final = tuple(FitRule(r.name, r.when, r.points, rank[id(r)], r.line) for r in fit_rules)
-    eng_final = tuple(
-        EngagementRule(
-            r.name, r.event, r.event_key, r.when, r.points, r.cap, r.fast_track, rank[id(r)], r.line
-        )
-        for r in eng_rules
-    )
+    eng_final = tuple(replace(r, order=rank[id(r)]) for r in eng_rules)
     return Model(
         name=name.strip(),
         description=description,
@@ -280,6 +342,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
         window_days=window,
         min_fit=min_fit,
         grades=grades,
+        missing_values=missing_values,
         source=text,
         file=file,
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
@@ -330,6 +393,33 @@ def _grades(ctx: Ctx, node: yaml.Node) -> Grades | None:
     if len(out) != 2:
         return None
     return Grades(fit=out["fit"], engagement=out["engagement"])
+
+
+def _missing_values(ctx: Ctx, node: yaml.Node) -> tuple[str, ...]:
+    """``missing_values``: a list of placeholder values (text or numbers), compared as text."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        ctx.add(
+            node,
+            "'missing_values' must be a non-empty list of the values that mean \"not answered\", "
+            f'such as [Select, N/A, "-"], not {kind_of(node)}',
+        )
+        return ()
+    out: list[str] = []
+    for item in node.value:
+        v = text_scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, int | float):
+            v = item.value  # a number is compared as written: 0 means the text 0
+        if not isinstance(v, str) or not v.strip():
+            ctx.add(
+                item, f"an item of 'missing_values' must be text or a number, not {kind_of(item)}"
+            )
+            continue
+        key = norm_text(v)
+        if key not in out:
+            out.append(key)
+    return tuple(out)
 
 
 def _example(part: str) -> str:

@@ -97,6 +97,18 @@ class EngagementRule:
     fast_track: bool
     order: int
     line: int = 0
+    #: a trait rule reads a count or amount on the lead (``trait``) instead of events: its
+    #: points are per unit; ``at`` names a date trait that dates it for decay and the window
+    trait: str | None = None
+    at: str | None = None
+
+    @property
+    def trait_path(self) -> tuple[str, ...] | None:
+        return tuple(self.trait.split(".")) if self.trait is not None else None
+
+    @property
+    def at_path(self) -> tuple[str, ...] | None:
+        return tuple(self.at.split(".")) if self.at is not None else None
 
 
 Rule = FitRule | EngagementRule
@@ -121,6 +133,9 @@ class Model:
     min_fit: float | None = None
     grades: Grades | None = None
     description: str = ""
+    #: placeholder values that mean "not answered" (normalised text: trimmed, lower-cased);
+    #: a field holding one reads as absent in every condition
+    missing_values: tuple[str, ...] = ()
     format: int = 1
     source: str = field(default="", compare=False, repr=False)
     file: str = field(default="<model>", compare=False)
@@ -134,4 +149,8 @@ class Model:
 
     @property
     def event_keys(self) -> frozenset[str]:
-        return frozenset(r.event_key for r in self.engagement_rules)
+        return frozenset(r.event_key for r in self.engagement_rules if r.trait is None)
+
+    @property
+    def has_event_rules(self) -> bool:
+        return any(r.trait is None for r in self.engagement_rules)

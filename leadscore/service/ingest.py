@@ -98,7 +98,12 @@ def ingest(
     touched = b.touched
     arrived: dict[str, list[Message]] = {}  # lead -> its new scored events
     needed = {lead for _, lead in fresh if lead} | {m.user_id for m, _ in fresh if m.user_id}
-    leads = _load_leads(b, needed)
+    # a lead is first seen at its first message's own time: the clock MQLs are dated by
+    first: dict[str, int] = {}
+    for m, lead in fresh:
+        for x in {lead, m.user_id} - {None}:
+            first[x] = min(first.get(x, m.ts_us), m.ts_us)
+    leads = _load_leads(b, needed, first)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
     b.qualifier.stages = {k: v[1] for k, v in leads.items()}
     ids = Identities(links)
@@ -129,7 +134,7 @@ def ingest(
         )
     missing = [x for x in touched if x not in leads]
     if missing:  # linked through identities only
-        more = _load_leads(b, set(missing))
+        more = _load_leads(b, set(missing), {x: min(touched[x]) for x in missing})
         leads.update(more)
         b.qualifier.traits.update({k: v[0] for k, v in more.items()})
         b.qualifier.stages.update({k: v[1] for k, v in more.items()})
@@ -187,8 +192,11 @@ def ingest(
 # ---------------------------------------------------------------------- storing
 
 
-def _load_leads(b: Batch, ids: set[str]) -> dict[str, tuple[dict[str, Any], str]]:
-    """Traits and stage of these leads; the ones not seen before are created."""
+def _load_leads(
+    b: Batch, ids: set[str], first: dict[str, int] | None = None
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """Traits and stage of these leads; the ones not seen before are created, first seen at
+    ``first`` (their first message's time; the time received when not given)."""
     out: dict[str, tuple[dict[str, Any], str]] = {}
     if not ids:
         return out
@@ -206,7 +214,7 @@ def _load_leads(b: Batch, ids: set[str]) -> dict[str, tuple[dict[str, Any], str]
                 {
                     "lead_id": x,
                     "traits": json_param({}, b.dialect),
-                    "created_at_us": b.at,
+                    "created_at_us": min(b.at, (first or {}).get(x, b.at)),
                     "updated_at_us": b.at,
                 }
                 for x in new

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from ..errors import NoModelError, NotFoundError
-from ..model import parse_model
+from ..errors import ModelError, NoModelError, NotFoundError, Problem
+from ..model import Model, parse_model
 from ..store import schema as t
 from .common import iso
 from .scoring import ActiveModel, MqlHandler, Qualifier, make_active, rescore_all
@@ -57,6 +57,7 @@ class ModelVersions:
     ) -> dict[str, Any]:
         """Validate (raises ModelError with every problem), store as a new version, activate."""
         model = parse_model(source, file)
+        _events_only(model)
         at = self._now()
         with self._tx() as conn:
             version = conn.execute(
@@ -149,3 +150,22 @@ class ModelVersions:
             }
             for r in rows
         ]
+
+
+def _events_only(model: Model) -> None:
+    """The service scores events as they arrive; trait rules (counts stored on the lead) are for
+    batch scoring, where the export is read whole."""
+    problems = [
+        Problem(
+            model.file,
+            r.line,
+            1,
+            f"engagement rule '{r.name}' reads the trait '{r.trait}': the live service scores "
+            "events as they arrive and does not take trait rules; score such a model with "
+            "`leadscore score`",
+        )
+        for r in model.engagement_rules
+        if r.trait is not None
+    ]
+    if problems:
+        raise ModelError(problems)

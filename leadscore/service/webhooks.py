@@ -26,6 +26,7 @@ __all__ = [
     "Deliverer",
     "add_webhook",
     "end_removed",
+    "list_deliveries",
     "list_webhooks",
     "remove_webhook",
     "retry_failed",
@@ -130,3 +131,44 @@ def retry_failed(engine: Engine, hook_id: int | None = None, at_us: int | None =
                 .values(failed_at_us=None, attempts=0, next_attempt_us=at)
             ).rowcount
         )
+
+
+def list_deliveries(
+    engine: Engine, *, hook_id: int | None = None, every: bool = False, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Notifications that failed or are waiting for a retry (``every``: delivered ones too),
+    newest first: the webhook, the attempts, the last error and when the next attempt is."""
+    o = t.outbox
+    query = sa.select(o, t.webhooks.c.url).join(t.webhooks, t.webhooks.c.id == o.c.webhook_id)
+    if not every:
+        query = query.where(
+            o.c.delivered_at_us.is_(None),
+            sa.or_(o.c.attempts > 0, o.c.failed_at_us.is_not(None)),
+        )
+    if hook_id is not None:
+        query = query.where(o.c.webhook_id == hook_id)
+    query = query.order_by(o.c.created_at_us.desc(), o.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for r in rows:
+        if r.delivered_at_us is not None:
+            state, next_at = "delivered", None
+        elif r.failed_at_us is not None:
+            state, next_at = "failed", None
+        else:
+            state, next_at = "retrying", iso(r.next_attempt_us)
+        out.append(
+            {
+                "id": r.id,
+                "webhook": r.webhook_id,
+                "url": r.url,
+                "event": r.event,
+                "created_at": iso(r.created_at_us),
+                "state": state,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "next_attempt": next_at,
+            }
+        )
+    return out

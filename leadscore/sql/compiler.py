@@ -25,7 +25,8 @@ from datetime import datetime
 from sqlglot import exp
 
 from ..engine.scorer import US_PER_DAY
-from ..model.schema import All, Any, Condition, Leaf, Model, Not
+from ..engine.traits import DATE_PATTERN
+from ..model.schema import All, Any, Condition, EngagementRule, Leaf, Model, Not
 from ..model.values import NUMBER_PATTERN, WHITESPACE
 from .dialects import DIALECTS, AsOf, Dialect, adapter
 from .sources import Source
@@ -62,6 +63,18 @@ def _bool(e: exp.Expr) -> exp.Expr:
 class _Leafs:
     d: Dialect
     fields: dict[tuple[str, ...], tuple[int, exp.Expr]] | None = None
+    #: the model's placeholder values (normalised text): a field holding one is NULL
+    missing: tuple[str, ...] = ()
+
+    def value(self, path: Path, read: Reader) -> exp.Expr:
+        """The field's text form, NULL when it is one of the model's placeholder values."""
+        x = read(path)
+        if not self.missing:
+            return x
+        placeholder = exp.In(
+            this=self.norm(x.copy()), expressions=[exp.Literal.string(m) for m in self.missing]
+        )
+        return exp.Case(ifs=[exp.If(this=placeholder, true=exp.Null())], default=x)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
         return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
@@ -88,7 +101,9 @@ class _Leafs:
         op, v = leaf.op, leaf.value
         if self.fields is not None:
             # each field's text form and number are computed once, in a subquery (fields)
-            idx = self.fields.setdefault(leaf.path, (len(self.fields), read(leaf.path)))[0]
+            if leaf.path not in self.fields:
+                self.fields[leaf.path] = (len(self.fields), self.value(leaf.path, read))
+            idx = self.fields[leaf.path][0]
 
             def norm() -> exp.Expr:
                 return exp.column(f"n{idx}")
@@ -100,7 +115,7 @@ class _Leafs:
                 return exp.Not(this=exp.Is(this=exp.column(f"n{idx}"), expression=exp.Null()))
 
         else:
-            x = read(leaf.path)
+            x = self.value(leaf.path, read)
 
             def norm() -> exp.Expr:
                 return self.norm(x.copy())
@@ -164,19 +179,28 @@ class _Leafs:
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")
 
-    def field_columns(self) -> list[exp.Expr]:
+    def field(self, path: Path, read: Reader) -> int:
+        """The index of a field's precomputed ``n<i>``/``x<i>`` columns (registering it)."""
+        assert self.fields is not None
+        if path not in self.fields:
+            self.fields[path] = (len(self.fields), self.value(path, read))
+        return self.fields[path][0]
+
+    def field_columns(self, used: set[str] | None = None) -> list[exp.Expr]:
         """The precomputed columns for every field the leaves read: ``n<i>`` its normalised
         text (NULL when absent), ``x<i>`` its number (NULL when not a number)."""
         assert self.fields is not None
         cols: list[exp.Expr] = []
         for idx, x in self.fields.values():
-            cols.append(
-                exp.alias_(
-                    exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
-                    f"n{idx}",
+            if used is None or f"n{idx}" in used:
+                cols.append(
+                    exp.alias_(
+                        exp.Nullif(this=self.norm(x.copy()), expression=exp.Literal.string("")),
+                        f"n{idx}",
+                    )
                 )
-            )
-            cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
+            if used is None or f"x{idx}" in used:
+                cols.append(exp.alias_(self.number(x.copy()), f"x{idx}"))
         return cols
 
     def condition(self, cond: Condition, read: Reader) -> exp.Expr:
@@ -189,6 +213,134 @@ class _Leafs:
         if isinstance(cond, Not):
             return exp.Not(this=self.condition(cond.condition, read))
         raise TypeError(cond)
+
+
+def _trait_rule(
+    rule: EngagementRule,
+    LF: _Leafs,
+    d: Dialect,
+    source: Source,
+    as_of: AsOf,
+    model: Model,
+    window_us: int | None,
+) -> tuple[exp.Expr, exp.Expr]:
+    """A trait rule over the precomputed lead fields: (whether it counts, its points before the
+    cap), as leadscore/engine/traits.py reads the units and the date."""
+    assert rule.trait_path is not None
+    read: Reader = lambda p: source.lead_text(p, d)  # noqa: E731
+    units = exp.column(f"x{LF.field(rule.trait_path, read)}")
+    hit: exp.Expr = exp.GT(this=units, expression=_dbl(0))
+    worth: exp.Expr = exp.Mul(this=_dbl(rule.points), expression=units.copy())
+    if rule.at_path is not None:
+        n = exp.column(f"n{LF.field(rule.at_path, read)}")
+        # the arithmetic only on text that is a date (CASE: a cast of other text would fail)
+        at_us = exp.Case(
+            ifs=[exp.If(this=_bool(d.regex(n.copy(), DATE_PATTERN)), true=_date_us(n, d))]
+        )
+        age = exp.Paren(this=exp.Sub(this=d.as_of_us(as_of), expression=at_us))
+        ok: exp.Expr = _bool(exp.GTE(this=age.copy(), expression=exp.Literal.number(0)))
+        if window_us is not None:
+            ok = exp.and_(
+                ok, _bool(exp.LTE(this=age.copy(), expression=exp.Literal.number(window_us)))
+            )
+        hit = exp.and_(_bool(hit), exp.Paren(this=ok))
+        if model.half_life_days is not None:
+            seconds = exp.Div(
+                this=exp.cast(age.copy(), "double"),
+                expression=exp.cast(exp.Literal.number(1000000), "double"),
+            )
+            factor = exp.Pow(
+                this=exp.Literal.number("0.5"),
+                expression=exp.Div(this=seconds, expression=_dbl(model.half_life_days * 86400.0)),
+            )
+            worth = exp.Mul(this=exp.Paren(this=worth), expression=factor)
+    return exp.Paren(this=hit), worth
+
+
+def _date_us(n: exp.Expr, d: Dialect) -> exp.Expr:
+    """Microseconds since the epoch of date text (already trimmed and lower-cased), by the
+    calendar arithmetic of leadscore/engine/traits.py in doubles: every engine computes it alike,
+    with no parsing and no session time zone. Text that is not a date gives garbage here; the
+    caller tests it against DATE_PATTERN."""
+
+    def part(start: int, length: int) -> exp.Expr:
+        piece = exp.Substring(
+            this=n.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length)
+        )
+        digits = exp.Nullif(
+            this=exp.Anonymous(
+                this="REPLACE", expressions=[piece, exp.Literal.string("z"), exp.Literal.string("")]
+            ),
+            expression=exp.Literal.string(""),
+        )
+        return exp.cast(
+            exp.Coalesce(this=exp.cast(digits, "int"), expressions=[exp.Literal.number(0)]),
+            "double",
+        )
+
+    def floor_div(a: exp.Expr, b: float) -> exp.Expr:
+        return exp.Floor(this=exp.Div(this=a, expression=_dbl(b)))
+
+    def add(*xs: exp.Expr) -> exp.Expr:
+        out = xs[0]
+        for x in xs[1:]:
+            out = exp.Add(this=out, expression=x)
+        return exp.Paren(this=out)
+
+    def mul(a: exp.Expr, b: float) -> exp.Expr:
+        return exp.Mul(this=a, expression=_dbl(b))
+
+    y, mo, day = part(1, 4), part(6, 2), part(9, 2)
+    early = exp.LTE(this=mo.copy(), expression=_dbl(2))
+    y2 = exp.Paren(
+        this=exp.Sub(
+            this=y, expression=exp.Case(ifs=[exp.If(this=early, true=_dbl(1))], default=_dbl(0))
+        )
+    )
+    era = floor_div(y2, 400)
+    yoe = exp.Paren(this=exp.Sub(this=y2.copy(), expression=mul(era, 400)))
+    shift = exp.Case(
+        ifs=[exp.If(this=exp.GT(this=mo.copy(), expression=_dbl(2)), true=_dbl(-3))],
+        default=_dbl(9),
+    )
+    doy = add(
+        floor_div(add(mul(add(mo.copy(), shift), 153), _dbl(2)), 5),
+        day,
+        _dbl(-1),
+    )
+    doe = add(
+        mul(yoe, 365),
+        floor_div(yoe.copy(), 4),
+        exp.Neg(this=floor_div(yoe.copy(), 100)),
+        doy,
+    )
+    days = add(mul(era.copy(), 146097), doe, _dbl(-719468))
+    frac_text = exp.Substring(
+        this=exp.DPipe(
+            this=exp.Anonymous(
+                this="REPLACE",
+                expressions=[
+                    exp.Substring(
+                        this=n.copy(), start=exp.Literal.number(21), length=exp.Literal.number(6)
+                    ),
+                    exp.Literal.string("z"),
+                    exp.Literal.string(""),
+                ],
+            ),
+            expression=exp.Literal.string("000000"),
+            safe=True,
+        ),
+        start=exp.Literal.number(1),
+        length=exp.Literal.number(6),
+    )
+    frac = exp.cast(exp.cast(frac_text, "int"), "double")
+    return add(
+        mul(days, 86_400_000_000),
+        mul(part(12, 2), 3_600_000_000),
+        mul(part(15, 2), 60_000_000),
+        mul(part(18, 2), 1_000_000),
+        frac,
+    )
 
 
 def _cap(x: exp.Expr, cap: float | None) -> exp.Expr:
@@ -233,6 +385,11 @@ def _grade(model: Model) -> exp.Expr:
     )
 
 
+def _counted() -> exp.Expr:
+    """An event the rules count: it has a decay (see compile_score's ``every_event``)."""
+    return exp.Not(this=exp.Is(this=_c("d"), expression=exp.Null()))
+
+
 def _reason_terms(model: Model, table: str | None) -> list[tuple[str, exp.Expr, int]]:
     """(rule name, its points column, order) for every rule, in model order."""
     terms = [(r.name, _c(f"f{i}", table), r.order) for i, r in enumerate(model.fit_rules)]
@@ -247,21 +404,26 @@ def compile_score(
     dialect: str = "duckdb",
     *,
     detail: bool = False,
+    every_event: bool = False,
 ) -> exp.Expr:
     """The whole scoring query as a sqlglot tree for one dialect.
 
     ``detail=True`` adds unrounded ``fit_raw``, ``engagement_raw``, ``score_raw`` and one column
     per rule (``f0``…, ``e0``… after caps, ``s0``… before caps) — what parity tests, explanations
     and the service's read-time decay use.
+
+    ``every_event=True`` makes ``g`` read every row of the events: a row outside the window or
+    with a name no rule scores gets a NULL decay ``d`` and adds nothing, so a caller can add
+    aggregates of its own over all rows (the batch checks the input in the same scan).
     """
     d = adapter(dialect)
     if not isinstance(as_of, AsOf):
         as_of = AsOf.fixed(as_of)
-    L = _Leafs(d)
+    L = _Leafs(d, missing=model.missing_values)
     lead_id = source.lead_id_col()
 
     # f: fit rule points per lead, over each trait's text and number computed once (fx)
-    LF = _Leafs(d, fields={})
+    LF = _Leafs(d, fields={}, missing=model.missing_values)
     f_cols: list[exp.Expr] = [_c("lead_id")]
     for i, r in enumerate(model.fit_rules):
         cond = LF.condition(r.when, lambda p: source.lead_text(p, d))
@@ -271,15 +433,50 @@ def compile_score(
                 f"f{i}",
             )
         )
-    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns()).from_(source.leads_table())
-    f = exp.select(*f_cols).from_(
-        exp.Subquery(this=fx, alias=exp.TableAlias(this=exp.to_identifier("fx")))
+    window_us = round(model.window_days * US_PER_DAY) if model.window_days is not None else None
+    trait_fast: list[exp.Expr] = []
+    for i, er in enumerate(model.engagement_rules):
+        if er.trait_path is None:
+            continue
+        counts_, worth = _trait_rule(er, LF, d, source, as_of, model, window_us)
+        f_cols.append(
+            exp.alias_(
+                exp.Case(ifs=[exp.If(this=counts_, true=worth)], default=_dbl(0)),
+                f"ts{i}",
+            )
+        )
+        if er.fast_track:
+            trait_fast.append(
+                exp.EQ(
+                    this=exp.Case(
+                        ifs=[exp.If(this=counts_.copy(), true=exp.Literal.number(1))],
+                        default=exp.Literal.number(0),
+                    ),
+                    expression=exp.Literal.number(1),
+                )
+            )
+    if trait_fast:
+        f_cols.append(
+            exp.alias_(
+                exp.Case(
+                    ifs=[exp.If(this=exp.or_(*trait_fast), true=exp.Literal.number(1))],
+                    default=exp.Literal.number(0),
+                ),
+                "tft",
+            )
+        )
+    # only the columns the rules read: a trait's number costs a regular expression per lead
+    used = {c.name for col in f_cols for c in col.find_all(exp.Column)}
+    fx = exp.select(exp.alias_(lead_id, "lead_id"), *LF.field_columns(used)).from_(
+        source.leads_table(), copy=False
     )
-    query = exp.select("*").with_("f", as_=f)
+    f = exp.select(*f_cols).from_(
+        exp.Subquery(this=fx, alias=exp.TableAlias(this=exp.to_identifier("fx"))), copy=False
+    )
+    query = exp.select("*").with_("f", as_=f, copy=False)
 
-    has_events = bool(model.engagement_rules)
+    has_events = model.has_event_rules
     if has_events:
-        window_us = round(model.window_days * US_PER_DAY) if model.window_days is not None else None
         key = L.norm(source.event_name_col())
         keys = sorted(model.event_keys)
         ev_where = exp.and_(
@@ -297,6 +494,8 @@ def compile_score(
         g_cols: list[exp.Expr] = [exp.alias_(source.event_lead_id_col(), "lead_id")]
         fast_terms: list[exp.Expr] = []
         for i, er in enumerate(model.engagement_rules):
+            if er.trait_path is not None:
+                continue
             hit: exp.Expr = exp.EQ(this=key.copy(), expression=exp.Literal.string(er.event_key))
             if er.when is not None:
                 hit = exp.and_(hit, L.condition(er.when, lambda p: source.event_text(p, d)))
@@ -318,11 +517,14 @@ def compile_score(
             if er.fast_track:
                 fast_terms.append(hit.copy())
         if fast_terms:
+            fast_hit = exp.or_(*fast_terms)
+            if every_event:
+                fast_hit = exp.and_(fast_hit, _counted())
             g_cols.append(
                 exp.alias_(
                     exp.Max(
                         this=exp.Case(
-                            ifs=[exp.If(this=exp.or_(*fast_terms), true=exp.Literal.number(1))],
+                            ifs=[exp.If(this=fast_hit, true=exp.Literal.number(1))],
                             default=exp.Literal.number(0),
                         )
                     ),
@@ -332,41 +534,68 @@ def compile_score(
         else:
             g_cols.append(exp.alias_(exp.Literal.number(0), "ft"))
         # the decay factor once per event, then every rule's sum in one pass
-        ev_inner = (
-            exp.select(exp.Star(), exp.alias_(decay, "d"))
-            .from_(source.events_table())
-            .where(ev_where)
-        )
+        if every_event:
+            counted = exp.Case(ifs=[exp.If(this=ev_where, true=decay)])
+            ev_inner = exp.select(exp.Star(), exp.alias_(counted, "d")).from_(
+                source.events_table(), copy=False
+            )
+        else:
+            ev_inner = (
+                exp.select(exp.Star(), exp.alias_(decay, "d"))
+                .from_(source.events_table(), copy=False)
+                .where(ev_where, copy=False)
+            )
         # keep the events table alias "e" visible to the conditions: select from a subquery aliased e
         g = (
             exp.select(*g_cols)
-            .from_(exp.Subquery(this=ev_inner, alias=exp.TableAlias(this=exp.to_identifier("e"))))
-            .group_by(source.event_lead_id_col())
+            .from_(
+                exp.Subquery(this=ev_inner, alias=exp.TableAlias(this=exp.to_identifier("e"))),
+                copy=False,
+            )
+            .group_by(source.event_lead_id_col(), copy=False)
         )
-        query = query.with_("g", as_=g)
+        query = query.with_("g", as_=g, copy=False)
 
     # r: fit rules and capped engagement subtotals per lead
     r_cols: list[exp.Expr] = [_c("lead_id", "f")]
     r_cols += [_c(f"f{i}", "f") for i in range(len(model.fit_rules))]
     for i, rule in enumerate(model.engagement_rules):
-        s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
+        s: exp.Expr
+        if rule.trait_path is not None:
+            s = _c(f"ts{i}", "f")
+        else:
+            s = exp.Coalesce(this=_c(f"s{i}", "g"), expressions=[_dbl(0)])
         r_cols.append(exp.alias_(_cap(s, rule.cap), f"e{i}"))
         if detail:  # the decayed sum before the cap: the service decays it further at read time
             r_cols.append(exp.alias_(s.copy(), f"s{i}"))
-    r_cols.append(
-        exp.alias_(
-            exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
-            if has_events
-            else exp.Literal.number(0),
-            "ft",
-        )
+    ft: exp.Expr = (
+        exp.Coalesce(this=_c("ft", "g"), expressions=[exp.Literal.number(0)])
+        if has_events
+        else exp.Literal.number(0)
     )
-    r_sel = exp.select(*r_cols).from_("f")
+    if trait_fast:
+        ft = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.or_(
+                        exp.EQ(this=ft, expression=exp.Literal.number(1)),
+                        exp.EQ(this=_c("tft", "f"), expression=exp.Literal.number(1)),
+                    ),
+                    true=exp.Literal.number(1),
+                )
+            ],
+            default=exp.Literal.number(0),
+        )
+    r_cols.append(exp.alias_(ft, "ft"))
+    r_sel = exp.select(*r_cols).from_("f", copy=False)
     if has_events:
         r_sel = r_sel.join(
-            "g", on=exp.EQ(this=_c("lead_id", "g"), expression=_c("lead_id", "f")), join_type="left"
+            "g",
+            on=exp.EQ(this=_c("lead_id", "g"), expression=_c("lead_id", "f")),
+            join_type="left",
+            copy=False,
         )
-    query = query.with_("r", as_=r_sel)
+    query = query.with_("r", as_=r_sel, copy=False)
 
     fit_sum = _sum([_c(f"f{i}") for i in range(len(model.fit_rules))])
     eng_sum = _sum([_c(f"e{i}") for i in range(len(model.engagement_rules))])
@@ -374,12 +603,12 @@ def compile_score(
         exp.Star(),
         exp.alias_(_cap(fit_sum, model.fit_max), "fit"),
         exp.alias_(_cap(eng_sum, model.engagement_max), "engagement"),
-    ).from_("r")
-    query = query.with_("t", as_=t)
+    ).from_("r", copy=False)
+    query = query.with_("t", as_=t, copy=False)
     u = exp.select(
         exp.Star(), exp.alias_(exp.Add(this=_c("fit"), expression=_c("engagement")), "score")
-    ).from_("t")
-    query = query.with_("u", as_=u)
+    ).from_("t", copy=False)
+    query = query.with_("u", as_=u, copy=False)
 
     fast = exp.EQ(this=_c("ft", "u"), expression=exp.Literal.number(1))
     mql: exp.Expr = exp.Paren(
@@ -398,7 +627,7 @@ def compile_score(
         reasons = d.reasons_subquery(_reason_terms(model, "u"))
     else:
         reasons_cte = d.reasons_grouped(_reason_terms(model, "u"))
-        query = query.with_("rs", as_=reasons_cte)
+        query = query.with_("rs", as_=reasons_cte, copy=False)
         # a lead without reasons has no row in rs: an empty list, not NULL
         reasons = exp.Coalesce(this=_c("reasons", "rs"), expressions=[d.empty_reasons()])
 
@@ -426,7 +655,7 @@ def compile_score(
         out_cols += [_c(f"f{i}", "u") for i in range(len(model.fit_rules))]
         out_cols += [_c(f"e{i}", "u") for i in range(len(model.engagement_rules))]
         out_cols += [_c(f"s{i}", "u") for i in range(len(model.engagement_rules))]
-    final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")))
+    final = exp.select(*out_cols).from_(exp.Table(this=exp.to_identifier("u")), copy=False)
     if reasons_cte is not None:
         final = final.join(
             "rs",

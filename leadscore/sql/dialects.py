@@ -12,12 +12,12 @@ parameter the caller binds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlglot import exp
-from sqlglot.dialects.spark import Spark as _SparkSQL
 
 from ..engine.scorer import to_utc, us_of
 
@@ -463,13 +463,18 @@ class BigQuery(Dialect):
         return exp.Placeholder(this=name)
 
 
-class SparkSQL(_SparkSQL):
-    """Spark SQL as sqlglot writes it, except that ``$`` in a string is written ``\\u0024``:
-    Spark replaces ``${name}`` in a query's text with a setting (or nothing) before parsing it,
-    string literals included."""
+@functools.cache
+def _spark_sql() -> type:
+    """sqlglot's Spark dialect is imported when Spark SQL is first written, not by every run."""
+    from sqlglot.dialects.spark import Spark as _SparkSQL
 
+    class SparkSQL(_SparkSQL):
+        """Spark SQL as sqlglot writes it, except that ``$`` in a string is written ``\\u0024``:
+        Spark replaces ``${name}`` in a query's text with a setting (or nothing) before parsing
+        it, string literals included."""
 
-SparkSQL.ESCAPED_SEQUENCES = {**_SparkSQL.ESCAPED_SEQUENCES, "$": "\\u0024"}
+    SparkSQL.ESCAPED_SEQUENCES = {**_SparkSQL.ESCAPED_SEQUENCES, "$": "\\u0024"}
+    return SparkSQL
 
 
 class Spark(Dialect):
@@ -477,7 +482,7 @@ class Spark(Dialect):
     reasons_shape = "row"
 
     def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
-        return tree.sql(dialect=SparkSQL, pretty=pretty)
+        return tree.sql(dialect=_spark_sql(), pretty=pretty)
 
     def epoch_us(self, ts: exp.Expr) -> exp.Expr:
         # UNIX_TIMESTAMP keeps whole seconds; UNIX_MICROS keeps every microsecond

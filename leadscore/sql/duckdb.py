@@ -16,7 +16,14 @@ from ..model.schema import Condition, Model, leaves
 from .dialects import json_path
 from .sources import ColumnTables
 
-__all__ = ["EMPTY_EVENTS", "TRAITS_COLUMN", "column_source", "fields_of", "text_expr"]
+__all__ = [
+    "EMPTY_EVENTS",
+    "TRAITS_COLUMN",
+    "column_source",
+    "fields_of",
+    "resolve_field",
+    "text_expr",
+]
 
 EMPTY_EVENTS = (
     "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
@@ -106,6 +113,9 @@ def _resolve(table: str, columns: dict[str, Any], path: Path) -> exp.Expr | None
     return None
 
 
+resolve_field = _resolve
+
+
 def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, Any]:
     rel = con.sql(f'SELECT * FROM "{view}" LIMIT 0')
     return dict(zip(rel.columns, rel.types, strict=True))
@@ -116,13 +126,16 @@ def column_source(
 ) -> ColumnTables:
     lead_cols = _columns(con, leads_view)
     lead_fields = {}
-    for r in model.fit_rules:
-        for path in fields_of(r.when):
-            e = _resolve("l", lead_cols, path)
-            if e is None and TRAITS_COLUMN in lead_cols:
-                e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
-            if e is not None:
-                lead_fields[path] = e
+    lead_paths = [p for r in model.fit_rules for p in fields_of(r.when)]
+    lead_paths += [
+        p for er in model.engagement_rules for p in (er.trait_path, er.at_path) if p is not None
+    ]
+    for path in dict.fromkeys(lead_paths):
+        e = _resolve("l", lead_cols, path)
+        if e is None and TRAITS_COLUMN in lead_cols:
+            e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
+        if e is not None:
+            lead_fields[path] = e
     if events_view is None:
         events_view = "leadscore_no_events"
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{events_view}" AS {EMPTY_EVENTS}')

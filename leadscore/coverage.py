@@ -1,0 +1,239 @@
+"""What a model reads that the data does not have: mistakes that would otherwise fail silently.
+
+A misspelt field (``company.employes``) or event name (``Demo Requestd``) is valid in a model, so
+the rule simply never fires. Given the data, these checks name every field no lead has, every
+event name no event has and every property no such event has, each with the closest real name,
+and, after scoring, every rule that fired for no lead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from .io import Inputs
+from .model import Model, leaves
+from .model.schema import EngagementRule, Rule
+from .sql.duckdb import TRAITS_COLUMN, resolve_field, type_name
+
+__all__ = ["by_line", "check_inputs", "silent_rules"]
+
+#: rows looked at to collect the keys of JSON traits and properties for suggestions
+SAMPLE = 10_000
+
+
+def _where(model: Model, rule: Rule) -> str:
+    kind = "engagement" if isinstance(rule, EngagementRule) else "fit"
+    return f"{model.file}:{rule.line}: {kind} rule '{rule.name}'"
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    names = sorted(set(candidates))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not close:
+        lowered = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        close = [lowered[c] for c in close]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, Any]:
+    rel = con.sql(f'SELECT * FROM "{view}" LIMIT 0')
+    return dict(zip(rel.columns, rel.types, strict=True))
+
+
+def _paths(name: str, dtype: Any) -> list[str]:
+    """A column's field names: itself, and the dotted paths into a STRUCT."""
+    out = [name]
+    if type_name(dtype) == "struct":
+        for child, ctype in dtype.children:
+            out += _paths(f"{name}.{child}", ctype)
+    return out
+
+
+def _json_keys(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
+    """Keys, and keys one level down, of the JSON objects ``sql`` gives (one column ``j``)."""
+    try:
+        rows = con.execute(
+            f"SELECT DISTINCT k FROM (SELECT unnest(json_keys(j)) AS k, j FROM ({sql}) "
+            f"WHERE json_type(j) = 'OBJECT' LIMIT {SAMPLE * 10})"
+        ).fetchall()
+        top = [str(r[0]) for r in rows]
+        nested = con.execute(
+            f"SELECT DISTINCT k || '.' || unnest(json_keys(j, '$.\"' || k || '\"')) FROM ("
+            f"SELECT unnest(json_keys(j)) AS k, j FROM ({sql}) WHERE json_type(j) = 'OBJECT' "
+            f"LIMIT {SAMPLE * 10}) WHERE json_type(j, '$.\"' || k || '\"') = 'OBJECT'"
+        ).fetchall()
+    except duckdb.Error:
+        return []
+    return top + [str(r[0]) for r in nested]
+
+
+def _present(x: exp.Expr, missing: tuple[str, ...]) -> str:
+    """SQL: the field's text is there, and not one of the model's placeholder values."""
+    text = x.sql(dialect="duckdb")
+    cond = f"nullif(trim({text}), '') IS NOT NULL"
+    if missing:
+        values = ", ".join("'" + m.replace("'", "''") + "'" for m in missing)
+        cond += f" AND lower(trim({text})) NOT IN ({values})"
+    return cond
+
+
+def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
+    con = inputs.con
+    cols = _columns(con, inputs.leads_view)
+    wanted: dict[tuple[str, ...], list[Rule]] = {}
+    reads: list[tuple[tuple[str, ...], Rule]] = [
+        (leaf.path, r) for r in model.fit_rules for leaf in leaves(r.when)
+    ]
+    reads += [
+        (p, er)
+        for er in model.engagement_rules
+        for p in (er.trait_path, er.at_path)
+        if p is not None
+    ]
+    for path, r in reads:
+        rules = wanted.setdefault(path, [])
+        if r not in rules:
+            rules.append(r)
+    if not wanted:
+        return []
+    exprs: dict[tuple[str, ...], exp.Expr | None] = {}
+    for path in wanted:
+        e = resolve_field("l", cols, path)
+        if e is None and TRAITS_COLUMN in cols:
+            e = resolve_field("l", cols, (TRAITS_COLUMN, *path))
+        exprs[path] = e
+    found = {p: e for p, e in exprs.items() if e is not None}
+    counts: dict[tuple[str, ...], int] = {}
+    if found:
+        sel = ", ".join(
+            f"count(*) FILTER (WHERE {_present(e, model.missing_values)})" for e in found.values()
+        )
+        row = con.execute(f'SELECT {sel} FROM "{inputs.leads_view}" l').fetchone()
+        counts = dict(zip(found, row or (), strict=False))
+    candidates = [
+        p for c, t in cols.items() if c not in ("lead_id", TRAITS_COLUMN) for p in _paths(c, t)
+    ]
+    if TRAITS_COLUMN in cols:
+        candidates += _json_keys(
+            con, f'SELECT CAST({TRAITS_COLUMN} AS JSON) AS j FROM "{inputs.leads_view}"'
+        )
+    out = []
+    for path, rules in wanted.items():
+        if counts.get(path, 0):
+            continue
+        field = ".".join(path)
+        why = "which no lead has" if path not in found else "which no lead has a value for"
+        for rule in rules:
+            out.append(f"{_where(model, rule)} reads '{field}', {why}{_suggest(field, candidates)}")
+    return out
+
+
+def _event_names(model: Model, inputs: Inputs) -> list[str]:
+    seen = inputs.event_names
+    if seen is None:  # not counted while reading (Segment messages): one pass here
+        assert inputs.events_view is not None
+        rows = inputs.con.execute(
+            f'SELECT lower(trim(event)) AS k, mode(event) FROM "{inputs.events_view}" '
+            "WHERE event IS NOT NULL GROUP BY k"
+        ).fetchall()
+        seen = {str(k): str(name).strip() for k, name in rows}
+    out = []
+    for r in model.engagement_rules:
+        if r.trait is not None or r.event_key in seen:
+            continue
+        out.append(
+            f"{_where(model, r)} counts '{r.event}' events, and no event has that name"
+            + _suggest(r.event, seen.values())
+        )
+    return out
+
+
+def _properties(model: Model, inputs: Inputs, rules: list[EngagementRule]) -> list[str]:
+    """For engagement rules that fired for no lead: the properties no event of theirs has."""
+    con = inputs.con
+    if inputs.events_view is None:
+        return []
+    cols = _columns(con, inputs.events_view)
+    ptype = type_name(cols.get("properties"))
+    out = []
+    for r in rules:
+        if r.when is None:
+            continue
+        named = f"lower(trim(event)) = '{r.event_key.replace(chr(39), chr(39) * 2)}'"
+        for path in dict.fromkeys(leaf.path for leaf in leaves(r.when)):
+            e = resolve_field("e", cols, ("properties", *path))
+            if e is not None:
+                row = con.execute(
+                    f'SELECT count(*) FROM "{inputs.events_view}" e WHERE {named} AND '
+                    f"{_present(e, model.missing_values)}"
+                ).fetchone()
+                if row and row[0]:
+                    continue
+            if ptype == "struct":
+                keys = _paths("properties", cols["properties"])[1:]
+                keys = [k.removeprefix("properties.") for k in keys]
+            else:
+                keys = _json_keys(
+                    con,
+                    f'SELECT CAST(properties AS JSON) AS j FROM "{inputs.events_view}" e '
+                    f"WHERE {named}",
+                )
+            field = ".".join(path)
+            out.append(
+                f"{_where(model, r)} reads property '{field}' of '{r.event}' events, which none "
+                f"has{_suggest(field, keys)}"
+            )
+    return out
+
+
+def check_inputs(model: Model, inputs: Inputs) -> list[str]:
+    """Warnings, one line each: fields no lead has, event names and properties no event has."""
+    out = _lead_fields(model, inputs)
+    if inputs.events_view is not None and model.has_event_rules:
+        out += _event_names(model, inputs)
+    return out
+
+
+def silent_rules(
+    model: Model, inputs: Inputs, table: str, already: Iterable[str] = ()
+) -> list[str]:
+    """Rules that fired for no lead in a scored table (rules already warned about aside); for an
+    engagement rule, the property it reads that no event of its name has, when that is why."""
+    con = inputs.con
+    rows = con.execute(
+        f"SELECT r.rule, count(*) FROM (SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule"
+    ).fetchall()
+    fired = {str(name) for name, _ in rows}
+    total = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    n = int(total[0]) if total else 0
+    told = "\n".join(already)
+    silent = [
+        r
+        for r in model.rules
+        if r.points != 0 and r.name not in fired and f"rule '{r.name}' " not in told
+    ]
+    why = _properties(model, inputs, [r for r in silent if isinstance(r, EngagementRule)])
+    explained = "\n".join(why)
+    out = list(why)
+    for r in silent:
+        if f"rule '{r.name}' " not in explained:
+            out.append(f"{_where(model, r)} fired for no lead (of {n:,})")
+    return out
+
+
+def by_line(messages: list[str]) -> list[str]:
+    """Warnings in the order of the rules they are about in the model file."""
+    return sorted(messages, key=_line_of)
+
+
+def _line_of(message: str) -> int:
+    import re
+
+    m = re.search(r":(\d+): ", message)
+    return int(m.group(1)) if m else 0
