@@ -119,6 +119,8 @@ def _metavar(command: str, param: Any) -> str | None:
         return "EVENT,…"
     if name == "--lead" and command == "route":
         return "FILE"
+    if name == "--by" and command.split()[-1] != "funnel":  # who did it: touch, stage, assign
+        return "EMAIL"
     # an option not named above: its own name, never a Python type
     return METAVARS.get(name, name.lstrip("-").replace("-", "_").upper())
 
