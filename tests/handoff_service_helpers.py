@@ -18,41 +18,20 @@ from leadscore.service.facade import Service
 from leadscore.service.webhooks import add_webhook
 from leadscore.store import open_engine
 from leadscore.store import schema as t
+from tests.handoff_helpers import ISSUE_EXAMPLE
 from tests.service_helpers import MODEL, TestClient, basic, bearer, mid, table_count
 
 #: the issue's example, exactly, with CRM statuses added
-ROUTING = """\
-routing: 1
-name: acme-sales
-teams:
-  enterprise:
-    members: [ann@acme.io, raj@acme.io]
-    max_open_mqls: 25
-    working_hours: {timezone: America/New_York, days: mon-fri, hours: "09:00-18:00"}
-  smb:
-    members: [lee@acme.io]
-rules:                     # first match wins; conditions are the model's condition language
-  - name: Enterprise North America
-    when: {all: [{field: company.employees, gte: 1000}, {field: country, in: [US, CA]}]}
-    team: enterprise
-  - name: Everyone else
-    team: smb
-fallback: lee@acme.io
-sla:                       # first match wins; durations in s, m, h, d
-  - name: Demo within 5 minutes
-    when: {field: fast_track, equals: true}
-    first_touch_within: 5m
-    escalate_to: lee@acme.io
-  - name: Other MQLs within a business day
-    first_touch_within: 24h
-    working_hours: true
-rejection_reasons: [bad fit, no intent, wrong contact, duplicate, competitor, student]
+ROUTING = (
+    ISSUE_EXAMPLE
+    + """\
 crm_stages:
   Working: sal
   Qualified: sql
   Closed Won: customer
   Nurture: recycled
 """
+)
 
 #: Tuesday 2 June 2026, 10:00 in New York: inside the enterprise team's working hours
 TUESDAY_10_NY = datetime(2026, 6, 2, 14, 0, tzinfo=UTC)

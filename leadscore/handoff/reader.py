@@ -29,6 +29,7 @@ from ..model.yamlnodes import (
     read_file,
     scalar_of,
     text_at,
+    unique_name,
 )
 from .hours import WorkingHours, parse_days, parse_duration, parse_hours
 from .lifecycle import STAGES
@@ -306,20 +307,7 @@ def _unique_name(
     if "name" not in m:
         ctx.add(item, f"{label} has no 'name'")
         return None
-    node = m["name"][1]
-    nm = text_at(ctx, node, f"the name of {label}")
-    if nm is None:
-        return None
-    nm = nm.strip()
-    key = nm.lower()
-    if key in names:
-        first = names[key].start_mark.line + 1
-        ctx.add(
-            node, f"rule name '{nm}' is already used on line {first}; rule names must be unique"
-        )
-        return None
-    names[key] = node
-    return nm
+    return unique_name(ctx, m["name"][1], label, names)
 
 
 def _unreachable(ctx: Ctx, items: list[tuple[yaml.Node, str, bool]], section: str) -> None:

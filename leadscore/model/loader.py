@@ -30,6 +30,7 @@ from .yamlnodes import (
     scalar_of,
     text_at,
     text_scalar,
+    unique_name,
 )
 
 __all__ = ["load_model", "parse_model"]
@@ -165,19 +166,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
     rule_names: dict[str, yaml.Node] = {}
 
     def check_name(node: yaml.Node, label: str) -> str | None:
-        nm = text_at(ctx, node, f"the name of {label}")
-        if nm is None:
-            return None
-        nm = nm.strip()
-        key = nm.lower()
-        if key in rule_names:
-            first = rule_names[key].start_mark.line + 1
-            ctx.add(
-                node, f"rule name '{nm}' is already used on line {first}; rule names must be unique"
-            )
-            return None
-        rule_names[key] = node
-        return nm
+        return unique_name(ctx, node, label, rule_names)
 
     fit_rules: list[FitRule] = []
     fit_max = None

@@ -149,6 +149,23 @@ def text_at(ctx: Ctx, node: yaml.Node, what: str) -> str | None:
     return v
 
 
+def unique_name(ctx: Ctx, node: yaml.Node, label: str, names: dict[str, yaml.Node]) -> str | None:
+    """A rule's name, stripped, when no earlier rule in ``names`` has it (case-insensitively)."""
+    nm = text_at(ctx, node, f"the name of {label}")
+    if nm is None:
+        return None
+    nm = nm.strip()
+    key = nm.lower()
+    if key in names:
+        first = names[key].start_mark.line + 1
+        ctx.add(
+            node, f"rule name '{nm}' is already used on line {first}; rule names must be unique"
+        )
+        return None
+    names[key] = node
+    return nm
+
+
 def compose_file(text: str, file: str, error: type[ModelError], empty_message: str) -> yaml.Node:
     """The YAML text as a node tree; invalid or empty YAML raises ``error`` with its place."""
     try:

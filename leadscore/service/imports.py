@@ -31,6 +31,7 @@ from ..model.values import nest
 from ..reports.episodes import STAGES, Move, campaign_of, fold, source_of
 from ..sql.duckdb import TRAITS_COLUMN
 from ..store import schema as t
+from .accounts import email_domain
 from .common import Tx, dumps, json_param, loads
 
 __all__ = ["ImportResult", "import_history"]
@@ -71,13 +72,6 @@ class ImportResult:
 def _chunks(items: list[str], n: int = 500) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
-
-
-def _email_domain(traits: dict[str, Any]) -> str | None:
-    email = traits.get("email")
-    if isinstance(email, str) and "@" in email:
-        return email.rsplit("@", 1)[1].strip().lower() or None
-    return None
 
 
 def _traits(cols: list[str], row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,7 +154,7 @@ class _Importer:
             lead_row: dict[str, Any] = {"lead_id": lead_id, "updated_at_us": self.now_us}
             if traits is not None or old is None:
                 lead_row["traits"] = json_param(merged, self.dialect)
-                lead_row["email_domain"] = _email_domain(merged)
+                lead_row["email_domain"] = email_domain(merged)
             if fields:
                 lead_row.update(owner=owner, team=team)
             if new:
