@@ -99,7 +99,9 @@ class Server:
     def __init__(self, url: str, workdir: Path) -> None:
         self.url, self.workdir = url, workdir
         self.port = free_port()
-        env = {**os.environ, "LEADSCORE_DATABASE_URL": url}
+        # this checkout's leadscore, whatever the working directory
+        path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
+        env = {**os.environ, "LEADSCORE_DATABASE_URL": url, "PYTHONPATH": path}
         key = subprocess.run(
             [*LEADSCORE, "keys", "create", "--name", "bench", "--scope", "ingest"],
             capture_output=True,
