@@ -18,10 +18,11 @@ from ..store import schema as t
 from . import reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .group_commit import Call, GroupCommit
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
-from .ingest import IngestResult, ingest
+from .ingest import IngestCall, IngestResult, ingest_group
 from .messages import Message
 from .models import ModelVersions
 from .notify import Notifier
@@ -44,6 +45,8 @@ class Service:
         self.writes = WriteHealth(engine, self._write_lock, self.now_us)
         self._routing = RoutingVersions(engine, self._tx, self.now_us, self._route_unowned)
         self._models = ModelVersions(engine, self._tx, self.now_us, self._assigner)
+        #: SQLite: requests that wait for the writer are written together (one commit)
+        self._ingests: GroupCommit[IngestCall, IngestResult] = GroupCommit(self._write_ingests)
         #: called after a write that may have set an earlier SLA deadline (serve's SLA watch)
         self.on_deadline: Callable[[], None] | None = None
 
@@ -87,22 +90,33 @@ class Service:
     def ingest(
         self, messages: list[tuple[int, Message]], received_us: int | None = None
     ) -> IngestResult:
-        """Store valid messages (each with its index in the request) and update every lead they touch."""
+        """Store valid messages (each with its index in the request) and update every lead they
+        touch. Returns once they are committed; on SQLite, together with the requests that
+        arrived meanwhile (``group_commit``)."""
         self._models.active  # noqa: B018 - NoModelError before any work
         at = received_us or self.now_us()
         if not messages:
             return IngestResult()
-        with self._tx() as conn:
-            active = (
-                self._models.active
-            )  # under the write lock: an activation may just have committed
-            now = self.now_us()
-            result = ingest(
-                conn, active, [m for _, m in messages], at, now, self._assigner(conn, now)
-            )
+        work = IngestCall([m for _, m in messages], at)
+        if self.dialect == "sqlite":
+            result = self._ingests.submit(work)
+        else:
+            call: Call[IngestCall, IngestResult] = Call(work)
+            self._write_ingests([call])
+            if call.error is not None:
+                raise call.error
+            assert call.result is not None
+            result = call.result
         if result.new_mqls and self.on_deadline is not None:
             self.on_deadline()
         return result
+
+    def _write_ingests(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
+        with self._tx() as conn:
+            # under the write lock: an activation may just have committed
+            active = self._models.active
+            now = self.now_us()
+            ingest_group(conn, active, calls, now, lambda: self._assigner(conn, now))
 
     # ------------------------------------------------------------------ reads
 

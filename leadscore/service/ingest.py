@@ -6,11 +6,14 @@ The working state of one call is one ``Batch`` object, passed explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 
 from ..engine import Event
 from ..engine.scorer import window_us
@@ -20,10 +23,12 @@ from . import scoring
 from .accounts import email_domain
 from .common import json_param, loads
 from .events import events_for
+from .group_commit import Call
 from .messages import Message
+from .prepared import Prepared
 from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
-__all__ = ["Batch", "IngestResult", "ingest"]
+__all__ = ["Batch", "IngestCall", "IngestResult", "ingest", "ingest_group"]
 
 
 @dataclass
@@ -33,6 +38,14 @@ class IngestResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     leads: list[str] = field(default_factory=list)
     new_mqls: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngestCall:
+    """One request's checked messages and when they were received."""
+
+    messages: list[Message]
+    at: int
 
 
 @dataclass
@@ -120,8 +133,8 @@ def ingest(
         if m.event is not None:
             arrived.setdefault(lead, []).append(m)
     if b.changed:
-        conn.execute(
-            _UPDATE_TRAITS,
+        _UPDATE_TRAITS.run(
+            conn,
             [
                 {
                     "b_id": x,
@@ -182,11 +195,37 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    if updates:
-        conn.execute(_UPDATE_SCORES, updates)
+    _UPDATE_SCORES.run(conn, updates)
     b.qualifier.finish()
     res.leads = sorted(touched)
     return res
+
+
+def ingest_group(
+    conn: Connection,
+    active: ActiveModel,
+    calls: list[Call[IngestCall, IngestResult]],
+    now: int,
+    handoff: Callable[[], MqlHandler | None],
+) -> None:
+    """Several requests' messages, stored one request after the other in the caller's
+    transaction (``group_commit``), each as ``ingest`` stores it, with a handoff of its own.
+
+    A request whose work fails is rolled back to where it began (a savepoint) and given its
+    error; the others stand. A database error (``OperationalError``: a full disk, an I/O
+    error) is raised instead, and fails the whole group: the database itself is refusing."""
+    if len(calls) == 1:  # no savepoint needed: its failure is the transaction's
+        c = calls[0]
+        c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
+        return
+    for c in calls:
+        try:
+            with conn.begin_nested():
+                c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
+        except OperationalError:
+            raise
+        except Exception as e:  # this request alone: its savepoint is rolled back
+            c.result, c.error = None, e
 
 
 # ---------------------------------------------------------------------- storing
@@ -208,8 +247,8 @@ def _load_leads(
             b.parts[lead] = (loads(parts), scored_at, rescore_at)
     new = [x for x in ids if x not in out]
     if new:
-        b.conn.execute(
-            sa.insert(t.leads),
+        _INSERT_LEADS.run(
+            b.conn,
             [
                 {
                     "lead_id": x,
@@ -226,10 +265,7 @@ def _load_leads(
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    """Stores the rows whose messageId is new; returns those ids."""
     # the same messageId twice in one request: the first one counts
     seen: set[str] = set()
     unique = []
@@ -237,6 +273,15 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         if r["message_id"] not in seen:
             seen.add(r["message_id"])
             unique.append(r)
+    if conn.dialect.name == "sqlite":
+        # the transaction holds SQLite's one write lock (BEGIN IMMEDIATE): no other writer can
+        # store one of these ids between this read and the insert
+        there = set(conn.execute(_SELECT_MESSAGE_IDS, {"ids": sorted(seen)}).scalars())
+        new = [r for r in unique if r["message_id"] not in there]
+        _INSERT_EVENTS.run(conn, new)
+        return {r["message_id"] for r in new}
+    from sqlalchemy.dialects.postgresql import insert
+
     stmt = insert(t.events).on_conflict_do_nothing(index_elements=["message_id"])
     got = conn.execute(stmt.returning(t.events.c.message_id), unique).scalars().all()
     return set(got)
@@ -285,7 +330,27 @@ _SELECT_LEADS = sa.select(
     t.leads.c.scored_at_us,
     t.leads.c.rescore_at_us,
 ).where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
-_UPDATE_TRAITS = (
+_SELECT_MESSAGE_IDS = sa.select(t.events.c.message_id).where(
+    t.events.c.message_id.in_(sa.bindparam("ids", expanding=True))
+)
+_EVENT_COLUMNS = (
+    "message_id",
+    "type",
+    "lead_id",
+    "anonymous_id",
+    "event",
+    "ts_us",
+    "received_at_us",
+    "properties",
+    "message",
+)
+_INSERT_EVENTS = Prepared(
+    sqlite_insert(t.events).on_conflict_do_nothing(index_elements=["message_id"]), _EVENT_COLUMNS
+)
+_INSERT_LEADS = Prepared(
+    sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us")
+)
+_UPDATE_TRAITS = Prepared(
     sa.update(t.leads)
     .where(t.leads.c.lead_id == sa.bindparam("b_id"))
     .values(
@@ -307,7 +372,7 @@ _SCORE_COLUMNS = (
     "rescore_at_us",
     "updated_at_us",
 )
-_UPDATE_SCORES = (
+_UPDATE_SCORES = Prepared(
     sa.update(t.leads)
     .where(t.leads.c.lead_id == sa.bindparam("b_id"))
     .values({c: sa.bindparam(c) for c in _SCORE_COLUMNS})

@@ -25,6 +25,7 @@ from ..store import schema as t
 from .common import US, dumps, iso, json_param, loads
 from .events import event_from_row
 from .messages import Message
+from .prepared import Prepared
 
 __all__ = [
     "QUALIFIABLE",
@@ -109,9 +110,20 @@ class Qualifier:
     #: stages of the leads the transaction holds already (read from the store otherwise)
     stages: dict[str, str] = field(default_factory=dict)
     _prepared: bool = False
+    #: the new MQLs' stage columns and history rows, written together by ``finish``
+    _stages: list[dict[str, Any]] = field(default_factory=list)
+    _history: list[dict[str, Any]] = field(default_factory=list)
 
     def finish(self) -> None:
-        """Before the transaction commits: the handoff writes what it decided."""
+        """Before the transaction commits: the new MQLs' stages and history, then what the
+        handoff decided."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in self._stages:  # routed leads set their owner too, the others do not
+            by_columns.setdefault(tuple(sorted(row)), []).append(row)
+        for columns, rows in by_columns.items():
+            _stage_update(columns).run(self.conn, rows)
+        _INSERT_HISTORY.run(self.conn, self._history)
+        self._stages, self._history = [], []
         if self.handoff is not None:
             self.handoff.flush()
 
@@ -128,7 +140,8 @@ class Qualifier:
 
     def qualify(self, lead: str, at_us: int, reason: str, version: int, score: LeadScore) -> bool:
         """Stage mql (sticky), history, a lead.mql notification per subscribed webhook, and
-        the handoff. False when the handoff does not admit the lead now (it stays as it is)."""
+        the handoff. False when the handoff does not admit the lead now (it stays as it is).
+        The stage and its history are written by ``finish``, with every other new MQL's."""
         conn = self.conn
         if self.handoff is not None and not self.handoff.admits(lead, at_us, self.stages.get(lead)):
             return False
@@ -138,22 +151,21 @@ class Qualifier:
                 self.handoff.prepare(self.traits)
                 self._prepared = True
             handed = self.handoff.opened(lead, at_us, score, self.lead_traits(lead), version)
-        conn.execute(
-            sa.update(t.leads)
-            .where(t.leads.c.lead_id == lead)
-            .values(stage="mql", mql_at_us=at_us, mql_reason=reason, **handed)
+        self._stages.append(
+            {"b_id": lead, "stage": "mql", "mql_at_us": at_us, "mql_reason": reason, **handed}
         )
-        conn.execute(
-            sa.insert(t.stage_history).values(
-                lead_id=lead,
-                stage="mql",
-                at_us=at_us,
-                reason=reason,
-                model_version=version,
-                by="model",
-                received_at_us=self.now_us,
-            )
+        self._history.append(
+            {
+                "lead_id": lead,
+                "stage": "mql",
+                "at_us": at_us,
+                "reason": reason,
+                "model_version": version,
+                "by": "model",
+                "received_at_us": self.now_us,
+            }
         )
+        self.stages[lead] = "mql"
         if self.hooks is None:
             hooks = conn.execute(
                 sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
@@ -199,6 +211,25 @@ class Qualifier:
                 for h in self.hooks
             ],
         )
+
+
+_INSERT_HISTORY = Prepared(
+    sa.insert(t.stage_history),
+    ("lead_id", "stage", "at_us", "reason", "model_version", "by", "received_at_us"),
+)
+_STAGE_UPDATES: dict[tuple[str, ...], Prepared] = {}
+
+
+def _stage_update(columns: tuple[str, ...]) -> Prepared:
+    """UPDATE leads SET these columns (all but ``b_id``) for one lead, built once per set."""
+    got = _STAGE_UPDATES.get(columns)
+    if got is None:
+        got = _STAGE_UPDATES[columns] = Prepared(
+            sa.update(t.leads)
+            .where(t.leads.c.lead_id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(c) for c in columns if c != "b_id"})
+        )
+    return got
 
 
 def score_values(
