@@ -1,0 +1,170 @@
+"""Group commit: requests that wait for SQLite's one writer are written in one transaction, and
+each is answered only once that transaction has committed; one bad request fails alone."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.service.facade import Service
+from leadscore.service.group_commit import Call, GroupCommit
+from leadscore.service.messages import check_message
+from leadscore.store import open_engine
+from leadscore.store import schema as t
+from tests.service_helpers import MODEL, identify, page, track
+
+
+def _wait(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------- the mechanism alone
+
+
+def test_calls_queued_behind_the_writer_are_written_as_one_group() -> None:
+    gate = threading.Event()
+    groups: list[list[str]] = []
+
+    def write(calls: list[Call[str, str]]) -> None:
+        groups.append([c.work for c in calls])
+        if c := next((c for c in calls if c.work == "first"), None):
+            gate.wait(10)
+            c.result = "FIRST"
+        for c in calls:
+            if c.work == "bad":
+                c.error = ValueError("bad call")
+            elif c.result is None:
+                c.result = c.work.upper()
+
+    gc: GroupCommit[str, str] = GroupCommit(write)
+    out: dict[str, Any] = {}
+
+    def submit(work: str) -> None:
+        try:
+            out[work] = gc.submit(work)
+        except ValueError as e:
+            out[work] = e
+
+    first = threading.Thread(target=submit, args=("first",))
+    first.start()
+    _wait(lambda: groups, "the first writer")
+    others = [threading.Thread(target=submit, args=(w,)) for w in ("a", "bad", "b")]
+    for th in others:
+        th.start()
+    _wait(lambda: gc.pending() == 3, "three queued calls")
+    assert out == {}  # nobody is answered while the writer holds the first call
+    gate.set()
+    for th in [first, *others]:
+        th.join(10)
+    assert groups[0] == ["first"]
+    assert sorted(groups[1]) == ["a", "b", "bad"]  # the three waiting calls: one group
+    assert (out["first"], out["a"], out["b"]) == ("FIRST", "A", "B")
+    assert isinstance(out["bad"], ValueError)  # its own error, and only its own
+    assert (gc.groups, gc.calls) == (2, 4)
+
+
+def test_a_writer_that_fails_fails_every_call_of_its_group() -> None:
+    def write(calls: list[Call[int, int]]) -> None:
+        for c in calls:
+            c.result = c.work
+        raise OSError("the commit failed")
+
+    gc: GroupCommit[int, int] = GroupCommit(write)
+    with pytest.raises(OSError, match="the commit failed"):
+        gc.submit(1)
+    assert gc.pending() == 0
+
+
+# ---------------------------------------------------------------------- the service on SQLite
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Any:
+    url = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    engine = open_engine(url)
+    svc = Service(engine)
+    svc.add_model(MODEL, "test")
+    # a real refusal from the database for one message id: its whole request must fail alone
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.message_id = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    yield svc, tmp_path / "leadscore.db"
+    engine.dispose()
+
+
+def _checked(svc: Service, *msgs: dict[str, Any]) -> list[Any]:
+    at = svc.now_us()
+    return [(i, check_message(m, at)) for i, m in enumerate(msgs)]
+
+
+def _stored(db: Path, ids: list[str]) -> int:
+    """Committed rows only: read on a connection of its own."""
+    with sqlite3.connect(db) as raw:
+        marks = ",".join("?" * len(ids))
+        q = f"SELECT count(*) FROM events WHERE message_id IN ({marks})"
+        return int(raw.execute(q, ids).fetchone()[0])
+
+
+def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fails_alone(
+    service: Any,
+) -> None:
+    svc, db = service
+    requests = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
+    }
+    ids = {name: [m["messageId"] for m in msgs] for name, msgs in requests.items()}
+    answers: dict[str, Any] = {}
+    seen_on_answer: dict[str, int] = {}
+
+    def send(name: str) -> None:
+        try:
+            answers[name] = svc.ingest(_checked(svc, *requests[name]))
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+        # at the moment of the answer, another connection sees the request's rows
+        seen_on_answer[name] = _stored(db, ids[name])
+
+    # another connection holds SQLite's write lock, so the first request's writer waits at BEGIN
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")
+    threads = {"first": threading.Thread(target=send, args=("first",))}
+    threads["first"].start()
+    _wait(lambda: svc._ingests.groups == 1, "the first writer")
+    for name in ("a", "bad", "b"):
+        threads[name] = threading.Thread(target=send, args=(name,))
+        threads[name].start()
+    _wait(lambda: svc._ingests.pending() == 3, "three queued requests")
+    time.sleep(0.1)
+    assert answers == {}  # nothing is answered before its commit
+    blocker.rollback()
+    blocker.close()
+    for th in threads.values():
+        th.join(30)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 4)  # the three waiting: one group
+    for name in ("first", "a", "b"):
+        assert answers[name].accepted == 2, answers[name]
+        assert seen_on_answer[name] == 2  # committed when answered
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    assert "refused by the test" in str(answers["bad"])
+    assert seen_on_answer["bad"] == 0  # its good message is not stored either
+    with svc.engine.connect() as conn:
+        leads = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        u4 = conn.execute(sa.select(t.leads.c.stage).where(t.leads.c.lead_id == "u4")).scalar()
+    assert leads == {"u1", "u2", "u4"}  # the bad request's lead was rolled back with it
+    assert u4 == "mql"  # the demo request after it in the group was scored and qualified
