@@ -159,35 +159,35 @@ def ingest(
         if lead not in b.relinked
         and scoring.can_advance(active, b.parts.get(lead), arrived.get(lead, []), at)
     }
-    full = sorted(set(touched) - quick)
-    window = window_us(active.model)
+    # the quick ones first, without writing: a late event may send one to its history too
+    steps: dict[str, Any] = {}
+    for lead in sorted(quick):
+        traits, stage = leads[lead]
+        step = scoring.carry(
+            active,
+            traits,
+            stage,
+            b.parts[lead],
+            lead in b.changed,
+            arrived.get(lead, []),
+            touched[lead],
+            at,
+        )
+        if step is not None:
+            steps[lead] = step
+    # every lead re-scored from its history: their events in one read
+    full = sorted(set(touched) - set(steps))
     events: dict[str, list[Event]] = {}
     if full:
         earliest = min(min(touched[x]) for x in full)
-        events = events_for(conn, window, full, min(earliest, at))
+        events = events_for(conn, window_us(active.model), full, min(earliest, at))
     updates = []
-    for lead in sorted(touched):
+    for lead in sorted(touched):  # in lead order, as MQLs are routed
         traits, stage = leads[lead]
-        got = None
-        if lead in quick:
-            got = scoring.advance(
-                b.qualifier,
-                active,
-                lead,
-                traits,
-                stage,
-                b.parts[lead],
-                lead in b.changed,
-                arrived.get(lead, []),
-                touched[lead],
-                at,
-            )
-        if got is not None:
-            values, qualified = got
+        step = steps.get(lead)
+        if step is not None:
+            values, qualified = scoring.apply(b.qualifier, active, lead, step, at)
         else:
-            if lead not in events:  # a late event may have qualified it: full history
-                since = min(min(touched[lead]), at)
-                events.update(events_for(conn, window, [lead], since))
             values, qualified = scoring.rescore(
                 b.qualifier, active, lead, traits, stage, events.get(lead, []), touched[lead], at
             )

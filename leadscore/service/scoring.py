@@ -34,7 +34,9 @@ __all__ = [
     "Parts",
     "Qualifier",
     "advance",
+    "apply",
     "can_advance",
+    "carry",
     "current_score",
     "is_qualified",
     "make_active",
@@ -339,6 +341,35 @@ def _apply(
     return values, q.qualify(lead, step.mql_at, reason, active.version, step.mql_score)
 
 
+def carry(
+    active: ActiveModel,
+    traits: dict[str, Any],
+    stage: str,
+    stored_parts: Parts,
+    fit_changed: bool,
+    new: list[Message],
+    times: list[int],
+    at: int,
+) -> inc.Step | None:
+    """The stored parts carried forward with the new events (``engine.incremental.advance``).
+    None when only the lead's whole history can tell (a late event may have qualified it
+    earlier): the caller re-scores it. Writes nothing: ``apply`` does."""
+    scorer = active.scorer
+    held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
+    events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
+    return inc.advance(
+        scorer, _parts(stored_parts), held, events, times, at, stored_parts[2], is_qualified(stage)
+    )
+
+
+def apply(
+    q: Qualifier, active: ActiveModel, lead: str, step: inc.Step, at: int
+) -> tuple[dict[str, Any], bool]:
+    """The row values of a step from ``carry``, and the lead qualified at the instant it
+    crossed; whether it became an MQL."""
+    return _apply(q, active, lead, step, at)
+
+
 def advance(
     q: Qualifier,
     active: ActiveModel,
@@ -351,15 +382,8 @@ def advance(
     times: list[int],
     at: int,
 ) -> tuple[dict[str, Any], bool] | None:
-    """Carry the stored parts forward with the new events (``engine.incremental.advance``) and
-    qualify the lead at the instant it crossed. None when only its whole history can tell
-    (a late event may have qualified it earlier): the caller re-scores it."""
-    scorer = active.scorer
-    held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
-    events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
-    step = inc.advance(
-        scorer, _parts(stored_parts), held, events, times, at, stored_parts[2], is_qualified(stage)
-    )
+    """``carry`` then ``apply``: None when the caller must re-score the lead."""
+    step = carry(active, traits, stage, stored_parts, fit_changed, new, times, at)
     return None if step is None else _apply(q, active, lead, step, at)
 
 
