@@ -1,14 +1,20 @@
 """Ingest benchmark: 100-event batches into a real `leadscore serve`, against the storage floor.
 
     python bench/ingest.py [--database sqlite|postgres|both] [--events 50000] [--leads 2000]
-                           [--senders 4] [--repeat 1]
+                           [--senders 1,2] [--repeat 3]
 
 For each database it starts `leadscore serve` with the starter model (real-time scoring on),
 sends Segment batches of 100 messages — the official clients' default shape — from several
 sender threads as fast as the server takes them, and reports events/s and the p50/p99 latency
 per batch. Side by side, on a fresh database of the same kind, it measures the storage floor:
 plain SQLAlchemy inserting the same rows into the same `events` table, 100 rows per
-transaction, with the same durability settings. Results go to stdout and bench/results/.
+transaction, with the same durability settings and as many senders.
+
+Runs are interleaved — for each repeat and each number of senders, serve then the floor, each on
+a fresh database — so that other work on the machine falls on both alike. Beside wall-clock
+figures it reports the server's own CPU time per batch (user + system, from /proc), which moves
+much less than wall time when the cores are shared, and the load average at each run.
+Results go to stdout and bench/results/.
 """
 
 from __future__ import annotations
@@ -96,11 +102,11 @@ def make_batches(n_events: int, n_leads: int, seed: int = 1) -> list[list[dict]]
 
 
 class Server:
-    def __init__(self, url: str, workdir: Path) -> None:
+    def __init__(self, url: str, workdir: Path, checkout: Path = ROOT) -> None:
         self.url, self.workdir = url, workdir
         self.port = free_port()
-        # this checkout's leadscore, whatever the working directory
-        path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
+        # this checkout's leadscore (or --baseline's), whatever the working directory
+        path = os.pathsep.join(x for x in (str(checkout), os.environ.get("PYTHONPATH")) if x)
         env = {**os.environ, "LEADSCORE_DATABASE_URL": url, "PYTHONPATH": path}
         key = subprocess.run(
             [*LEADSCORE, "keys", "create", "--name", "bench", "--scope", "ingest"],
@@ -139,6 +145,14 @@ class Server:
         raise RuntimeError(
             "the server did not start: " + (self.proc.stderr.read() if self.proc.stderr else "")
         )
+
+    def cpu_s(self) -> float:
+        """The server's CPU time so far (user + system), where /proc tells it; else NaN."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -251,6 +265,43 @@ def storage_floor(url: str, batches: list[list[dict]], senders: int) -> dict:
     return {"events": n, "seconds": wall, "events_per_s": n / wall}
 
 
+def serve_once(
+    kind: str, batches: list[list[dict]], senders: int, pg: object, checkout: Path
+) -> dict:
+    """``leadscore serve`` of ``checkout`` on a fresh database of ``kind``."""
+    with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
+        work = Path(tmp)
+        url = f"sqlite:///{work}/serve.db" if kind == "sqlite" else pg.create_database()  # type: ignore[attr-defined]
+        server = Server(url, work, checkout)
+        try:
+            cpu0 = server.cpu_s()
+            served = send_all(server.port, server.key, batches, senders)
+            served["server_cpu_ms_per_batch"] = (server.cpu_s() - cpu0) * 1000 / len(batches)
+        finally:
+            server.stop()
+    return served
+
+
+def one_round(
+    kind: str, batches: list[list[dict]], senders: int, pg: object, baseline: Path | None
+) -> dict:
+    """serve (and the baseline's serve), then the floor, each on a fresh database of ``kind``."""
+    load = os.getloadavg()[0]
+    served = serve_once(kind, batches, senders, pg, ROOT)
+    base = serve_once(kind, batches, senders, pg, baseline) if baseline else None
+    with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
+        url = f"sqlite:///{tmp}/floor.db" if kind == "sqlite" else pg.create_database()  # type: ignore[attr-defined]
+        floor = storage_floor(url, batches, senders)
+    return {
+        "senders": senders,
+        "load_average": load,
+        "serve": served,
+        "baseline": base,
+        "floor": floor,
+        "floor_ratio": floor["events_per_s"] / served["events_per_s"],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,44 +309,69 @@ def main() -> int:
     ap.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--leads", type=int, default=2_000)
-    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--senders", default="1,2", help="comma-separated, e.g. 1,2")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of leadscore (e.g. a git worktree of main) whose serve runs "
+        "in each round too, interleaved, to measure a change",
+    )
     args = ap.parse_args()
+    counts = [int(x) for x in str(args.senders).split(",") if x.strip()]
     batches = make_batches(args.events, args.leads)
-    results: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     pg = None
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     try:
         for kind in kinds:
-            with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-                work = Path(tmp)
-                if kind == "sqlite":
-                    url_server, url_floor = (
-                        f"sqlite:///{work}/serve.db",
-                        f"sqlite:///{work}/floor.db",
-                    )
-                else:
-                    from leadscore.testing.postgres import PostgresServer
+            if kind == "postgres" and pg is None:
+                from leadscore.testing.postgres import PostgresServer
 
-                    pg = pg or PostgresServer().start()
-                    url_server, url_floor = pg.create_database(), pg.create_database()
-                server = Server(url_server, work)
-                try:
-                    served = send_all(server.port, server.key, batches, args.senders)
-                finally:
-                    server.stop()
-                floor = storage_floor(url_floor, batches, args.senders)
-                results[kind] = {
-                    "serve": served,
-                    "floor": floor,
-                    "floor_ratio": floor["events_per_s"] / served["events_per_s"],
-                }
+                pg = PostgresServer().start()
+            for round_no in range(args.repeat):
+                for senders in counts:
+                    r = one_round(kind, batches, senders, pg, args.baseline)
+                    results.setdefault(kind, []).append(r)
+                    served, floor, base = r["serve"], r["floor"], r["baseline"]
+                    if base is not None:
+                        print(
+                            f"{kind:8} run {round_no + 1} senders {senders}  baseline "
+                            f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
+                            f"p99 {base['p99_ms']:6.1f} ms  "
+                            f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch",
+                            flush=True,
+                        )
+                    print(
+                        f"{kind:8} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
+                        f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
+                        f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch  "
+                        f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
+                        f"floor/serve {r['floor_ratio']:.2f}x",
+                        flush=True,
+                    )
+            for senders in counts:
+                runs = [r for r in results[kind] if r["senders"] == senders]
+                med = statistics.median
                 print(
-                    f"{kind:8} leadscore serve: {served['events_per_s']:8.0f} events/s  p50 {served['p50_ms']:6.1f} ms  "
-                    f"p99 {served['p99_ms']:6.1f} ms  failures {served['failures']}\n"
-                    f"{'':8} storage floor:   {floor['events_per_s']:8.0f} events/s  "
-                    f"(the floor is {results[kind]['floor_ratio']:.1f}x faster)",
+                    f"{kind:8} senders {senders} median of {len(runs)}: "
+                    f"serve {med(r['serve']['events_per_s'] for r in runs):7.0f} ev/s  "
+                    f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
+                    f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
+                    f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch  "
+                    f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
+                    f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
                     flush=True,
                 )
+                if args.baseline:
+                    print(
+                        f"{kind:8} senders {senders} baseline median: "
+                        f"{med(r['baseline']['events_per_s'] for r in runs):7.0f} ev/s  "
+                        f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
+                        f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
+                        f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch",
+                        flush=True,
+                    )
     finally:
         if pg is not None:
             pg.stop()
@@ -303,7 +379,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / f"ingest-{stamp}.json").write_text(
-        json.dumps({"args": vars(args), "results": results}, indent=2)
+        json.dumps({"args": vars(args), "results": results}, indent=2, default=str)
     )
     return 0
 

@@ -6,7 +6,7 @@ The working state of one call is one ``Batch`` object, passed explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +21,11 @@ from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
 from . import scoring
 from .accounts import email_domain
-from .common import json_param, loads
+from .common import dumps, json_param, loads
 from .events import events_for
 from .group_commit import Call
 from .messages import Message
-from .prepared import Prepared
+from .prepared import Prepared, json_ids
 from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
 __all__ = ["Batch", "IngestCall", "IngestResult", "ingest", "ingest_group"]
@@ -239,9 +239,12 @@ def _load_leads(
     out: dict[str, tuple[dict[str, Any], str]] = {}
     if not ids:
         return out
-    for lead, traits, stage, parts, scored_at, rescore_at in b.conn.execute(
-        _SELECT_LEADS, {"ids": sorted(ids)}
-    ):
+    found: Sequence[Any]
+    if b.dialect == "sqlite":
+        found = _SELECT_LEADS_SQLITE.fetch(b.conn, {"ids": dumps(sorted(ids))})
+    else:
+        found = b.conn.execute(_SELECT_LEADS, {"ids": sorted(ids)}).all()
+    for lead, traits, stage, parts, scored_at, rescore_at in found:
         out[lead] = (dict(loads(traits) or {}), stage)
         if parts is not None and scored_at is not None:
             b.parts[lead] = (loads(parts), scored_at, rescore_at)
@@ -276,7 +279,7 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     if conn.dialect.name == "sqlite":
         # the transaction holds SQLite's one write lock (BEGIN IMMEDIATE): no other writer can
         # store one of these ids between this read and the insert
-        there = set(conn.execute(_SELECT_MESSAGE_IDS, {"ids": sorted(seen)}).scalars())
+        there = {r[0] for r in _SELECT_MESSAGE_IDS.fetch(conn, {"ids": dumps(sorted(seen))})}
         new = [r for r in unique if r["message_id"] not in there]
         _INSERT_EVENTS.run(conn, new)
         return {r["message_id"] for r in new}
@@ -322,16 +325,22 @@ def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
 
 
 # statements built once: the ingest path runs them for every request
-_SELECT_LEADS = sa.select(
+_LEAD_STATE = sa.select(
     t.leads.c.lead_id,
     t.leads.c.traits,
     t.leads.c.stage,
     t.leads.c.rule_sums,
     t.leads.c.scored_at_us,
     t.leads.c.rescore_at_us,
-).where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
-_SELECT_MESSAGE_IDS = sa.select(t.events.c.message_id).where(
-    t.events.c.message_id.in_(sa.bindparam("ids", expanding=True))
+)
+_SELECT_LEADS = _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
+_SELECT_LEADS_SQLITE = Prepared(
+    _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.select(json_ids("ids").c.value)))
+)
+_SELECT_MESSAGE_IDS = Prepared(  # SQLite
+    sa.select(t.events.c.message_id).where(
+        t.events.c.message_id.in_(sa.select(json_ids("ids").c.value))
+    )
 )
 _EVENT_COLUMNS = (
     "message_id",

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, func
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "json_ids"]
 
 
 class Prepared:
@@ -48,18 +48,35 @@ class Prepared:
             return 0
         if conn.dialect.name != "sqlite":
             return int(conn.execute(self.statement, rows).rowcount)
+        return int(self._cursor(conn, rows, many=True))
+
+    def fetch(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a query, as the driver gives them (SQLite only)."""
+        return self._cursor(conn, [params], many=False)  # type: ignore[no-any-return]
+
+    def _cursor(self, conn: Connection, rows: list[dict[str, Any]], many: bool) -> Any:
         sql, names = self._compiled(conn)
         dbapi_error = conn.dialect.loaded_dbapi.Error
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cur.executemany(sql, _tuples(rows, names))
-            return int(cur.rowcount)
+            if many:
+                cur.executemany(sql, _tuples(rows, names))
+                return cur.rowcount
+            cur.execute(sql, _tuples(rows, names)[0])
+            return cur.fetchall()
         except dbapi_error as e:
             # the error SQLAlchemy would raise (OperationalError for a full disk, …), which the
             # service tells apart from its own
             raise DBAPIError.instance(sql, None, e, dbapi_error) from e
         finally:
             cur.close()
+
+
+def json_ids(param: str) -> Any:
+    """The values of a JSON array given as one parameter (SQLite's ``json_each``): for
+    ``column.in_(select(json_ids("ids").c.value))``, a list of any length in one compiled
+    statement."""
+    return func.json_each(bindparam(param)).table_valued("value")
 
 
 def _tuples(rows: Iterable[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
