@@ -91,7 +91,8 @@ def _ingest(
         )
     res = service.ingest(good, received)
     deliverer = request.app.state.deliverer
-    if res.new_mqls and deliverer is not None:
+    # something to deliver: lead.mql notifications, or lead.assigned ones (routing only)
+    if deliverer is not None and (res.notified or (res.new_mqls and service.routing is not None)):
         deliverer.wake()
     return JSONResponse(
         {

@@ -107,7 +107,8 @@ class Service:
                 raise call.error
             assert call.result is not None
             result = call.result
-        if result.new_mqls and self.on_deadline is not None:
+        # an MQL gets an SLA deadline only from a routing file
+        if result.new_mqls and self.on_deadline is not None and self._routing.current is not None:
             self.on_deadline()
         return result
 

@@ -38,6 +38,8 @@ class IngestResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     leads: list[str] = field(default_factory=list)
     new_mqls: list[str] = field(default_factory=list)
+    #: ``lead.mql`` notifications queued in the outbox (``lead.assigned`` ones come with routing)
+    notified: int = 0
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def ingest(
             res.new_mqls.append(lead)
     _UPDATE_SCORES.run(conn, updates)
     b.qualifier.finish()
+    res.notified = b.qualifier.notified
     res.leads = sorted(touched)
     return res
 

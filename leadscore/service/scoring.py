@@ -115,6 +115,8 @@ class Qualifier:
     #: the new MQLs' stage columns and history rows, written together by ``finish``
     _stages: list[dict[str, Any]] = field(default_factory=list)
     _history: list[dict[str, Any]] = field(default_factory=list)
+    #: ``lead.mql`` notifications queued
+    notified: int = 0
 
     def finish(self) -> None:
         """Before the transaction commits: the new MQLs' stages and history, then what the
@@ -213,6 +215,7 @@ class Qualifier:
                 for h in self.hooks
             ],
         )
+        self.notified += len(self.hooks)
 
 
 _INSERT_HISTORY = Prepared(
