@@ -106,5 +106,11 @@ def upgrade(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     with engine.execution_options(**{WRITES: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several processes starting at once on one database: one migrates, the others
+            # wait and find nothing left to do (the lock ends with the transaction)
+            conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtextextended('leadscore:migrate', 0))"
+            )
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
