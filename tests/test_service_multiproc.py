@@ -20,9 +20,13 @@ import sqlalchemy as sa
 
 from leadscore.model import parse_model
 from leadscore.service.auth import create_key
+from leadscore.service.delivery import Deliverer
+from leadscore.service.facade import Service
+from leadscore.service.messages import check_message
 from leadscore.service.webhooks import add_webhook
 from leadscore.store import open_engine
 from leadscore.store import schema as t
+from tests.handoff_service_helpers import handoff_api, iso
 from tests.service_helpers import (
     MODEL,
     Receiver,
@@ -281,3 +285,116 @@ def test_a_process_killed_holding_a_leads_lock_blocks_no_one(pg_url: str, tmp_pa
             holder.stdout.close()
         server.stop()
         engine.dispose()
+
+
+# ---------------------------------------------------------------------- two services in one test
+
+
+def test_two_services_route_in_turn_and_mark_each_breach_once(pg_url: str) -> None:
+    """Two services on one database (as two processes would be) make MQLs of one team at once:
+    the round robin alternates as if they came one by one; then both look for SLA breaches at
+    once, and each is marked, notified and escalated once."""
+    with handoff_api(pg_url) as h:
+        other = Service(open_engine(pg_url), clock=h.clock)
+        try:
+            services = [h.service, other]
+            failures: list[BaseException] = []
+
+            def make(i: int) -> None:
+                try:
+                    for n in range(12):
+                        lead = f"ent-{i}-{n}"
+                        now = iso(h.clock.now())
+                        msgs = [
+                            {
+                                "type": "identify",
+                                "userId": lead,
+                                "traits": {
+                                    "title": "VP Sales",
+                                    "email": f"{lead}@{lead}.example",
+                                    "country": "US",
+                                    "company": {"employees": 2000},
+                                },
+                            },
+                            {"type": "track", "userId": lead, "event": "Demo Requested"},
+                        ]
+                        parsed = [
+                            (
+                                k,
+                                check_message(
+                                    {**m, "messageId": mid(), "timestamp": now}, h.clock.us
+                                ),
+                            )
+                            for k, m in enumerate(msgs)
+                        ]
+                        services[i % 2].ingest(parsed)
+                except BaseException as e:
+                    failures.append(e)
+
+            threads = [threading.Thread(target=make, args=(i,)) for i in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
+            assert not failures, failures
+            owners = Counter(r.owner for r in h.rows(t.assignments))
+            assert owners == {"ann@acme.io": 24, "raj@acme.io": 24}
+
+            h.clock.advance(minutes=10)  # past "Demo within 5 minutes"
+            marked: list[int] = []
+            checkers = [
+                threading.Thread(target=lambda s=s: marked.append(s.check_sla())) for s in services
+            ]
+            for th in checkers:
+                th.start()
+            for th in checkers:
+                th.join(120)
+            assert sum(marked) == 48
+            breaches = [p["lead_id"] for p in h.outbox("lead.sla_breached")]
+            assert len(breaches) == len(set(breaches)) == 48
+            escalations = h.rows(t.assignments, t.assignments.c.kind == "escalate")
+            assert len(escalations) == 48
+            assert {r.owner for r in escalations} == {"lee@acme.io"}
+        finally:
+            other.engine.dispose()
+
+
+def test_a_claimed_notification_is_sent_once_and_again_only_when_its_claim_ends(
+    pg_url: str,
+) -> None:
+    with Receiver() as rx, handoff_api(pg_url, hooks=False) as h:
+        add_webhook(h.engine, rx.url, ["lead.mql"], SECRET)
+        for n in range(20):
+            h.mql(f"lead-{n}", employees=50)
+        dead = Deliverer(h.engine, clock=h.clock)  # a process that claims and then dies
+        first = Deliverer(h.engine, clock=h.clock)
+        second = Deliverer(h.engine, clock=h.clock)
+        try:
+            claimed = dead.claim(limit=5)
+            assert len(claimed) == 5
+            # two deliverers at once: the other 15, each posted by one of them
+            sent: list[int] = []
+            both = [
+                threading.Thread(target=lambda d=d: sent.append(d.deliver_due(limit=3)))
+                for d in (first, second)
+            ]
+            for th in both:
+                th.start()
+            for th in both:
+                th.join(60)
+            while n := first.deliver_due() + second.deliver_due():
+                sent.append(n)
+            assert sum(sent) == 15
+            posted = [json.loads(b)["lead_id"] for _, b in rx.delivered()]
+            assert len(posted) == len(set(posted)) == 15
+            assert not {json.loads(r.payload)["lead_id"] for r in claimed} & {*posted}
+            # the dead claim's rows come due again when its lease ends, and are sent then
+            h.clock.advance(seconds=dead.lease_s - 1)
+            assert first.deliver_due() == 0
+            h.clock.advance(seconds=2)
+            assert first.deliver_due() + second.deliver_due() == 5
+            posted = [json.loads(b)["lead_id"] for _, b in rx.delivered()]
+            assert sorted(posted) == sorted(f"lead-{n}" for n in range(20))
+        finally:
+            for d in (dead, first, second):
+                d.stop()
