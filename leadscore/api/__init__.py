@@ -17,7 +17,7 @@ from ..service.clock import Clock
 from ..service.facade import Service
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import errors, handoff, ingest, leads, models, reports
+from . import erasure, errors, handoff, ingest, leads, models, reports
 from .schemas import Health
 
 __all__ = ["create_app"]
@@ -81,4 +81,5 @@ def create_app(
     app.include_router(models.router)
     app.include_router(handoff.router)
     app.include_router(reports.router)
+    app.include_router(erasure.router)
     return app

@@ -18,6 +18,7 @@ from ..store import schema as t
 from . import reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .erasure import erase_lead
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
@@ -272,6 +273,14 @@ class Service:
         """Leads filtered, sorted and paged (see ``reads.list_leads``)."""
         at = self.now_us() if at is None else at
         return reads.list_leads(self.engine, self._models.current, at, **filters)
+
+    # ------------------------------------------------------------------ personal data
+
+    def erase(self, lead_id: str, by: str) -> dict[str, Any]:
+        """Erase a person and everything that holds their id, in one transaction, leaving an
+        audit record (``erasure.erase_lead``); NotFoundError for an unknown lead."""
+        with self._tx() as conn:
+            return erase_lead(conn, lead_id, by, self.now_us())
 
     # ------------------------------------------------------------------ the funnel
 
