@@ -98,12 +98,28 @@ def test_erasing_a_person_leaves_no_trace_but_the_audit_record(hapi: HandoffApi)
         "mql_episodes",
         "outbox",
     } <= found
-    # some notifications have been sent: they are kept redacted, the rest are dropped
+    # one notification has been delivered (it is kept, redacted), one used up its retries
+    # (dropped with the rest: `webhooks retry` must not send it)
     with hapi.engine.begin() as conn:
-        first = conn.execute(
-            sa.select(sa.func.min(t.outbox.c.id)).where(t.outbox.c.payload.contains(PERSON))
-        ).scalar_one()
+        first, second = (
+            conn.execute(
+                sa.select(t.outbox.c.id)
+                .where(t.outbox.c.payload.contains(PERSON))
+                .order_by(t.outbox.c.id)
+                .limit(2)
+            )
+            .scalars()
+            .all()
+        )
         conn.execute(sa.update(t.outbox).where(t.outbox.c.id == first).values(delivered_at_us=1))
+        conn.execute(sa.update(t.outbox).where(t.outbox.c.id == second).values(failed_at_us=1))
+        conn.execute(
+            sa.insert(t.deliveries),
+            [
+                {"outbox_id": x, "at_us": 1, "status_code": 500, "duration_ms": 1.0}
+                for x in (first, second)
+            ],
+        )
 
     read = hapi.call("DELETE", f"/api/leads/{PERSON}", token=hapi.read_token)
     assert_error(read, 403)
@@ -124,6 +140,8 @@ def test_erasing_a_person_leaves_no_trace_but_the_audit_record(hapi: HandoffApi)
     # the one notification already sent keeps its event name only
     sent = hapi.rows(t.outbox, t.outbox.c.id == first)
     assert [json.loads(r.payload).get("erased") for r in sent] == [True]
+    assert hapi.count(t.outbox, t.outbox.c.id == second) == 0
+    assert hapi.count(t.deliveries, t.deliveries.c.outbox_id == first) == 1
     assert hapi.count(t.outbox, t.outbox.c.payload.contains("keep-1")) > 0
     # nobody else is touched
     after_other = hapi.lead("keep-1")

@@ -4,8 +4,9 @@ transaction, and an audit record that an erasure happened.
 What goes: the lead (traits, scores, owner), every event stored under its id or under an
 anonymous id linked to it (their message ids with them, so a message sent again later is taken
 as new), the identity links, the stage history, assignments, touches, MQL episodes, and the
-webhook notifications about the lead: pending ones are dropped, sent or failed ones keep only
-their event name (``{"type": …, "erased": true}``), so the delivery counts stay true.
+webhook notifications about the lead: those never sent (waiting, or out of retries) are
+dropped with their attempts; sent ones keep only their event name (``{"type": …, "erased":
+true}``), so the delivery counts stay true.
 
 What stays: one ``erasures`` row with the time, who asked (the API key or the operator) and a
 salted PBKDF2 hash of the id. The hash can answer "was this id erased?" for someone who already
@@ -67,7 +68,6 @@ def _notifications(conn: Connection, lead_id: str) -> list[Any]:
             t.outbox.c.event,
             t.outbox.c.payload,
             t.outbox.c.delivered_at_us,
-            t.outbox.c.failed_at_us,
         ).where(t.outbox.c.payload.like("%" + _like_escape(needle) + "%", escape="\\"))
     ).all()
     return [r for r in rows if (loads(r.payload) or {}).get("lead_id") == lead_id]
@@ -99,7 +99,8 @@ def erase_lead(conn: Connection, lead_id: str, by: str, now_us: int) -> dict[str
         delete(table, table.c.lead_id == lead_id)
 
     rows = _notifications(conn, lead_id)
-    pending = [r.id for r in rows if r.delivered_at_us is None and r.failed_at_us is None]
+    # never sent (waiting, or out of retries: `webhooks retry` must not send them): dropped
+    pending = [r.id for r in rows if r.delivered_at_us is None]
     if pending:
         delete(t.deliveries, t.deliveries.c.outbox_id.in_(pending))
         delete(t.outbox, t.outbox.c.id.in_(pending))
