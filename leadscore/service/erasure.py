@@ -1,9 +1,9 @@
 """Erasing a person: every row that holds their id, their traits or their events, in one
 transaction, and an audit record that an erasure happened.
 
-What goes: the lead (traits, scores, owner), every event stored under its id or under an
-anonymous id linked to it (their message ids with them, so a message sent again later is taken
-as new), the identity links, the stage history, assignments, touches, MQL episodes, and the
+What goes: the lead (traits, scores, owner), every event stored under its id or, not yet
+attributed, under an anonymous id linked to it (their message ids with them, so a message sent
+again later is taken as new), the identity links, the stage history, assignments, touches, MQL episodes, and the
 webhook notifications about the lead: those never sent (waiting, or out of retries) are
 dropped with their attempts; sent ones keep only their event name (``{"type": …, "erased":
 true}``), so the delivery counts stay true.
@@ -93,7 +93,15 @@ def erase_lead(conn: Connection, lead_id: str, by: str, now_us: int) -> dict[str
         )
 
     linked = sa.select(t.identities.c.anonymous_id).where(t.identities.c.lead_id == lead_id)
-    delete(t.events, sa.or_(t.events.c.lead_id == lead_id, t.events.c.anonymous_id.in_(linked)))
+    # their events, and any still unattributed under an anonymous id linked to them (an
+    # event another lead's userId carries stays: it is that lead's, on a shared device)
+    delete(
+        t.events,
+        sa.or_(
+            t.events.c.lead_id == lead_id,
+            sa.and_(t.events.c.lead_id.is_(None), t.events.c.anonymous_id.in_(linked)),
+        ),
+    )
     delete(t.identities, t.identities.c.lead_id == lead_id)
     for table in (t.stage_history, t.assignments, t.touches, t.mql_episodes):
         delete(table, table.c.lead_id == lead_id)
