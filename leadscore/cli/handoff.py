@@ -26,6 +26,7 @@ from ..handoff import (
     format_duration,
     lead_document,
     load_routing,
+    rep_key,
     route,
     sla_for,
 )
@@ -65,7 +66,7 @@ def _pairs(values: list[str], option: str, what: str) -> dict[str, str]:
         key, sep, value = v.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"{option} {v!r}: write it as {what}")
-        out_[key.strip().lower() if "@" in key else key.strip()] = value.strip()
+        out_[rep_key(key)] = value.strip()
     return out_
 
 
@@ -244,11 +245,11 @@ def route_cmd(
     decision = route(
         r,
         lead_map,
-        reps={e.strip().lower(): RepState(away=True) for e in away or []},
-        last_member={k: v.lower() for k, v in _pairs(last or [], "--last", "TEAM=EMAIL").items()},
+        reps={rep_key(e): RepState(away=True) for e in away or []},
+        last_member={k: rep_key(v) for k, v in _pairs(last or [], "--last", "TEAM=EMAIL").items()},
         open_mqls=counts,
         at_us=at_us,
-        account_owner=account_owner.strip().lower() if account_owner else None,
+        account_owner=rep_key(account_owner) if account_owner else None,
     )
     clock = sla_for(r, lead_map, at_us, decision.team)
     if fmt == "json":

@@ -35,7 +35,7 @@ from ..model.yamlnodes import (
 )
 from .hours import WorkingHours, parse_days, parse_duration, parse_hours
 from .lifecycle import STAGES
-from .routing import RouteRule, Routing, SlaRule, Team
+from .routing import RouteRule, Routing, SlaRule, Team, rep_key
 
 __all__ = ["load_routing", "parse_routing"]
 
@@ -82,7 +82,7 @@ def _email(ctx: Ctx, node: yaml.Node, what: str) -> str | None:
     if "@" not in v or v.startswith("@") or v.endswith("@") or " " in v:
         ctx.add(node, f"{what} must be a rep's email address, not {v!r}")
         return None
-    return v.lower()
+    return rep_key(v)
 
 
 def _hours(ctx: Ctx, node: yaml.Node, where: str) -> WorkingHours | None:
