@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from .. import __version__
@@ -21,7 +22,12 @@ from ..service.webhooks import Deliverer
 from . import erasure, errors, handoff, ingest, leads, models, reports
 from .schemas import Health
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS", "create_app"]
+
+#: Where ``/docs`` (Swagger UI 5) loads its script, style sheet and icon from: files shipped in
+#: the fastapi-offline package, not a CDN, so the docs work offline. There is no ``/redoc``: ReDoc
+#: always loads its logo from its maker's CDN (docs/service.md).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
@@ -61,7 +67,9 @@ def create_app(
         if deliverer is not None:
             deliverer.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="leadscore",
         version=__version__,
         summary="Segment-compatible event ingest, real-time lead scores and the MQL handoff.",
