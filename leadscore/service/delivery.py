@@ -191,6 +191,9 @@ class Deliverer:
         )
         if busy:
             query = query.where(t.outbox.c.webhook_id.not_in(sorted(busy)))
+        with self.engine.connect() as conn:  # a read first: no write while nothing is due
+            if conn.execute(query.with_only_columns(t.outbox.c.id).limit(1)).first() is None:
+                return []
         if self.engine.dialect.name == "postgresql":
             query = query.with_for_update(of=t.outbox, skip_locked=True)
         # SQLite: BEGIN IMMEDIATE, as it reads before it writes
