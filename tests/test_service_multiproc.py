@@ -5,6 +5,7 @@ the others; a process killed while it holds a lead's lock does not block the oth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -35,6 +36,7 @@ from tests.service_helpers import (
     assert_matches,
     basic,
     bearer,
+    lead_row,
     mid,
     python_score,
     verify_signature,
@@ -398,3 +400,70 @@ def test_a_claimed_notification_is_sent_once_and_again_only_when_its_claim_ends(
         finally:
             for d in (dead, first, second):
                 d.stop()
+
+
+def test_a_serve_process_killed_holding_a_leads_lock_blocks_no_one(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A `leadscore serve` process is killed while its ingest holds one lead's lock (and waits
+    for the next one, which a test process holds): another serve process takes that lead's
+    events at once, and the killed one's batch left nothing behind."""
+    engine = open_engine(pg_url)
+    _, key = create_key(engine, "site", "ingest")
+    with engine.connect() as conn:  # the order the locks are taken in: by key
+        first, second = (
+            conn.exec_driver_sql(
+                "SELECT x FROM unnest(ARRAY['lead-a', 'lead-b']) AS x "
+                "ORDER BY hashtextextended('lead:' || x, 0)"
+            )
+            .scalars()
+            .all()
+        )
+    a, b = _servers(pg_url, tmp_path, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, pg_url, second], stdout=subprocess.PIPE, text=True
+    )
+
+    def page(lead: str) -> dict[str, Any]:
+        return {
+            "type": "page",
+            "userId": lead,
+            "messageId": mid(),
+            "timestamp": ago(0.1),
+            "properties": {"path": "/pricing"},
+        }
+
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        killed = [page(first), page(second)]
+        sender = threading.Thread(target=lambda: _post_quietly(a.base, key, killed), daemon=True)
+        sender.start()
+        # A holds the first lead's lock and waits for the second one's
+        wait_for(lambda: _waiting_for_advisory_lock(engine), "process A to wait for a lock")
+        a.kill()
+        sender.join(30)
+        resp = httpx.post(
+            b.base + "/v1/batch", json={"batch": [page(first)]}, headers=basic(key), timeout=30
+        )
+        assert resp.status_code == 200, resp.text
+        with engine.connect() as conn:
+            stored = set(conn.execute(sa.select(t.events.c.message_id)).scalars())
+        assert not {m["messageId"] for m in killed} & stored  # never acknowledged, not stored
+        assert len(stored) == 1
+        row = lead_row(engine, first)
+        assert_matches(row, python_score(engine, parse_model(MODEL, "m"), first, row.scored_at_us))
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+        a.stop()
+        b.stop()
+        engine.dispose()
+
+
+def _post_quietly(base: str, key: str, msgs: list[dict[str, Any]]) -> None:
+    """Post a batch to a process about to be killed: the answer never comes."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(base + "/v1/batch", json={"batch": msgs}, headers=basic(key), timeout=30)
