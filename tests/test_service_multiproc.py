@@ -20,7 +20,9 @@ import httpx
 import sqlalchemy as sa
 
 from leadscore.model import parse_model
+from leadscore.service import locks
 from leadscore.service.auth import create_key
+from leadscore.service.common import Tx
 from leadscore.service.delivery import Deliverer
 from leadscore.service.facade import Service
 from leadscore.service.messages import check_message
@@ -467,3 +469,34 @@ def _post_quietly(base: str, key: str, msgs: list[dict[str, Any]]) -> None:
     """Post a batch to a process about to be killed: the answer never comes."""
     with contextlib.suppress(httpx.HTTPError):
         httpx.post(base + "/v1/batch", json={"batch": msgs}, headers=basic(key), timeout=30)
+
+
+def test_two_writers_locking_leads_in_opposite_orders_end_in_a_retryable_deadlock(
+    pg_url: str,
+) -> None:
+    """The one case where leads' locks are not taken in key order (a link made meanwhile) can
+    deadlock: PostgreSQL ends one transaction, and ``deadlocked`` says it may be tried again."""
+    engine = open_engine(pg_url)
+    first_locked = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def writer(leads: list[str]) -> None:
+        try:
+            with Tx(engine, None) as conn:
+                locks.lock_leads(conn, [leads[0]])
+                first_locked.wait(10)
+                locks.lock_leads(conn, [leads[1]])
+        except sa.exc.OperationalError as e:
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=writer, args=(order,))
+        for order in (["lead-a", "lead-b"], ["lead-b", "lead-a"])
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(errors) == 1 and locks.deadlocked(errors[0])
+    assert not locks.deadlocked(sa.exc.OperationalError("SELECT 1", {}, Exception("gone")))
+    engine.dispose()

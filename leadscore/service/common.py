@@ -125,5 +125,6 @@ class Tx:
             return
         if error is None:
             self.outcome(None)
-        elif isinstance(error, OperationalError):
+        elif isinstance(error, OperationalError) and not locks.deadlocked(error):
+            # (a deadlock ends one transaction, which is tried again: the database is fine)
             self.outcome(error)

@@ -23,7 +23,9 @@ every function here does nothing (see ``Tx``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 __all__ = [
@@ -48,10 +50,6 @@ def _postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _cursor(conn: Connection) -> object:
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-
 def _held(conn: Connection) -> set[str]:
     """The names locked in this transaction (a pooled connection's info outlives it)."""
     txn = conn.get_transaction()
@@ -66,19 +64,16 @@ def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, 
     """The writes lock (shared, or ``exclusive``); then, read after it is granted, the active
     model version and the active routing version. PostgreSQL only; one round trip."""
     mode = "" if exclusive else "_shared"
-    cur = _cursor(conn)
-    try:
-        # two statements in one simple query: the second one's snapshot is taken after the
-        # lock is granted, so it sees what an activation committed before it
-        cur.execute(  # type: ignore[attr-defined]
-            f"SELECT pg_advisory_xact_lock{mode}(hashtextextended('{_WRITES}', 0)); "
-            "SELECT (SELECT MAX(version) FROM models WHERE active), "
-            "(SELECT MAX(version) FROM routing_versions WHERE active)"
-        )
-        cur.nextset()  # type: ignore[attr-defined]
-        model, routing = cur.fetchone()  # type: ignore[attr-defined]
-    finally:
-        cur.close()  # type: ignore[attr-defined]
+    # two statements in one simple query: the second one's snapshot is taken after the lock
+    # is granted, so it sees what an activation committed before it
+    ((model, routing),) = _run(
+        conn,
+        f"SELECT pg_advisory_xact_lock{mode}(hashtextextended('{_WRITES}', 0)); "
+        "SELECT (SELECT MAX(version) FROM models WHERE active), "
+        "(SELECT MAX(version) FROM routing_versions WHERE active)",
+        None,
+        second=True,
+    )
     _held(conn).add(_WRITES)
     return model, routing
 
@@ -128,16 +123,13 @@ def try_lock_leads(conn: Connection, leads: Iterable[str]) -> set[str]:
     if not _postgres(conn) or not leads:
         return set(leads)
     held = _held(conn)
-    cur = _cursor(conn)
-    try:
-        cur.execute(  # type: ignore[attr-defined]
-            f"SELECT x, pg_try_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
-            "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x",
-            {"names": [f"lead:{x}" for x in leads]},
-        )
-        got = {x for x, ok in cur.fetchall() if ok}  # type: ignore[attr-defined]
-    finally:
-        cur.close()  # type: ignore[attr-defined]
+    rows = _run(
+        conn,
+        f"SELECT x, pg_try_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
+        "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x",
+        {"names": [f"lead:{x}" for x in leads]},
+    )
+    got = {x for x, ok in rows if ok}
     held.update(got)
     return {x.removeprefix("lead:") for x in got}
 
@@ -146,11 +138,7 @@ def lock_handoff(conn: Connection) -> None:
     """The handoff's lock, taken before routing reads the round robin and the open MQLs."""
     if not _postgres(conn) or _HANDOFF in _held(conn):
         return
-    cur = _cursor(conn)
-    try:
-        cur.execute(f"SELECT pg_advisory_xact_lock(hashtextextended('{_HANDOFF}', 0))")  # type: ignore[attr-defined]
-    finally:
-        cur.close()  # type: ignore[attr-defined]
+    _run(conn, f"SELECT pg_advisory_xact_lock(hashtextextended('{_HANDOFF}', 0))", None)
     _held(conn).add(_HANDOFF)
 
 
@@ -160,10 +148,23 @@ def deadlocked(error: BaseException) -> bool:
 
 
 def _take(conn: Connection, sql: str, params: dict[str, object]) -> None:
-    cur = _cursor(conn)
+    _held(conn).update(x for x, _ in _run(conn, sql, params))
+
+
+def _run(
+    conn: Connection, sql: str, params: dict[str, object] | None, *, second: bool = False
+) -> list[Any]:
+    """Straight to the driver (these run on every write); the rows of the (``second``)
+    statement. The driver's errors come out as SQLAlchemy's, as from ``conn.execute``: a lost
+    server is an OperationalError (503 unavailable), a deadlock one that ``deadlocked`` knows."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(sql, params)  # type: ignore[attr-defined]
-        names = [x for x, _ in cur.fetchall()]  # type: ignore[attr-defined]
+        cur.execute(sql, params)
+        if second:
+            cur.nextset()
+        return list(cur.fetchall())
+    except dbapi_error as e:
+        raise sa.exc.DBAPIError.instance(sql, params, e, dbapi_error) from e
     finally:
-        cur.close()  # type: ignore[attr-defined]
-    _held(conn).update(names)
+        cur.close()
