@@ -18,7 +18,7 @@ connection's transaction). Nothing here waits on a lock that a dead process coul
 
 Keys are PostgreSQL's 64-bit text hash (``hashtextextended``) of a namespaced name, computed by
 the server, so every process derives the same key. On SQLite, which has one writer at a time,
-every function here does nothing (see ``Tx``)."""
+the lock functions do nothing (``Tx`` calls ``begin_write`` on PostgreSQL only)."""
 
 from __future__ import annotations
 
