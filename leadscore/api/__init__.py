@@ -18,16 +18,23 @@ from ..service.facade import Service
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
 from . import errors, handoff, ingest, leads, models, reports
+from .limits import Limits, Shed
 from .schemas import Health
 
 __all__ = ["create_app"]
 
 
 def create_app(
-    engine: Engine, *, deliver: bool = True, clock: Clock | None = None, watch_sla: bool = True
+    engine: Engine,
+    *,
+    deliver: bool = True,
+    clock: Clock | None = None,
+    watch_sla: bool = True,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The app over one ``Service`` on ``engine``; ``clock`` is the service's time (the
-    machine's by default); ``watch_sla``: run the SLA scheduler while the app runs."""
+    machine's by default); ``watch_sla``: run the SLA scheduler while the app runs;
+    ``limits``: rate limits and load shedding (limits.py; the defaults when not given)."""
     service = Service(engine, clock=clock)
     deliverer = Deliverer(engine, clock=clock) if deliver else None
     watch = SlaWatch(engine, service.check_sla, service.clock) if watch_sla else None
@@ -56,6 +63,8 @@ def create_app(
     app.state.service = service
     app.state.deliverer = deliverer
     app.state.sla_watch = watch
+    app.state.limits = limits or Limits()
+    app.add_middleware(Shed, limits=app.state.limits)
     errors.install(app)
 
     @app.get(

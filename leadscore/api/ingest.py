@@ -21,7 +21,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
 
-_RESPONSES = responses(400, 401, 403, 413, 415)
+_RESPONSES = responses(400, 401, 403, 413, 415, 429)
 
 
 def _printable(message_id: Any) -> Any:
@@ -42,6 +42,7 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
     row = None
     if key.secret:
         row = await run_in_threadpool(check_write_key, service, key.secret)
+        request.app.state.limits.ingest_ready(row.id)  # a key over its limit: no body read
     try:
         return row, await read_body(request, MAX_BATCH_BYTES)
     except ApiError as e:
@@ -61,7 +62,8 @@ def _ingest(
     """Runs in the threadpool: key check, message checks, storing and scoring."""
     service: Service = request.app.state.service
     if row is None:
-        check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
+        row = check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
+    request.app.state.limits.charge_events(row.id, len(batch))
     received = service.now_us()
     context = (
         body.get("context")

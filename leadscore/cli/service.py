@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError, MissingExtraError
+from ..service.ratelimit import DEFAULT_API, DEFAULT_INGEST, Rate, Settings
 from . import DbOpt, _load, app, err, out
 
 #: what the service commands import, all from the ``serve`` extra
@@ -65,12 +66,62 @@ def serve(
             help="Seconds a client has to send a request's headers, and again its body (408 after).",
         ),
     ] = 30.0,
+    ingest_rate: Annotated[
+        float,
+        typer.Option(
+            "--ingest-rate",
+            min=0,
+            help="Events a second each write key may send (429 with Retry-After beyond); 0: no limit.",
+        ),
+    ] = DEFAULT_INGEST.per_s,
+    ingest_burst: Annotated[
+        int,
+        typer.Option("--ingest-burst", min=1, help="Events a write key may send at once."),
+    ] = int(DEFAULT_INGEST.burst),
+    api_rate: Annotated[
+        float,
+        typer.Option(
+            "--api-rate",
+            min=0,
+            help="Requests a second to /api each token (or client address without one) may make; 0: no limit.",
+        ),
+    ] = DEFAULT_API.per_s,
+    api_burst: Annotated[
+        int,
+        typer.Option(
+            "--api-burst", min=1, help="API requests a token or address may make at once."
+        ),
+    ] = int(DEFAULT_API.burst),
+    ingest_inflight: Annotated[
+        int,
+        typer.Option(
+            "--ingest-inflight",
+            min=0,
+            help="Ingest requests answered at once; more are shed with 503 and Retry-After. 0: no cap.",
+        ),
+    ] = Settings.ingest_inflight,
+    api_inflight: Annotated[
+        int,
+        typer.Option(
+            "--api-inflight",
+            min=0,
+            help="API requests answered at once; more are shed with 503 and Retry-After. 0: no cap.",
+        ),
+    ] = Settings.api_inflight,
 ) -> None:
     """Run the live service: Segment-compatible ingest, real-time scores, routing and SLAs, webhooks, API."""
     _need_service("serve")
     from ..api import create_app
+    from ..api.limits import Limits
     from ..api.server import run
     from ..store import open_engine
+
+    limits = Settings(
+        ingest=Rate(ingest_rate, ingest_burst),
+        api=Rate(api_rate, api_burst),
+        ingest_inflight=ingest_inflight,
+        api_inflight=api_inflight,
+    )
 
     routing_text = None
     if routing is not None:  # checked before anything starts, with the file's own name
@@ -81,7 +132,7 @@ def serve(
         routing_text = routing.read_text(encoding="utf-8")
         parse_routing(routing_text, str(routing))
     engine = open_engine(database_url)
-    app_ = create_app(engine)
+    app_ = create_app(engine, limits=Limits(limits))
     if model is not None:
         m = _load(model)  # the same errors as `leadscore validate`
         info = app_.state.service.ensure_model(
