@@ -107,7 +107,7 @@ class Settings:
 
     ingest: Rate = DEFAULT_INGEST
     api: Rate = DEFAULT_API
-    ingest_inflight: int = 32
+    ingest_inflight: int = 16
     api_inflight: int = 16
     #: callers remembered per limiter (each bucket is a few dozen bytes)
     max_keys: int = 10_000
