@@ -93,6 +93,32 @@ class Hanging:
         self.sock.close()
 
 
+class Fast:
+    """A webhook receiver that answers 200 at once."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Serve:
     """A fresh `leadscore serve` with ``keys`` write keys."""
 
@@ -311,7 +337,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--padding", type=int, default=1500)
     ap.add_argument("--hostile", action="store_true", help="ignore Retry-After")
-    ap.add_argument("--webhook", choices=["none", "hanging"], default="none")
+    ap.add_argument("--webhook", choices=["none", "fast", "hanging"], default="none")
     ap.add_argument(
         "--serve-arg",
         action="append",
@@ -322,7 +348,8 @@ def main() -> int:
     args = ap.parse_args()
     args.serve_arg = [a for arg in args.serve_arg for a in arg.split("=", 1)]
 
-    receiver = Hanging() if args.webhook == "hanging" else None
+    receiver = {"none": None, "fast": Fast, "hanging": Hanging}[args.webhook]
+    receiver = receiver() if receiver else None
     webhook = receiver.url if receiver else None
     results = []
     try:
