@@ -280,8 +280,19 @@ def _hold_a_request(server: Server, key: str) -> socket.socket:
     return s
 
 
+def _hold_an_api_request(server: Server, token: str) -> socket.socket:
+    """A model upload whose body never finishes: an API request in flight."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    s.sendall(
+        b"PUT /api/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/yaml\r\nContent-Length: 100\r\n\r\nmodel: 1\n"
+        % token.encode()
+    )
+    return s
+
+
 def test_ingest_beyond_the_cap_in_flight_is_shed_with_a_503_at_once(tmp_path: Path) -> None:
-    server, key = _serve(tmp_path, "--ingest-inflight", "2")
+    server, key = _serve(tmp_path, "--ingest-inflight", "2", "--api-inflight", "1")
     held: list[socket.socket] = []
     try:
         token = cli(
@@ -297,7 +308,7 @@ def test_ingest_beyond_the_cap_in_flight_is_shed_with_a_503_at_once(tmp_path: Pa
 
         resp = wait_for(shed, "a third ingest request to be shed")
         err = assert_error(resp, 503, "overloaded")
-        assert "2 ingest requests" in err["message"]
+        assert "2 ingest requests already" in err["message"]
         assert 1 <= int(resp.headers["Retry-After"]) <= 3
         # the read API and /health have their own room
         got = httpx.get(server.base + "/api/leads", headers=bearer(token), timeout=10)
@@ -316,6 +327,21 @@ def test_ingest_beyond_the_cap_in_flight_is_shed_with_a_503_at_once(tmp_path: Pa
             "ingest to be taken again once the held requests ended",
         )
         assert _stored(server, "shed-1") == 1
+        # the API's own cap: one upload held, the next API request is shed, ingest is not
+        admin = cli(
+            "keys", "create", "--name", "a", "--scope", "admin", "--database-url", server.db_url
+        ).strip()
+        held = [_hold_an_api_request(server, admin)]
+
+        def api_shed() -> httpx.Response | None:
+            resp = httpx.get(server.base + "/api/leads", headers=bearer(token), timeout=10)
+            return resp if resp.status_code == 503 else None
+
+        resp = wait_for(api_shed, "an API request to be shed")
+        assert "1 API request already" in assert_error(resp, 503, "overloaded")["message"]
+        body = json.dumps({"batch": [identify("shed-2", {"email": "b@acme.io"})]})
+        resp = httpx.post(server.base + "/v1/batch", content=body, headers=headers, timeout=10)
+        assert resp.status_code == 200, resp.text
     finally:
         for s in held:
             s.close()

@@ -97,13 +97,17 @@ def _pool(path: str) -> str | None:
     return None
 
 
+_NAMES = {"ingest": "ingest", "api": "API"}
+
+
 def _overloaded(pool: str, cap: int) -> tuple[bytes, str]:
     body = json.dumps(
         {
             "error": {
                 "code": "overloaded",
-                "message": f"the service is answering {cap} {pool} requests already; "
-                "retry after the time in Retry-After",
+                "message": f"the service is answering {cap:,} {_NAMES[pool]} "
+                f"request{'s' if cap != 1 else ''} already (its cap); retry after the seconds "
+                "in Retry-After",
                 "details": [],
             }
         }
