@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ from leadscore.service.webhooks import Deliverer, add_webhook
 from leadscore.store import open_engine
 from leadscore.store import schema as t
 from tests.service_helpers import (
+    LEADSCORE,
     MODEL,
     Receiver,
     Server,
@@ -285,8 +287,7 @@ def _hold_an_api_request(server: Server, token: str) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     s.sendall(
         b"PUT /api/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-        b"Content-Type: application/yaml\r\nContent-Length: 100\r\n\r\nmodel: 1\n"
-        % token.encode()
+        b"Content-Type: application/yaml\r\nContent-Length: 100\r\n\r\nmodel: 1\n" % token.encode()
     )
     return s
 
@@ -475,3 +476,21 @@ def test_a_receiver_that_hangs_is_down_or_redirects_never_holds_up_ingest(
         finally:
             release.set()
             server.stop()
+
+
+def test_limits_that_cannot_work_are_an_error_not_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            *LEADSCORE,
+            "serve",
+            "--ingest-rate",
+            "inf",
+            "--database-url",
+            f"sqlite:///{tmp_path}/x.db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "Error: the limits cannot work: a rate is a number" in proc.stderr

@@ -116,12 +116,15 @@ def serve(
     from ..api.server import run
     from ..store import open_engine
 
-    limits = Settings(
-        ingest=Rate(ingest_rate, ingest_burst),
-        api=Rate(api_rate, api_burst),
-        ingest_inflight=ingest_inflight,
-        api_inflight=api_inflight,
-    )
+    try:
+        limits = Settings(
+            ingest=Rate(ingest_rate, ingest_burst),
+            api=Rate(api_rate, api_burst),
+            ingest_inflight=ingest_inflight,
+            api_inflight=api_inflight,
+        )
+    except ValueError as e:  # e.g. --ingest-rate inf
+        raise ConfigError(f"the limits cannot work: {e}") from None
 
     routing_text = None
     if routing is not None:  # checked before anything starts, with the file's own name
