@@ -10,18 +10,25 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from .. import __version__
 from ..service.clock import Clock
 from ..service.facade import Service
+from ..service.retention import Retention
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import errors, handoff, ingest, leads, models, reports
+from . import erasure, errors, handoff, ingest, leads, models, reports
 from .limits import Limits, Shed
 from .schemas import Health
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS", "create_app"]
+
+#: Where ``/docs`` (Swagger UI 5) loads its script, style sheet and icon from: files shipped in
+#: the fastapi-offline package, not a CDN, so the docs work offline. There is no ``/redoc``: ReDoc
+#: always loads its logo from its maker's CDN (docs/service.md).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
@@ -30,12 +37,18 @@ def create_app(
     deliver: bool = True,
     clock: Clock | None = None,
     watch_sla: bool = True,
+    retain_events_days: float | None = None,
     limits: Limits | None = None,
 ) -> FastAPI:
     """The app over one ``Service`` on ``engine``; ``clock`` is the service's time (the
     machine's by default); ``watch_sla``: run the SLA scheduler while the app runs;
+    ``retain_events_days``: purge older events in the background; from then on no model that
+    counts older events can be activated (the caller checks the active one with
+    ``service.set_retention`` once it has activated the model it starts with);
     ``limits``: rate limits and load shedding (limits.py; the defaults when not given)."""
     service = Service(engine, clock=clock)
+    service.retain_events_days = retain_events_days
+    retention = Retention(service.purge_events) if retain_events_days is not None else None
     deliverer = Deliverer(engine, clock=clock) if deliver else None
     watch = SlaWatch(engine, service.check_sla, service.clock) if watch_sla else None
     if watch is not None:
@@ -47,13 +60,19 @@ def create_app(
             deliverer.start()
         if watch is not None:
             watch.start()
+        if retention is not None:
+            retention.start()
         yield
+        if retention is not None:
+            retention.stop()
         if watch is not None:
             watch.stop()
         if deliverer is not None:
             deliverer.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="leadscore",
         version=__version__,
         summary="Segment-compatible event ingest, real-time lead scores and the MQL handoff.",
@@ -63,6 +82,7 @@ def create_app(
     app.state.service = service
     app.state.deliverer = deliverer
     app.state.sla_watch = watch
+    app.state.retention = retention
     app.state.limits = limits or Limits()
     app.add_middleware(Shed, limits=app.state.limits)
     errors.install(app)
@@ -90,4 +110,5 @@ def create_app(
     app.include_router(models.router)
     app.include_router(handoff.router)
     app.include_router(reports.router)
+    app.include_router(erasure.router)
     return app
