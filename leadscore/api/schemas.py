@@ -37,6 +37,9 @@ class Health(_Open):
     writes: str
     model_version: int | None
     model: str | None
+    #: ok, off, not started, stopped (see leadscore/api/health.py)
+    sla_scheduler: str
+    webhook_deliverer: str
 
 
 class Rejected(BaseModel):

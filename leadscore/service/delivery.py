@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
+from . import metrics
 from .clock import SYSTEM, Clock
 from .webhook_urls import check_url
 
@@ -251,6 +252,9 @@ class Deliverer:
                 else:
                     values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
                 conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
+        for row, (_status, error, give_up, _ms) in outcomes:  # counted once committed
+            failed = error is not None and (row.attempts + 1 >= MAX_ATTEMPTS or give_up)
+            metrics.delivered("delivered" if error is None else "failed" if failed else "retrying")
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
         """One POST: (status, error or None, whether to give up at once). Never raises:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from ..engine import LeadScore
 from ..errors import NotFoundError
 from ..store import schema as t
-from . import reads, sales
+from . import metrics, reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
 from .handoff import Assigner, crm_stage_for, route_unowned
@@ -100,6 +100,7 @@ class Service:
             result = ingest(
                 conn, active, [m for _, m in messages], at, now, self._assigner(conn, now)
             )
+        metrics.mqls(len(result.new_mqls))
         if result.new_mqls and self.on_deadline is not None:
             self.on_deadline()
         return result
@@ -252,6 +253,7 @@ class Service:
         while True:
             with self._tx() as conn:
                 marked = breach_due(conn, self._routing.version, self.now_us())
+            metrics.sla_breaches(len(marked))
             n += len(marked)
             if len(marked) < 200:
                 return n
