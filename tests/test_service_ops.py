@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -458,6 +459,15 @@ def test_a_real_server_logs_json_with_request_ids_and_no_secret(tmp_path: Path) 
         bad = call("POST", "/v1/batch", content=b"{not json", headers=basic(key))
         assert bad.status_code == 400
         assert call("GET", f"/api/leads/{key}", headers=bearer(admin)).status_code == 404
+
+        # a request HTTP cannot read gets an id too
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert re.search(rb"\r\nx-request-id: [0-9a-f]{32}\r\n", answer), answer
 
         # /metrics from this machine without a token (--metrics loopback): this process's
         # counters alone, so exact
