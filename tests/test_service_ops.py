@@ -109,6 +109,12 @@ def test_metrics_count_messages_by_outcome_batches_mqls_and_requests(api: Api) -
     got = "leadscore_http_requests_total"
     assert delta(after, later, got, method="GET", route="/api/leads/{lead_id}", status="200") == 1
     assert delta(after, later, got, method="GET", route="unmatched", status="404") == 1
+    # methods outside HTTP's own are one series, whatever a client invents
+    for invented in ("BREW", "WHEN"):
+        assert api.client.request(invented, "/health").status_code == 405
+    last = scrape(api.client, api.read_token)
+    assert delta(later, last, got, method="OTHER", route="/health", status="405") == 2
+    assert not any(dict(labels).get("method") == "BREW" for _, labels in last)
     assert not any("ops-1" in str(labels) for _, labels in later)
     # the process itself, from the client library's standard collectors
     assert value(later, "process_resident_memory_bytes") > 0 or not Path("/proc").exists()

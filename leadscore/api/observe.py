@@ -33,6 +33,10 @@ _SAFE = re.compile(rb"[A-Za-z0-9._:+=/\-]{1,128}")
 
 log = logging.getLogger("leadscore.access")
 
+#: methods counted by name; any other (HTTP allows any token) is counted as OTHER, so a client
+#: cannot make a new metric series per request
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's request id when it is safe to log and echo, else a new one."""
@@ -83,7 +87,7 @@ class Observe:
             seconds = time.perf_counter() - started
             route = _route(scope)
             method = str(scope.get("method", ""))
-            metrics.http_request(method, route, status, seconds)
+            metrics.http_request(method if method in _METHODS else "OTHER", route, status, seconds)
             log.info(
                 "%s %s %s %.1f ms",
                 method,
