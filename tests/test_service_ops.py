@@ -109,6 +109,13 @@ def test_metrics_count_messages_by_outcome_batches_mqls_and_requests(api: Api) -
     got = "leadscore_http_requests_total"
     assert delta(after, later, got, method="GET", route="/api/leads/{lead_id}", status="200") == 1
     assert delta(after, later, got, method="GET", route="unmatched", status="404") == 1
+    # the docs' static files by their mount, not each file's path
+    assert api.client.get("/docs").status_code == 200
+    asset = re.search(r'src="([^"]+\.js)"', api.client.get("/docs").text)
+    assert asset is not None and api.client.get(asset.group(1)).status_code == 200
+    mounted = scrape(api.client, api.read_token)
+    assert delta(later, mounted, got, method="GET", route="/docs/assets/{path}", status="200") == 1
+    later = mounted
     # methods outside HTTP's own are one series, whatever a client invents
     for invented in ("BREW", "WHEN"):
         assert api.client.request(invented, "/health").status_code == 405
@@ -285,10 +292,29 @@ def test_health_names_a_dead_sla_scheduler_or_webhook_deliverer(api: Api) -> Non
         assert [d["check"] for d in err["details"]] == ["sla_scheduler", "webhook_deliverer"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_health_names_a_dead_event_retention_thread(api: Api) -> None:
+    app = create_app(api.engine, deliver=False, watch_sla=False, retain_events_days=3650)
+    with TestClient(app) as client:
+        body = client.get("/health").json()
+        assert body["event_retention"] == "ok" and body["sla_scheduler"] == "off", body
+    dying = create_app(api.engine, deliver=False, watch_sla=False, retain_events_days=3650)
+
+    def die() -> int:
+        raise SystemExit
+
+    dying.state.retention.purge = die  # its first turn, at start-up, ends the thread
+    with TestClient(dying) as client:
+        wait_for(lambda: not dying.state.retention._thread.is_alive(), "the thread to die")
+        err = assert_error(client.get("/health"), 503, "unavailable")
+        assert [d["check"] for d in err["details"]] == ["event_retention"]
+
+
 def test_health_says_which_threads_this_app_does_not_run(api: Api) -> None:
     body = api.client.get("/health").json()  # no lifespan: threads not started; no deliverer
     assert body["status"] == "ok"
     assert body["sla_scheduler"] == "not started" and body["webhook_deliverer"] == "off"
+    assert body["event_retention"] == "off"
     app = create_app(api.engine, deliver=False, watch_sla=True)
     client = TestClient(app)
     with client:

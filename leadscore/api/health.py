@@ -1,11 +1,12 @@
 """Whether the service's background threads are alive, for ``/health``: the SLA scheduler
-(``SlaWatch``, marks breaches) and the webhook deliverer (``Deliverer``).
+(``SlaWatch``, marks breaches), the webhook deliverer (``Deliverer``) and the event retention
+purge (``Retention``, with ``--retain-events-days``).
 
 Each is ``ok`` (running), ``off`` (not run by this app), ``not started`` (the app's start-up
 has not run: an app driven without its lifespan, as some tests do), ``stopped`` (asked to
 stop: the server is shutting down) or ``dead`` (it ended without being asked: an error its
 loop did not catch). Only ``dead`` makes the service unhealthy: breaches would go unmarked, or
-notifications unsent, while ingest goes on answering 200.
+notifications unsent, or events kept past their retention, while ingest goes on answering 200.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from typing import Any
 __all__ = ["FAILING", "WORKERS", "problems", "thread_states"]
 
 #: the app.state attribute of each worker, and its name in /health
-WORKERS = {"sla_watch": "sla_scheduler", "deliverer": "webhook_deliverer"}
+WORKERS = {
+    "sla_watch": "sla_scheduler",
+    "deliverer": "webhook_deliverer",
+    "retention": "event_retention",
+}
 
 FAILING = "dead"
 
 _PROBLEM = {
     "sla_scheduler": "the SLA scheduler thread has died: breaches are not being marked",
     "webhook_deliverer": "the webhook deliverer thread has died: notifications are not being sent",
+    "event_retention": "the event retention thread has died: old events are not being deleted",
 }
 
 

@@ -5,7 +5,7 @@ digits and ``._:+=/-``; a load balancer's or a client library's id passes), else
 hex digits); a header that is not safe is not used and not logged. It is set for the request's
 whole life (``logs.REQUEST_ID``), so every line logged while it is answered carries it, and it
 is echoed in the answer's ``X-Request-Id`` header — on every answer, errors and 500s included:
-this middleware wraps the whole app, outside Starlette's error handling (``ObservedApp``).
+this middleware wraps the whole app, outside Starlette's error handling (``observe``).
 
 The access line (logger ``leadscore.access``, INFO) names the method, the path without its
 query (a search text there may be personal data), the route template, the status and the
@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from ..service import metrics
 from .logs import REQUEST_ID
 
-__all__ = ["HEADER", "Observe", "ObservedApp", "request_id_from"]
+__all__ = ["HEADER", "Observe", "observe", "request_id_from"]
 
 HEADER = "X-Request-Id"
 _HEADER = HEADER.lower().encode()
@@ -50,9 +50,12 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 def _route(scope: dict[str, Any]) -> str:
     """The matched route's path template: bounded, whatever paths clients send."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    if "endpoint" in scope:  # a mounted app (the docs' static files): its prefix
+        return f"{scope.get('root_path', '')}/{{path}}"
+    return "unmatched"
 
 
 class Observe:
@@ -108,9 +111,15 @@ class Observe:
                 REQUEST_ID.reset(token)
 
 
-class ObservedApp(FastAPI):
-    """FastAPI with ``Observe`` outside every other middleware, Starlette's error handling
-    included, so 500 answers carry the request id and are counted."""
+def observe(app: FastAPI) -> FastAPI:
+    """``app`` with ``Observe`` outside every other middleware, Starlette's error handling
+    included, so 500 answers carry the request id and are counted. (Starlette puts its error
+    middleware outermost of all that ``add_middleware`` adds; the stack is built on the first
+    request, by this method.)"""
+    build = app.build_middleware_stack
 
-    def build_middleware_stack(self) -> Any:
-        return Observe(super().build_middleware_stack())
+    def build_observed() -> Any:
+        return Observe(build())
+
+    app.build_middleware_stack = build_observed  # type: ignore[method-assign]
+    return app

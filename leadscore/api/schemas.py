@@ -40,6 +40,7 @@ class Health(_Open):
     #: ok, off, not started, stopped (see leadscore/api/health.py)
     sla_scheduler: str
     webhook_deliverer: str
+    event_retention: str
 
 
 class Rejected(BaseModel):

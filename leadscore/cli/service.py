@@ -66,11 +66,19 @@ def serve(
             help="Seconds a client has to send a request's headers, and again its body (408 after).",
         ),
     ] = 30.0,
+    retain_events_days: Annotated[
+        float | None,
+        typer.Option(
+            "--retain-events-days",
+            min=1,
+            help="Delete events older than this many days, in the background (at least the "
+            "model's engagement.window_days; scores do not change).",
+        ),
+    ] = None,
     log_format: Annotated[
         str,
         typer.Option(
             "--log-format",
-            metavar="text|json",
             help="text: one readable line per record; json: one JSON object per line "
             "(time, level, logger, message, request_id and fields).",
         ),
@@ -79,7 +87,6 @@ def serve(
         str,
         typer.Option(
             "--metrics",
-            metavar="token|loopback|open|off",
             help="Who may read GET /metrics: a read or admin API token (token); also anyone "
             "on this machine without one (loopback); anyone (open); no one (off).",
         ),
@@ -121,7 +128,7 @@ def serve(
         routing_text = routing.read_text(encoding="utf-8")
         parse_routing(routing_text, str(routing))
     engine = open_engine(database_url)
-    app_ = create_app(engine, metrics_access=metrics)
+    app_ = create_app(engine, retain_events_days=retain_events_days, metrics_access=metrics)
     if model is not None:
         m = _load(model)  # the same errors as `leadscore validate`
         info = app_.state.service.ensure_model(
@@ -138,6 +145,8 @@ def serve(
             "No model is active yet: events are refused until you start with --model FILE or PUT /api/models.",
             warn=True,
         )
+    if retain_events_days is not None:  # the model now active must not count older events
+        app_.state.service.set_retention(retain_events_days)
     if routing is not None and routing_text is not None:
         got = app_.state.service.ensure_routing(routing_text, str(routing), f"cli:{routing}")
         what = "unchanged" if got.get("unchanged") else "activated"
