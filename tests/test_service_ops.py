@@ -405,6 +405,8 @@ def test_json_log_lines_carry_the_request_id_also_from_the_threadpool(api: Api) 
     with captured(JsonFormatter()) as out:
         resp = client.get("/boom", headers={"X-Request-Id": "req-500"})
         ok = api.send(page("logged", "/pricing"))
+        person = client.get("/api/leads/ann@example.com", headers=bearer(api.read_token))
+        forged = client.get("/nope%0A%7B%22level%22%3A%22error%22%7D?q=ann@example.com")
     assert resp.status_code == 500 and ok.status_code == 200
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines, "nothing was logged"
@@ -427,6 +429,14 @@ def test_json_log_lines_carry_the_request_id_also_from_the_threadpool(api: Api) 
     stored = by_id[ok.headers["x-request-id"]]
     assert stored[-1]["message"].startswith("POST /v1/batch 200")
     assert stored[-1]["route"] == "/v1/batch"
+    # a lead id in a path is personal data: the access line names the route instead
+    (read,) = by_id[person.headers["x-request-id"]]
+    assert read["message"].startswith("GET /api/leads/{lead_id} 404")
+    assert "ann@example.com" not in out.getvalue()
+    # a path no route has, as sent: percent-encoded, so it cannot forge a line; no query
+    (unmatched,) = by_id[forged.headers["x-request-id"]]
+    assert unmatched["message"].startswith("GET /nope%0A%7B%22level%22%3A%22error%22%7D 404")
+    assert unmatched["route"] == "unmatched"
 
 
 def test_secrets_are_scrubbed_from_any_line() -> None:

@@ -7,9 +7,11 @@ whole life (``logs.REQUEST_ID``), so every line logged while it is answered carr
 is echoed in the answer's ``X-Request-Id`` header — on every answer, errors and 500s included:
 this middleware wraps the whole app, outside Starlette's error handling (``observe``).
 
-The access line (logger ``leadscore.access``, INFO) names the method, the path without its
-query (a search text there may be personal data), the route template, the status and the
-time taken; never headers, so never a key or a token.
+The access line (logger ``leadscore.access``, INFO) names the method, the route template
+(``/api/leads/{lead_id}``: not the path, whose lead id is personal data that an erasure could
+not reach in a log file; a path no route has is shown as sent, percent-encoded, at most 200
+characters, without its query), the status and the time taken; never headers, so never a key or
+a token.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
                 return value.decode("ascii")
             break
     return uuid.uuid4().hex
+
+
+def _shown(scope: dict[str, Any], route: str) -> str:
+    """What the access line names: the route template, or an unmatched path as sent."""
+    if route != "unmatched":
+        return route
+    raw = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "backslashreplace")
+    return bytes(raw).decode("ascii", "backslashreplace")[:200]
 
 
 def _route(scope: dict[str, Any]) -> str:
@@ -94,12 +104,11 @@ class Observe:
             log.info(
                 "%s %s %s %.1f ms",
                 method,
-                scope.get("path", ""),
+                _shown(scope, route),
                 status,
                 seconds * 1000,
                 extra={
                     "method": method,
-                    "path": scope.get("path", ""),
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 3),
