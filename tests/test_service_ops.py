@@ -470,7 +470,7 @@ def test_a_real_server_logs_json_with_request_ids_and_no_secret(tmp_path: Path) 
     admin = cli("keys", "create", "--name", "ops", "--scope", "admin", "--database-url", db)
     admin = admin.strip()
     server = Server(
-        db, model, log, "--log-format", "json", "--log-level", "info", "--metrics", "loopback"
+        db, model, log, "--log-format", "json", "--log-level", "debug", "--metrics", "loopback"
     ).start()
     try:
         base = server.base
