@@ -94,7 +94,9 @@ def _ingest(
             rejected,
         )
     res = service.ingest(good, received)
-    metrics.ingested(res.accepted, res.duplicates, len(rejected), time.perf_counter() - started)
+    metrics.ingested(
+        res.accepted, res.duplicates, len(rejected), time.perf_counter() - started, res.new_mqls
+    )
     deliverer = request.app.state.deliverer
     if res.new_mqls and deliverer is not None:
         deliverer.wake()

@@ -252,9 +252,7 @@ class Deliverer:
                 else:
                     values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
                 conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
-        for row, (_status, error, give_up, _ms) in outcomes:  # counted once committed
-            failed = error is not None and (row.attempts + 1 >= MAX_ATTEMPTS or give_up)
-            metrics.delivered("delivered" if error is None else "failed" if failed else "retrying")
+        metrics.attempts_stored(outcomes, MAX_ATTEMPTS)  # counted once committed
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
         """One POST: (status, error or None, whether to give up at once). Never raises:

@@ -111,7 +111,6 @@ class Service:
             result = ingest(
                 conn, active, [m for _, m in messages], at, now, self._assigner(conn, now)
             )
-        metrics.mqls(len(result.new_mqls))
         if result.new_mqls and self.on_deadline is not None:
             self.on_deadline()
         return result

@@ -12,7 +12,7 @@ The pure core (``leadscore.engine``, ``leadscore.handoff``) never imports this m
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ __all__ = [
     "DELIVERY_OUTCOMES",
     "REGISTRY",
     "OutboxDepth",
+    "attempts_stored",
     "delivered",
     "http_request",
     "ingested",
@@ -114,13 +115,21 @@ for _v in ("ingest", "activation"):
     MQLS.labels(_v)
 
 
-def ingested(accepted: int, duplicates: int, rejected: int, seconds: float | None = None) -> None:
-    """One ingest call's messages by outcome, and how long the call took (when it stored)."""
+def ingested(
+    accepted: int,
+    duplicates: int,
+    rejected: int,
+    seconds: float | None = None,
+    new_mqls: Sequence[str] = (),
+) -> None:
+    """One ingest call's messages by outcome, how long the call took (when it stored), and the
+    leads it made MQLs (once it has committed)."""
     for outcome, n in zip(INGEST_OUTCOMES, (accepted, duplicates, rejected), strict=True):
         if n:
             INGEST_MESSAGES.labels(outcome).inc(n)
     if seconds is not None:
         INGEST_BATCHES.observe(seconds)
+    mqls(len(new_mqls))
 
 
 def mqls(n: int, via: str = "ingest") -> None:
@@ -132,6 +141,18 @@ def delivered(outcome: str, n: int = 1) -> None:
     """Webhook delivery attempts stored with ``outcome`` (one of ``DELIVERY_OUTCOMES``)."""
     if n:
         WEBHOOK_DELIVERIES.labels(outcome).inc(n)
+
+
+def attempts_stored(outcomes: Sequence[tuple[Any, Any]], max_attempts: int) -> None:
+    """A deliverer's turn once its outcomes have committed: each ``(row, (status, error,
+    give_up, ms))`` counted by what it made of the row, as ``Deliverer._record`` decides."""
+    for row, (_status, error, give_up, _ms) in outcomes:
+        if error is None:
+            delivered("delivered")
+        elif row.attempts + 1 >= max_attempts or give_up:
+            delivered("failed")
+        else:
+            delivered("retrying")
 
 
 def sla_breaches(n: int) -> None:
