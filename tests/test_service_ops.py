@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+import leadscore
 from leadscore.api import create_app
 from leadscore.api.logs import JsonFormatter, RequestIdFilter, TextFormatter, scrub
 from leadscore.service.delivery import MAX_ATTEMPTS, Deliverer
@@ -123,6 +124,8 @@ def test_metrics_count_messages_by_outcome_batches_mqls_and_requests(api: Api) -
     assert delta(later, last, got, method="OTHER", route="/health", status="405") == 2
     assert not any(dict(labels).get("method") == "BREW" for _, labels in last)
     assert not any("ops-1" in str(labels) for _, labels in later)
+    assert value(later, "leadscore_active_model_version") == 1
+    assert value(later, "leadscore_build_info", version=leadscore.__version__) == 1
     # the process itself, from the client library's standard collectors
     assert value(later, "process_resident_memory_bytes") > 0 or not Path("/proc").exists()
 

@@ -80,5 +80,8 @@ async def get_metrics(
             401, "unauthorized", "send an API token (scope read): Authorization: Bearer <token>"
         )
     outbox = metrics.OutboxDepth(service.engine, service.now_us)
-    body = await run_in_threadpool(metrics.render, outbox)
+    model = metrics.ActiveModel(
+        lambda: None if service.active_or_none is None else service.active_or_none.version
+    )
+    body = await run_in_threadpool(metrics.render, outbox, model)
     return Response(body, media_type=metrics.CONTENT_TYPE)

@@ -24,6 +24,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    Info,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -31,12 +32,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from .. import __version__
 from ..store import schema as t
 
 __all__ = [
     "CONTENT_TYPE",
     "DELIVERY_OUTCOMES",
     "REGISTRY",
+    "ActiveModel",
     "OutboxDepth",
     "attempts_stored",
     "delivered",
@@ -57,6 +60,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 for _c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_c)
 
+Info("leadscore_build", "The leadscore version this process runs.", registry=REGISTRY).info(
+    {"version": __version__}
+)
 INGEST_MESSAGES = Counter(
     "leadscore_ingest_messages",
     "Messages sent to the ingest endpoints, by outcome: accepted (stored), duplicate (its "
@@ -228,11 +234,28 @@ class _Both(Collector):
             yield from c.collect()
 
 
-def render(outbox: OutboxDepth | None = None) -> bytes:
-    """The text exposition of every counter, and of the outbox read now (database work: call
-    it off the event loop)."""
-    if outbox is None:
+class ActiveModel(Collector):
+    """The active model's version, read at scrape time (left out while no model is active):
+    every process serving one database should show the same."""
+
+    def __init__(self, version: Callable[[], int | None]) -> None:
+        self.version = version
+
+    def collect(self) -> Iterator[Metric]:
+        version = self.version()
+        if version is not None:
+            yield GaugeMetricFamily(
+                "leadscore_active_model_version",
+                "The version of the scoring model this process scores with.",
+                value=version,
+            )
+
+
+def render(*scraped: Collector) -> bytes:
+    """The text exposition of every counter, and of the ``scraped`` collectors read now (the
+    outbox is database work: call it off the event loop)."""
+    if not scraped:
         return bytes(generate_latest(REGISTRY))
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Both(REGISTRY, outbox))
+    scrape.register(_Both(REGISTRY, *scraped))
     return bytes(generate_latest(scrape))
