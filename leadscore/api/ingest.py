@@ -4,12 +4,14 @@ messages and the database work run in the threadpool."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from ..service import metrics
 from ..service.facade import Service
 from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
@@ -64,6 +66,7 @@ def _ingest(
     if row is None:
         row = check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
     request.app.state.limits.charge_events(row.id, len(batch))
+    started = time.perf_counter()
     received = service.now_us()
     context = (
         body.get("context")
@@ -85,6 +88,7 @@ def _ingest(
                 {"index": i, "messageId": _printable(mid), "reason": _printable(str(e))}
             )
     if not good:
+        metrics.ingested(0, 0, len(rejected))
         return error_response(
             400,
             "invalid_messages",
@@ -92,6 +96,9 @@ def _ingest(
             rejected,
         )
     res = service.ingest(good, received)
+    metrics.ingested(
+        res.accepted, res.duplicates, len(rejected), time.perf_counter() - started, res.new_mqls
+    )
     deliverer = request.app.state.deliverer
     if res.new_mqls and deliverer is not None:
         deliverer.wake()

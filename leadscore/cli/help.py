@@ -39,6 +39,8 @@ METAVARS = {
     "--dialect": "duckdb|postgres|sqlite|snowflake|bigquery|spark",
     "--decision-point": "as-of|created",
     "--log-level": "debug|info|warning|error",
+    "--log-format": "text|json",
+    "--metrics": "token|loopback|open|off",
     "--database-url": "URL",
     "--spark-remote": "URL",
     "--leads-table": "TABLE",
