@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from ..errors import ConfigError
 from ..store import schema as t
 from ..store.db import WRITES
+from . import metrics
 from .clock import SYSTEM, Clock
 from .webhook_urls import check_url
 
@@ -303,6 +304,7 @@ class Deliverer:
                     .where(t.outbox.c.id == row.id, t.outbox.c.next_attempt_us == row.claimed_until)
                     .values(**values)
                 )
+        metrics.attempts_stored(outcomes, MAX_ATTEMPTS)  # counted once committed
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
         """One POST: (status, error or None, whether to give up at once). Never raises:

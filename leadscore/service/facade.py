@@ -16,7 +16,7 @@ from ..engine import LeadScore
 from ..errors import NotFoundError
 from ..model import parse_model
 from ..store import schema as t
-from . import locks, reads, sales
+from . import locks, metrics, reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
 from .erasure import erase_lead
@@ -298,6 +298,7 @@ class Service:
         while True:
             with self._tx() as conn:
                 marked = breach_due(conn, self._routing.version, self.now_us())
+            metrics.sla_breaches(len(marked))
             n += len(marked)
             if len(marked) < 200:
                 return n
