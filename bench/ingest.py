@@ -1,7 +1,7 @@
 """Ingest benchmark: 100-event batches into a real `leadscore serve`, against the storage floor.
 
     python bench/ingest.py [--database sqlite|postgres|both] [--events 50000] [--leads 2000]
-                           [--senders 1,2] [--repeat 3]
+                           [--senders 1,2] [--repeat 3] [--processes 1[,2...]]
 
 For each database it starts `leadscore serve` with the starter model (real-time scoring on),
 sends Segment batches of 100 messages — the official clients' default shape — from several
@@ -15,6 +15,10 @@ a fresh database — so that other work on the machine falls on both alike. Besi
 figures it reports the server's own CPU time per batch (user + system, from /proc), which moves
 much less than wall time when the cores are shared, and the load average at each run.
 Results go to stdout and bench/results/.
+
+``--processes 1,2`` runs PostgreSQL once with one `leadscore serve` and once with two on one
+database (a fresh one each time), the senders spread over the processes as a load balancer
+would; SQLite runs one process (one serving process per SQLite file).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's leadscore (the storage floor imports it)
 MODEL = ROOT / "leadscore" / "templates" / "starter.yaml"
 LEADSCORE = [sys.executable, "-m", "leadscore"]
 
@@ -105,7 +110,7 @@ class Server:
     def __init__(self, url: str, workdir: Path, checkout: Path = ROOT) -> None:
         self.url, self.workdir = url, workdir
         self.port = free_port()
-        # this checkout's leadscore (or --baseline's), whatever the working directory
+        # this checkout's leadscore (or --baseline's), whatever is installed
         path = os.pathsep.join(x for x in (str(checkout), os.environ.get("PYTHONPATH")) if x)
         env = {**os.environ, "LEADSCORE_DATABASE_URL": url, "PYTHONPATH": path}
         key = subprocess.run(
@@ -170,7 +175,8 @@ def run_threads(worker: Callable[[], None], n: int) -> float:
     return time.perf_counter() - t0
 
 
-def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> dict:
+def send_all(targets: list[tuple[int, str]], batches: list[list[dict]], senders: int) -> dict:
+    """Send every batch; sender ``i`` posts to ``targets[i % len(targets)]`` (port, key)."""
     lock = threading.Lock()
     # bodies are made before the clock starts, as a client's queue holds them: each event
     # stamped when it happened, the batch sent a moment later
@@ -187,9 +193,14 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
     todo = list(enumerate(bodies))
     latencies: list[float] = []
     failures = 0
+    errors: list[str] = []
+
+    turn = iter(range(senders))
 
     def worker() -> None:
         nonlocal failures
+        with lock:
+            port, key = targets[next(turn) % len(targets)]
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=60
         ) as client:
@@ -207,6 +218,8 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
                     latencies.append(dt)
                     if r.status_code != 200:
                         failures += 1
+                        if len(errors) < 3:
+                            errors.append(f"{r.status_code} {r.text[:300]}")
 
     wall = run_threads(worker, senders)
     n = sum(len(b) for b in batches)
@@ -218,6 +231,7 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "failures": failures,
+        "errors": errors,
     }
 
 
@@ -266,34 +280,45 @@ def storage_floor(url: str, batches: list[list[dict]], senders: int) -> dict:
 
 
 def serve_once(
-    kind: str, batches: list[list[dict]], senders: int, pg: object, checkout: Path
+    kind: str, batches: list[list[dict]], senders: int, pg: object, checkout: Path, processes: int
 ) -> dict:
-    """``leadscore serve`` of ``checkout`` on a fresh database of ``kind``."""
+    """``leadscore serve`` of ``checkout`` on a fresh database of ``kind`` (on PostgreSQL,
+    ``processes`` of them on that one database, the senders spread over them)."""
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
         work = Path(tmp)
         url = f"sqlite:///{work}/serve.db" if kind == "sqlite" else pg.create_database()  # type: ignore[attr-defined]
-        server = Server(url, work, checkout)
+        servers: list[Server] = []
         try:
-            cpu0 = server.cpu_s()
-            served = send_all(server.port, server.key, batches, senders)
-            served["server_cpu_ms_per_batch"] = (server.cpu_s() - cpu0) * 1000 / len(batches)
+            for _ in range(processes):
+                servers.append(Server(url, work, checkout))
+            cpu0 = sum(x.cpu_s() for x in servers)
+            served = send_all([(x.port, x.key) for x in servers], batches, senders)
+            cpu = sum(x.cpu_s() for x in servers) - cpu0
+            served["server_cpu_ms_per_batch"] = cpu * 1000 / len(batches)
         finally:
-            server.stop()
+            for x in servers:
+                x.stop()
     return served
 
 
 def one_round(
-    kind: str, batches: list[list[dict]], senders: int, pg: object, baseline: Path | None
+    kind: str,
+    batches: list[list[dict]],
+    senders: int,
+    pg: object,
+    baseline: Path | None,
+    processes: int = 1,
 ) -> dict:
     """serve (and the baseline's serve), then the floor, each on a fresh database of ``kind``."""
     load = os.getloadavg()[0]
-    served = serve_once(kind, batches, senders, pg, ROOT)
-    base = serve_once(kind, batches, senders, pg, baseline) if baseline else None
+    served = serve_once(kind, batches, senders, pg, ROOT, processes)
+    base = serve_once(kind, batches, senders, pg, baseline, processes) if baseline else None
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
         url = f"sqlite:///{tmp}/floor.db" if kind == "sqlite" else pg.create_database()  # type: ignore[attr-defined]
         floor = storage_floor(url, batches, senders)
     return {
         "senders": senders,
+        "processes": processes,
         "load_average": load,
         "serve": served,
         "baseline": base,
@@ -312,6 +337,11 @@ def main() -> int:
     ap.add_argument("--senders", default="1,2", help="comma-separated, e.g. 1,2")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
+        "--processes",
+        default="1",
+        help="serve processes on one PostgreSQL database, e.g. 1,2 for runs with each",
+    )
+    ap.add_argument(
         "--baseline",
         type=Path,
         help="another checkout of leadscore (e.g. a git worktree of main) whose serve runs "
@@ -319,59 +349,64 @@ def main() -> int:
     )
     args = ap.parse_args()
     counts = [int(x) for x in str(args.senders).split(",") if x.strip()]
+    process_counts = [int(x) for x in str(args.processes).split(",") if x.strip()]
     batches = make_batches(args.events, args.leads)
     results: dict[str, list[dict]] = {}
     pg = None
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    med = statistics.median
     try:
         for kind in kinds:
             if kind == "postgres" and pg is None:
                 from leadscore.testing.postgres import PostgresServer
 
                 pg = PostgresServer().start()
-            for round_no in range(args.repeat):
-                for senders in counts:
-                    r = one_round(kind, batches, senders, pg, args.baseline)
-                    results.setdefault(kind, []).append(r)
-                    served, floor, base = r["serve"], r["floor"], r["baseline"]
-                    if base is not None:
+            for processes in process_counts if kind == "postgres" else [1]:
+                name = kind if processes == 1 else f"{kind} x{processes}"
+                for round_no in range(args.repeat):
+                    for senders in counts:
+                        r = one_round(kind, batches, senders, pg, args.baseline, processes)
+                        results.setdefault(name, []).append(r)
+                        served, floor, base = r["serve"], r["floor"], r["baseline"]
+                        if base is not None:
+                            print(
+                                f"{name:11} run {round_no + 1} senders {senders}  baseline "
+                                f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
+                                f"p99 {base['p99_ms']:6.1f} ms  "
+                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch",
+                                flush=True,
+                            )
                         print(
-                            f"{kind:8} run {round_no + 1} senders {senders}  baseline "
-                            f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
-                            f"p99 {base['p99_ms']:6.1f} ms  "
-                            f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch",
+                            f"{name:11} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
+                            f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
+                            f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch  "
+                            f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
+                            f"floor/serve {r['floor_ratio']:.2f}x",
                             flush=True,
                         )
+                        for e in served["errors"]:
+                            print(f"{'':11} failed: {e}", flush=True)
+                for senders in counts:
+                    runs = [r for r in results[name] if r["senders"] == senders]
                     print(
-                        f"{kind:8} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
-                        f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
-                        f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch  "
-                        f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
-                        f"floor/serve {r['floor_ratio']:.2f}x",
+                        f"{name:11} senders {senders} median of {len(runs)}: "
+                        f"serve {med(r['serve']['events_per_s'] for r in runs):7.0f} ev/s  "
+                        f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
+                        f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
+                        f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch  "
+                        f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
+                        f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
                         flush=True,
                     )
-            for senders in counts:
-                runs = [r for r in results[kind] if r["senders"] == senders]
-                med = statistics.median
-                print(
-                    f"{kind:8} senders {senders} median of {len(runs)}: "
-                    f"serve {med(r['serve']['events_per_s'] for r in runs):7.0f} ev/s  "
-                    f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
-                    f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
-                    f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch  "
-                    f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
-                    f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
-                    flush=True,
-                )
-                if args.baseline:
-                    print(
-                        f"{kind:8} senders {senders} baseline median: "
-                        f"{med(r['baseline']['events_per_s'] for r in runs):7.0f} ev/s  "
-                        f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
-                        f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
-                        f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch",
-                        flush=True,
-                    )
+                    if args.baseline:
+                        print(
+                            f"{name:11} senders {senders} baseline median: "
+                            f"{med(r['baseline']['events_per_s'] for r in runs):7.0f} ev/s  "
+                            f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
+                            f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
+                            f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch",
+                            flush=True,
+                        )
     finally:
         if pg is not None:
             pg.stop()
