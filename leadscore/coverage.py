@@ -201,17 +201,28 @@ def check_inputs(model: Model, inputs: Inputs) -> list[str]:
 
 
 def silent_rules(
-    model: Model, inputs: Inputs, table: str, already: Iterable[str] = ()
+    model: Model,
+    inputs: Inputs,
+    table: str | None,
+    already: Iterable[str] = (),
+    *,
+    fired: set[str] | None = None,
 ) -> list[str]:
     """Rules that fired for no lead in a scored table (rules already warned about aside); for an
-    engagement rule, the property it reads that no event of its name has, when that is why."""
+    engagement rule, the property it reads that no event of its name has, when that is why.
+    ``fired`` gives the rules that did fire (and then ``inputs.leads`` the leads scored) where
+    no table was made of the scores."""
     con = inputs.con
-    rows = con.execute(
-        f"SELECT r.rule, count(*) FROM (SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule"
-    ).fetchall()
-    fired = {str(name) for name, _ in rows}
-    total = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    n = int(total[0]) if total else 0
+    if fired is None or table is not None:
+        assert table is not None
+        rows = con.execute(
+            f"SELECT r.rule, count(*) FROM (SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule"
+        ).fetchall()
+        fired = {str(name) for name, _ in rows}
+        total = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        n = int(total[0]) if total else 0
+    else:
+        n = inputs.leads
     told = "\n".join(already)
     silent = [
         r
