@@ -25,6 +25,7 @@ __all__ = [
     "ENGINES",
     "OUTPUT_FORMATS",
     "BatchRun",
+    "data_warnings",
     "explain_lead",
     "load_lead",
     "parse_include",
@@ -402,6 +403,25 @@ def _prepare_tree(inputs: Inputs, model: Model, as_of: datetime) -> exp.Expr:
         inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])
         inputs.events -= inputs.orphan_events
     return tree
+
+
+def data_warnings(
+    model: Model,
+    inputs: Inputs,
+    as_of: datetime,
+    table: str | None = None,
+    batch: BatchRun | None = None,
+) -> list[str]:
+    """What the model reads that the data lacks, and the rules that fired for no lead (from the
+    scores in ``table``, or else from ``batch``'s points alone, or else from a run of its own),
+    in the order of the rules in the model file."""
+    from .coverage import by_line, check_inputs, silent_rules
+
+    warnings = check_inputs(model, inputs) if inputs.leads_view else []
+    fired = batch.fired_rules() if table is None and batch is not None else None
+    if table is None and fired is None:
+        table = f"({_prepare(inputs, model, as_of)})"
+    return by_line(warnings + silent_rules(model, inputs, table, warnings, fired=fired))
 
 
 def summary(con: duckdb.DuckDBPyConnection, table: str, top: int = 10) -> dict[str, Any]:

@@ -128,19 +128,9 @@ def _data_warnings(
     table: str | None = None,
     batch: BatchRun | None = None,
 ) -> list[str]:
-    """What the model reads that the data lacks, and the rules that fired for no lead (from the
-    scores in ``table``, or else from ``batch``'s points alone)."""
-    from ..batch import BatchRun, _prepare
-    from ..coverage import check_inputs, silent_rules
+    from ..batch import data_warnings
 
-    warnings = check_inputs(m, inputs) if inputs.leads_view else []
-    fired = batch.fired_rules() if table is None and batch is not None else None
-    if table is None and fired is None:
-        run = BatchRun(m, inputs, when, _prepare(inputs, m, when))
-        table = f"({run.query})"
-    from ..coverage import by_line
-
-    return by_line(warnings + silent_rules(m, inputs, table, warnings, fired=fired))
+    return data_warnings(m, inputs, when, table, batch)
 
 
 @app.command()
