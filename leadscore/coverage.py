@@ -110,12 +110,16 @@ def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
         exprs[path] = e
     found = {p: e for p, e in exprs.items() if e is not None}
     counts: dict[tuple[str, ...], int] = {}
-    if found:
+    # a sample of leads first; every lead only for the fields the sample has no value for
+    for rows in (f'(SELECT * FROM "{inputs.leads_view}" LIMIT {SAMPLE})', f'"{inputs.leads_view}"'):
+        todo = [p for p in found if not counts.get(p)]
+        if not todo:
+            break
         sel = ", ".join(
-            f"count(*) FILTER (WHERE {_present(e, model.missing_values)})" for e in found.values()
+            f"count(*) FILTER (WHERE {_present(found[p], model.missing_values)})" for p in todo
         )
-        row = con.execute(f'SELECT {sel} FROM "{inputs.leads_view}" l').fetchone()
-        counts = dict(zip(found, row or (), strict=False))
+        row = con.execute(f"SELECT {sel} FROM {rows} l").fetchone()
+        counts.update(zip(todo, row or (), strict=False))
     candidates = [
         p for c, t in cols.items() if c not in ("lead_id", TRAITS_COLUMN) for p in _paths(c, t)
     ]
