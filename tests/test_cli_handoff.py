@@ -121,7 +121,48 @@ def test_route_explain_table(project):
         "hours mon,tue,wed,thu,fri 09:00-18:00 America/New_York, due 2026-03-05T21:00:00Z "
         "(Thu 16:00 America/New_York)"
     ) in text
-    assert "Nothing was assigned (as of 2026-03-03T15:00:00Z)." in proc.stderr
+    assert lines[-1] == "Nothing was assigned (as of 2026-03-03T15:00:00Z)."
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("lead", ["lead.json", "small.json"])
+def test_route_explain_reads_in_order_on_one_screen(project, lead):
+    """Standard output and error merged, as a terminal shows them: the SLA line and the closing
+    note are whole lines, in order, each ending in a newline."""
+    (project / "small.json").write_text('{"fast_track": true}', encoding="utf-8")
+    for columns in ("200", None):  # wrapping as a terminal, and one line each as in a pipe
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+        }
+        env.pop("COLUMNS", None)
+        if columns:
+            env["COLUMNS"] = columns
+        proc = subprocess.run(
+            [*LEADSCORE, "route", "--explain", "routing.yaml", "--lead", lead, "--at", OPEN],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=project,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout
+        assert proc.stdout.endswith("\n")
+        lines = proc.stdout.splitlines()
+        assert lines[-2].startswith("SLA: '"), lines
+        assert lines[-1] == "Nothing was assigned (as of 2026-03-03T15:00:00Z).", lines
+        assert sum("Nothing was assigned" in line for line in lines) == 1
+
+
+def test_route_explain_prints_names_and_values_as_written(project):
+    """Rule names, emails and lead values are the user's text, never rich markup."""
+    odd = ISSUE_EXAMPLE.replace("Everyone else", "Everyone [bold]else[/]")
+    (project / "odd.yaml").write_text(odd, encoding="utf-8")
+    (project / "odd.json").write_text('{"score": "[/x]"}', encoding="utf-8")
+    proc = ls("route", "--explain", "odd.yaml", "--lead", "odd.json", "--at", OPEN, cwd=project)
+    assert "Everyone [bold]else[/]" in proc.stdout
+    assert "lead: score [/x]" in proc.stdout
 
 
 def test_route_explain_json_from_stdin_with_a_model(project):

@@ -25,16 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 D = 86_400_000_000
 JAN = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
+#: a rep's email in any case is the same rep: stored lower-cased (lead a's owner, its sal move)
 LEADS = """\
 lead_id,email,source,utm_campaign,company.employees,owner,team
-a,x@Acme.io,webinar,spring,500,ann@acme.io,enterprise
+a,x@Acme.io,webinar,spring,500,Ann@Acme.IO,enterprise
 b,y@b.com,ads,,,lee@acme.io,smb
 c,z@c.com,,,,,
 """
 STAGES = """\
 lead_id,stage,at,by,reason
 a,mql,2026-01-01T10:00:00Z,,
-a,sal,2026-01-02,ann@acme.io,
+a,sal,2026-01-02,ANN@acme.io,
 a,sql,2026-01-05,ann@acme.io,
 a,customer,2026-02-01,crm,
 b,mql,2026-01-03,,

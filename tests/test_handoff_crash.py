@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -19,7 +17,7 @@ import sqlalchemy as sa
 
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from tests.service_helpers import LEADSCORE, MODEL, Receiver, Server, cli, mid, wait_for
+from tests.service_helpers import MODEL, Receiver, Server, cli, mid, wait_for
 
 #: deadlines of a second or two, so they pass during the test
 ROUTING = """\
@@ -45,51 +43,6 @@ sla:
   - name: Others within two seconds
     first_touch_within: 2s
 """
-
-
-class RoutedServer(Server):
-    """`leadscore serve --routing FILE`."""
-
-    def __init__(self, db_url: str, model: Path, routing: Path, log: Path) -> None:
-        super().__init__(db_url, model, log)
-        self.routing = routing
-
-    def start(self) -> RoutedServer:
-        from tests.service_helpers import free_port
-
-        self.port = free_port()
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *LEADSCORE,
-                    "serve",
-                    "--model",
-                    str(self.model),
-                    "--routing",
-                    str(self.routing),
-                    "--port",
-                    str(self.port),
-                    "--database-url",
-                    self.db_url,
-                    "--log-level",
-                    "warning",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"leadscore serve exited:\n{self.log.read_text()}")
-            try:
-                return httpx.get(self.base + "/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, "leadscore serve to answer /health", timeout=60)
-        return self
 
 
 def _mqls(first: int, n: int) -> list[dict]:
@@ -194,7 +147,7 @@ def test_sigkill_during_assignments_and_deadlines_misses_nothing(
         )
         key = cli("keys", "create", "--name", "load", "--database-url", db_url).strip()
         auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-        server = RoutedServer(db_url, model, routing, tmp_path / "server.log").start()
+        server = Server(db_url, model, tmp_path / "server.log", "--routing", str(routing)).start()
         acked: set[str] = set()
         going = threading.Event()
         stop = threading.Event()
@@ -230,7 +183,9 @@ def test_sigkill_during_assignments_and_deadlines_misses_nothing(
             server.stop()
         assert not failures, failures
         time.sleep(2.5)  # every deadline passes while the server is down
-        restarted = RoutedServer(db_url, model, routing, tmp_path / "server.log").start()
+        restarted = Server(
+            db_url, model, tmp_path / "server.log", "--routing", str(routing)
+        ).start()
         try:
             wait_for(lambda: _pending(db_url) == 0, "the deadlines passed while down to be marked")
             counts = _check(db_url, acked)

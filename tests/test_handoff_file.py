@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from leadscore.errors import ModelError, RoutingError
-from leadscore.handoff import load_routing, parse_routing
+from leadscore.handoff import load_routing, parse_routing, rep_key
 from leadscore.model.schema import All, Leaf
 
 from .handoff_helpers import ISSUE_EXAMPLE
@@ -334,3 +334,16 @@ def test_the_docs_show_the_issue_example_and_every_key():
         *reader.SLA_KEYS,
     }
     assert sorted(k for k in keys if f"| `{k}` |" not in text) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "key"),
+    [
+        ("Ann@Acme.IO", "ann@acme.io"),
+        ("  lee@acme.io\t", "lee@acme.io"),
+        ("CRM", "CRM"),  # not an address: kept as written
+        ("cli", "cli"),
+    ],
+)
+def test_a_rep_is_the_same_whatever_the_case_of_the_email(written, key):
+    assert rep_key(written) == key

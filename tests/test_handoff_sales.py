@@ -355,6 +355,30 @@ def test_a_recycled_lead_qualifies_again_as_a_new_mql(h: HandoffApi) -> None:
     assert [x["stage"] for x in lead["stage_history"]] == ["lead", "mql", "recycled", "mql"]
 
 
+def test_rep_emails_are_the_same_whatever_their_case(h: HandoffApi) -> None:
+    """Reps are stored and compared lower-cased: owners, who touched or moved a lead, time
+    away."""
+    assert h.mql("u")["owner"] == "ann@acme.io"
+    got = h.ok("POST", "/api/leads/u/assign", {"owner": " RAJ@Acme.IO", "by": "Ops@Acme.io"})
+    assert (got["owner"], got["team"], got["by"]) == ("raj@acme.io", "enterprise", "ops@acme.io")
+    again = h.ok("POST", "/api/leads/u/assign", {"owner": "raj@ACME.io", "by": "ops@acme.io"})
+    assert again["unchanged"] is True
+    h.ok("POST", "/api/leads/u/touches", {"kind": "call", "by": "Raj@Acme.io"}, status=201)
+    h.ok("POST", "/api/leads/u/stage", {"stage": "sal", "by": "RAJ@acme.io"})
+    lead = h.lead("u")
+    assert lead["owner"] == "raj@acme.io"
+    assert lead["touches"][0]["by"] == "raj@acme.io"
+    assert lead["stage_history"][-1]["by"] == "raj@acme.io"
+    assert lead["assignments"][-1]["by"] == "ops@acme.io"
+    # away, given in capitals, is the routing file's ann: round robin passes her by
+    assert h.ok("PUT", "/api/reps/ANN@Acme.io", {"away": True})["email"] == "ann@acme.io"
+    assert [r.email for r in h.rows(t.reps)] == ["ann@acme.io"]
+    assert h.mql("v")["owner"] == "raj@acme.io"
+    assert h.mql("w")["owner"] == "raj@acme.io"
+    h.ok("PUT", "/api/reps/Ann@acme.IO", {"away": False})
+    assert h.mql("x")["owner"] == "ann@acme.io"
+
+
 def test_reassignment_is_kept_in_history(h: HandoffApi) -> None:
     h.mql("u")
     got = h.ok(

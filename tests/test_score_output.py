@@ -5,38 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from leadscore.demo import generate
-
-ROOT = Path(__file__).resolve().parent.parent
-STARTER = str(ROOT / "leadscore" / "templates" / "starter.yaml")
-
-
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=300,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from tests.cli_helpers import STARTER, ls
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     d = tmp_path_factory.mktemp("out")
     f = generate(d, 120, seed=11)
-    return [STARTER, "--leads", str(f.leads), "--events", str(f.events), "--as-of", "2026-06-01"]
+    return [
+        str(STARTER),
+        "--leads",
+        str(f.leads),
+        "--events",
+        str(f.events),
+        "--as-of",
+        "2026-06-01",
+    ]
 
 
 def _leads(files: list[str]) -> dict[str, dict[str, str]]:

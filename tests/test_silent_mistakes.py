@@ -3,10 +3,7 @@ CSV rows counted several times, files that are not what their name says."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,23 +11,7 @@ import pytest
 from leadscore.demo import generate
 from leadscore.errors import BadRowsError, InputError
 from leadscore.io import open_inputs
-
-ROOT = Path(__file__).resolve().parent.parent
-STARTER = ROOT / "leadscore" / "templates" / "starter.yaml"
-
-
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=300,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from tests.cli_helpers import STARTER, ls
 
 
 @pytest.fixture(scope="module")

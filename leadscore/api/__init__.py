@@ -10,25 +10,52 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from .. import __version__
 from ..service.clock import Clock
 from ..service.facade import Service
+from ..service.retention import Retention
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import errors, handoff, ingest, leads, models, reports
+from . import erasure, errors, handoff, ingest, leads, models, reports
+from . import health as workers
+from . import metrics as metrics_api
+from .limits import Limits, Shed
+from .observe import observe
 from .schemas import Health
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS", "create_app"]
+
+#: Where ``/docs`` (Swagger UI 5) loads its script, style sheet and icon from: files shipped in
+#: the fastapi-offline package, not a CDN, so the docs work offline. There is no ``/redoc``: ReDoc
+#: always loads its logo from its maker's CDN (docs/service.md).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
-    engine: Engine, *, deliver: bool = True, clock: Clock | None = None, watch_sla: bool = True
+    engine: Engine,
+    *,
+    deliver: bool = True,
+    clock: Clock | None = None,
+    watch_sla: bool = True,
+    retain_events_days: float | None = None,
+    limits: Limits | None = None,
+    metrics_access: str = metrics_api.ACCESS[0],
 ) -> FastAPI:
     """The app over one ``Service`` on ``engine``; ``clock`` is the service's time (the
-    machine's by default); ``watch_sla``: run the SLA scheduler while the app runs."""
+    machine's by default); ``watch_sla``: run the SLA scheduler while the app runs;
+    ``retain_events_days``: purge older events in the background; from then on no model that
+    counts older events can be activated (the caller checks the active one with
+    ``service.set_retention`` once it has activated the model it starts with);
+    ``limits``: rate limits and load shedding (limits.py; the defaults when not given).
+    ``metrics_access``: who may read /metrics (``api/metrics.py``)."""
+    if metrics_access not in metrics_api.ACCESS:
+        raise ValueError(f"metrics_access must be one of {', '.join(metrics_api.ACCESS)}")
     service = Service(engine, clock=clock)
+    service.retain_events_days = retain_events_days
+    retention = Retention(service.purge_events) if retain_events_days is not None else None
     deliverer = Deliverer(engine, clock=clock) if deliver else None
     watch = SlaWatch(engine, service.check_sla, service.clock) if watch_sla else None
     if watch is not None:
@@ -40,22 +67,33 @@ def create_app(
             deliverer.start()
         if watch is not None:
             watch.start()
+        if retention is not None:
+            retention.start()
         yield
+        if retention is not None:
+            retention.stop()
         if watch is not None:
             watch.stop()
         if deliverer is not None:
             deliverer.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="leadscore",
         version=__version__,
         summary="Segment-compatible event ingest, real-time lead scores and the MQL handoff.",
         lifespan=lifespan,
         responses=errors.COMMON,
     )
+    observe(app)  # every request with an id, logged and counted
     app.state.service = service
     app.state.deliverer = deliverer
     app.state.sla_watch = watch
+    app.state.retention = retention
+    app.state.limits = limits or Limits()
+    app.add_middleware(Shed, limits=app.state.limits)
+    app.state.metrics_access = metrics_access
     errors.install(app)
 
     @app.get(
@@ -64,21 +102,31 @@ def create_app(
         response_model=Health,
     )
     def health(request: Request) -> Any:
-        """200 when the database answers reads and takes writes; else 503 saying which fails."""
+        """200 when the database answers reads and takes writes and the background threads
+        (SLA scheduler, webhook deliverer, event retention) are alive; else 503 saying which
+        fails."""
         svc: Service = request.app.state.service
         state = svc.health()
+        threads = workers.thread_states(request.app.state)
+        dead = workers.problems(threads)
         if state["writes"] != "ok":
             return errors.error_response(
                 503,
                 "unavailable",
                 f"the database does not take writes: {state['writes']}",
-                [{"check": "writes", "problem": state["writes"]}],
+                [{"check": "writes", "problem": state["writes"]}, *dead],
             )
-        return {"status": "ok", "version": __version__, **state}
+        if dead:
+            return errors.error_response(
+                503, "unavailable", "; ".join(d["problem"] for d in dead), dead
+            )
+        return {"status": "ok", "version": __version__, **state, **threads}
 
     app.include_router(ingest.router)
     app.include_router(leads.router)
     app.include_router(models.router)
     app.include_router(handoff.router)
     app.include_router(reports.router)
+    app.include_router(erasure.router)
+    app.include_router(metrics_api.router)
     return app

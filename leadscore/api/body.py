@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from ..service.messages import HugeNumber
 from .errors import ApiError
@@ -38,10 +39,16 @@ async def read_raw(request: Request, limit: int) -> bytes:
             413, "too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}"
         )
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise ApiError(413, "too_large", f"the body is over {limit:,} bytes")
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise ApiError(413, "too_large", f"the body is over {limit:,} bytes")
+    except ClientDisconnect:
+        # nobody is left to answer; not a bug to log with a traceback
+        raise ApiError(
+            400, "bad_request", "the client closed the connection before its body arrived"
+        ) from None
     return bytes(buf)
 
 

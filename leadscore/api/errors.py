@@ -77,18 +77,25 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 MAX_INT = 2**31 - 1
 
 #: what any endpoint may answer: a request that cannot be read (HTTP, or a body FastAPI parses),
-#: a request too slow, parameters out of range, a bug, the
-#: database down (422 here also keeps FastAPI from describing its own validation shape)
-COMMON = responses(400, 408, 422, 500, 503)
+#: a request too slow, parameters out of range, a caller over its rate limit, a bug, the
+#: database down or the service overloaded (422 here also keeps FastAPI from describing its
+#: own validation shape)
+COMMON = responses(400, 408, 422, 429, 500, 503)
 
 
 class ApiError(Exception):
     """An HTTP-level problem with a request (auth, body encoding, size) with its own code."""
 
     def __init__(
-        self, status: int, code: str, message: str, details: list[Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.status, self.code, self.message, self.details = status, code, message, details or []
+        self.headers = headers or {}
 
 
 def _printable(value: Any) -> Any:
@@ -154,8 +161,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, e: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="leadscore"'} if e.status == 401 else None
-        return error_response(e.status, e.code, e.message, e.details, headers)
+        headers = {"WWW-Authenticate": 'Basic realm="leadscore"'} if e.status == 401 else {}
+        headers.update(e.headers)
+        return error_response(e.status, e.code, e.message, e.details, headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(r: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -4,12 +4,14 @@ messages and the database work run in the threadpool."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from ..service import metrics
 from ..service.facade import Service
 from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
@@ -21,7 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
 
-_RESPONSES = responses(400, 401, 403, 413, 415)
+_RESPONSES = responses(400, 401, 403, 413, 415, 429)
 
 
 def _printable(message_id: Any) -> Any:
@@ -42,6 +44,7 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
     row = None
     if key.secret:
         row = await run_in_threadpool(check_write_key, service, key.secret)
+        request.app.state.limits.ingest_ready(row.id)  # a key over its limit: no body read
     try:
         return row, await read_body(request, MAX_BATCH_BYTES)
     except ApiError as e:
@@ -61,7 +64,9 @@ def _ingest(
     """Runs in the threadpool: key check, message checks, storing and scoring."""
     service: Service = request.app.state.service
     if row is None:
-        check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
+        row = check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
+    request.app.state.limits.charge_events(row.id, len(batch))
+    started = time.perf_counter()
     received = service.now_us()
     context = (
         body.get("context")
@@ -83,6 +88,7 @@ def _ingest(
                 {"index": i, "messageId": _printable(mid), "reason": _printable(str(e))}
             )
     if not good:
+        metrics.ingested(0, 0, len(rejected))
         return error_response(
             400,
             "invalid_messages",
@@ -90,6 +96,9 @@ def _ingest(
             rejected,
         )
     res = service.ingest(good, received)
+    metrics.ingested(
+        res.accepted, res.duplicates, len(rejected), time.perf_counter() - started, res.new_mqls
+    )
     deliverer = request.app.state.deliverer
     if res.new_mqls and deliverer is not None:
         deliverer.wake()

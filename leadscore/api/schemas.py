@@ -37,6 +37,10 @@ class Health(_Open):
     writes: str
     model_version: int | None
     model: str | None
+    #: ok, off, not started, stopped (see leadscore/api/health.py)
+    sla_scheduler: str
+    webhook_deliverer: str
+    event_retention: str
 
 
 class Rejected(BaseModel):

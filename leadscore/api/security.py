@@ -95,6 +95,12 @@ def check_write_key(service: Service, secret: Any) -> Any:
     return row
 
 
+def _charge_address(request: Request) -> None:
+    """A request without a valid token counts against its client address (429 when over)."""
+    address = request.client.host if request.client else "unknown"
+    request.app.state.limits.charge_request(("address", address), "client address")
+
+
 def require(*scopes: str) -> Callable[..., Any]:
     """A dependency: the API token's key row, when its scope is one of ``scopes``."""
 
@@ -102,12 +108,16 @@ def require(*scopes: str) -> Callable[..., Any]:
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Any:
+        limits = request.app.state.limits
         if bearer is None:
+            _charge_address(request)
             raise ApiError(401, "unauthorized", "send an API token: Authorization: Bearer <token>")
         service: Service = request.app.state.service
         row = await run_in_threadpool(find_key, service.engine, bearer.credentials.strip())
         if row is None:
+            _charge_address(request)
             raise ApiError(401, "unauthorized", "the token is not valid or was revoked")
+        limits.charge_request(("key", row.id), "API token")
         if row.scope not in scopes:
             raise ApiError(
                 403,

@@ -8,7 +8,10 @@ public internet, and a deadline for request bodies.
 - A request's body must arrive within ``request_timeout`` seconds of its headers
   (``BodyDeadline``), else 408.
 - A request the HTTP parser cannot read (a malformed request line or header, headers over
-  16 KB) is answered in the API's one error shape, not uvicorn's plain text.
+  16 KB) is answered in the API's one error shape, not uvicorn's plain text, with a new
+  ``X-Request-Id`` like every other answer.
+- Logs in the ``--log-format`` chosen (``logs.py``); each request is logged once by the app
+  (``observe.py``), so uvicorn's own access log is off.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import ApiError
+from .logs import log_config
 
 __all__ = ["REQUEST_TIMEOUT_S", "BodyDeadline", "Protocol", "run"]
 
@@ -32,7 +37,8 @@ def _raw_error(status: int, code: str, message: str) -> bytes:
     body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n\r\n" % (status, _PHRASES[status], len(body))
+        b"x-request-id: %s\r\nconnection: close\r\n\r\n"
+        % (status, _PHRASES[status], len(body), uuid.uuid4().hex.encode())
     ) + body
 
 
@@ -131,6 +137,7 @@ def run(
     *,
     log_level: str,
     request_timeout: float = REQUEST_TIMEOUT_S,
+    log_format: str = "text",
 ) -> bool:
     """Serve ``app`` on the listening ``sock`` until stopped (SIGINT or SIGTERM); whether it
     started."""
@@ -141,7 +148,8 @@ def run(
         BodyDeadline(app, request_timeout),
         http=protocol,
         log_level=log_level,
-        access_log=log_level == "debug",
+        log_config=log_config(log_format, log_level),
+        access_log=False,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=16 * 1024,
         lifespan="on",

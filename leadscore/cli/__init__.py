@@ -167,5 +167,6 @@ for _area in (
     "sales",
     "reports",
     "service",
+    "privacy",
 ):  # in the order --help lists them
     importlib.import_module(f"{__name__}.{_area}")

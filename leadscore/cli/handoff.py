@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..engine import us_of
 from ..errors import ConfigError, InputError
@@ -24,10 +26,11 @@ from ..handoff import (
     format_duration,
     lead_document,
     load_routing,
+    rep_key,
     route,
     sla_for,
 )
-from . import _load, app, err, out, parse_as_of
+from . import _load, app, out, parse_as_of
 
 __all__ = ["is_routing_file", "routing_summary"]
 
@@ -63,7 +66,7 @@ def _pairs(values: list[str], option: str, what: str) -> dict[str, str]:
         key, sep, value = v.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"{option} {v!r}: write it as {what}")
-        out_[key.strip().lower() if "@" in key else key.strip()] = value.strip()
+        out_[rep_key(key)] = value.strip()
     return out_
 
 
@@ -141,20 +144,28 @@ def _print_table(routing: Path, d: Decision, lead: dict[str, Any], clock: SlaClo
     if d.rule:
         where.append(f"rule {d.rule!r}")
     where.append(how)
-    out.print(f"{routing} → [bold]{d.owner}[/bold] ({', '.join(where)})", highlight=False)
+    # names, emails and values are the user's text: never read as markup
+    out.print(
+        f"{escape(str(routing))} → [bold]{escape(d.owner)}[/bold] ({escape(', '.join(where))})",
+        highlight=False,
+    )
     shown = {k: lead[k] for k in COMPUTED if lead.get(k) not in (None, "")}
     if shown:
-        out.print("lead: " + ", ".join(f"{k} {v}" for k, v in shown.items()), highlight=False)
+        out.print(
+            "lead: " + ", ".join(f"{k} {v}" for k, v in shown.items()),
+            markup=False,
+            highlight=False,
+        )
     t = Table(title="Why", title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("step")
     t.add_column("rule, rep or owner")
     t.add_column("result")
     for i, step in enumerate(d.path, 1):
-        t.add_row(str(i), *_step_text(step))
+        t.add_row(str(i), *(Text(cell) for cell in _step_text(step)))
     out.print(t)
     if clock is None:
-        out.print("SLA: none applies")
+        out.print("SLA: none applies", markup=False, highlight=False)
     else:
         s = _sla_json(clock)
         assert s is not None
@@ -165,6 +176,7 @@ def _print_table(routing: Path, d: Decision, lead: dict[str, Any], clock: SlaClo
             s["due_at"] += f" ({due_local:%a %H:%M} {clock.working_hours.timezone})"
         out.print(
             f"SLA: {s['name']!r}: first touch within {s['within']}{hours}, due {s['due_at']}{esc}",
+            markup=False,
             highlight=False,
         )
 
@@ -233,11 +245,11 @@ def route_cmd(
     decision = route(
         r,
         lead_map,
-        reps={e.strip().lower(): RepState(away=True) for e in away or []},
-        last_member={k: v.lower() for k, v in _pairs(last or [], "--last", "TEAM=EMAIL").items()},
+        reps={rep_key(e): RepState(away=True) for e in away or []},
+        last_member={k: rep_key(v) for k, v in _pairs(last or [], "--last", "TEAM=EMAIL").items()},
         open_mqls=counts,
         at_us=at_us,
-        account_owner=account_owner.strip().lower() if account_owner else None,
+        account_owner=rep_key(account_owner) if account_owner else None,
     )
     clock = sla_for(r, lead_map, at_us, decision.team)
     if fmt == "json":
@@ -252,4 +264,6 @@ def route_cmd(
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     _print_table(routing, decision, lead_map, clock)
-    err.print(f"Nothing was assigned (as of {_iso(at_us)}).", highlight=False)
+    # the last line of the same answer, on the same stream: on a terminal it cannot land before
+    # the table or run into its last line, as a note on standard error could
+    out.print(f"Nothing was assigned (as of {_iso(at_us)}).", markup=False, highlight=False)

@@ -57,7 +57,7 @@ def touch(
     """Log a call, email or meeting with a lead: its first touch stops the SLA clock."""
     got = _service("touch", database_url).touch(lead, kind, by, _us(at, "--at"))
     cleared = " (the SLA breach is cleared: it was in time)" if got["breach_cleared"] else ""
-    err.print(f"Touch logged: {kind} with {lead} by {by} at {got['at']}.{cleared}")
+    err.print(f"Touch logged: {kind} with {lead} by {got['by']} at {got['at']}.{cleared}")
 
 
 @app.command()
@@ -101,7 +101,7 @@ def stage(
         bant=bant,
         come_back_at_us=_us(come_back_at, "--come-back-at"),
     )
-    err.print(f"Lead {lead} moved from {got['from']} to {got['stage']} by {by}.")
+    err.print(f"Lead {lead} moved from {got['from']} to {got['stage']} by {got['by']}.")
 
 
 @app.command()
@@ -115,10 +115,10 @@ def assign(
     """Reassign a lead to another owner (kept in its assignment history)."""
     got = _service("assign", database_url).reassign(lead, owner, by, reason)
     if got.get("unchanged"):
-        err.print(f"Lead {lead} is already owned by {owner}.")
+        err.print(f"Lead {lead} is already owned by {got['owner']}.")
         return
     was = got["previous_owner"] or "nobody"
-    err.print(f"Lead {lead} reassigned from {was} to {owner}.")
+    err.print(f"Lead {lead} reassigned from {was} to {got['owner']}.")
 
 
 @app.command()
@@ -138,8 +138,8 @@ def reps(
     if away or back:
         email = away or back
         assert email is not None
-        service.set_away(email, bool(away))
-        err.print(f"{email} is {'away' if away else 'back'}.")
+        rep = service.set_away(email, bool(away))
+        err.print(f"{rep['email']} is {'away' if away else 'back'}.")
     table = Table("rep", "teams", "away", "since", "back at", "open MQLs")
     for r in service.reps():
         table.add_row(

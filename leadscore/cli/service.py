@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError, MissingExtraError
+from ..service.ratelimit import DEFAULT_API, DEFAULT_INGEST, Rate, Settings
 from . import DbOpt, _load, app, err, out
 
 #: what the service commands import, all from the ``serve`` extra
@@ -23,6 +24,7 @@ _SERVICE_PARTS = (
     "sqlalchemy",
     "alembic",
     "httpx",
+    "prometheus_client",
 )
 
 
@@ -65,12 +67,110 @@ def serve(
             help="Seconds a client has to send a request's headers, and again its body (408 after).",
         ),
     ] = 30.0,
+    retain_events_days: Annotated[
+        float | None,
+        typer.Option(
+            "--retain-events-days",
+            min=1,
+            help="Delete events older than this many days, in the background (at least the "
+            "model's engagement.window_days; scores do not change).",
+        ),
+    ] = None,
+    ingest_rate: Annotated[
+        float,
+        typer.Option(
+            "--ingest-rate",
+            min=0,
+            help="Events a second each write key may send (429 with Retry-After beyond); 0: no limit.",
+        ),
+    ] = DEFAULT_INGEST.per_s,
+    ingest_burst: Annotated[
+        int,
+        typer.Option("--ingest-burst", min=1, help="Events a write key may send at once."),
+    ] = int(DEFAULT_INGEST.burst),
+    api_rate: Annotated[
+        float,
+        typer.Option(
+            "--api-rate",
+            min=0,
+            help="Requests a second to /api each token (or client address without one) may make; 0: no limit.",
+        ),
+    ] = DEFAULT_API.per_s,
+    api_burst: Annotated[
+        int,
+        typer.Option(
+            "--api-burst", min=1, help="API requests a token or address may make at once."
+        ),
+    ] = int(DEFAULT_API.burst),
+    ingest_inflight: Annotated[
+        int,
+        typer.Option(
+            "--ingest-inflight",
+            min=0,
+            help="Ingest requests answered at once; more are shed with 503 and Retry-After. 0: no cap.",
+        ),
+    ] = Settings.ingest_inflight,
+    api_inflight: Annotated[
+        int,
+        typer.Option(
+            "--api-inflight",
+            min=0,
+            help="API requests answered at once; more are shed with 503 and Retry-After. 0: no cap.",
+        ),
+    ] = Settings.api_inflight,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text: one readable line per record; json: one JSON object per line "
+            "(time, level, logger, message, request_id and fields).",
+        ),
+    ] = "text",
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics",
+            help="Who may read GET /metrics: a read or admin API token (token); also anyone "
+            "on this machine without one (loopback); anyone (open); no one (off).",
+        ),
+    ] = "token",
 ) -> None:
     """Run the live service: Segment-compatible ingest, real-time scores, routing and SLAs, webhooks, API."""
     _need_service("serve")
+    import logging
+    import logging.config
+
     from ..api import create_app
+    from ..api.limits import Limits
+    from ..api.logs import FORMATS, log_config
+    from ..api.metrics import ACCESS
     from ..api.server import run
     from ..store import open_engine
+
+    try:
+        limits = Settings(
+            ingest=Rate(ingest_rate, ingest_burst),
+            api=Rate(api_rate, api_burst),
+            ingest_inflight=ingest_inflight,
+            api_inflight=api_inflight,
+        )
+    except ValueError as e:  # e.g. --ingest-rate inf
+        raise ConfigError(f"the limits cannot work: {e}") from None
+    if log_format not in FORMATS:
+        raise ConfigError(f"--log-format {log_format!r}: use {' or '.join(FORMATS)}")
+    if metrics not in ACCESS:
+        raise ConfigError(f"--metrics {metrics!r}: use one of {', '.join(ACCESS)}")
+    if log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"--log-level {log_level!r}: use debug, info, warning or error")
+    logging.config.dictConfig(log_config(log_format, log_level))
+
+    def say(text: str, warn: bool = False) -> None:
+        if log_format == "json":  # every line on stderr a JSON object, these too
+            logging.getLogger("leadscore.serve").log(
+                logging.WARNING if warn else logging.INFO, text
+            )
+        else:
+            err.print(text)
 
     routing_text = None
     if routing is not None:  # checked before anything starts, with the file's own name
@@ -81,7 +181,12 @@ def serve(
         routing_text = routing.read_text(encoding="utf-8")
         parse_routing(routing_text, str(routing))
     engine = open_engine(database_url)
-    app_ = create_app(engine)
+    app_ = create_app(
+        engine,
+        retain_events_days=retain_events_days,
+        limits=Limits(limits),
+        metrics_access=metrics,
+    )
     if model is not None:
         m = _load(model)  # the same errors as `leadscore validate`
         info = app_.state.service.ensure_model(
@@ -92,26 +197,36 @@ def serve(
             if info.get("unchanged")
             else f"activated; {info.get('leads_rescored', 0)} leads re-scored"
         )
-        err.print(f"Model {m.name!r} is version {info['version']} ({what}).")
+        say(f"Model {m.name!r} is version {info['version']} ({what}).")
     elif app_.state.service.active_or_none is None:
-        err.print(
-            "No model is active yet: events are refused until you start with --model FILE or PUT /api/models."
+        say(
+            "No model is active yet: events are refused until you start with --model FILE or PUT /api/models.",
+            warn=True,
         )
+    if retain_events_days is not None:  # the model now active must not count older events
+        app_.state.service.set_retention(retain_events_days)
     if routing is not None and routing_text is not None:
         got = app_.state.service.ensure_routing(routing_text, str(routing), f"cli:{routing}")
         what = "unchanged" if got.get("unchanged") else "activated"
-        err.print(f"Routing {got['name']!r} is version {got['version']} ({what}).")
+        say(f"Routing {got['name']!r} is version {got['version']} ({what}).")
     elif app_.state.service.routing is None:
-        err.print(
+        say(
             "No routing is active: new MQLs are not assigned until you start with --routing FILE "
-            "or PUT /api/routing."
+            "or PUT /api/routing.",
+            warn=True,
         )
     # bind first, then announce: a port in use is an error before anything says "Listening"
     sock = _bind(host, port)
-    err.print(
+    say(
         f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{sock.getsockname()[1]} (API docs at /docs)."
     )
-    started = run(app_, sock, log_level=log_level, request_timeout=request_timeout)
+    started = run(
+        app_,
+        sock,
+        log_level=log_level,
+        request_timeout=request_timeout,
+        log_format=log_format,
+    )
     if not started:
         raise ConfigError(
             "the service stopped while starting (see the messages above); nothing was served"

@@ -20,7 +20,7 @@ from .lifecycle import (
     check_move,
 )
 from .reader import load_routing, parse_routing
-from .routing import RouteRule, Routing, SlaRule, Team
+from .routing import RouteRule, Routing, SlaRule, Team, rep_key
 from .sla import SlaClock, breached_at, is_breached, sla_for
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "load_routing",
     "parse_duration",
     "parse_routing",
+    "rep_key",
     "round_robin_order",
     "route",
     "routing_lead",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +19,7 @@ import yaml
 
 from ..errors import RoutingError
 from ..model.conditions import parse_condition
+from ..model.schema import Condition
 from ..model.values import norm_text
 from ..model.yamlnodes import (
     Ctx,
@@ -33,7 +35,7 @@ from ..model.yamlnodes import (
 )
 from .hours import WorkingHours, parse_days, parse_duration, parse_hours
 from .lifecycle import STAGES
-from .routing import RouteRule, Routing, SlaRule, Team
+from .routing import RouteRule, Routing, SlaRule, Team, rep_key
 
 __all__ = ["load_routing", "parse_routing"]
 
@@ -80,7 +82,7 @@ def _email(ctx: Ctx, node: yaml.Node, what: str) -> str | None:
     if "@" not in v or v.startswith("@") or v.endswith("@") or " " in v:
         ctx.add(node, f"{what} must be a rep's email address, not {v!r}")
         return None
-    return v.lower()
+    return rep_key(v)
 
 
 def _hours(ctx: Ctx, node: yaml.Node, where: str) -> WorkingHours | None:
@@ -326,23 +328,55 @@ def _unreachable(ctx: Ctx, items: list[tuple[yaml.Node, str, bool]], section: st
             catch_all = (node, label)
 
 
-def _route_rules(ctx: Ctx, node: yaml.Node, team_names: tuple[str, ...]) -> list[RouteRule]:
+@dataclass(frozen=True)
+class _Head:
+    """What every rule of a rule list has: its place, keys and label, its name (None when
+    missing or taken), and its condition (None for a catch-all or one that did not parse)."""
+
+    item: yaml.Node
+    m: Found
+    label: str
+    name: str | None
+    when: Condition | None
+    bad_when: bool
+
+
+def _rule_list(
+    ctx: Ctx,
+    node: yaml.Node,
+    key: str,
+    section: str,
+    keys: tuple[str, ...],
+    build: Callable[[_Head], T | None],
+) -> list[T]:
+    """A list of named rules tried in order (routing ``rules``, ``sla``): each a mapping of
+    ``keys`` with a unique name and an optional ``when``; ``build`` reads the rest of one (None
+    when it has problems). A rule after a catch-all is reported."""
     names: dict[str, yaml.Node] = {}
     seen: list[tuple[yaml.Node, str, bool]] = []
 
-    def build(item: yaml.Node, index: int) -> RouteRule | None:
-        label = _label(item, "routing", index)
-        m = mapping_of(ctx, item, RULE_KEYS, label)
+    def item(child: yaml.Node, index: int) -> T | None:
+        label = _label(child, section, index)
+        m = mapping_of(ctx, child, keys, label)
         if m is None:
             return None
-        seen.append((item, label, "when" in m))
-        nm = _unique_name(ctx, m, label, names, item)
+        seen.append((child, label, "when" in m))
+        nm = _unique_name(ctx, m, label, names, child)
         when = parse_condition(ctx, m["when"][1], label) if "when" in m else None
-        bad = "when" in m and when is None
+        return build(_Head(child, m, label, nm, when, "when" in m and when is None))
+
+    rules = _list(ctx, node, f"'{key}'", item) or []
+    _unreachable(ctx, seen, section)
+    return rules
+
+
+def _route_rules(ctx: Ctx, node: yaml.Node, team_names: tuple[str, ...]) -> list[RouteRule]:
+    def build(h: _Head) -> RouteRule | None:
+        m, label, bad = h.m, h.label, h.bad_when
         team = owner = None
         if ("team" in m) == ("owner" in m):
             ctx.add(
-                item,
+                h.item,
                 f"{label} needs one of 'team' (round robin in a team) or 'owner' (one rep)"
                 + (", not both" if "team" in m else ""),
             )
@@ -364,31 +398,19 @@ def _route_rules(ctx: Ctx, node: yaml.Node, team_names: tuple[str, ...]) -> list
         else:
             owner = _email(ctx, m["owner"][1], f"'owner' of {label}")
             bad = bad or owner is None
-        if nm is None or bad:
+        if h.name is None or bad:
             return None
-        return RouteRule(nm, when, team, owner, item.start_mark.line + 1)
+        return RouteRule(h.name, h.when, team, owner, h.item.start_mark.line + 1)
 
-    rules = _list(ctx, node, "'rules'", build) or []
-    _unreachable(ctx, seen, "routing")
-    return rules
+    return _rule_list(ctx, node, "rules", "routing", RULE_KEYS, build)
 
 
 def _slas(ctx: Ctx, node: yaml.Node, any_hours: bool) -> list[SlaRule]:
-    names: dict[str, yaml.Node] = {}
-    seen: list[tuple[yaml.Node, str, bool]] = []
-
-    def build(item: yaml.Node, index: int) -> SlaRule | None:
-        label = _label(item, "sla", index)
-        m = mapping_of(ctx, item, SLA_KEYS, label)
-        if m is None:
-            return None
-        seen.append((item, label, "when" in m))
-        nm = _unique_name(ctx, m, label, names, item)
-        when = parse_condition(ctx, m["when"][1], label) if "when" in m else None
-        bad = "when" in m and when is None
+    def build(h: _Head) -> SlaRule | None:
+        m, label, bad = h.m, h.label, h.bad_when
         within = None
         if "first_touch_within" not in m:
-            ctx.add(item, f"{label} has no 'first_touch_within' (a duration such as 5m or 24h)")
+            ctx.add(h.item, f"{label} has no 'first_touch_within' (a duration such as 5m or 24h)")
             bad = True
         else:
             dnode = m["first_touch_within"][1]
@@ -425,13 +447,11 @@ def _slas(ctx: Ctx, node: yaml.Node, any_hours: bool) -> list[SlaRule]:
                 bad = True
             else:
                 use_hours = wv
-        if nm is None or bad or within is None:
+        if h.name is None or bad or within is None:
             return None
-        return SlaRule(nm, when, within, escalate, use_hours, item.start_mark.line + 1)
+        return SlaRule(h.name, h.when, within, escalate, use_hours, h.item.start_mark.line + 1)
 
-    rules = _list(ctx, node, "'sla'", build) or []
-    _unreachable(ctx, seen, "sla")
-    return rules
+    return _rule_list(ctx, node, "sla", "sla", SLA_KEYS, build)
 
 
 def _reasons(ctx: Ctx, node: yaml.Node) -> tuple[str, ...]:

@@ -17,6 +17,14 @@ from .hours import WorkingHours
 __all__ = ["RouteRule", "Routing", "SlaRule", "Team", "WorkingHours"]
 
 
+def rep_key(who: str) -> str:
+    """A rep as stored and compared everywhere: trimmed, and an email address lower-cased, as
+    addresses are the same whatever their case (``Ann@Acme.io`` is ``ann@acme.io``). Whoever is
+    not an address (``cli``, ``crm``) is kept as written."""
+    who = who.strip()
+    return who.lower() if "@" in who else who
+
+
 def _always(_lead: Mapping[str, Any]) -> bool:
     return True
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
+from . import metrics
 from .clock import SYSTEM, Clock
 from .webhook_urls import check_url
 
@@ -251,6 +252,7 @@ class Deliverer:
                 else:
                     values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
                 conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
+        metrics.attempts_stored(outcomes, MAX_ATTEMPTS)  # counted once committed
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
         """One POST: (status, error or None, whether to give up at once). Never raises:

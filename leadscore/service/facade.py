@@ -14,10 +14,12 @@ from sqlalchemy import Connection, Engine
 
 from ..engine import LeadScore
 from ..errors import NotFoundError
+from ..model import parse_model
 from ..store import schema as t
-from . import reads, sales
+from . import metrics, reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
+from .erasure import erase_lead
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
@@ -26,6 +28,7 @@ from .messages import Message
 from .models import ModelVersions
 from .notify import Notifier
 from .reports import funnel_report
+from .retention import DAY_US, check_version, check_window, purge_before
 from .routing_versions import ActiveRouting, RoutingVersions
 from .scoring import ActiveModel
 from .sla_watch import breach_due, next_due
@@ -46,6 +49,8 @@ class Service:
         self._models = ModelVersions(engine, self._tx, self.now_us, self._assigner)
         #: called after a write that may have set an earlier SLA deadline (serve's SLA watch)
         self.on_deadline: Callable[[], None] | None = None
+        #: events older than this many days are purged (``set_retention``); None: kept for ever
+        self.retain_events_days: float | None = None
 
     def now_us(self) -> int:
         """The service's time (its clock's): what ingest, scores and reads are as of."""
@@ -69,14 +74,20 @@ class Service:
         self, source: str, by: str, file: str = "<request>", activate: bool = True
     ) -> dict[str, Any]:
         """Validate (raises ModelError with every problem), store as a new version, activate."""
+        if activate and self.retain_events_days is not None:
+            check_window(parse_model(source, file), self.retain_events_days)
         return self._models.add(source, by, file, activate)
 
     def ensure_model(self, source: str, file: str, by: str) -> dict[str, Any]:
         """At start with --model: activate this model unless the active one has the same text."""
+        if self.retain_events_days is not None:
+            check_window(parse_model(source, file), self.retain_events_days)
         return self._models.ensure(source, file, by)
 
     def activate(self, version: int, by: str) -> dict[str, Any]:
         """Make a version active and re-score every lead (NotFoundError for no such version)."""
+        if self.retain_events_days is not None:
+            check_version(self.engine, version, self.retain_events_days)
         return self._models.activate(version, by)
 
     def models(self) -> list[dict[str, Any]]:
@@ -252,6 +263,7 @@ class Service:
         while True:
             with self._tx() as conn:
                 marked = breach_due(conn, self._routing.version, self.now_us())
+            metrics.sla_breaches(len(marked))
             n += len(marked)
             if len(marked) < 200:
                 return n
@@ -272,6 +284,30 @@ class Service:
         """Leads filtered, sorted and paged (see ``reads.list_leads``)."""
         at = self.now_us() if at is None else at
         return reads.list_leads(self.engine, self._models.current, at, **filters)
+
+    # ------------------------------------------------------------------ personal data
+
+    def erase(self, lead_id: str, by: str) -> dict[str, Any]:
+        """Erase a person and everything that holds their id, in one transaction, leaving an
+        audit record (``erasure.erase_lead``); NotFoundError for an unknown lead."""
+        with self._tx() as conn:
+            return erase_lead(conn, lead_id, by, self.now_us())
+
+    def set_retention(self, days: float | None) -> None:
+        """Events older than ``days`` will be purged: InvalidRequestError when the active model
+        counts older ones (``retention.check_window``); from now on such a model cannot be
+        activated either."""
+        active = self._models.current
+        if days is not None and active is not None:
+            check_window(active.model, days)
+        self.retain_events_days = days
+
+    def purge_events(self) -> int:
+        """Delete the events older than the retention (none without one); how many."""
+        if self.retain_events_days is None:
+            return 0
+        cutoff = self.now_us() - round(self.retain_events_days * DAY_US)
+        return purge_before(self._tx, cutoff)
 
     # ------------------------------------------------------------------ the funnel
 

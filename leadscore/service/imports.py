@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from ..errors import BadRowsError, ConfigError, InputError
+from ..handoff import rep_key
 from ..io import connect
 from ..io.files import SHOW_BAD_ROWS, open_files
 from ..io.stages import open_stages
@@ -85,6 +86,8 @@ def _traits(cols: list[str], row: tuple[Any, ...]) -> tuple[dict[str, Any], dict
     data.pop("lead_id", None)
     fields = {k: data.pop(k) for k in _FIELDS if k in data}
     fields = {k: str(v) for k, v in fields.items() if v is not None and str(v).strip()}
+    if "owner" in fields:
+        fields["owner"] = rep_key(fields["owner"])
     return nest(data), fields
 
 
@@ -149,7 +152,7 @@ class _Importer:
                     self.result.stage_rows_present += 1
                     continue
                 seen.add((stage, at_us))
-                new.append(Move(stage, at_us, reason or "", by or "import"))
+                new.append(Move(stage, at_us, reason or "", rep_key(by) if by else "import"))
             moves = sorted(before + new, key=lambda m: m.at_us)
             lead_row: dict[str, Any] = {"lead_id": lead_id, "updated_at_us": self.now_us}
             if traits is not None or old is None:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine
 from ..errors import ModelError, NoModelError, NotFoundError, Problem
 from ..model import Model, parse_model
 from ..store import schema as t
+from . import metrics
 from .common import iso
 from .scoring import ActiveModel, MqlHandler, Qualifier, make_active, rescore_all
 
@@ -99,6 +100,7 @@ class ModelVersions:
         except BaseException:
             self.current = previous
             raise
+        metrics.mqls(len(new_mqls), via="activation")
         return {"version": version, "active": True, "leads_rescored": n, "new_mqls": len(new_mqls)}
 
     def _switch(

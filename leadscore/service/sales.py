@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from ..engine import round2
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
-from ..handoff import Routing, check_move
+from ..handoff import Routing, check_move, rep_key
 from ..store import schema as t
 from .accounts import email_domain
 from .common import US, iso, json_param, loads
@@ -85,6 +85,7 @@ def touch(
         raise InvalidRequestError(f"touch kind {kind!r}: use one of {', '.join(TOUCH_KINDS)}")
     if not by.strip():
         raise InvalidRequestError("a touch needs 'by': who made it")
+    by = rep_key(by)
     _lead(conn, lead)
     _not_ahead(at_us, now_us, "the touch")
     ep = latest_episode(conn, lead)
@@ -143,6 +144,7 @@ def move(
     compare-and-set, so of two moves at once one wins and the other gets ConflictError."""
     if not by.strip():
         raise InvalidRequestError("a stage move needs 'by': who moved the lead")
+    by = rep_key(by)
     row = _lead(conn, lead)
     frm = row.stage
     if expected is not None and expected != frm:
@@ -288,6 +290,7 @@ def reassign(
     """Give a lead to another owner by hand; kept in the assignment history."""
     if not by.strip():
         raise InvalidRequestError("a reassignment needs 'by': who made it")
+    by, owner = rep_key(by), rep_key(owner)
     row = _lead(conn, lead)
     _check_rep(conn, routing, owner)
     if row.owner == owner:
@@ -327,6 +330,7 @@ def set_away(
 ) -> dict[str, Any]:
     """Mark a rep away (round robin skips them) or back (they rejoin the rotation where it is:
     no catch-up of the leads they missed)."""
+    email = rep_key(email)
     _check_rep(conn, routing, email)
     row = conn.execute(sa.select(t.reps).where(t.reps.c.email == email)).first()
     if away:

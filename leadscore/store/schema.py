@@ -291,3 +291,15 @@ deliveries = Table(
     Column("error", Text),
     Column("duration_ms", Float, nullable=False),
 )
+
+# One row per person erased (leadscore.service.erasure): when, by which key or operator, and a
+# salted, slow hash of the id that answers "was this id erased?" for someone who already knows
+# the id, and nothing else. What was erased is not kept.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("by", String(255), nullable=False),
+    Column("subject_hash", String(160)),
+)

@@ -49,8 +49,11 @@ class PostgresServer:
 
     port: int = 0
     datadir: Path | None = None
+    #: more server settings, e.g. ``-c synchronous_commit=on``
+    extra: str = ""
     _as_user: list[str] | None = None
     _bin: Path | None = None
+    _opts: str = ""
 
     def start(self) -> PostgresServer:
         self._bin = find_bin_dir()
@@ -86,20 +89,34 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200 -c shared_buffers=128MB"
         )
+        self._opts = f"{opts} {self.extra}".strip()
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server again after ``halt()`` (on the same port, with the same data)."""
+        assert self.datadir is not None and self._bin is not None
         self._run(
             str(self._bin / "pg_ctl"),
             "-D",
             str(self.datadir),
             "-o",
-            opts,
+            self._opts,
             "-l",
-            str(root / "server.log"),
+            str(self.datadir.parent / "server.log"),
             "-w",
             "-t",
             "60",
             "start",
         )
-        return self
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (``-m immediate``), keeping its data: what a
+        database that disappears looks like to its clients. ``resume()`` starts it again."""
+        assert self.datadir is not None and self._bin is not None
+        self._run(
+            str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"
+        )
 
     def _run(self, *args: str) -> None:
         assert self._as_user is not None
