@@ -246,7 +246,11 @@ def run(
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     columns: Columns | None = None,
+    count_orphans: bool = True,
 ) -> BatchRun:
+    """The scoring query over these files, ready to write. ``count_orphans=False`` leaves out
+    the count of events for lead ids not in the leads file (a scan of the leads), which only
+    the run's summary reports."""
     inputs = open_inputs(
         leads,
         events,
@@ -258,7 +262,7 @@ def run(
         defer_events_check=True,
         columns=columns,
     )
-    tree = _prepare_tree(inputs, model, as_of)
+    tree = _prepare_tree(inputs, model, as_of, count_orphans)
     return BatchRun(model, inputs, as_of, tree.sql(dialect="duckdb"), tree=tree)
 
 
@@ -359,7 +363,9 @@ def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
     return _prepare_tree(inputs, model, as_of).sql(dialect="duckdb")
 
 
-def _prepare_tree(inputs: Inputs, model: Model, as_of: datetime) -> exp.Expr:
+def _prepare_tree(
+    inputs: Inputs, model: Model, as_of: datetime, count_orphans: bool = True
+) -> exp.Expr:
     """The scoring query, with its per-lead event aggregate run first into a temp table: the
     query then reads the events file once, and events for lead ids that are not in the leads
     file are counted from that small table instead of by another pass over the events. That
@@ -395,6 +401,8 @@ def _prepare_tree(inputs: Inputs, model: Model, as_of: datetime) -> exp.Expr:
         assert counts is not None
         check.finish(int(counts[0]), int(counts[1]))
     g.set("this", exp.select("*").from_("leadscore_g"))
+    if not count_orphans:
+        return tree
     row = con.execute(
         f"SELECT count(*) FILTER (WHERE __n > 0), coalesce(sum(__n), 0) FROM leadscore_g g "
         f"ANTI JOIN {inputs.leads_view} l ON g.lead_id = l.lead_id"

@@ -148,6 +148,7 @@ def quick_score(p: dict[str, Any]) -> None:
         segment=path("segment"),
         skip_bad_rows=bool(p.get("skip_bad_rows")),
         columns=columns,
+        count_orphans=False,  # only the summary, which --quiet leaves out, says them
     )
     batch.include = included
     warnings = data_warnings(m, batch.inputs, when, None, batch)
