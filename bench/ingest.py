@@ -1,7 +1,7 @@
 """Ingest benchmark: 100-event batches into a real `leadscore serve`, against the storage floor.
 
     python bench/ingest.py [--database sqlite|postgres|both] [--events 50000] [--leads 2000]
-                           [--senders 4] [--repeat 1]
+                           [--senders 4] [--processes 1[,2...]]
 
 For each database it starts `leadscore serve` with the starter model (real-time scoring on),
 sends Segment batches of 100 messages — the official clients' default shape — from several
@@ -9,6 +9,10 @@ sender threads as fast as the server takes them, and reports events/s and the p5
 per batch. Side by side, on a fresh database of the same kind, it measures the storage floor:
 plain SQLAlchemy inserting the same rows into the same `events` table, 100 rows per
 transaction, with the same durability settings. Results go to stdout and bench/results/.
+
+``--processes 1,2`` runs PostgreSQL once with one `leadscore serve` and once with two on one
+database (a fresh one each time), the senders spread over the processes as a load balancer
+would; SQLite runs one process (one serving process per SQLite file).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's leadscore (the storage floor imports it)
 MODEL = ROOT / "leadscore" / "templates" / "starter.yaml"
 LEADSCORE = [sys.executable, "-m", "leadscore"]
 
@@ -99,7 +104,9 @@ class Server:
     def __init__(self, url: str, workdir: Path) -> None:
         self.url, self.workdir = url, workdir
         self.port = free_port()
-        env = {**os.environ, "LEADSCORE_DATABASE_URL": url}
+        # this checkout's leadscore, whatever is installed
+        path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
+        env = {**os.environ, "LEADSCORE_DATABASE_URL": url, "PYTHONPATH": path}
         key = subprocess.run(
             [*LEADSCORE, "keys", "create", "--name", "bench", "--scope", "ingest"],
             capture_output=True,
@@ -154,7 +161,8 @@ def run_threads(worker: Callable[[], None], n: int) -> float:
     return time.perf_counter() - t0
 
 
-def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> dict:
+def send_all(targets: list[tuple[int, str]], batches: list[list[dict]], senders: int) -> dict:
+    """Send every batch; sender ``i`` posts to ``targets[i % len(targets)]`` (port, key)."""
     lock = threading.Lock()
     # bodies are made before the clock starts, as a client's queue holds them: each event
     # stamped when it happened, the batch sent a moment later
@@ -171,9 +179,14 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
     todo = list(enumerate(bodies))
     latencies: list[float] = []
     failures = 0
+    errors: list[str] = []
+
+    turn = iter(range(senders))
 
     def worker() -> None:
         nonlocal failures
+        with lock:
+            port, key = targets[next(turn) % len(targets)]
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=60
         ) as client:
@@ -191,6 +204,8 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
                     latencies.append(dt)
                     if r.status_code != 200:
                         failures += 1
+                        if len(errors) < 3:
+                            errors.append(f"{r.status_code} {r.text[:300]}")
 
     wall = run_threads(worker, senders)
     n = sum(len(b) for b in batches)
@@ -202,6 +217,7 @@ def send_all(port: int, key: str, batches: list[list[dict]], senders: int) -> di
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "failures": failures,
+        "errors": errors,
     }
 
 
@@ -257,13 +273,20 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--leads", type=int, default=2_000)
     ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument(
+        "--processes",
+        default="1",
+        help="serve processes on one PostgreSQL database, e.g. 1,2 for one run with each",
+    )
     args = ap.parse_args()
+    counts = [int(x) for x in args.processes.split(",")]
     batches = make_batches(args.events, args.leads)
     results: dict[str, dict] = {}
     pg = None
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    runs = [(k, n) for k in kinds for n in (counts if k == "postgres" else [1])]
     try:
-        for kind in kinds:
+        for kind, processes in runs:
             with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
                 work = Path(tmp)
                 if kind == "sqlite":
@@ -276,24 +299,31 @@ def main() -> int:
 
                     pg = pg or PostgresServer().start()
                     url_server, url_floor = pg.create_database(), pg.create_database()
-                server = Server(url_server, work)
+                servers: list[Server] = []
                 try:
-                    served = send_all(server.port, server.key, batches, args.senders)
+                    for _ in range(processes):
+                        servers.append(Server(url_server, work))
+                    served = send_all([(x.port, x.key) for x in servers], batches, args.senders)
                 finally:
-                    server.stop()
+                    for x in servers:
+                        x.stop()
                 floor = storage_floor(url_floor, batches, args.senders)
-                results[kind] = {
+                name = kind if processes == 1 else f"{kind} x{processes}"
+                results[name] = {
+                    "processes": processes,
                     "serve": served,
                     "floor": floor,
                     "floor_ratio": floor["events_per_s"] / served["events_per_s"],
                 }
                 print(
-                    f"{kind:8} leadscore serve: {served['events_per_s']:8.0f} events/s  p50 {served['p50_ms']:6.1f} ms  "
+                    f"{name:11} leadscore serve: {served['events_per_s']:8.0f} events/s  p50 {served['p50_ms']:6.1f} ms  "
                     f"p99 {served['p99_ms']:6.1f} ms  failures {served['failures']}\n"
-                    f"{'':8} storage floor:   {floor['events_per_s']:8.0f} events/s  "
-                    f"(the floor is {results[kind]['floor_ratio']:.1f}x faster)",
+                    f"{'':11} storage floor:   {floor['events_per_s']:8.0f} events/s  "
+                    f"(the floor is {results[name]['floor_ratio']:.1f}x faster)",
                     flush=True,
                 )
+                for e in served["errors"]:
+                    print(f"{'':11} failed: {e}", flush=True)
     finally:
         if pg is not None:
             pg.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +15,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from ..store.db import WRITES
+from . import locks
 
-__all__ = ["US", "Tx", "dumps", "iso", "json_param", "loads", "now_us"]
+__all__ = ["POLL_S", "US", "Tx", "dumps", "iso", "json_param", "loads", "now_us"]
 
 US = 1_000_000
+#: how old the active model or routing version a read uses may be, in seconds (PostgreSQL)
+POLL_S = 1.0
 
 
 def now_us() -> int:
@@ -53,7 +56,13 @@ def json_param(v: Any, dialect: str) -> Any:
 
 
 class Tx:
-    """``with`` a write transaction; on SQLite one writer at a time (BEGIN IMMEDIATE).
+    """``with`` a write transaction.
+
+    On SQLite one writer at a time: ``lock`` (the process's) and BEGIN IMMEDIATE (the file's);
+    one serving process per SQLite file. On PostgreSQL no process lock (``lock`` is None):
+    the transaction takes the writes lock (``locks.begin_write``; ``exclusive`` for what
+    changes every lead) and then ``leads``' locks, so several processes can write at once;
+    ``sync`` is told the active model and routing versions read under the writes lock.
     ``outcome`` is told how each write ended: None when it committed, else the database's
     error (not the caller's own exceptions)."""
 
@@ -62,10 +71,19 @@ class Tx:
         engine: Engine,
         lock: threading.Lock | None,
         outcome: Callable[[BaseException | None], None] | None = None,
+        *,
+        exclusive: bool = False,
+        leads: Iterable[str] = (),
+        sync: Callable[[Connection, int | None, int | None], None] | None = None,
     ) -> None:
         self.engine = engine
         self.lock = lock
         self.outcome = outcome
+        self.exclusive = exclusive
+        self.leads = leads
+        self.sync = sync
+        #: (model, routing) active versions read under the writes lock (PostgreSQL)
+        self.versions: tuple[int | None, int | None] | None = None
         self.ctx: Any = None
 
     def __enter__(self) -> Connection:
@@ -74,12 +92,22 @@ class Tx:
         try:
             # it reads before it writes: on SQLite it must take the write lock at BEGIN
             self.ctx = self.engine.execution_options(**{WRITES: True}).begin()
-            return self.ctx.__enter__()  # type: ignore[no-any-return]
+            conn: Connection = self.ctx.__enter__()
         except BaseException as e:
             if self.lock is not None:
                 self.lock.release()
             self._tell(e)
             raise
+        if conn.dialect.name == "postgresql":
+            try:
+                self.versions = locks.begin_write(conn, self.exclusive)
+                if self.sync is not None:
+                    self.sync(conn, *self.versions)
+                locks.lock_leads(conn, self.leads)
+            except BaseException as e:
+                self.__exit__(type(e), e, e.__traceback__)
+                raise
+        return conn
 
     def __exit__(self, *exc: Any) -> None:
         try:
@@ -97,5 +125,6 @@ class Tx:
             return
         if error is None:
             self.outcome(None)
-        elif isinstance(error, OperationalError):
+        elif isinstance(error, OperationalError) and not locks.deadlocked(error):
+            # (a deadlock ends one transaction, which is tried again: the database is fine)
             self.outcome(error)

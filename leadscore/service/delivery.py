@@ -4,7 +4,15 @@ The deliverer posts due rows, signs each body with the webhook's secret
 (``X-Leadscore-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">``), logs every
 attempt in ``deliveries`` and retries failures with exponential backoff (10 s, 20 s, 40 s …
 capped at one hour) up to ``MAX_ATTEMPTS``. A receiver must accept the same delivery twice
-(``X-Leadscore-Delivery`` is stable across retries). Whatever goes wrong with one delivery (a
+(``X-Leadscore-Delivery`` is stable across retries).
+
+Several processes may deliver from one outbox (several ``leadscore serve`` on one PostgreSQL).
+A deliverer claims the rows it will post before posting them, in one short transaction:
+on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` (rows another deliverer is claiming are skipped,
+not waited for), and the claim is a lease — the row's next attempt is moved ``lease_s`` ahead.
+So each notification is posted by one process, and one whose process dies before recording
+the outcome becomes due again when the lease ends and is sent then (at least once, never
+lost). Rows a turn had no time for are given back at once. Whatever goes wrong with one delivery (a
 receiver that is down, slow or redirecting, a URL that cannot be sent to) is recorded and
 logged for that delivery alone: it never stops the others.
 """
@@ -25,6 +33,7 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
+from ..store.db import WRITES
 from . import metrics
 from .clock import SYSTEM, Clock
 from .webhook_urls import check_url
@@ -36,6 +45,8 @@ log = logging.getLogger("leadscore.webhooks")
 MAX_ATTEMPTS = 12
 BASE_DELAY_S = 10.0
 MAX_DELAY_S = 3600.0
+#: how long a claimed row waits before another deliverer may take it, beyond the turn's budget
+LEASE_MARGIN_S = 60.0
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -86,8 +97,12 @@ class Deliverer:
         receivers: int = 8,
         per_receiver: int = 4,
         clock: Clock | None = None,
+        lease_s: float | None = None,
     ) -> None:
         self.engine = engine
+        #: a claim's length: a turn ends within its budget, so only a dead or stuck process's
+        #: claims outlive it
+        self.lease_s = budget_s + LEASE_MARGIN_S if lease_s is None else lease_s
         self.clock: Clock = clock or SYSTEM
         self.poll_s = poll_s
         self.timeout_s = timeout_s
@@ -141,9 +156,28 @@ class Deliverer:
     def deliver_due(self, limit: int = 50, *, wait: bool = True) -> int:
         """Start a turn for every webhook with due notifications and none in flight; returns
         how many notifications the turns will try. ``wait``: until every turn has ended."""
-        now = self.clock.now_us()
         with self._busy_lock:
             busy = set(self._busy)
+        due = self.claim(limit, busy)
+        turns: dict[int, list[Any]] = {}
+        for row in due:
+            turns.setdefault(row.webhook_id, []).append(row)
+        futures: list[Future[None]] = []
+        with self._busy_lock:
+            for hook_id, rows in turns.items():
+                self._busy.add(hook_id)
+                futures.append(self._pool.submit(self._turn, hook_id, rows))
+        if wait:
+            for f in futures:
+                f.result()
+        return len(due)
+
+    def claim(self, limit: int = 50, busy: set[int] | None = None) -> list[Any]:
+        """Claim up to ``limit`` due rows (none of the ``busy`` webhooks, which have a turn in
+        flight here) for ``lease_s``: their next attempt moves to the lease's end, in one
+        transaction. The rows as they were, with ``claimed_until`` (the lease's end)."""
+        now = self.clock.now_us()
+        until = now + int(self.lease_s * 1_000_000)
         query = (
             sa.select(t.outbox, t.webhooks.c.url, t.webhooks.c.secret)
             .join(t.webhooks, t.webhooks.c.id == t.outbox.c.webhook_id)
@@ -158,22 +192,21 @@ class Deliverer:
         )
         if busy:
             query = query.where(t.outbox.c.webhook_id.not_in(sorted(busy)))
-        with self.engine.connect() as conn:
-            due = conn.execute(query).all()
-        turns: dict[int, list[Any]] = {}
-        for row in due:
-            turns.setdefault(row.webhook_id, []).append(row)
-        futures: list[Future[None]] = []
-        with self._busy_lock:
-            for hook_id, rows in turns.items():
-                if hook_id in self._busy:
-                    continue
-                self._busy.add(hook_id)
-                futures.append(self._pool.submit(self._turn, hook_id, rows))
-        if wait:
-            for f in futures:
-                f.result()
-        return len(due)
+        with self.engine.connect() as conn:  # a read first: no write while nothing is due
+            if conn.execute(query.with_only_columns(t.outbox.c.id).limit(1)).first() is None:
+                return []
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(of=t.outbox, skip_locked=True)
+        # SQLite: BEGIN IMMEDIATE, as it reads before it writes
+        with self.engine.execution_options(**{WRITES: True}).begin() as conn:
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(
+                    sa.update(t.outbox)
+                    .where(t.outbox.c.id.in_([r.id for r in rows]))
+                    .values(next_attempt_us=until)
+                )
+        return [_Claimed(r, until) for r in rows]
 
     def _turn(self, hook_id: int, rows: list[Any]) -> None:
         """One receiver's due notifications, up to ``per_receiver`` at once, within the time
@@ -186,7 +219,10 @@ class Deliverer:
             ) as pool:
                 sent = [(row, pool.submit(self._send, row, deadline)) for row in rows]
                 outcomes = [(row, f.result()) for row, f in sent]
-            self._record([(row, o) for row, o in outcomes if o is not None])
+            self._record(
+                [(row, o) for row, o in outcomes if o is not None],
+                [row for row, o in outcomes if o is None],
+            )
         except sa.exc.OperationalError as e:  # the outcomes could not be stored: sent again later
             log.error(
                 "webhook %s (%s): cannot store the outcome of %s deliveries (%s)",
@@ -222,13 +258,25 @@ class Deliverer:
         return status, error, give_up, ms
 
     def _record(
-        self, outcomes: list[tuple[Any, tuple[int | None, str | None, bool, float]]]
+        self,
+        outcomes: list[tuple[Any, tuple[int | None, str | None, bool, float]]],
+        untried: list[Any] | None = None,
     ) -> None:
-        """Every attempt in ``deliveries`` and each row's new state, in one transaction."""
-        if not outcomes:
+        """Every attempt in ``deliveries`` and each row's new state, in one transaction; rows
+        the turn had no time for are given back (due as before). A row whose lease ended and
+        that another deliverer claimed since is left to that one."""
+        if not outcomes and not untried:
             return
         at = self.clock.now_us()
         with self.engine.begin() as conn:
+            for row in untried or []:
+                conn.execute(
+                    sa.update(t.outbox)
+                    .where(t.outbox.c.id == row.id, t.outbox.c.next_attempt_us == row.claimed_until)
+                    .values(next_attempt_us=row.next_attempt_us)
+                )
+            if not outcomes:
+                return
             conn.execute(
                 sa.insert(t.deliveries),
                 [
@@ -251,7 +299,11 @@ class Deliverer:
                     values["failed_at_us"] = at
                 else:
                     values["next_attempt_us"] = at + int(_delay_s(attempts) * 1_000_000)
-                conn.execute(sa.update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
+                conn.execute(
+                    sa.update(t.outbox)
+                    .where(t.outbox.c.id == row.id, t.outbox.c.next_attempt_us == row.claimed_until)
+                    .values(**values)
+                )
         metrics.attempts_stored(outcomes, MAX_ATTEMPTS)  # counted once committed
 
     def _post(self, row: Any, deadline: float) -> tuple[int | None, str | None, bool]:
@@ -292,3 +344,16 @@ class Deliverer:
         if not 200 <= status < 300:
             return status, f"HTTP {status}", False
         return status, None, False
+
+
+class _Claimed:
+    """A claimed outbox row: the row's columns as read, and ``claimed_until``."""
+
+    __slots__ = ("_row", "claimed_until")
+
+    def __init__(self, row: Any, until: int) -> None:
+        self._row = row
+        self.claimed_until = until
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)

@@ -5,7 +5,7 @@ and a failed one leaves nothing behind."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..engine import LeadScore
 from ..errors import NotFoundError
 from ..model import parse_model
 from ..store import schema as t
-from . import metrics, reads, sales
+from . import locks, metrics, reads, sales
 from .clock import SYSTEM, Clock
 from .common import Tx
 from .erasure import erase_lead
@@ -24,6 +24,7 @@ from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
 from .ingest import IngestResult, ingest
+from .locks import deadlocked
 from .messages import Message
 from .models import ModelVersions
 from .notify import Notifier
@@ -41,9 +42,10 @@ class Service:
         self.engine = engine
         self.clock: Clock = clock or SYSTEM
         self.dialect = engine.dialect.name
-        # one writer at a time, as SQLite has it anyway: an activation re-scoring every lead
-        # must not interleave with an ingest updating some of them
-        self._write_lock = threading.Lock()
+        # SQLite: one writer at a time, as SQLite has it anyway (an activation re-scoring every
+        # lead must not interleave with an ingest updating some of them). PostgreSQL: no process
+        # lock; the database's locks do this across processes (``locks.py``)
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         self.writes = WriteHealth(engine, self._write_lock, self.now_us)
         self._routing = RoutingVersions(engine, self._tx, self.now_us, self._route_unowned)
         self._models = ModelVersions(engine, self._tx, self.now_us, self._assigner)
@@ -56,19 +58,33 @@ class Service:
         """The service's time (its clock's): what ingest, scores and reads are as of."""
         return self.clock.now_us()
 
-    def _tx(self) -> Tx:
-        return Tx(self.engine, self._write_lock, self.writes.record)
+    def _tx(self, *, exclusive: bool = False, leads: Iterable[str] = ()) -> Tx:
+        """A write transaction; on PostgreSQL holding ``leads``' locks (``exclusive``: alone)."""
+        return Tx(
+            self.engine,
+            self._write_lock,
+            self.writes.record,
+            exclusive=exclusive,
+            leads=leads,
+            sync=self._sync,
+        )
+
+    def _sync(self, conn: Connection, model: int | None, routing: int | None) -> None:
+        """The active versions a write transaction read (another process may have changed them)."""
+        self._models.sync(model, conn)
+        self._routing.sync(routing, conn)
 
     # ------------------------------------------------------------------ models
 
     @property
     def active(self) -> ActiveModel:
         """The active model; raises NoModelError when there is none."""
+        self._models.poll()
         return self._models.active
 
     @property
     def active_or_none(self) -> ActiveModel | None:
-        return self._models.current
+        return self._models.poll()
 
     def add_model(
         self, source: str, by: str, file: str = "<request>", activate: bool = True
@@ -99,18 +115,30 @@ class Service:
         self, messages: list[tuple[int, Message]], received_us: int | None = None
     ) -> IngestResult:
         """Store valid messages (each with its index in the request) and update every lead they touch."""
-        self._models.active  # noqa: B018 - NoModelError before any work
+        self.active  # noqa: B018 - NoModelError before any work
         at = received_us or self.now_us()
         if not messages:
             return IngestResult()
-        with self._tx() as conn:
-            active = (
-                self._models.active
-            )  # under the write lock: an activation may just have committed
-            now = self.now_us()
-            result = ingest(
-                conn, active, [m for _, m in messages], at, now, self._assigner(conn, now)
-            )
+        for attempt in range(3):
+            try:
+                tx = self._tx()
+                with tx as conn:
+                    # the version read under the write lock: an activation may just have committed
+                    active = self._models.in_tx(tx.versions)
+                    now = self.now_us()
+                    routing = self._routing.in_tx(tx.versions)
+                    result = ingest(
+                        conn,
+                        active,
+                        [m for _, m in messages],
+                        at,
+                        now,
+                        Assigner(conn, routing, now, Notifier(conn, now)),
+                    )
+                break
+            except sa.exc.OperationalError as e:
+                if not deadlocked(e) or attempt == 2:
+                    raise
         if result.new_mqls and self.on_deadline is not None:
             self.on_deadline()
         return result
@@ -122,7 +150,7 @@ class Service:
         model's version and name. ``writes`` is ``ok``, else why writes fail."""
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        active = self._models.current
+        active = self._models.poll()
         return {
             "database": self.dialect,
             "writes": self.writes.check(),
@@ -132,7 +160,7 @@ class Service:
 
     def current(self, row: Any, at: int) -> LeadScore | None:
         """The lead's score now: its stored parts decayed to ``at`` (no write needed)."""
-        return reads.current(self.engine, self._models.current, row, at)
+        return reads.current(self.engine, self._models.poll(), row, at)
 
     # ------------------------------------------------------------------ the handoff
 
@@ -145,7 +173,7 @@ class Service:
     @property
     def routing(self) -> ActiveRouting | None:
         """The active routing, if any."""
-        return self._routing.current
+        return self._routing.poll()
 
     def add_routing(self, source: str, by: str, file: str = "<request>") -> dict[str, Any]:
         """Validate a routing file (RoutingError), store it as a new version, activate it."""
@@ -163,7 +191,7 @@ class Service:
 
     def touch(self, lead: str, kind: str, by: str, at_us: int | None = None) -> dict[str, Any]:
         """Record a touch (call, email, meeting); it stops the SLA clock or clears a breach."""
-        with self._tx() as conn:
+        with self._tx(leads=[lead]) as conn:
             now = self.now_us()
             return sales.touch(
                 conn, lead=lead, kind=kind, by=by, at_us=now if at_us is None else at_us, now_us=now
@@ -183,12 +211,13 @@ class Service:
     ) -> dict[str, Any]:
         """Move a lead to a stage (StageMoveError when not allowed, ConflictError when someone
         moved it first)."""
-        with self._tx() as conn:
+        tx = self._tx(leads=[lead])
+        with tx as conn:
             now = self.now_us()
             return sales.move(
                 conn,
                 Notifier(conn, now),
-                self._routing.current,
+                self._routing.in_tx(tx.versions),
                 lead=lead,
                 to=stage,
                 by=by,
@@ -210,7 +239,7 @@ class Service:
         reason: str | None = None,
     ) -> dict[str, Any]:
         """A status set in the CRM, mapped to a stage by the routing file's ``crm_stages``."""
-        stage = crm_stage_for(self._routing.current, status)
+        stage = crm_stage_for(self.routing, status)
         current = self.lead_stage(lead)
         if current == stage:
             return {"lead_id": lead, "stage": stage, "status": status, "unchanged": True}
@@ -231,12 +260,14 @@ class Service:
 
     def reassign(self, lead: str, owner: str, by: str, reason: str | None = None) -> dict[str, Any]:
         """Give a lead to another owner by hand (NotFoundError for an unknown lead or rep)."""
-        with self._tx() as conn:
+        tx = self._tx(leads=[lead])
+        with tx as conn:
             now = self.now_us()
+            locks.lock_handoff(conn)  # it changes a rep's open MQLs, which routing counts
             return sales.reassign(
                 conn,
                 Notifier(conn, now),
-                self._routing.current,
+                self._routing.in_tx(tx.versions),
                 lead=lead,
                 owner=owner,
                 by=by,
@@ -246,13 +277,17 @@ class Service:
 
     def set_away(self, email: str, away: bool) -> dict[str, Any]:
         """Mark a rep away (round robin skips them) or back."""
-        with self._tx() as conn:
-            return sales.set_away(conn, self._routing.current, email, away, self.now_us())
+        tx = self._tx()
+        with tx as conn:
+            locks.lock_handoff(conn)  # round robin must not pick a rep going away meanwhile
+            return sales.set_away(
+                conn, self._routing.in_tx(tx.versions), email, away, self.now_us()
+            )
 
     def reps(self) -> list[dict[str, Any]]:
         """Every rep with time away and open MQLs."""
         with self.engine.connect() as conn:
-            return sales.list_reps(conn, self._routing.current)
+            return sales.list_reps(conn, self.routing)
 
     def check_sla(self) -> int:
         """Mark every breach due by now (``sla_watch.breach_due``); how many."""
@@ -273,31 +308,31 @@ class Service:
             return next_due(conn)
 
     def lead_view(self, row: Any, at: int, *, full: bool = False) -> dict[str, Any]:
-        return reads.lead_view(self.engine, self._models.current, row, at, full=full)
+        return reads.lead_view(self.engine, self._models.poll(), row, at, full=full)
 
     def lead(self, lead_id: str, *, events: int = 50, at: int | None = None) -> dict[str, Any]:
         """One lead with its stage history and recent events (NotFoundError when unknown)."""
         at = self.now_us() if at is None else at
-        return reads.get_lead(self.engine, self._models.current, lead_id, at, events)
+        return reads.get_lead(self.engine, self._models.poll(), lead_id, at, events)
 
     def leads(self, *, at: int | None = None, **filters: Any) -> dict[str, Any]:
         """Leads filtered, sorted and paged (see ``reads.list_leads``)."""
         at = self.now_us() if at is None else at
-        return reads.list_leads(self.engine, self._models.current, at, **filters)
+        return reads.list_leads(self.engine, self._models.poll(), at, **filters)
 
     # ------------------------------------------------------------------ personal data
 
     def erase(self, lead_id: str, by: str) -> dict[str, Any]:
         """Erase a person and everything that holds their id, in one transaction, leaving an
         audit record (``erasure.erase_lead``); NotFoundError for an unknown lead."""
-        with self._tx() as conn:
+        with self._tx(leads=[lead_id]) as conn:
             return erase_lead(conn, lead_id, by, self.now_us())
 
     def set_retention(self, days: float | None) -> None:
         """Events older than ``days`` will be purged: InvalidRequestError when the active model
         counts older ones (``retention.check_window``); from now on such a model cannot be
         activated either."""
-        active = self._models.current
+        active = self._models.poll()
         if days is not None and active is not None:
             check_window(active.model, days)
         self.retain_events_days = days
@@ -317,7 +352,7 @@ class Service:
         """Existing leads and their stage history, with their MQL episodes (``leadscore import``)."""
         return import_history(
             self.engine,
-            self._tx,
+            lambda: self._tx(exclusive=True),  # it writes many leads: no ingest meanwhile
             self.now_us(),
             leads=leads,
             stages=stages,

@@ -20,6 +20,7 @@ from ..engine import LeadScore, round2
 from ..errors import InvalidRequestError
 from ..handoff import Decision, RepState, Routing, SlaClock, crm_stage, route, sla_for
 from ..store import schema as t
+from . import locks
 from .accounts import FREE_MAIL, account_owner, email_domain
 from .common import dumps, iso, json_param, loads
 from .handoff_state import HandoffState, read_state
@@ -401,6 +402,9 @@ class Assigner:
                 for m in team.members
             }
         )
+        # other processes route too: one at a time reads and moves the round robin and the
+        # open MQLs (held to the commit; PostgreSQL only, SQLite has one writer)
+        locks.lock_handoff(self.conn)
         state = read_state(self.conn, members, domains, OPEN_STAGES)
         self._state = state
         self._rr_stored = set(state.last_member)

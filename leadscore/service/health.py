@@ -24,7 +24,9 @@ PROBE_AFTER_S = 5.0
 
 
 class WriteHealth:
-    def __init__(self, engine: Engine, lock: threading.Lock, now_us: Callable[[], int]) -> None:
+    def __init__(
+        self, engine: Engine, lock: threading.Lock | None, now_us: Callable[[], int]
+    ) -> None:
         self.engine = engine
         self.lock = lock
         self.now_us = now_us

@@ -16,7 +16,7 @@ from ..engine import Event
 from ..engine.scorer import window_us
 from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
-from . import scoring
+from . import locks, scoring
 from .accounts import email_domain
 from .common import json_param, loads
 from .events import events_for
@@ -68,7 +68,10 @@ def ingest(
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
     msgs = messages
-    links = _identities(conn, {m.anonymous_id for m in msgs if m.anonymous_id})
+    anonymous: set[str | None] = {m.anonymous_id for m in msgs if m.anonymous_id}
+    locks.lock_ingest(conn, {m.user_id for m in msgs if m.user_id}, anonymous)  # PostgreSQL
+    links = _identities(conn, anonymous)
+    locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
     rows = []
     for m in msgs:
         lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)

@@ -1,8 +1,15 @@
 """Model versions: store a validated model as a new version, activate a version (re-scoring
-every lead in the same transaction), list versions with their activation history."""
+every lead in the same transaction), list versions with their activation history.
+
+The active version is the store's: on PostgreSQL, where several processes serve one database,
+every write transaction reads it under the writes lock (``Tx``) and uses that version, so an
+ingest that begins after an activation committed in any process scores with the new model;
+reads check it at most once a second (``poll``). A version is parsed once per process."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +20,7 @@ from ..errors import ModelError, NoModelError, NotFoundError, Problem
 from ..model import Model, parse_model
 from ..store import schema as t
 from . import metrics
-from .common import iso
+from .common import POLL_S, iso
 from .scoring import ActiveModel, MqlHandler, Qualifier, make_active, rescore_all
 
 __all__ = ["ModelVersions"]
@@ -25,7 +32,7 @@ class ModelVersions:
     def __init__(
         self,
         engine: Engine,
-        tx: Callable[[], Any],
+        tx: Callable[..., Any],
         now: Callable[[], int],
         handoff: Callable[[Connection, int], MqlHandler | None] | None = None,
     ) -> None:
@@ -35,17 +42,60 @@ class ModelVersions:
         #: the handoff of the leads an activation makes MQLs, in its transaction
         self._handoff = handoff
         self.current: ActiveModel | None = None
+        self._parsed: dict[int, ActiveModel] = {}
+        self._guard = threading.Lock()
+        self._synced = 0.0
         self.load()
 
     def load(self) -> None:
         """Read the active version from the store."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.models).where(t.models.c.active)).first()
-        if row is None:
-            self.current = None
-            return
-        model = parse_model(row.source, f"model v{row.version}")
-        self.current = make_active(row.version, model)
+            version = conn.execute(
+                sa.select(t.models.c.version).where(t.models.c.active)
+            ).scalar_one_or_none()
+            self.sync(version, conn)
+
+    def of(self, version: int | None, conn: Connection | None = None) -> ActiveModel | None:
+        """A stored version ready to score (parsed once per process), or None for None;
+        read on ``conn`` when given."""
+        if version is None:
+            return None
+        with self._guard:
+            got = self._parsed.get(version)
+        if got is not None:
+            return got
+        query = sa.select(t.models.c.source).where(t.models.c.version == version)
+        if conn is not None:
+            source = conn.execute(query).scalar_one()
+        else:
+            with self.engine.connect() as own:
+                source = own.execute(query).scalar_one()
+        got = make_active(version, parse_model(source, f"model v{version}"))
+        with self._guard:
+            self._parsed[version] = got
+        return got
+
+    def sync(self, version: int | None, conn: Connection | None = None) -> None:
+        """The store's active version, as read by a write transaction or ``poll``."""
+        current = self.current
+        if current is None or version is None or current.version != version:
+            self.current = self.of(version, conn)
+        self._synced = time.monotonic()
+
+    def poll(self) -> ActiveModel | None:
+        """The active version for a read: on PostgreSQL read again once ``POLL_S`` has passed
+        (another process may have activated one); SQLite has one serving process."""
+        if self.engine.dialect.name == "postgresql" and time.monotonic() - self._synced > POLL_S:
+            self.load()
+        return self.current
+
+    def in_tx(self, versions: tuple[int | None, int | None] | None) -> ActiveModel:
+        """The active model of a write transaction: the version it read under the writes lock
+        (PostgreSQL), else this process's; NoModelError when there is none."""
+        active = self.current if versions is None else self.of(versions[0])
+        if active is None:
+            raise NoModelError("no model is active; start with --model FILE or PUT /api/models")
+        return active
 
     @property
     def active(self) -> ActiveModel:
@@ -93,9 +143,11 @@ class ModelVersions:
         active = make_active(version, model)
         previous = self.current
         try:
-            with self._tx() as conn:
+            with self._tx(exclusive=True) as conn:  # no ingest in any process meanwhile
                 at = self._now()
                 n, new_mqls = self._switch(conn, active, at, by)
+                with self._guard:
+                    self._parsed[version] = active
                 self.current = active  # before the write lock passes to the next ingest
         except BaseException:
             self.current = previous

@@ -1,9 +1,14 @@
 """Routing versions, like model versions: store a validated routing file as a new version,
 activate a version, list the versions. The active one decides where new MQLs go; activating a
-version routes the open MQLs nobody owns yet (those that arrived while no routing was active)."""
+version routes the open MQLs nobody owns yet (those that arrived while no routing was active).
+
+As with models (``models.py``), the active version is the store's: a write transaction on
+PostgreSQL routes with the version it read under the writes lock, reads check at most once a
+second."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from ..errors import NotFoundError
 from ..handoff import Routing, parse_routing
 from ..store import schema as t
-from .common import iso
+from .common import POLL_S, iso
 
 __all__ = ["ActiveRouting", "RoutingVersions"]
 
@@ -31,7 +36,7 @@ class RoutingVersions:
     def __init__(
         self,
         engine: Engine,
-        tx: Callable[[], Any],
+        tx: Callable[..., Any],
         now: Callable[[], int],
         on_activate: Callable[[Connection, ActiveRouting, int], int] | None = None,
     ) -> None:
@@ -42,6 +47,7 @@ class RoutingVersions:
         self.on_activate = on_activate
         self.current: ActiveRouting | None = None
         self._parsed: dict[int, Routing] = {}
+        self._synced = 0.0
         self.load()
 
     def load(self) -> None:
@@ -51,6 +57,40 @@ class RoutingVersions:
                 sa.select(t.routing_versions).where(t.routing_versions.c.active)
             ).first()
         self.current = None if row is None else ActiveRouting(row.version, self._parse(row))
+        self._synced = time.monotonic()
+
+    def of(self, version: int | None, conn: Connection | None = None) -> ActiveRouting | None:
+        """A stored version as the active one (parsed once per process), or None for None."""
+        if version is None:
+            return None
+        current = self.current
+        if current is not None and current.version == version:
+            return current
+        routing = self._parsed.get(version)
+        if routing is None:
+            query = sa.select(t.routing_versions).where(t.routing_versions.c.version == version)
+            if conn is not None:
+                row = conn.execute(query).one()
+            else:
+                with self.engine.connect() as own:
+                    row = own.execute(query).one()
+            routing = self._parse(row)
+        return ActiveRouting(version, routing)
+
+    def sync(self, version: int | None, conn: Connection | None = None) -> None:
+        """The store's active version, as read by a write transaction."""
+        self.current = self.of(version, conn)
+        self._synced = time.monotonic()
+
+    def poll(self) -> ActiveRouting | None:
+        """The active version for a read: on PostgreSQL read again once ``POLL_S`` has passed."""
+        if self.engine.dialect.name == "postgresql" and time.monotonic() - self._synced > POLL_S:
+            self.load()
+        return self.current
+
+    def in_tx(self, versions: tuple[int | None, int | None] | None) -> ActiveRouting | None:
+        """The active routing of a write transaction (see ``ModelVersions.in_tx``)."""
+        return self.current if versions is None else self.of(versions[1])
 
     def _parse(self, row: Any) -> Routing:
         routing = self._parsed.get(row.version)
@@ -109,7 +149,7 @@ class RoutingVersions:
         active = ActiveRouting(version, routing)
         previous = self.current
         try:
-            with self._tx() as conn:
+            with self._tx(exclusive=True) as conn:  # no ingest in any process meanwhile
                 at = self._now()
                 conn.execute(
                     sa.update(t.routing_versions)

@@ -6,7 +6,13 @@ move on from ``mql`` by then). It is marked with the deadline as its time — wh
 happened, also for deadlines that passed while the server was down — in one transaction with
 its ``lead.sla_breached`` notification and, when the SLA names ``escalate_to``, the reassignment
 to that owner. The mark is a compare-and-set on ``sla_notified_at_us``, so a breach is marked and
-sent once, whatever crashes or restarts come between."""
+sent once, whatever crashes or restarts come between.
+
+Several processes on one PostgreSQL each run the watch. Each claims the episodes it marks with
+``FOR UPDATE SKIP LOCKED`` (an episode another process is marking is skipped, not waited for)
+and takes their leads' locks without waiting (a lead being changed right now is left for the
+next turn, a moment later); the claim ends with the transaction, so an episode whose process
+died while marking it is marked by the next turn of any process."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from ..handoff import Routing
 from ..store import schema as t
+from . import locks
 from .clock import Clock
 from .common import US, iso
 from .handoff import assign
@@ -90,15 +97,21 @@ def breach_due(
 ) -> list[dict[str, Any]]:
     """Mark the breaches due by ``now_us`` (at most ``limit``), in the caller's transaction:
     the mark, ``lead.sla_breached``, and the escalation. Returns what was marked."""
-    rows = conn.execute(
+    query = (
         sa.select(t.mql_episodes)
         .where(*_pending(), _E.sla_due_at_us <= now_us)
         .order_by(_E.sla_due_at_us, _E.id)
         .limit(limit)
-    ).all()
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
+    free = locks.try_lock_leads(conn, {ep.lead_id for ep in rows})
     notifier = Notifier(conn, now_us)
     marked = []
     for ep in rows:
+        if ep.lead_id not in free:
+            continue  # being changed by another writer: the next turn marks it
         due = int(ep.sla_due_at_us)
         won = conn.execute(
             sa.update(t.mql_episodes)
@@ -188,7 +201,9 @@ class SlaWatch:
                 with self.engine.connect() as conn:
                     due = next_due(conn)
                 if due is not None:
-                    wait = min(wait, max(0.0, (due - self.clock.now_us()) / US))
+                    # a breach left for a moment (its lead, or another process marking it):
+                    # look again soon, not at once
+                    wait = min(wait, max(0.05, (due - self.clock.now_us()) / US))
             except sa.exc.OperationalError as e:  # the database may be briefly unavailable
                 log.error("SLA: cannot read the deadlines (%s); trying again", e.orig)
             except Exception:

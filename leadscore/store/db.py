@@ -71,6 +71,17 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
+    # a backend whose process died while the backend waited (for a lock, say) notices within a
+    # second and ends the transaction, giving up its locks, instead of waiting on
+    # (PostgreSQL 14 and later; older servers do not know the setting)
+    try:
+        dbapi_conn.execute("SET client_connection_check_interval = 1000")
+        dbapi_conn.commit()
+    except Exception:
+        dbapi_conn.rollback()
+
+
 def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """An engine on the service database, with every migration applied."""
     url = database_url(url)
@@ -86,6 +97,7 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
 
     else:
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        event.listen(engine, "connect", _postgres_settings)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -106,5 +118,11 @@ def upgrade(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     with engine.execution_options(**{WRITES: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several processes starting at once on one database: one migrates, the others
+            # wait and find nothing left to do (the lock ends with the transaction)
+            conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtextextended('leadscore:migrate', 0))"
+            )
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

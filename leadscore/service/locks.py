@@ -1,0 +1,170 @@
+"""Locks that let several service processes write to one PostgreSQL database.
+
+Every lock here is a PostgreSQL transaction-scoped advisory lock: it ends with its transaction,
+and so with the connection of a process that dies holding it (the server ends the dead
+connection's transaction). Nothing here waits on a lock that a dead process could leave behind.
+
+- **Writes** (``begin_write``): every write transaction takes one lock in shared mode; what
+  changes every lead at once (activating a model or a routing, importing history) takes it
+  exclusive, so it never interleaves with an ingest.
+- **Leads** (``lock_ingest``, ``lock_leads``): a write that changes a lead holds that lead's
+  lock, taken for all its leads at once in key order (no two writers wait on each other in a
+  circle). Two processes ingesting events of one lead take turns on that lead only. An ingest
+  also locks each anonymous id it carries, so a link from an anonymous id to a lead and an
+  event of that anonymous id never pass each other.
+- **The handoff** (``lock_handoff``): routing reads the round robin and the reps' open MQLs and
+  then changes them; it holds one lock while it does, so two processes never give the same
+  rep the same turn or go past a cap together.
+
+Keys are PostgreSQL's 64-bit text hash (``hashtextextended``) of a namespaced name, computed by
+the server, so every process derives the same key. On SQLite, which has one writer at a time,
+the lock functions do nothing (``Tx`` calls ``begin_write`` on PostgreSQL only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+__all__ = [
+    "begin_write",
+    "deadlocked",
+    "lock_handoff",
+    "lock_ingest",
+    "lock_leads",
+    "try_lock_leads",
+]
+
+#: the names of the fixed locks (hashed like a lead's)
+_WRITES = "leadscore:writes"
+_HANDOFF = "leadscore:handoff"
+#: held names of the connection's current transaction, in ``Connection.info``
+_HELD = "leadscore_locks"
+
+_KEY = "hashtextextended(x, 0)"
+
+
+def _postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _held(conn: Connection) -> set[str]:
+    """The names locked in this transaction (a pooled connection's info outlives it)."""
+    txn = conn.get_transaction()
+    got = conn.info.get(_HELD)
+    if got is None or got[0] is not txn:
+        got = conn.info[_HELD] = (txn, set())
+    held: set[str] = got[1]
+    return held
+
+
+def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, int | None]:
+    """The writes lock (shared, or ``exclusive``); then, read after it is granted, the active
+    model version and the active routing version. PostgreSQL only; one round trip."""
+    mode = "" if exclusive else "_shared"
+    # two statements in one simple query: the second one's snapshot is taken after the lock
+    # is granted, so it sees what an activation committed before it
+    ((model, routing),) = _run(
+        conn,
+        f"SELECT pg_advisory_xact_lock{mode}(hashtextextended('{_WRITES}', 0)); "
+        "SELECT (SELECT MAX(version) FROM models WHERE active), "
+        "(SELECT MAX(version) FROM routing_versions WHERE active)",
+        None,
+        second=True,
+    )
+    _held(conn).add(_WRITES)
+    return model, routing
+
+
+def lock_ingest(
+    conn: Connection, leads: Iterable[str | None], anonymous: Iterable[str | None]
+) -> None:
+    """Before an ingest reads anything: lock the leads named by userId, the anonymous ids, and
+    the leads those anonymous ids are linked to now, all in one statement, in key order. A link
+    made between this read and the lock is found by the ingest's own read of the links, after
+    the lock; ``lock_leads`` then takes the lead it names."""
+    if not _postgres(conn):
+        return
+    ids = sorted({x for x in leads if x})
+    anon = sorted({x for x in anonymous if x})
+    if not ids and not anon:
+        return
+    sql = (
+        f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k FROM ("
+        "SELECT 'lead:' || v FROM unnest(%(leads)s::text[]) AS v "
+        "UNION SELECT 'anon:' || v FROM unnest(%(anon)s::text[]) AS v "
+        "UNION SELECT 'lead:' || lead_id FROM identities WHERE anonymous_id = ANY(%(anon)s)"
+        ") AS names(x)) AS keyed ORDER BY k, x"
+    )
+    _take(conn, sql, {"leads": ids, "anon": anon})
+
+
+def lock_leads(conn: Connection, leads: Iterable[str | None]) -> None:
+    """Lock these leads (those this transaction does not hold yet), in key order."""
+    if not _postgres(conn):
+        return
+    held = _held(conn)
+    names = sorted({f"lead:{x}" for x in leads if x} - held)
+    if not names:
+        return
+    sql = (
+        f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
+        "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x"
+    )
+    _take(conn, sql, {"names": names})
+
+
+def try_lock_leads(conn: Connection, leads: Iterable[str]) -> set[str]:
+    """Lock these leads if no one else holds them, without waiting: the ones now held. For a
+    caller that holds row locks already and must not wait for a lead (it skips the others)."""
+    leads = sorted({x for x in leads if x})
+    if not _postgres(conn) or not leads:
+        return set(leads)
+    held = _held(conn)
+    rows = _run(
+        conn,
+        f"SELECT x, pg_try_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
+        "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x",
+        {"names": [f"lead:{x}" for x in leads]},
+    )
+    got = {x for x, ok in rows if ok}
+    held.update(got)
+    return {x.removeprefix("lead:") for x in got}
+
+
+def lock_handoff(conn: Connection) -> None:
+    """The handoff's lock, taken before routing reads the round robin and the open MQLs."""
+    if not _postgres(conn) or _HANDOFF in _held(conn):
+        return
+    _run(conn, f"SELECT pg_advisory_xact_lock(hashtextextended('{_HANDOFF}', 0))", None)
+    _held(conn).add(_HANDOFF)
+
+
+def deadlocked(error: BaseException) -> bool:
+    """Whether PostgreSQL ended this transaction to break a deadlock (it is safe to retry)."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == "40P01"
+
+
+def _take(conn: Connection, sql: str, params: dict[str, object]) -> None:
+    _held(conn).update(x for x, _ in _run(conn, sql, params))
+
+
+def _run(
+    conn: Connection, sql: str, params: dict[str, object] | None, *, second: bool = False
+) -> list[Any]:
+    """Straight to the driver (these run on every write); the rows of the (``second``)
+    statement. The driver's errors come out as SQLAlchemy's, as from ``conn.execute``: a lost
+    server is an OperationalError (503 unavailable), a deadlock one that ``deadlocked`` knows."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, params)
+        if second:
+            cur.nextset()
+        return list(cur.fetchall())
+    except dbapi_error as e:
+        raise sa.exc.DBAPIError.instance(sql, params, e, dbapi_error) from e
+    finally:
+        cur.close()
