@@ -18,13 +18,14 @@ from .engine import Event, Explanation, Scorer
 from .errors import ConfigError, InputError
 from .io import Columns, Inputs, open_inputs
 from .model import Model, nest
-from .sql.compiler import compile_score
+from .sql.compiler import compile_score, reason_terms
 from .sql.duckdb import TRAITS_COLUMN, column_source, resolve_field
 
 __all__ = [
     "ENGINES",
     "OUTPUT_FORMATS",
     "BatchRun",
+    "data_warnings",
     "explain_lead",
     "load_lead",
     "parse_include",
@@ -50,6 +51,8 @@ class BatchRun:
     query: str
     include: tuple[str, ...] = ()
     _table: str | None = None
+    #: the query as a tree (DuckDB runs only), for questions about the points alone
+    tree: exp.Expr | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -61,6 +64,53 @@ class BatchRun:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE scores AS {self.query}")
             self._table = "scores"
         return self._table
+
+    def fired_rules(self, sample: int = 10_000) -> set[str] | None:
+        """The names of the rules (with points) that give points to at least one lead, from the
+        points alone, without building any lead's reasons: first over a sample of leads, then,
+        for the rules the sample did not show firing, over every lead — so only a rule that
+        fires rarely or never costs a whole pass. None when the query has no tree (Spark)."""
+        if self.tree is None:
+            return None
+        columns = {
+            name: col.name
+            for name, col, _ in reason_terms(self.model, None)
+            if any(r.name == name and r.points != 0 for r in self.model.rules)
+        }
+        fired: set[str] = set()
+        for limit in (sample, None):
+            todo = [name for name in columns if name not in fired]
+            if not todo:
+                break
+            fired |= self._fired(todo, columns, limit)
+        return fired
+
+    def _fired(self, todo: list[str], columns: dict[str, str], limit: int | None) -> set[str]:
+        assert self.tree is not None
+        tree = self.tree.copy()
+        if limit is not None:
+            f = next(c for c in tree.find_all(exp.CTE) if c.alias == "f")
+            f.set(
+                "this",
+                exp.select("*")
+                .from_(exp.Subquery(this=f.this, alias=exp.TableAlias(this=exp.to_identifier("f"))))
+                .limit(limit),
+            )
+        checks = [
+            exp.alias_(
+                exp.func(
+                    "bool_or",
+                    exp.NEQ(this=exp.column(columns[n]), expression=exp.Literal.number(0)),
+                ),
+                f"c{i}",
+            )
+            for i, n in enumerate(todo)
+        ]
+        key = "with_" if "with_" in tree.args else "with"
+        check = exp.select(*checks).from_("u")
+        check.set(key, tree.args.get(key))
+        row = self.con.execute(check.sql(dialect="duckdb")).fetchone()
+        return {n for n, hit in zip(todo, row or (), strict=False) if hit}
 
     def _scores(self) -> str:
         return self._table or f"({self.query})"
@@ -196,7 +246,11 @@ def run(
     events_format: str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     columns: Columns | None = None,
+    count_orphans: bool = True,
 ) -> BatchRun:
+    """The scoring query over these files, ready to write. ``count_orphans=False`` leaves out
+    the count of events for lead ids not in the leads file (a scan of the leads), which only
+    the run's summary reports."""
     inputs = open_inputs(
         leads,
         events,
@@ -208,7 +262,8 @@ def run(
         defer_events_check=True,
         columns=columns,
     )
-    return BatchRun(model, inputs, as_of, _prepare(inputs, model, as_of))
+    tree = _prepare_tree(inputs, model, as_of, count_orphans)
+    return BatchRun(model, inputs, as_of, tree.sql(dialect="duckdb"), tree=tree)
 
 
 ENGINES = ("duckdb", "spark")
@@ -304,6 +359,13 @@ def _run_spark(
 
 
 def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
+    """The scoring query as DuckDB SQL (see _prepare_tree)."""
+    return _prepare_tree(inputs, model, as_of).sql(dialect="duckdb")
+
+
+def _prepare_tree(
+    inputs: Inputs, model: Model, as_of: datetime, count_orphans: bool = True
+) -> exp.Expr:
     """The scoring query, with its per-lead event aggregate run first into a temp table: the
     query then reads the events file once, and events for lead ids that are not in the leads
     file are counted from that small table instead of by another pass over the events. That
@@ -317,7 +379,7 @@ def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
     if inputs.events_view is None or g is None or not isinstance(g.this, exp.Select):
         if check is not None:
             check.run()
-        return tree.sql(dialect="duckdb")
+        return tree
     per_lead = [exp.alias_(exp.Count(this=exp.Star()), "__n")]
     if check is not None:
         per_lead = [
@@ -339,6 +401,8 @@ def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
         assert counts is not None
         check.finish(int(counts[0]), int(counts[1]))
     g.set("this", exp.select("*").from_("leadscore_g"))
+    if not count_orphans:
+        return tree
     row = con.execute(
         f"SELECT count(*) FILTER (WHERE __n > 0), coalesce(sum(__n), 0) FROM leadscore_g g "
         f"ANTI JOIN {inputs.leads_view} l ON g.lead_id = l.lead_id"
@@ -346,7 +410,26 @@ def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
     if row is not None:
         inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])
         inputs.events -= inputs.orphan_events
-    return tree.sql(dialect="duckdb")
+    return tree
+
+
+def data_warnings(
+    model: Model,
+    inputs: Inputs,
+    as_of: datetime,
+    table: str | None = None,
+    batch: BatchRun | None = None,
+) -> list[str]:
+    """What the model reads that the data lacks, and the rules that fired for no lead (from the
+    scores in ``table``, or else from ``batch``'s points alone, or else from a run of its own),
+    in the order of the rules in the model file."""
+    from .coverage import by_line, check_inputs, silent_rules
+
+    warnings = check_inputs(model, inputs) if inputs.leads_view else []
+    fired = batch.fired_rules() if table is None and batch is not None else None
+    if table is None and fired is None:
+        table = f"({_prepare(inputs, model, as_of)})"
+    return by_line(warnings + silent_rules(model, inputs, table, warnings, fired=fired))
 
 
 def summary(con: duckdb.DuckDBPyConnection, table: str, top: int = 10) -> dict[str, Any]:

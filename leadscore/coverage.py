@@ -110,12 +110,16 @@ def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
         exprs[path] = e
     found = {p: e for p, e in exprs.items() if e is not None}
     counts: dict[tuple[str, ...], int] = {}
-    if found:
+    # a sample of leads first; every lead only for the fields the sample has no value for
+    for rows in (f'(SELECT * FROM "{inputs.leads_view}" LIMIT {SAMPLE})', f'"{inputs.leads_view}"'):
+        todo = [p for p in found if not counts.get(p)]
+        if not todo:
+            break
         sel = ", ".join(
-            f"count(*) FILTER (WHERE {_present(e, model.missing_values)})" for e in found.values()
+            f"count(*) FILTER (WHERE {_present(found[p], model.missing_values)})" for p in todo
         )
-        row = con.execute(f'SELECT {sel} FROM "{inputs.leads_view}" l').fetchone()
-        counts = dict(zip(found, row or (), strict=False))
+        row = con.execute(f"SELECT {sel} FROM {rows} l").fetchone()
+        counts.update(zip(todo, row or (), strict=False))
     candidates = [
         p for c, t in cols.items() if c not in ("lead_id", TRAITS_COLUMN) for p in _paths(c, t)
     ]
@@ -201,17 +205,28 @@ def check_inputs(model: Model, inputs: Inputs) -> list[str]:
 
 
 def silent_rules(
-    model: Model, inputs: Inputs, table: str, already: Iterable[str] = ()
+    model: Model,
+    inputs: Inputs,
+    table: str | None,
+    already: Iterable[str] = (),
+    *,
+    fired: set[str] | None = None,
 ) -> list[str]:
     """Rules that fired for no lead in a scored table (rules already warned about aside); for an
-    engagement rule, the property it reads that no event of its name has, when that is why."""
+    engagement rule, the property it reads that no event of its name has, when that is why.
+    ``fired`` gives the rules that did fire (and then ``inputs.leads`` the leads scored) where
+    no table was made of the scores."""
     con = inputs.con
-    rows = con.execute(
-        f"SELECT r.rule, count(*) FROM (SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule"
-    ).fetchall()
-    fired = {str(name) for name, _ in rows}
-    total = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    n = int(total[0]) if total else 0
+    if fired is None or table is not None:
+        assert table is not None
+        rows = con.execute(
+            f"SELECT r.rule, count(*) FROM (SELECT unnest(reasons) AS r FROM {table}) GROUP BY r.rule"
+        ).fetchall()
+        fired = {str(name) for name, _ in rows}
+        total = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        n = int(total[0]) if total else 0
+    else:
+        n = inputs.leads
     told = "\n".join(already)
     silent = [
         r

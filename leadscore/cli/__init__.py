@@ -10,19 +10,19 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from .. import __version__
-from ..errors import ConfigError, LeadscoreError
-from ..model import Model, load_model
+from ..errors import LeadscoreError
+from ..launch import input_columns as input_columns
+from ..launch import load_model_file
+from ..launch import parse_as_of as parse_as_of
 
-if TYPE_CHECKING:
-    from ..io import Columns
+_load = load_model_file  # the commands' own name for it
 
 app = typer.Typer(
     name="leadscore",
@@ -66,32 +66,6 @@ def _main(
 ) -> None:
     global _debug
     _debug = debug or bool(os.environ.get("LEADSCORE_DEBUG"))
-
-
-def parse_as_of(text: str | None) -> datetime:
-    """``--as-of``: an ISO 8601 date or timestamp (no offset means UTC); absent means now."""
-    if text is None or text.strip().lower() == "now":
-        return datetime.now(UTC)
-    s = text.strip()
-    try:
-        ts = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
-    except ValueError:
-        raise ConfigError(
-            f"--as-of {text!r} is not a date or timestamp; write it like 2026-06-01 or "
-            "2026-06-01T09:30:00Z (no offset means UTC)"
-        ) from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _load(model: Path) -> Model:
-    if not model.exists():
-        hint = (
-            " Run `leadscore init` to write a starter model."
-            if model.name == "leadscore.yaml"
-            else ""
-        )
-        raise ConfigError(f"{model}: no such model file.{hint}")
-    return load_model(model)
 
 
 ModelArg = Annotated[Path, typer.Argument(help="The scoring model (YAML).", show_default=True)]
@@ -138,20 +112,6 @@ EventColumnsOpt = Annotated[
         "(e.g. lead_id=Lead,event=Activity,timestamp=At).",
     ),
 ]
-
-
-def input_columns(id_column: str | None, event_columns: str | None) -> Columns | None:
-    """``--id-column`` and ``--event-columns`` as the readers' Columns (None: the defaults)."""
-    from ..io import Columns, parse_event_columns
-
-    if id_column is None and event_columns is None:
-        return None
-    if id_column is not None and not id_column.strip():
-        raise ConfigError("--id-column needs a column name")
-    return Columns(
-        lead_id=id_column if id_column is not None else "lead_id",
-        events=parse_event_columns(event_columns),
-    )
 
 
 DbOpt = Annotated[

@@ -16,6 +16,7 @@ from ..errors import ConfigError, LeadscoreError, ModelError
 from ..model import Model
 
 if TYPE_CHECKING:
+    from ..batch import BatchRun
     from ..io import Inputs
 from . import (
     AsOfOpt,
@@ -120,18 +121,16 @@ def _n(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def _data_warnings(m: Model, inputs: Inputs, when: datetime, table: str | None = None) -> list[str]:
-    """What the model reads that the data lacks, and the rules that fired for no lead."""
-    from ..batch import BatchRun, _prepare
-    from ..coverage import check_inputs, silent_rules
+def _data_warnings(
+    m: Model,
+    inputs: Inputs,
+    when: datetime,
+    table: str | None = None,
+    batch: BatchRun | None = None,
+) -> list[str]:
+    from ..batch import data_warnings
 
-    warnings = check_inputs(m, inputs) if inputs.leads_view else []
-    if table is None:
-        batch = BatchRun(m, inputs, when, _prepare(inputs, m, when))
-        table = f"({batch.query})"
-    from ..coverage import by_line
-
-    return by_line(warnings + silent_rules(m, inputs, table, warnings))
+    return data_warnings(m, inputs, when, table, batch)
 
 
 @app.command()
@@ -222,11 +221,16 @@ def score(
             f"Read {plural(batch.inputs.leads, 'lead')} and {plural(batch.inputs.events, 'event')}; "
             "scoring…"
         )
-        # one run of the query serves the records, the summary and the checks
-        table = batch.materialise()
-        progress.update(f"Scored {plural(batch.inputs.leads, 'lead')}; checking and writing…")
-        warnings = _data_warnings(m, batch.inputs, when, table)
+        table: str | None = None
+        if fmt == "table" or not quiet or batch.tree is None:
+            # one run of the query serves the records, the summary and the checks
+            table = batch.materialise()
+            progress.update(f"Scored {plural(batch.inputs.leads, 'lead')}; checking and writing…")
+        # else no summary: the records go straight from the query to the output, and the check
+        # for rules that fired for no lead looks at the points alone
+        warnings = _data_warnings(m, batch.inputs, when, table, batch)
         if fmt == "table":
+            assert table is not None
             _print_table(batch.con, table, limit)
             n = batch.inputs.leads
         else:
@@ -237,6 +241,7 @@ def score(
         from ..render import print_run_summary
 
         _report(batch.inputs, n, when, time.perf_counter() - started, output)
+        assert table is not None
         print_run_summary(err, m, summary(batch.con, table))
 
 

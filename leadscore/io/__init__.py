@@ -9,7 +9,6 @@ import duckdb
 from ..errors import ConfigError
 from .columns import Columns, parse_event_columns
 from .files import FORMATS, Inputs, connect, detect_format, open_files
-from .segment import open_segment
 
 __all__ = [
     "FORMATS",
@@ -46,6 +45,7 @@ def open_inputs(
                 "Segment messages always use userId"
             )
         from .files import _check_file, check_content
+        from .segment import open_segment  # orjson and the Segment reader only for Segment files
 
         _check_file(segment)
         check_content(segment, "jsonl")

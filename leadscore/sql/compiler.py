@@ -31,7 +31,7 @@ from ..model.values import NUMBER_PATTERN, WHITESPACE
 from .dialects import DIALECTS, AsOf, Dialect, adapter
 from .sources import Source
 
-__all__ = ["DIALECTS", "AsOf", "compile_score", "score_sql"]
+__all__ = ["DIALECTS", "AsOf", "compile_score", "reason_terms", "score_sql"]
 
 Path = tuple[str, ...]
 Reader = Callable[[Path], exp.Expr]
@@ -390,7 +390,7 @@ def _counted() -> exp.Expr:
     return exp.Not(this=exp.Is(this=_c("d"), expression=exp.Null()))
 
 
-def _reason_terms(model: Model, table: str | None) -> list[tuple[str, exp.Expr, int]]:
+def reason_terms(model: Model, table: str | None) -> list[tuple[str, exp.Expr, int]]:
     """(rule name, its points column, order) for every rule, in model order."""
     terms = [(r.name, _c(f"f{i}", table), r.order) for i, r in enumerate(model.fit_rules)]
     terms += [(r.name, _c(f"e{i}", table), r.order) for i, r in enumerate(model.engagement_rules)]
@@ -622,11 +622,11 @@ def compile_score(
     if not model.rules:
         reasons = d.empty_reasons()
     elif d.reasons_shape == "row":
-        reasons = d.reasons_row(_reason_terms(model, "u"))
+        reasons = d.reasons_row(reason_terms(model, "u"))
     elif d.reasons_shape == "subquery":
-        reasons = d.reasons_subquery(_reason_terms(model, "u"))
+        reasons = d.reasons_subquery(reason_terms(model, "u"))
     else:
-        reasons_cte = d.reasons_grouped(_reason_terms(model, "u"))
+        reasons_cte = d.reasons_grouped(reason_terms(model, "u"))
         query = query.with_("rs", as_=reasons_cte, copy=False)
         # a lead without reasons has no row in rs: an empty list, not NULL
         reasons = exp.Coalesce(this=_c("reasons", "rs"), expressions=[d.empty_reasons()])
