@@ -132,6 +132,8 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                "--ingest-rate",  # the per-key rate limit would refuse the load it measures
+                "0",
             ],
             env=env,
             cwd=workdir,
@@ -373,7 +375,8 @@ def main() -> int:
                                 f"{name:11} run {round_no + 1} senders {senders}  baseline "
                                 f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
                                 f"p99 {base['p99_ms']:6.1f} ms  "
-                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch",
+                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch  "
+                                f"failures {base['failures']}",
                                 flush=True,
                             )
                         print(
