@@ -84,7 +84,8 @@ def take(rate: Rate, bucket: Bucket | None, now: float, cost: float = 1.0) -> De
     need = min(max(cost, 0.0), rate.burst)
     if tokens >= need:
         return Decision(True, Bucket(tokens - need, at))
-    return Decision(False, Bucket(tokens, at), (need - tokens) / rate.per_s)
+    # never a wait of 0 for a refusal: a tiny shortfall over a fast rate rounds to 0.0
+    return Decision(False, Bucket(tokens, at), max((need - tokens) / rate.per_s, 1e-9))
 
 
 def retry_after_header(seconds: float) -> str:
