@@ -4,7 +4,7 @@ re-score from all the events gives. No database: the engine alone."""
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +21,10 @@ from leadscore.engine.incremental import (
     rescore,
     rescore_at,
 )
+from leadscore.engine.scorer import us_of
 from leadscore.model import parse_model
+
+from .parity_strategies import AS_OF, events, models, traits
 
 DAY = 86_400_000_000
 HOUR = DAY // 24
@@ -231,3 +234,71 @@ def test_incremental_ingest_equals_a_full_rescore(which, batches, later):
         assert got.engagement == pytest.approx(want.engagement, abs=1e-6)
         assert got.mql == want.mql
         assert [r.rule for r in got.reasons] == [r.rule for r in want.reasons]
+
+
+# ---------------------------------------------------------------- numbers alone == the full score
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text=models(), lead=traits(), evs=events(), later=st.integers(0, 60 * 24))
+def test_numbers_alone_equal_the_full_scores_numbers(model_text, lead, evs, later):
+    """``finish(reasons=False)``, which the live service stores, gives exactly the numbers of the
+    full score, for any model and events, and leaves the reasons empty."""
+    sc = Scorer(parse_model(model_text, "generated.yaml"))
+    evs = [Event(n, ts, props) for n, ts, props in evs]
+    at = us_of(AS_OF)
+    held, sums, counted = sc.parts(lead, evs, at)
+    parts = Parts(tuple(held), tuple(sums), tuple(counted), at)
+    for when in (at, at + later * HOUR):  # stored parts decayed to a later read, too
+        p = parts.decayed_to(sc.model, when)
+        full = sc.finish(p.held, list(p.sums), list(p.counted))
+        numbers = sc.finish(p.held, list(p.sums), list(p.counted), reasons=False)
+        assert numbers.reasons == ()
+        assert numbers == replace(full, reasons=())
+    assert sc.finish(held, sums, counted, reasons=False) == replace(
+        sc.score(lead, evs, AS_OF), reasons=()
+    )
+
+
+def _steps(sc: Scorer, batches, *, reasons: bool) -> list[tuple[str, object]]:
+    """Every step the service would take for these batches, carried where it can."""
+    lead = Lead()
+    known: list[Event] = []
+    out: list[tuple[str, object]] = []
+    for at, evs in batches:
+        known += evs
+        step = None
+        if lead.parts is not None:
+            step = advance(
+                sc, lead.parts, [0], evs, [], at, lead.due, lead.mql_at is not None, reasons=reasons
+            )
+            out.append(("advance", step))
+        if step is None:
+            times = [e.ts_us for e in evs]
+            step = rescore(sc, [0], known, times, at, lead.mql_at is not None, reasons=reasons)
+            out.append(("rescore", step))
+        lead.parts, lead.due = step.parts, step.rescore_at
+        if step.mql_at is not None:
+            lead.mql_at = step.mql_at
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.sampled_from(sorted(MODELS)), batches=_batches())
+def test_advance_and_rescore_without_reasons_take_the_same_steps(which, batches):
+    """The service's ``reasons=False`` changes nothing but the step's reasons: the same parts,
+    numbers, re-score instants and MQL instants, and an MQL's score keeps its reasons."""
+    sc = MODELS[which]
+    full = _steps(sc, batches, reasons=True)
+    lean = _steps(sc, batches, reasons=False)
+    assert [kind for kind, _ in lean] == [kind for kind, _ in full]
+    for (_, a), (_, b) in zip(lean, full, strict=True):
+        if b is None:
+            assert a is None
+            continue
+        assert a is not None
+        assert a.score.reasons == ()
+        assert a == replace(b, score=replace(b.score, reasons=()))
+        if b.mql_score is not None:
+            assert b.mql_score.reasons  # a qualifying score has something to show
+            assert mql_reason(sc.model, a.mql_score) == mql_reason(sc.model, b.mql_score)

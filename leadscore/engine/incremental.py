@@ -137,12 +137,16 @@ def rescore(
     times: Iterable[int],
     at_us: int,
     qualified: bool,
+    *,
+    reasons: bool = True,
 ) -> Step:
     """A lead's score from all its events at ``at_us``. ``times``: the instants of the messages
     that touched it now; unless ``qualified`` already, it becomes an MQL at the first of them
-    at which it qualifies (or, qualifying only now, at the last)."""
+    at which it qualifies (or, qualifying only now, at the last). ``reasons=False``: the step's
+    ``score`` holds the numbers alone (``Scorer.finish``); its ``mql_score`` always has its
+    reasons, as the MQL's reason is told from them."""
     sums, counted = scorer.engage(events, at_us)
-    score = scorer.finish(held, sums, counted)
+    score = scorer.finish(held, sums, counted, reasons=reasons)
     parts = Parts(tuple(held), tuple(sums), tuple(counted), at_us)
     step = Step(parts, score, rescore_at(scorer, events, at_us))
     if qualified:
@@ -152,9 +156,12 @@ def rescore(
         for ts in ts_sorted:
             for s in _scores_at(scorer, held, events, ts, score if ts >= at_us else None):
                 if s.mql:
+                    if s is score and not reasons:
+                        s = scorer.finish(held, sums, counted)
                     return replace(step, mql_at=ts, mql_score=s)
     if score.mql:
-        return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=score)
+        full = score if reasons else scorer.finish(held, sums, counted)
+        return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=full)
     return step
 
 
@@ -192,6 +199,8 @@ def advance(
     at_us: int,
     due: int | None,
     qualified: bool,
+    *,
+    reasons: bool = True,
 ) -> Step | None:
     """Carry stored parts forward to ``at_us``: decay them to each new event's time, add its
     points, and decide MQL at that instant (``held``: the fit rules that hold now; ``times``: the
@@ -200,7 +209,8 @@ def advance(
 
     None when the parts cannot be carried (they are due for a re-score, a new event is in the
     future) or a late event may have made the lead an MQL at an earlier instant: only its whole
-    history can tell when, so the caller re-scores it with :func:`rescore`."""
+    history can tell when, so the caller re-scores it with :func:`rescore`. ``reasons=False``:
+    the step's ``score`` holds the numbers alone, as in :func:`rescore`."""
     if not can_carry(due, (ev.ts_us for ev in new), at_us):
         return None
     model = scorer.model
@@ -241,7 +251,7 @@ def advance(
     if at_us > clock:
         f = decay(at_us - clock, model)
         sums = [x * f for x in sums]
-    score = scorer.finish(held, sums, counted)
+    score = scorer.finish(held, sums, counted, reasons=reasons)
     if (
         late_events
         and not qualified
@@ -259,7 +269,7 @@ def advance(
                 became = (ts, s)
                 break
     if not qualified and became is None and score.mql:
-        became = (max(times), score)
+        became = (max(times), score if reasons else scorer.finish(held, sums, counted))
     parts = Parts(tuple(held), tuple(sums), tuple(counted), max(at_us, parts.at_us))
     step = Step(parts, score, due)
     if became is not None:

@@ -270,10 +270,20 @@ class Scorer:
         """Each engagement rule's decayed sum before its cap, and whether any event counted."""
         return self._engage(events, asof_us)
 
-    def finish(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
-        """The score from ``parts`` (sums may have been decayed further since)."""
+    def finish(
+        self,
+        held: Iterable[int],
+        sums: list[float],
+        counted: list[bool],
+        *,
+        reasons: bool = True,
+    ) -> LeadScore:
+        """The score from ``parts`` (sums may have been decayed further since). With
+        ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
+        computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
+        the numbers alone, without building and sorting the ranked reasons on every score."""
         rules = self.model.fit_rules
-        return self._finish([(rules[i], rules[i].points) for i in held], sums, counted)
+        return self._finish([(rules[i], rules[i].points) for i in held], sums, counted, reasons)
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
@@ -302,6 +312,7 @@ class Scorer:
         fit_points: list[tuple[FitRule, float]],
         sums: list[float],
         counted: list[bool],
+        reasons: bool = True,
     ) -> LeadScore:
         m = self.model
         fit = sum(p for _, p in fit_points)
@@ -316,6 +327,9 @@ class Scorer:
         fast = any(c and f for c, f in zip(counted, self._fast, strict=True))
         score = fit + engagement
         mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
+        grade = grade_of(m, fit, engagement)
+        if not reasons:
+            return LeadScore(fit, engagement, score, grade, mql, fast, ())
         contributions: list[tuple[float, int, str]] = [
             (p, r.order, r.name) for r, p in fit_points if p != 0
         ]
@@ -329,7 +343,7 @@ class Scorer:
             fit=fit,
             engagement=engagement,
             score=score,
-            grade=grade_of(m, fit, engagement),
+            grade=grade,
             mql=mql,
             fast_track=fast,
             reasons=tuple(Reason(name, p) for p, _, name in contributions),

@@ -331,7 +331,9 @@ def _parts(stored: Parts) -> inc.Parts:
 def _apply(
     q: Qualifier, active: ActiveModel, lead: str, step: inc.Step, at: int
 ) -> tuple[dict[str, Any], bool]:
-    """The row values of an engine step, and the lead qualified when the step says it did."""
+    """The row values of an engine step, and the lead qualified when the step says it did.
+    ``step.score`` may hold the numbers alone (``reasons=False``); ``step.mql_score`` has its
+    reasons, for the MQL's reason, the handoff and the ``lead.mql`` payload."""
     p = step.parts
     values = score_values(
         step.score, list(p.held), list(p.sums), list(p.counted), active.version, p.at_us, q.dialect
@@ -360,8 +362,17 @@ def carry(
     scorer = active.scorer
     held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
+    # the row stores the score's numbers only: no reasons built (an MQL's score has them)
     return inc.advance(
-        scorer, _parts(stored_parts), held, events, times, at, stored_parts[2], is_qualified(stage)
+        scorer,
+        _parts(stored_parts),
+        held,
+        events,
+        times,
+        at,
+        stored_parts[2],
+        is_qualified(stage),
+        reasons=False,
     )
 
 
@@ -403,7 +414,7 @@ def rescore(
     """A lead's new score from its events (``engine.incremental.rescore``); qualify it if it
     crossed. Returns the row values and whether it became an MQL."""
     held = active.scorer.fit_held(traits)
-    step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage))
+    step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage), reasons=False)
     return _apply(q, active, lead, step, at)
 
 
