@@ -113,10 +113,30 @@ def backup(url: str, dest: Path, *, force: bool = False) -> dict[str, Any]:
         raise ConfigError(f"{dest} already exists; pass --force to replace it")
     if dest.resolve() == source.resolve():
         raise ConfigError("the backup cannot be the database itself; give another FILE")
+    if dest.is_dir():
+        raise ConfigError(
+            f"{dest} is a directory; give the backup's file name (e.g. {dest}/leadscore.db)"
+        )
+    if not dest.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {dest}: there is no directory {dest.parent}; create it first"
+        )
+    try:
+        return _backup(source, dest)
+    except OSError as e:  # a directory that cannot be written, a full disk
+        dest.with_name(dest.name + ".partial").unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {dest}: {e.strerror or e}") from None
+
+
+def _backup(source: Path, dest: Path) -> dict[str, Any]:
     partial = dest.with_name(dest.name + ".partial")
     partial.unlink(missing_ok=True)
     src = _connect(source)
-    dst = _connect(partial)
+    try:
+        dst = _connect(partial)
+    except sqlite3.Error as e:
+        src.close()
+        raise ConfigError(f"cannot write {dest}: {e}") from None
     try:
         src.execute("PRAGMA busy_timeout=10000")
         src.backup(dst)  # one step: one read snapshot, writers go on (WAL)
