@@ -155,6 +155,10 @@ def test_postgresql_is_pointed_to_pg_dump() -> None:
     out = _run("backup", "x.dump", "--database-url", "postgresql://u@127.0.0.1:1/db")
     assert out.returncode == 1
     assert "pg_dump" in out.stderr and "docs/operations.md" in out.stderr
+    # restore too, before it looks at the file (a pg_dump file is not one it could read)
+    out = _run("restore", "x.dump", "--database-url", "postgresql://u@127.0.0.1:1/db")
+    assert out.returncode == 1
+    assert "pg_restore" in out.stderr and "docs/operations.md" in out.stderr, out.stderr
 
 
 def test_a_backup_to_a_place_it_cannot_write_is_an_error_not_a_bug(tmp_path: Path) -> None:

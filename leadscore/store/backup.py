@@ -163,8 +163,8 @@ def _backup(source: Path, dest: Path) -> dict[str, Any]:
 def restore(src_file: Path, url: str, *, force: bool = False) -> dict[str, Any]:
     """Copy the backup ``src_file`` into the SQLite database at ``url``, which no process may
     have open; an existing database is replaced only with ``force``."""
+    target = sqlite_file(url)  # PostgreSQL: pointed to pg_restore, whatever the file
     revision = check_backup(src_file)
-    target = sqlite_file(url)
     exists = target.exists() and target.stat().st_size > 0
     if exists and src_file.resolve() == target.resolve():
         raise ConfigError("the backup is the database itself; nothing to restore")
