@@ -349,3 +349,44 @@ def test_no_webhook_url_secret_reaches_the_log(tmp_path: Any) -> None:
         assert shown in text, (shown, text)
     assert "SECRET" not in text, text
     assert len(errors) == 4 and not any("SECRET" in e for e in errors), errors
+
+
+def test_an_erasure_while_its_notification_is_being_posted_is_no_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The person is erased while the deliverer posts their notification: the outcome cannot be
+    recorded (the row is gone), which is not a failed turn — no error, no traceback — and the
+    other notification of the same turn is recorded as delivered."""
+    hold = threading.Event()
+    with Receiver(hold=hold) as rx:
+        hook = add_webhook(api.engine, rx.url, ["lead.mql"], secret=SECRET)
+        _qualify(api, "gone")
+        _qualify(api, "stays")
+        deliverer = Deliverer(api.engine)
+        try:
+            with caplog.at_level(logging.WARNING, logger="leadscore.webhooks"):
+                posting = threading.Thread(target=deliverer.deliver_due)
+                posting.start()
+                assert rx.arrived.wait(10)
+                resp = api.client.delete(
+                    "/api/leads/gone", headers={"Authorization": f"Bearer {api.admin_token}"}
+                )
+                assert resp.status_code == 200, resp.text
+                hold.set()
+                posting.join(30)
+                assert not posting.is_alive()
+        finally:
+            deliverer.stop()
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
+    rows = list(_outbox_rows(api, hook["id"]))
+    assert len(rows) == 1 and rows[0].delivered_at_us is not None  # "stays"'s notification
+    assert "stays" in rows[0].payload and "gone" not in rows[0].payload
+    with api.engine.connect() as conn:
+        attempts = conn.execute(sa.select(t.deliveries)).all()
+    assert [a.outbox_id for a in attempts] == [rows[0].id]
+
+
+def _outbox_rows(api: Api, hook_id: int) -> list[Any]:
+    with api.engine.connect() as conn:
+        return list(conn.execute(sa.select(t.outbox).where(t.outbox.c.webhook_id == hook_id)))

@@ -281,6 +281,15 @@ class Deliverer:
                 )
             if not outcomes:
                 return
+            # a row an erasure deleted meanwhile (its person is gone) has no outcome to keep;
+            # the rows still there are locked against such a delete until this commits
+            present = sa.select(t.outbox.c.id).where(t.outbox.c.id.in_([r.id for r, _ in outcomes]))
+            if conn.dialect.name == "postgresql":
+                present = present.with_for_update(read=True)
+            kept = set(conn.execute(present).scalars())
+            outcomes = [(row, o) for row, o in outcomes if row.id in kept]
+            if not outcomes:
+                return
             conn.execute(
                 sa.insert(t.deliveries),
                 [
