@@ -272,7 +272,8 @@ class Deliverer:
         if not outcomes and not untried:
             return
         at = self.clock.now_us()
-        with self.engine.begin() as conn:
+        # SQLite: BEGIN IMMEDIATE, as it reads (which rows an erasure left) before it writes
+        with self.engine.execution_options(**{WRITES: True}).begin() as conn:
             for row in untried or []:
                 conn.execute(
                     sa.update(t.outbox)
