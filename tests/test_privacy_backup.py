@@ -92,6 +92,10 @@ def test_a_backup_under_load_restores_every_acknowledged_event(tmp_path: Path) -
         # the database is in use: it cannot be replaced, even with --force
         busy = _run("restore", str(backup), "--force", "--database-url", db_url)
         assert busy.returncode == 1 and "is in use" in busy.stderr, busy.stderr
+        # and without it, the answer is the same: --force would not help
+        busy = _run("restore", str(backup), "--database-url", db_url)
+        assert busy.returncode == 1 and "is in use" in busy.stderr, busy.stderr
+        assert "--force" not in busy.stderr
     finally:
         stop.set()
         loader.join(60)

@@ -168,11 +168,6 @@ def restore(src_file: Path, url: str, *, force: bool = False) -> dict[str, Any]:
     exists = target.exists() and target.stat().st_size > 0
     if exists and src_file.resolve() == target.resolve():
         raise ConfigError("the backup is the database itself; nothing to restore")
-    if exists and not force:
-        raise ConfigError(
-            f"{target} already exists; pass --force to replace it with the backup "
-            "(stop `leadscore serve` first)"
-        )
     target.parent.mkdir(parents=True, exist_ok=True)
     dst = _connect(target, timeout=0)
     try:
@@ -187,6 +182,10 @@ def restore(src_file: Path, url: str, *, force: bool = False) -> dict[str, Any]:
                 f"{target} is in use (is `leadscore serve` running on it?); stop every process "
                 "that has it open, then restore"
             ) from None
+        if exists and not force:  # said after "in use", which no option overrides
+            raise ConfigError(
+                f"{target} already exists; pass --force to replace it with the backup"
+            )
         src = sqlite3.connect(f"file:{src_file}?mode=ro", uri=True)
         try:
             src.backup(dst)
