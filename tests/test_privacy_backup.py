@@ -92,6 +92,10 @@ def test_a_backup_under_load_restores_every_acknowledged_event(tmp_path: Path) -
         # the database is in use: it cannot be replaced, even with --force
         busy = _run("restore", str(backup), "--force", "--database-url", db_url)
         assert busy.returncode == 1 and "is in use" in busy.stderr, busy.stderr
+        # and without it, the answer is the same: --force would not help
+        busy = _run("restore", str(backup), "--database-url", db_url)
+        assert busy.returncode == 1 and "is in use" in busy.stderr, busy.stderr
+        assert "--force" not in busy.stderr
     finally:
         stop.set()
         loader.join(60)
@@ -155,3 +159,23 @@ def test_postgresql_is_pointed_to_pg_dump() -> None:
     out = _run("backup", "x.dump", "--database-url", "postgresql://u@127.0.0.1:1/db")
     assert out.returncode == 1
     assert "pg_dump" in out.stderr and "docs/operations.md" in out.stderr
+    # restore too, before it looks at the file (a pg_dump file is not one it could read)
+    out = _run("restore", "x.dump", "--database-url", "postgresql://u@127.0.0.1:1/db")
+    assert out.returncode == 1
+    assert "pg_restore" in out.stderr and "docs/operations.md" in out.stderr, out.stderr
+
+
+def test_a_backup_to_a_place_it_cannot_write_is_an_error_not_a_bug(tmp_path: Path) -> None:
+    db = tmp_path / "leadscore.db"
+    open_engine(f"sqlite:///{db}").dispose()
+    for dest, force, says in (
+        (tmp_path / "no" / "such" / "dir.db", False, "there is no directory"),
+        (tmp_path, True, "is a directory"),
+    ):
+        args = ["backup", str(dest), "--database-url", f"sqlite:///{db}"]
+        out = _run(*args, *(["--force"] if force else []))
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.startswith("Error: ") and says in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and "bug" not in out.stderr
+    assert not (tmp_path.parent / (tmp_path.name + ".partial")).exists()
+    assert not (tmp_path / "no").exists()

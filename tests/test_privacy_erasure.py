@@ -176,6 +176,12 @@ def test_the_cli_erases_a_person_and_says_so(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'leadscore.db'}"
     with handoff_api(db) as hapi:
         _person(hapi)
+    # answered no, or without --yes and no one to answer (a script): an error, nothing erased
+    for answer in ("n\n", ""):
+        proc = _run("leads", "erase", PERSON, "--database-url", db, stdin=answer)
+        assert proc.returncode == 1, proc.stderr
+        assert f"Error: '{PERSON}' was not erased (not confirmed)" in proc.stderr, proc.stderr
+        assert "pass --yes" in proc.stderr
     cli("leads", "erase", PERSON, "--yes", "--by", "dpo@acme.io", "--database-url", db)
     from leadscore.store import open_engine
 
@@ -193,9 +199,6 @@ def test_the_cli_erases_a_person_and_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: no lead 'erase-me-7f3q'"), proc.stderr
     assert "Traceback" not in proc.stderr
-    # without --yes and no one to answer, nothing is erased
-    proc = _run("leads", "erase", "anything", "--database-url", db, stdin="n\n")
-    assert proc.returncode != 0 and "Aborted" in proc.stderr
 
 
 def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -57,14 +57,17 @@ def test_every_error_has_one_shape(api: Api) -> None:
     ]
     for resp, status, code in cases:
         assert_error(resp, status, code)
-    # and the exact JSON of one, so the shape cannot drift
+    # and the exact JSON of one, so the shape cannot drift (an ingest error has code and
+    # message at the top too, for the tracking clients that read them there)
     resp = api.post("/v1/batch", {"batch": "x"}, basic(api.write_key))
     assert resp.json() == {
+        "code": "invalid_batch",
+        "message": "the body must be a JSON object with a 'batch' list",
         "error": {
             "code": "invalid_batch",
             "message": "the body must be a JSON object with a 'batch' list",
             "details": [],
-        }
+        },
     }
 
 

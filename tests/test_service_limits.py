@@ -271,6 +271,51 @@ def test_the_rudderstack_client_backs_off_and_every_message_arrives(
     assert 429 in [s for s, _ in statuses.seen]
 
 
+def test_the_rudderstack_client_does_not_retry_a_bad_batch(
+    slow_limit: tuple[Server, str],
+) -> None:
+    """RudderStack's client reads ``code`` and ``message`` at the top of an error body; an
+    ingest error carries them there too (beside ``error``), so the client gives up on a 400 or
+    401 at once instead of retrying it, and still retries a 429."""
+    from datetime import UTC, datetime, timedelta
+
+    import rudderstack.analytics as rudder_analytics
+    from rudderstack.analytics import request as rudder_request
+
+    server, key = slow_limit
+    future = datetime.now(UTC) + timedelta(days=3)  # refused: more than a day ahead
+    for write_key, status, code in (
+        (key, 400, "invalid_messages"),
+        ("lsw_wrong", 401, "unauthorized"),
+    ):
+        errors: list[Exception] = []
+        with Statuses(rudder_request._session) as statuses:
+            client = rudder_analytics.Client(
+                write_key=write_key,
+                host=server.base,
+                on_error=lambda e, batch, errors=errors: errors.append(e),
+                max_retries=3,
+            )
+            try:
+                client.track("rud-bad", "Docs Read", timestamp=future)
+                client.flush()
+            finally:
+                client.join()
+        assert [s for s, _ in statuses.seen] == [status]  # sent once: not retried
+        assert len(errors) == 1 and getattr(errors[0], "status", None) == status, errors
+        assert getattr(errors[0], "code", None) == code, errors
+    # the body keeps the one error shape as well
+    resp = httpx.post(server.base + "/v1/batch", json={"batch": []}, headers=basic(key))
+    err = assert_error(resp, 400)
+    body = resp.json()
+    assert body["code"] == err["code"] and body["message"] == err["message"]
+    # the read API answers the error shape alone
+    resp = httpx.get(server.base + "/api/leads")
+    assert set(resp.json()) == {"error"}
+    resp = httpx.get(server.base + "/metrics", headers=bearer(key))
+    assert "a key of scope ingest cannot read metrics" in assert_error(resp, 403)["message"]
+
+
 def _hold_a_request(server: Server, key: str) -> socket.socket:
     """An ingest request whose body never finishes: it stays in flight."""
     s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
@@ -310,6 +355,7 @@ def test_ingest_beyond_the_cap_in_flight_is_shed_with_a_503_at_once(tmp_path: Pa
         resp = wait_for(shed, "a third ingest request to be shed")
         err = assert_error(resp, 503, "overloaded")
         assert "2 ingest requests already" in err["message"]
+        assert len(resp.headers["X-Request-Id"]) == 32
         assert 1 <= int(resp.headers["Retry-After"]) <= 3
         # the read API and /health have their own room
         got = httpx.get(server.base + "/api/leads", headers=bearer(token), timeout=10)
@@ -340,6 +386,13 @@ def test_ingest_beyond_the_cap_in_flight_is_shed_with_a_503_at_once(tmp_path: Pa
 
         resp = wait_for(api_shed, "an API request to be shed")
         assert "1 API request already" in assert_error(resp, 503, "overloaded")["message"]
+        assert len(resp.headers["X-Request-Id"]) == 32
+        # a shed request is counted under its route, as any other answer
+        scrape = httpx.get(server.base + "/metrics", headers=bearer(token), timeout=10).text
+        for route in ("/v1/batch", "/api/leads"):
+            counted = f'leadscore_http_requests_total{{method="{"POST" if route[1] == "v" else "GET"}",route="{route}",status="503"}}'
+            assert counted in scrape, scrape
+        assert 'route="unmatched"' not in scrape, scrape
         body = json.dumps({"batch": [identify("shed-2", {"email": "b@acme.io"})]})
         resp = httpx.post(server.base + "/v1/batch", content=body, headers=headers, timeout=10)
         assert resp.status_code == 200, resp.text

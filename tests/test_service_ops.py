@@ -604,3 +604,29 @@ def test_a_batch_that_rolls_back_counts_no_message(tmp_path: Path) -> None:
     assert delta(before, after, "leadscore_ingest_batch_duration_seconds_count") == 0
     http = "leadscore_http_requests_total"
     assert delta(before, after, http, method="POST", route="/v1/batch", status="503") == 1
+
+
+def test_a_database_password_in_the_url_query_is_never_printed(tmp_path: Path) -> None:
+    """`serve` names the database it cannot open (and, once open, the one it listens on) with
+    the password hidden: in the user part, and as a query parameter (``?password=``,
+    ``sslpassword``) too."""
+    import os
+    import subprocess
+
+    from leadscore.store.db import shown_url
+    from tests.service_helpers import LEADSCORE
+
+    url = "postgresql://ann:PW-USER@127.0.0.1:1/db?sslpassword=PW-QUERY&connect_timeout=5"
+    proc = subprocess.run(
+        [*LEADSCORE, "serve", "--port", "1", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("Error: cannot open the database postgresql"), proc.stderr
+    assert "PW-" not in proc.stderr + proc.stdout, proc.stderr
+    assert "connect_timeout=5" in proc.stderr  # what is not a secret stays, to be checked
+    shown = shown_url("postgresql://u@h/db?password=PW-1&application_name=x")
+    assert "PW-1" not in shown and "application_name=x" in shown

@@ -265,3 +265,128 @@ def test_a_receiver_that_trickles_its_answer_holds_nothing(api: Api) -> None:
         server.server_close()
     row = _outbox(api)[hook["id"]]
     assert row.attempts == 1 and row.last_error is None
+
+
+def test_no_webhook_url_secret_reaches_the_log(tmp_path: Any) -> None:
+    """A receiver may keep its own secret in its URL (a token in the query string, or a user name
+    and password stored before URLs were checked): a real `leadscore serve` logs every failed
+    delivery as scheme://host[:port]/path, and stores the error the same way."""
+    import json
+    from http.server import BaseHTTPRequestHandler as Handler
+
+    from tests.service_helpers import MODEL, Server, basic, cli, wait_for
+
+    db = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    model = tmp_path / "leadscore.yaml"
+    model.write_text(MODEL)
+    key = cli("keys", "create", "--name", "web", "--database-url", db).strip()
+
+    class Redirect(Handler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(302)
+            self.send_header("Location", "http://other.example/cb?sig=SECRET-LOCATION")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    redirect = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirect.serve_forever, daemon=True).start()
+    port = redirect.server_address[1]
+    log = tmp_path / "serve.log"
+    server = Server(db, model, log, "--log-format", "json")
+    with Receiver(statuses=[500] * 5) as rx:
+        # taken by `webhooks add`: the query string is the receiver's business
+        for url in (f"{rx.url}?token=SECRET-QUERY", f"http://127.0.0.1:{port}/r?k=SECRET-REDIR"):
+            cli("webhooks", "add", url, "--events", "lead.mql", "--database-url", db)
+        engine = sa.create_engine(db)
+        with engine.begin() as conn:  # stored before URLs were checked
+            for url in (
+                "http://user:SECRET-PASSWORD@127.0.0.1:1/h?token=SECRET-Q2",
+                "http://[::1/?token=SECRET-Q3",
+            ):
+                conn.execute(
+                    sa.insert(t.webhooks).values(
+                        url=url, events="lead.mql", secret=SECRET, created_at_us=now_us()
+                    )
+                )
+        server.start()
+        try:
+            batch = {
+                "batch": [identify("u1", {"title": "VP Sales"}), track("u1", "Demo Requested")]
+            }
+            import httpx
+
+            assert httpx.post(server.base + "/v1/batch", json=batch, headers=basic(key)).is_success
+
+            def all_tried() -> bool:
+                with engine.connect() as conn:
+                    tried = conn.execute(
+                        sa.select(sa.func.count()).where(t.outbox.c.attempts > 0)
+                    ).scalar_one()
+                return tried == 4
+
+            wait_for(all_tried, "every webhook to be tried once")
+        finally:
+            server.stop()
+            redirect.shutdown()
+            redirect.server_close()
+    with engine.connect() as conn:
+        errors = [r.error or "" for r in conn.execute(sa.select(t.deliveries)).all()]
+    engine.dispose()
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    warned = [r["message"] for r in lines if r["logger"] == "leadscore.webhooks"]
+    assert len(warned) >= 4, text
+    for shown in (
+        rx.url + ")",  # the path stays: which receiver it was
+        f"http://127.0.0.1:{port}/r)",
+        "http://127.0.0.1:1/h)",
+        "http://other.example/cb",
+    ):
+        assert shown in text, (shown, text)
+    assert "SECRET" not in text, text
+    assert len(errors) == 4 and not any("SECRET" in e for e in errors), errors
+
+
+def test_an_erasure_while_its_notification_is_being_posted_is_no_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The person is erased while the deliverer posts their notification: the outcome cannot be
+    recorded (the row is gone), which is not a failed turn — no error, no traceback — and the
+    other notification of the same turn is recorded as delivered."""
+    hold = threading.Event()
+    with Receiver(hold=hold) as rx:
+        hook = add_webhook(api.engine, rx.url, ["lead.mql"], secret=SECRET)
+        _qualify(api, "gone")
+        _qualify(api, "stays")
+        deliverer = Deliverer(api.engine)
+        try:
+            with caplog.at_level(logging.WARNING, logger="leadscore.webhooks"):
+                posting = threading.Thread(target=deliverer.deliver_due)
+                posting.start()
+                assert rx.arrived.wait(10)
+                resp = api.client.delete(
+                    "/api/leads/gone", headers={"Authorization": f"Bearer {api.admin_token}"}
+                )
+                assert resp.status_code == 200, resp.text
+                hold.set()
+                posting.join(30)
+                assert not posting.is_alive()
+        finally:
+            deliverer.stop()
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
+    rows = list(_outbox_rows(api, hook["id"]))
+    assert len(rows) == 1 and rows[0].delivered_at_us is not None  # "stays"'s notification
+    assert "stays" in rows[0].payload and "gone" not in rows[0].payload
+    with api.engine.connect() as conn:
+        attempts = conn.execute(sa.select(t.deliveries)).all()
+    assert [a.outbox_id for a in attempts] == [rows[0].id]
+
+
+def _outbox_rows(api: Api, hook_id: int) -> list[Any]:
+    with api.engine.connect() as conn:
+        return list(conn.execute(sa.select(t.outbox).where(t.outbox.c.webhook_id == hook_id)))

@@ -19,7 +19,7 @@ from ..service.facade import Service
 from ..service.retention import Retention
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import erasure, errors, handoff, ingest, leads, models, reports
+from . import client_errors, erasure, errors, handoff, ingest, leads, models, reports
 from . import health as workers
 from . import metrics as metrics_api
 from .limits import Limits, Shed
@@ -87,6 +87,7 @@ def create_app(
         responses=errors.COMMON,
     )
     observe(app)  # every request with an id, logged and counted
+    client_errors.install(app)  # ingest errors the RudderStack client can read
     app.state.service = service
     app.state.deliverer = deliverer
     app.state.sla_watch = watch

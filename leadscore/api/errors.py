@@ -68,9 +68,19 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+class IngestErrorBody(ErrorBody):
+    """An ingest (``/v1/*``) error: the error shape, with ``code`` and ``message`` also at the
+    top for the tracking clients that read them there (``client_errors.py``)."""
+
+    code: str
+    message: str
+
+
+def responses(
+    *statuses: int, model: type[BaseModel] = ErrorBody
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: each status answered with the error shape."""
-    return {status: {"model": ErrorBody} for status in statuses}
+    return {status: {"model": model} for status in statuses}
 
 
 #: the largest integer a parameter may have: what every database's INTEGER holds

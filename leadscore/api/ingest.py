@@ -15,7 +15,7 @@ from ..service import metrics
 from ..service.facade import Service
 from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
-from .errors import ApiError, error_response, responses
+from .errors import ApiError, IngestErrorBody, error_response, responses
 from .schemas import BATCH_BODY, IngestAnswer, single_body
 from .security import KeySecret, WriteSecret, check_write_key
 
@@ -23,7 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
 
-_RESPONSES = responses(400, 401, 403, 413, 415, 429)
+_RESPONSES = responses(400, 401, 403, 413, 415, 429, model=IngestErrorBody)
 
 
 def _printable(message_id: Any) -> Any:

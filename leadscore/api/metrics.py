@@ -73,7 +73,9 @@ async def get_metrics(
             raise ApiError(401, "unauthorized", "the token is not valid or was revoked")
         if row.scope not in ("read", "admin"):
             raise ApiError(
-                403, "forbidden", f"a {row.scope} key cannot read metrics; use a read token"
+                403,
+                "forbidden",
+                f"a key of scope {row.scope} cannot read metrics; use a read or admin token",
             )
     elif not (access == "open" or (access == "loopback" and _loopback(request))):
         raise ApiError(

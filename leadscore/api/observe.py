@@ -58,21 +58,51 @@ def _shown(scope: dict[str, Any], route: str) -> str:
     return bytes(raw).decode("ascii", "backslashreplace")[:200]
 
 
-def _route(scope: dict[str, Any]) -> str:
-    """The matched route's path template: bounded, whatever paths clients send."""
+def _route(scope: dict[str, Any], templates: Templates | None = None) -> str:
+    """The matched route's path template: bounded, whatever paths clients send. A request
+    answered before routing (shed by the cap in flight) is matched against the app's
+    ``templates`` here, so it is counted under its route too."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
     if "endpoint" in scope:  # a mounted app (the docs' static files): its prefix
         return f"{scope.get('root_path', '')}/{{path}}"
+    if templates is not None:
+        return templates.match(str(scope.get("path", ""))) or "unmatched"
     return "unmatched"
+
+
+class Templates:
+    """The app's path templates (``/api/leads/{lead_id}``) from its OpenAPI schema, read at the
+    first request that needs them (every route is added by then)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def match(self, path: str) -> str | None:
+        if self._compiled is None:
+            try:
+                paths = list(self.app.openapi().get("paths", {}))
+            except Exception:  # never fail an answer for a metric's label
+                paths = []
+            self._compiled = [
+                (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"), t)
+                for t in paths
+            ]
+        for pattern, template in self._compiled:
+            if pattern.match(path):
+                return template
+        return None
 
 
 class Observe:
     """ASGI middleware: the request id, the access line and the HTTP metrics."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, templates: Templates | None = None) -> None:
+        """``templates``: the app's, to name the route of a request answered before routing."""
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -98,7 +128,7 @@ class Observe:
             failed = False
         finally:
             seconds = time.perf_counter() - started
-            route = _route(scope)
+            route = _route(scope, self.templates)
             method = str(scope.get("method", ""))
             metrics.http_request(method if method in _METHODS else "OTHER", route, status, seconds)
             log.info(
@@ -128,7 +158,7 @@ def observe(app: FastAPI) -> FastAPI:
     build = app.build_middleware_stack
 
     def build_observed() -> Any:
-        return Observe(build())
+        return Observe(build(), Templates(app))
 
     app.build_middleware_stack = build_observed  # type: ignore[method-assign]
     return app

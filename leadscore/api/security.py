@@ -90,7 +90,7 @@ def check_write_key(service: Service, secret: Any) -> Any:
         raise ApiError(
             403,
             "forbidden",
-            f"a {row.scope} key cannot send events; use a write key (scope ingest)",
+            f"a key of scope {row.scope} cannot send events; use a write key (scope ingest)",
         )
     return row
 
@@ -122,7 +122,7 @@ def require(*scopes: str) -> Callable[..., Any]:
             raise ApiError(
                 403,
                 "forbidden",
-                f"a {row.scope} key cannot do this; it needs scope {' or '.join(scopes)}",
+                f"a key of scope {row.scope} cannot do this; it needs scope {' or '.join(scopes)}",
             )
         return row
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import InvalidRequestError
 from . import DbOpt, app, err, out
 from .service import _need_service
 
@@ -45,7 +46,16 @@ def leads_erase(
     from ..store import open_engine
 
     if not yes:
-        typer.confirm(f"Erase every record of {lead!r}? This cannot be undone", abort=True)
+        try:
+            sure = typer.confirm(f"Erase every record of {lead!r}? This cannot be undone")
+        except typer.Abort:  # no answer: the end of the input (a script without --yes)
+            err.print()
+            sure = False
+        if not sure:
+            raise InvalidRequestError(
+                f"{lead!r} was not erased (not confirmed); answer y, or pass --yes to erase "
+                "without asking"
+            )
     engine = open_engine(database_url)
     try:
         got = Service(engine).erase(lead, f"cli {by or _operator()}")

@@ -146,6 +146,7 @@ def serve(
     from ..api.metrics import ACCESS
     from ..api.server import run
     from ..store import open_engine
+    from ..store.db import shown_url
 
     try:
         limits = Settings(
@@ -218,7 +219,7 @@ def serve(
     # bind first, then announce: a port in use is an error before anything says "Listening"
     sock = _bind(host, port)
     say(
-        f"Database: {engine.url.render_as_string(hide_password=True)}. Listening on http://{host}:{sock.getsockname()[1]} (API docs at /docs)."
+        f"Database: {shown_url(engine.url)}. Listening on http://{host}:{sock.getsockname()[1]} (API docs at /docs)."
     )
     started = run(
         app_,

@@ -36,7 +36,7 @@ from ..store import schema as t
 from ..store.db import WRITES
 from . import metrics
 from .clock import SYSTEM, Clock
-from .webhook_urls import check_url
+from .webhook_urls import check_url, redact_url
 
 __all__ = ["MAX_ATTEMPTS", "REMOVED", "Deliverer", "end_pending", "end_removed", "sign"]
 
@@ -227,12 +227,14 @@ class Deliverer:
             log.error(
                 "webhook %s (%s): cannot store the outcome of %s deliveries (%s)",
                 hook_id,
-                rows[0].url,
+                redact_url(rows[0].url),
                 len(rows),
                 e.orig,
             )
         except Exception:
-            log.exception("webhook %s (%s): a turn failed unexpectedly", hook_id, rows[0].url)
+            log.exception(
+                "webhook %s (%s): a turn failed unexpectedly", hook_id, redact_url(rows[0].url)
+            )
         finally:
             with self._busy_lock:
                 self._busy.discard(hook_id)
@@ -245,13 +247,15 @@ class Deliverer:
             return None
         started = time.perf_counter()
         status, error, give_up = self._post(row, deadline)
+        if error is not None:  # logged and stored: no query string or password of the URL
+            error = _scrub(error, row.url)
         ms = (time.perf_counter() - started) * 1000
         if error is not None:
             log.warning(
                 "webhook delivery %s to webhook %s (%s), attempt %s: %s",
                 row.id,
                 row.webhook_id,
-                row.url,
+                redact_url(row.url),
                 row.attempts + 1,
                 error,
             )
@@ -268,13 +272,23 @@ class Deliverer:
         if not outcomes and not untried:
             return
         at = self.clock.now_us()
-        with self.engine.begin() as conn:
+        # SQLite: BEGIN IMMEDIATE, as it reads (which rows an erasure left) before it writes
+        with self.engine.execution_options(**{WRITES: True}).begin() as conn:
             for row in untried or []:
                 conn.execute(
                     sa.update(t.outbox)
                     .where(t.outbox.c.id == row.id, t.outbox.c.next_attempt_us == row.claimed_until)
                     .values(next_attempt_us=row.next_attempt_us)
                 )
+            if not outcomes:
+                return
+            # a row an erasure deleted meanwhile (its person is gone) has no outcome to keep;
+            # the rows still there are locked against such a delete until this commits
+            present = sa.select(t.outbox.c.id).where(t.outbox.c.id.in_([r.id for r, _ in outcomes]))
+            if conn.dialect.name == "postgresql":
+                present = present.with_for_update(read=True)
+            kept = set(conn.execute(present).scalars())
+            outcomes = [(row, o) for row, o in outcomes if row.id in kept]
             if not outcomes:
                 return
             conn.execute(
@@ -340,10 +354,20 @@ class Deliverer:
         except Exception as e:  # e.g. a URL httpx cannot send to: this delivery's failure only
             return None, f"{type(e).__name__}: {e}", True
         if 300 <= status < 400:
-            return status, f"HTTP {status} (redirects are not followed: {where[:200]})", False
+            where = redact_url(where)[:200]
+            return status, f"HTTP {status} (redirects are not followed: {where})", False
         if not 200 <= status < 300:
             return status, f"HTTP {status}", False
         return status, None, False
+
+
+def _scrub(error: str, url: str) -> str:
+    """``error`` with the webhook's URL, as written or quoted, shown redacted."""
+    shown = redact_url(url)
+    for form in (repr(url)[1:-1], url):
+        if form:
+            error = error.replace(form, shown)
+    return error
 
 
 class _Claimed:

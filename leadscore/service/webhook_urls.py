@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
-__all__ = ["MAX_URL_LENGTH", "check_url"]
+__all__ = ["MAX_URL_LENGTH", "check_url", "redact_url"]
 
 MAX_URL_LENGTH = 2048
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
@@ -56,5 +56,20 @@ def check_url(url: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://…@{rest.rpartition('@')[2]}"
+    scheme, _, rest = redact_url(url).partition("://")
+    return f"{scheme}://…@{rest}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be logged: ``scheme://host[:port]/path``, without the query, fragment
+    or user name and password, where a receiver may keep its own secret (``?token=…``). Never
+    raises, whatever is stored."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]
+    shown = f"{scheme.lower()}://{netloc}" if sep else netloc
+    return shown + slash + path

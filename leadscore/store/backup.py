@@ -113,10 +113,30 @@ def backup(url: str, dest: Path, *, force: bool = False) -> dict[str, Any]:
         raise ConfigError(f"{dest} already exists; pass --force to replace it")
     if dest.resolve() == source.resolve():
         raise ConfigError("the backup cannot be the database itself; give another FILE")
+    if dest.is_dir():
+        raise ConfigError(
+            f"{dest} is a directory; give the backup's file name (e.g. {dest}/leadscore.db)"
+        )
+    if not dest.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {dest}: there is no directory {dest.parent}; create it first"
+        )
+    try:
+        return _backup(source, dest)
+    except OSError as e:  # a directory that cannot be written, a full disk
+        dest.with_name(dest.name + ".partial").unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {dest}: {e.strerror or e}") from None
+
+
+def _backup(source: Path, dest: Path) -> dict[str, Any]:
     partial = dest.with_name(dest.name + ".partial")
     partial.unlink(missing_ok=True)
     src = _connect(source)
-    dst = _connect(partial)
+    try:
+        dst = _connect(partial)
+    except sqlite3.Error as e:
+        src.close()
+        raise ConfigError(f"cannot write {dest}: {e}") from None
     try:
         src.execute("PRAGMA busy_timeout=10000")
         src.backup(dst)  # one step: one read snapshot, writers go on (WAL)
@@ -143,16 +163,11 @@ def backup(url: str, dest: Path, *, force: bool = False) -> dict[str, Any]:
 def restore(src_file: Path, url: str, *, force: bool = False) -> dict[str, Any]:
     """Copy the backup ``src_file`` into the SQLite database at ``url``, which no process may
     have open; an existing database is replaced only with ``force``."""
+    target = sqlite_file(url)  # PostgreSQL: pointed to pg_restore, whatever the file
     revision = check_backup(src_file)
-    target = sqlite_file(url)
     exists = target.exists() and target.stat().st_size > 0
     if exists and src_file.resolve() == target.resolve():
         raise ConfigError("the backup is the database itself; nothing to restore")
-    if exists and not force:
-        raise ConfigError(
-            f"{target} already exists; pass --force to replace it with the backup "
-            "(stop `leadscore serve` first)"
-        )
     target.parent.mkdir(parents=True, exist_ok=True)
     dst = _connect(target, timeout=0)
     try:
@@ -167,6 +182,10 @@ def restore(src_file: Path, url: str, *, force: bool = False) -> dict[str, Any]:
                 f"{target} is in use (is `leadscore serve` running on it?); stop every process "
                 "that has it open, then restore"
             ) from None
+        if exists and not force:  # said after "in use", which no option overrides
+            raise ConfigError(
+                f"{target} already exists; pass --force to replace it with the backup"
+            )
         src = sqlite3.connect(f"file:{src_file}?mode=ro", uri=True)
         try:
             src.backup(dst)

@@ -8,6 +8,7 @@ it returns, so an acknowledged event survives a crash or power cut.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,22 @@ from sqlalchemy.engine import make_url
 
 from ..errors import ConfigError, MissingExtraError
 
-__all__ = ["DEFAULT_URL", "WRITES", "database_url", "open_engine", "upgrade"]
+__all__ = ["DEFAULT_URL", "WRITES", "database_url", "open_engine", "shown_url", "upgrade"]
 
 DEFAULT_URL = "sqlite:///leadscore.db"
 #: execution option of a transaction that reads before it writes (see ``_sqlite_begin``)
 WRITES = "leadscore_writes"
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def shown_url(url: Any) -> str:
+    """A database URL as it may be printed or logged: no password, neither in its user part nor
+    as a query parameter (``?password=…``, ``sslpassword``, a key or token)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    secret = {k: "***" for k in parsed.query if re.search("pass|secret|token|key", k, re.I)}
+    if secret:
+        parsed = parsed.update_query_dict(secret)
+    return str(parsed.render_as_string(hide_password=True))
 
 
 def database_url(given: str | None = None) -> str:
@@ -103,7 +114,7 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             conn.exec_driver_sql("SELECT 1")
     except Exception as e:
         raise ConfigError(
-            f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: {str(e).splitlines()[0]}"
+            f"cannot open the database {shown_url(url)}: {str(e).splitlines()[0]}"
         ) from None
     if migrate:
         upgrade(engine)
