@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,7 +183,12 @@ def test_the_cli_erases_a_person_and_says_so(tmp_path: Path) -> None:
         assert proc.returncode == 1, proc.stderr
         assert f"Error: '{PERSON}' was not erased (not confirmed)" in proc.stderr, proc.stderr
         assert "pass --yes" in proc.stderr
-    cli("leads", "erase", PERSON, "--yes", "--by", "dpo@acme.io", "--database-url", db)
+    done = _run("leads", "erase", PERSON, "--yes", "--by", "dpo@acme.io", "--database-url", db)
+    assert done.returncode == 0, done.stderr
+    # what was removed, by table and count ("events 3", never "1 events")
+    assert re.search(
+        r"erased \(audit record \d+\); rows removed by table: .*\bevents \d+", done.stderr
+    )
     from leadscore.store import open_engine
 
     engine = open_engine(db)

@@ -61,8 +61,9 @@ def leads_erase(
         got = Service(engine).erase(lead, f"cli {by or _operator()}")
     finally:
         engine.dispose()
-    removed = ", ".join(f"{n} {table}" for table, n in got["removed"].items()) or "nothing else"
-    err.print(f"Lead {lead} erased (audit record {got['erasure_id']}): {removed}.")
+    removed = ", ".join(f"{table} {n}" for table, n in got["removed"].items())
+    rows = f"rows removed by table: {removed}" if removed else "nothing else was stored"
+    err.print(f"Lead {lead} erased (audit record {got['erasure_id']}); {rows}.")
 
 
 @leads_app.command("erasures")
