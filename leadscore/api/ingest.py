@@ -23,7 +23,9 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
 
-_RESPONSES = responses(400, 401, 403, 413, 415, 429, model=IngestErrorBody)
+# every error the app answers on /v1/* carries code and message at the top (client_errors.py);
+# a 408 comes from the HTTP layer, before the app, in the plain shape (COMMON)
+_RESPONSES = responses(400, 401, 403, 413, 415, 422, 429, 500, 503, model=IngestErrorBody)
 
 
 def _printable(message_id: Any) -> Any:
