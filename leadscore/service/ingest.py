@@ -19,7 +19,7 @@ from ..engine import Event
 from ..engine.scorer import window_us
 from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
-from . import locks, scoring
+from . import ingest_pg, locks, scoring
 from .accounts import email_domain
 from .common import dumps, json_param, loads
 from .events import events_for
@@ -87,7 +87,7 @@ def ingest(
     locks.lock_ingest(conn, {m.user_id for m in msgs if m.user_id}, anonymous)  # PostgreSQL
     links = _identities(conn, anonymous)
     locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in msgs:
         lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
         rows.append(
@@ -99,10 +99,9 @@ def ingest(
                 "event": m.event,
                 "ts_us": m.ts_us,
                 "received_at_us": at,
-                "properties": json_param(m.properties, dialect),
-                "message": m.encoded
-                if m.encoded is not None and dialect != "postgresql"
-                else json_param(m.raw, dialect),
+                # JSON as text on either database (PostgreSQL casts it to jsonb)
+                "properties": None if m.properties is None else dumps(m.properties),
+                "message": m.encoded if m.encoded is not None else dumps(m.raw),
             }
         )
     inserted = _insert_events(conn, rows)
@@ -138,7 +137,7 @@ def ingest(
         if m.event is not None:
             arrived.setdefault(lead, []).append(m)
     if b.changed:
-        _UPDATE_TRAITS.run(
+        (_UPDATE_TRAITS if dialect == "sqlite" else ingest_pg.UPDATE_TRAITS).run(
             conn,
             [
                 {
@@ -200,7 +199,7 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    _UPDATE_SCORES.run(conn, updates)
+    (_UPDATE_SCORES if dialect == "sqlite" else ingest_pg.UPDATE_SCORES).run(conn, updates)
     b.qualifier.finish()
     res.notified = b.qualifier.notified
     res.leads = sorted(touched)
@@ -249,14 +248,14 @@ def _load_leads(
     if b.dialect == "sqlite":
         found = _SELECT_LEADS_SQLITE.fetch(b.conn, {"ids": dumps(sorted(ids))})
     else:
-        found = b.conn.execute(_SELECT_LEADS, {"ids": sorted(ids)}).all()
+        found = ingest_pg.lead_state(b.conn, sorted(ids))
     for lead, traits, stage, parts, scored_at, rescore_at in found:
         out[lead] = (dict(loads(traits) or {}), stage)
         if parts is not None and scored_at is not None:
             b.parts[lead] = (loads(parts), scored_at, rescore_at)
     new = [x for x in ids if x not in out]
     if new:
-        _INSERT_LEADS.run(
+        (_INSERT_LEADS if b.dialect == "sqlite" else ingest_pg.INSERT_LEADS).run(
             b.conn,
             [
                 {
@@ -289,11 +288,7 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         new = [r for r in unique if r["message_id"] not in there]
         _INSERT_EVENTS.run(conn, new)
         return {r["message_id"] for r in new}
-    from sqlalchemy.dialects.postgresql import insert
-
-    stmt = insert(t.events).on_conflict_do_nothing(index_elements=["message_id"])
-    got = conn.execute(stmt.returning(t.events.c.message_id), unique).scalars().all()
-    return set(got)
+    return ingest_pg.insert_events(conn, unique)
 
 
 def _link(b: Batch, anon: str, lead: str, ts: int) -> None:
@@ -322,6 +317,8 @@ def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
     ids = [a for a in anon_ids if a]
     if not ids:
         return {}
+    if conn.dialect.name == "postgresql":
+        return dict(ingest_pg.identities(conn, ids))
     rows = conn.execute(
         sa.select(t.identities.c.anonymous_id, t.identities.c.lead_id).where(
             t.identities.c.anonymous_id.in_(ids)
@@ -339,7 +336,6 @@ _LEAD_STATE = sa.select(
     t.leads.c.scored_at_us,
     t.leads.c.rescore_at_us,
 )
-_SELECT_LEADS = _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
 _SELECT_LEADS_SQLITE = Prepared(
     _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.select(json_ids("ids").c.value)))
 )
