@@ -88,6 +88,7 @@ def ingest(
     links = _identities(conn, anonymous)
     locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
     rows: list[dict[str, Any]] = []
+    text: Callable[[str | None], Any] = ingest_pg.fragment if dialect == "postgresql" else _same
     for m in msgs:
         lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
         rows.append(
@@ -99,9 +100,9 @@ def ingest(
                 "event": m.event,
                 "ts_us": m.ts_us,
                 "received_at_us": at,
-                # JSON as text on either database (PostgreSQL casts it to jsonb)
-                "properties": None if m.properties is None else dumps(m.properties),
-                "message": m.encoded if m.encoded is not None else dumps(m.raw),
+                # JSON text (on PostgreSQL to go into the batch's JSON as it is)
+                "properties": text(None if m.properties is None else dumps(m.properties)),
+                "message": text(m.encoded if m.encoded is not None else dumps(m.raw)),
             }
         )
     inserted = _insert_events(conn, rows)
@@ -289,6 +290,10 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         _INSERT_EVENTS.run(conn, new)
         return {r["message_id"] for r in new}
     return ingest_pg.insert_events(conn, unique)
+
+
+def _same(x: Any) -> Any:
+    return x
 
 
 def _link(b: Batch, anon: str, lead: str, ts: int) -> None:

@@ -1,14 +1,19 @@
 """The ingest path's batch statements on PostgreSQL, written for it.
 
-Each one takes a whole request's rows as one array per column (``unnest``): one statement and
-one round trip per request where ``executemany`` would bind and run one per row, with SQL text
-that never changes, so that psycopg prepares it once per connection. The values are adapted
-here, as SQLAlchemy would: JSON serialised with orjson (``common.dumps``) and sent as text to a
-``::jsonb`` cast, floats as floats, booleans as booleans. Errors come out as SQLAlchemy's
+Each one takes a whole request's rows as one JSON array (``json_to_recordset``): one
+statement, one parameter and one round trip per request where ``executemany`` would bind and
+run one statement per row, with SQL text that never changes, so that psycopg prepares it once
+per connection. orjson writes the array in one call (JSON already written, like a message's
+text, goes in as it is: ``orjson.Fragment``); PostgreSQL reads each column as the type the
+statement names, JSON columns as jsonb, so nothing is serialised twice. A JSON ``null`` is SQL
+NULL, as the jsonb columns' ``none_as_null`` has it. Errors come out as SQLAlchemy's
 (``prepared.run_sql``).
 
-SQLite keeps its ``Prepared`` statements (``ingest``): it has no arrays, and its driver takes
-rows as they are.
+Turning the rows into PostgreSQL arrays (``unnest``) was tried first: psycopg's array dumper
+is Python, element by element, and took more than a third of the server's CPU per request.
+
+SQLite keeps its ``Prepared`` statements (``ingest``): it has no such function in every
+build, and its driver takes rows as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from .common import dumps
@@ -25,54 +31,41 @@ __all__ = [
     "INSERT_LEADS",
     "UPDATE_SCORES",
     "UPDATE_TRAITS",
-    "Unnest",
+    "Recordset",
     "identities",
     "insert_events",
     "lead_state",
 ]
 
-#: a column's kind in a batch: a PostgreSQL type for its array, or ``json`` (a value serialised
-#: here) or ``json_text`` (JSON text already), both stored through a ``::jsonb`` cast
+#: a column of a batch: name and PostgreSQL type (``jsonb``: any JSON value, or a Fragment)
 Column = tuple[str, str]
 
 
-class Unnest:
-    """A statement over a batch of rows given as arrays. ``sql`` names the rows ``u`` with
-    ``{rows}`` (``unnest(...) AS u(columns)``) and their values with ``{values}`` (each
-    column in order, cast where it is JSON)."""
+class Recordset:
+    """A statement over a batch of rows sent as one JSON array. ``sql`` names the rows ``u``
+    with ``{rows}`` (``json_to_recordset(...) AS u(columns)``) and their values, each column
+    in order, with ``{values}``. A row may hold more keys than the columns: they are ignored."""
 
     def __init__(self, sql: str, columns: Sequence[Column], *, returns: bool = False) -> None:
         self.columns = list(columns)
         self.returns = returns
-        arrays = ", ".join(f"%({n})s::{_array_type(k)}[]" for n, k in self.columns)
-        names = ", ".join(n for n, _ in self.columns)
-        values = ", ".join(
-            f"u.{n}::jsonb" if k.startswith("json") else f"u.{n}" for n, k in columns
+        typed = ", ".join(f"{n} {k}" for n, k in self.columns)
+        values = ", ".join(f"u.{n}" for n, _ in self.columns)
+        self.sql = sql.format(
+            rows=f"json_to_recordset(%(rows)s::json) AS u({typed})", values=values
         )
-        self.sql = sql.format(rows=f"unnest({arrays}) AS u({names})", values=values)
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> Any:
         """The statement over ``rows`` in the caller's transaction: the rows it returns
         (``returns``), else how many it changed."""
         if not rows:
             return [] if self.returns else 0
-        params = {n: _array(rows, n, k) for n, k in self.columns}
-        return run_sql(conn, self.sql, params, fetch=self.returns)
+        return run_sql(conn, self.sql, {"rows": dumps(rows)}, fetch=self.returns)
 
 
-def _array_type(kind: str) -> str:
-    return "text" if kind.startswith("json") else kind
-
-
-def _array(rows: Sequence[dict[str, Any]], name: str, kind: str) -> list[Any]:
-    values = [r[name] for r in rows]
-    if kind == "json":  # as the jsonb type with none_as_null: None is SQL NULL
-        return [None if v is None else dumps(v) for v in values]
-    if kind == "float8":  # an integer score is a float column's value too
-        return [None if v is None else float(v) for v in values]
-    if kind == "boolean":
-        return [None if v is None else bool(v) for v in values]
-    return values
+def fragment(text: str | None) -> orjson.Fragment | None:
+    """JSON text, to go into a batch as the value it writes."""
+    return None if text is None else orjson.Fragment(text)
 
 
 _EVENT_COLUMNS: list[Column] = [
@@ -83,10 +76,10 @@ _EVENT_COLUMNS: list[Column] = [
     ("event", "text"),
     ("ts_us", "bigint"),
     ("received_at_us", "bigint"),
-    ("properties", "json_text"),
-    ("message", "json_text"),
+    ("properties", "jsonb"),
+    ("message", "jsonb"),
 ]
-_INSERT_EVENTS = Unnest(
+_INSERT_EVENTS = Recordset(
     "INSERT INTO events (" + ", ".join(n for n, _ in _EVENT_COLUMNS) + ") "
     "SELECT {values} FROM {rows} "
     "ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
@@ -96,8 +89,9 @@ _INSERT_EVENTS = Unnest(
 
 
 def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Stores the rows (their JSON as text) whose messageId is new; returns those ids. Two
-    processes storing one id at once: the unique index lets one in, the other skips it."""
+    """Stores the rows (JSON as values or ``fragment``s) whose messageId is new; returns those
+    ids. Two processes storing one id at once: the unique index lets one in, the other skips
+    it."""
     return {x for (x,) in _INSERT_EVENTS.run(conn, rows)}
 
 
@@ -123,19 +117,19 @@ def identities(conn: Connection, anonymous: Sequence[str]) -> list[tuple[str, st
     return run_sql(conn, _IDENTITIES, {"ids": list(anonymous)})  # type: ignore[no-any-return]
 
 
-INSERT_LEADS = Unnest(
+INSERT_LEADS = Recordset(
     "INSERT INTO leads (lead_id, traits, created_at_us, updated_at_us) SELECT {values} FROM {rows}",
     [
         ("lead_id", "text"),
-        ("traits", "json"),
+        ("traits", "jsonb"),
         ("created_at_us", "bigint"),
         ("updated_at_us", "bigint"),
     ],
 )
-UPDATE_TRAITS = Unnest(
-    "UPDATE leads SET traits = u.traits::jsonb, email_domain = u.email_domain, "
+UPDATE_TRAITS = Recordset(
+    "UPDATE leads SET traits = u.traits, email_domain = u.email_domain, "
     "updated_at_us = u.updated_at_us FROM {rows} WHERE leads.lead_id = u.b_id",
-    [("b_id", "text"), ("traits", "json"), ("email_domain", "text"), ("updated_at_us", "bigint")],
+    [("b_id", "text"), ("traits", "jsonb"), ("email_domain", "text"), ("updated_at_us", "bigint")],
 )
 _SCORE_COLUMNS: list[Column] = [
     ("fit", "float8"),
@@ -144,15 +138,15 @@ _SCORE_COLUMNS: list[Column] = [
     ("grade", "text"),
     ("mql", "boolean"),
     ("fast_track", "boolean"),
-    ("rule_sums", "json"),
+    ("rule_sums", "jsonb"),
     ("scored_at_us", "bigint"),
     ("model_version", "integer"),
     ("rescore_at_us", "bigint"),
     ("updated_at_us", "bigint"),
 ]
-UPDATE_SCORES = Unnest(
+UPDATE_SCORES = Recordset(
     "UPDATE leads SET "
-    + ", ".join(f"{n} = u.{n}::jsonb" if k == "json" else f"{n} = u.{n}" for n, k in _SCORE_COLUMNS)
+    + ", ".join(f"{n} = u.{n}" for n, _ in _SCORE_COLUMNS)
     + " FROM {rows} WHERE leads.lead_id = u.b_id",
     [("b_id", "text"), *_SCORE_COLUMNS],
 )
