@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..engine import Event
-from .common import loads
+from .common import dumps, loads
+from .ingest_pg import IDS
 from .prepared import run_sql
 
 __all__ = ["event_from_row", "events_for", "events_of"]
@@ -54,7 +55,7 @@ def events_for(
     out: dict[str, list[Event]] = {}
     # straight to the driver: this is the hot read of the ingest path
     if conn.dialect.name == "postgresql":  # one text, whatever the number of leads: prepared
-        rows = run_sql(conn, _EVENTS_PG, {"ids": ids, "since": since})
+        rows = run_sql(conn, _EVENTS_PG, {"ids": dumps(ids), "since": since})
     else:
         rows = run_sql(
             conn,
@@ -70,7 +71,7 @@ def events_for(
 
 _EVENTS_PG = (
     "SELECT lead_id, event, ts_us, properties::text FROM events "
-    "WHERE lead_id = ANY(%(ids)s::text[]) AND event IS NOT NULL AND ts_us >= %(since)s"
+    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s"
 )
 
 

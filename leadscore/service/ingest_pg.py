@@ -28,6 +28,7 @@ from .common import dumps
 from .prepared import run_sql
 
 __all__ = [
+    "IDS",
     "INSERT_LEADS",
     "UPDATE_SCORES",
     "UPDATE_TRAITS",
@@ -36,6 +37,9 @@ __all__ = [
     "insert_events",
     "lead_state",
 ]
+
+#: ids given as one JSON array, ``%(ids)s`` (a Python list would be written element by element)
+IDS = "ARRAY(SELECT json_array_elements_text(%(ids)s::json))"
 
 #: a column of a batch: name and PostgreSQL type (``jsonb``: any JSON value, or a Fragment)
 Column = tuple[str, str]
@@ -97,24 +101,22 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
 
 _LEAD_STATE = (
     "SELECT lead_id, traits::text, stage, rule_sums::text, scored_at_us, rescore_at_us "
-    "FROM leads WHERE lead_id = ANY(%(ids)s::text[])"
+    f"FROM leads WHERE lead_id = ANY({IDS})"
 )
 
 
 def lead_state(conn: Connection, ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """Lead, traits (JSON text), stage, rule sums (JSON text), scored at, rescore at: of the
     leads of ``ids`` that exist, in one read."""
-    return run_sql(conn, _LEAD_STATE, {"ids": list(ids)})  # type: ignore[no-any-return]
+    return run_sql(conn, _LEAD_STATE, {"ids": dumps(list(ids))})  # type: ignore[no-any-return]
 
 
-_IDENTITIES = (
-    "SELECT anonymous_id, lead_id FROM identities WHERE anonymous_id = ANY(%(ids)s::text[])"
-)
+_IDENTITIES = f"SELECT anonymous_id, lead_id FROM identities WHERE anonymous_id = ANY({IDS})"
 
 
 def identities(conn: Connection, anonymous: Sequence[str]) -> list[tuple[str, str]]:
     """(anonymous id, lead) of the anonymous ids that are linked."""
-    return run_sql(conn, _IDENTITIES, {"ids": list(anonymous)})  # type: ignore[no-any-return]
+    return run_sql(conn, _IDENTITIES, {"ids": dumps(list(anonymous))})  # type: ignore[no-any-return]
 
 
 INSERT_LEADS = Recordset(
