@@ -138,10 +138,11 @@ def test_prepared_on_postgres_adapts_values_as_sqlalchemy_does(pg_url: str) -> N
     a dict as a jsonb object, a str as a jsonb string, None as SQL NULL, booleans."""
     engine = open_engine(pg_url)
     insert = Prepared(sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us"))
-    update = Prepared(
-        sa.update(t.leads)
-        .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-        .values(rule_sums=sa.bindparam("rule_sums"), mql=sa.bindparam("mql"))
+    update = Prepared.update(t.leads, "lead_id", ("rule_sums", "mql"))
+    # not a plain INSERT (it returns the ids): row by row
+    history = Prepared(
+        sa.insert(t.stage_history).returning(t.stage_history.c.id),
+        ("lead_id", "stage", "at_us", "reason", "by"),
     )
     rows = [
         {"lead_id": "a", "traits": {"x": [1, 2.5, "é"]}, "created_at_us": 1, "updated_at_us": 2},
@@ -150,16 +151,24 @@ def test_prepared_on_postgres_adapts_values_as_sqlalchemy_does(pg_url: str) -> N
     try:
         with engine.begin() as conn:
             assert insert.run(conn, rows) == 2
-            assert (
-                update.run(
-                    conn,
-                    [
-                        {"b_id": "a", "rule_sums": {"v": 1}, "mql": True},
-                        {"b_id": "b", "rule_sums": None, "mql": False},
-                    ],
-                )
-                == 2
-            )
+            # one statement for all the rows; a key given twice: the last row, as one by one
+            twice = [
+                {"b_id": "a", "rule_sums": {"v": 0}, "mql": False},
+                {"b_id": "b", "rule_sums": None, "mql": False},
+                {"b_id": "a", "rule_sums": {"v": 1}, "mql": True},
+                {"b_id": "nobody", "rule_sums": None, "mql": True},
+            ]
+            assert update.run(conn, twice) == 2
+            stages = [
+                {"lead_id": "a", "stage": "mql", "at_us": 5, "reason": "é", "by": "model"},
+                {"lead_id": "b", "stage": "sql", "at_us": 6, "reason": "x", "by": "rep"},
+            ]
+            assert history.run(conn, stages) == 2
+            assert conn.execute(
+                sa.text("SELECT lead_id, stage, at_us, reason, by FROM stage_history ORDER BY id")
+            ).all() == [("a", "mql", 5, "é", "model"), ("b", "sql", 6, "x", "rep")]
+            mqls = Prepared(sa.select(t.leads.c.lead_id).where(t.leads.c.mql == sa.bindparam("m")))
+            assert mqls.fetch(conn, {"m": True}) == [("a",)]
             conn.execute(
                 sa.insert(t.leads),
                 [{**r, "lead_id": r["lead_id"] + "-sa"} for r in rows],
@@ -186,8 +195,11 @@ def test_driver_errors_come_out_as_sqlalchemys(pg_url: str) -> None:
     engine = open_engine(pg_url)
     try:
         with engine.connect() as conn:
+            insert = Prepared(
+                sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us")
+            )
             with pytest.raises(sa.exc.IntegrityError), conn.begin():
-                ingest_pg.INSERT_LEADS.run(
+                insert.run(
                     conn,
                     [{"lead_id": "a", "traits": None, "created_at_us": 1, "updated_at_us": 1}],
                 )

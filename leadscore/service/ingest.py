@@ -138,7 +138,7 @@ def ingest(
         if m.event is not None:
             arrived.setdefault(lead, []).append(m)
     if b.changed:
-        (_UPDATE_TRAITS if dialect == "sqlite" else ingest_pg.UPDATE_TRAITS).run(
+        _UPDATE_TRAITS.run(
             conn,
             [
                 {
@@ -200,7 +200,7 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    (_UPDATE_SCORES if dialect == "sqlite" else ingest_pg.UPDATE_SCORES).run(conn, updates)
+    _UPDATE_SCORES.run(conn, updates)
     b.qualifier.finish()
     res.notified = b.qualifier.notified
     res.leads = sorted(touched)
@@ -256,7 +256,7 @@ def _load_leads(
             b.parts[lead] = (loads(parts), scored_at, rescore_at)
     new = [x for x in ids if x not in out]
     if new:
-        (_INSERT_LEADS if b.dialect == "sqlite" else ingest_pg.INSERT_LEADS).run(
+        _INSERT_LEADS.run(
             b.conn,
             [
                 {
@@ -366,15 +366,7 @@ _INSERT_EVENTS = Prepared(
 _INSERT_LEADS = Prepared(
     sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us")
 )
-_UPDATE_TRAITS = Prepared(
-    sa.update(t.leads)
-    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values(
-        traits=sa.bindparam("traits"),
-        email_domain=sa.bindparam("email_domain"),
-        updated_at_us=sa.bindparam("updated_at_us"),
-    )
-)
+_UPDATE_TRAITS = Prepared.update(t.leads, "lead_id", ("traits", "email_domain", "updated_at_us"))
 _SCORE_COLUMNS = (
     "fit",
     "engagement",
@@ -388,8 +380,4 @@ _SCORE_COLUMNS = (
     "rescore_at_us",
     "updated_at_us",
 )
-_UPDATE_SCORES = Prepared(
-    sa.update(t.leads)
-    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values({c: sa.bindparam(c) for c in _SCORE_COLUMNS})
-)
+_UPDATE_SCORES = Prepared.update(t.leads, "lead_id", _SCORE_COLUMNS)

@@ -1,19 +1,18 @@
-"""The ingest path's batch statements on PostgreSQL, written for it.
+"""The ingest path's statements on PostgreSQL that SQLAlchemy's constructs do not say as
+cheaply: storing a request's events (new messageIds only, returning them) and the reads of the
+leads, links and events it touches.
 
-Each one takes a whole request's rows as one JSON array (``json_to_recordset``): one
-statement, one parameter and one round trip per request where ``executemany`` would bind and
-run one statement per row, with SQL text that never changes, so that psycopg prepares it once
-per connection. orjson writes the array in one call (JSON already written, like a message's
-text, goes in as it is: ``orjson.Fragment``); PostgreSQL reads each column as the type the
-statement names, JSON columns as jsonb, so nothing is serialised twice. A JSON ``null`` is SQL
-NULL, as the jsonb columns' ``none_as_null`` has it. Errors come out as SQLAlchemy's
-(``prepared.run_sql``).
+The events go as one JSON array (``json_to_recordset``): one statement, one parameter and one
+round trip per request, with SQL text that never changes, so that psycopg prepares it once per
+connection. orjson writes the array in one call, and JSON already written (a message's text)
+goes in as it is (``fragment``); PostgreSQL reads each column as the type the statement names,
+the JSON ones as jsonb. Lists of ids go as one JSON array too. The plain INSERTs and UPDATEs of
+the path take the same form through ``Prepared`` (``prepared.py``). Errors come out as
+SQLAlchemy's (``prepared.run_sql``).
 
-Turning the rows into PostgreSQL arrays (``unnest``) was tried first: psycopg's array dumper
-is Python, element by element, and took more than a third of the server's CPU per request.
-
-SQLite keeps its ``Prepared`` statements (``ingest``): it has no such function in every
-build, and its driver takes rows as they are.
+Turning the rows into PostgreSQL arrays (``unnest``) was tried first: psycopg writes a Python
+list as an array element by element, in Python, which took more than a third of the server's
+CPU per request.
 """
 
 from __future__ import annotations
@@ -29,10 +28,8 @@ from .prepared import run_sql
 
 __all__ = [
     "IDS",
-    "INSERT_LEADS",
-    "UPDATE_SCORES",
-    "UPDATE_TRAITS",
     "Recordset",
+    "fragment",
     "identities",
     "insert_events",
     "lead_state",
@@ -64,7 +61,9 @@ class Recordset:
         (``returns``), else how many it changed."""
         if not rows:
             return [] if self.returns else 0
-        return run_sql(conn, self.sql, {"rows": dumps(rows)}, fetch=self.returns)
+        # orjson alone: its fallback (the standard library's) would not write a Fragment
+        batch = orjson.dumps(rows).decode()
+        return run_sql(conn, self.sql, {"rows": batch}, fetch=self.returns)
 
 
 def fragment(text: str | None) -> orjson.Fragment | None:
@@ -117,38 +116,3 @@ _IDENTITIES = f"SELECT anonymous_id, lead_id FROM identities WHERE anonymous_id 
 def identities(conn: Connection, anonymous: Sequence[str]) -> list[tuple[str, str]]:
     """(anonymous id, lead) of the anonymous ids that are linked."""
     return run_sql(conn, _IDENTITIES, {"ids": dumps(list(anonymous))})  # type: ignore[no-any-return]
-
-
-INSERT_LEADS = Recordset(
-    "INSERT INTO leads (lead_id, traits, created_at_us, updated_at_us) SELECT {values} FROM {rows}",
-    [
-        ("lead_id", "text"),
-        ("traits", "jsonb"),
-        ("created_at_us", "bigint"),
-        ("updated_at_us", "bigint"),
-    ],
-)
-UPDATE_TRAITS = Recordset(
-    "UPDATE leads SET traits = u.traits, email_domain = u.email_domain, "
-    "updated_at_us = u.updated_at_us FROM {rows} WHERE leads.lead_id = u.b_id",
-    [("b_id", "text"), ("traits", "jsonb"), ("email_domain", "text"), ("updated_at_us", "bigint")],
-)
-_SCORE_COLUMNS: list[Column] = [
-    ("fit", "float8"),
-    ("engagement", "float8"),
-    ("score", "float8"),
-    ("grade", "text"),
-    ("mql", "boolean"),
-    ("fast_track", "boolean"),
-    ("rule_sums", "jsonb"),
-    ("scored_at_us", "bigint"),
-    ("model_version", "integer"),
-    ("rescore_at_us", "bigint"),
-    ("updated_at_us", "bigint"),
-]
-UPDATE_SCORES = Recordset(
-    "UPDATE leads SET "
-    + ", ".join(f"{n} = u.{n}" for n, _ in _SCORE_COLUMNS)
-    + " FROM {rows} WHERE leads.lead_id = u.b_id",
-    [("b_id", "text"), *_SCORE_COLUMNS],
-)

@@ -8,11 +8,15 @@ objects — the SQL is SQLAlchemy's, for the dialect at hand — but compiled on
 its rows go to the driver with as little done to them as the driver needs:
 
 - on SQLite, as they are (text, integers, floats, booleans; JSON is already text there);
-- on PostgreSQL, JSON values serialised here (orjson, ``common.dumps``) and sent as text to
-  the ``::JSONB`` cast SQLAlchemy writes into the statement, every other value through the
-  bind processor SQLAlchemy would apply (psycopg takes the rest as it is). psycopg runs the
-  rows of one call in a pipeline (one round trip) and prepares a statement it has seen five
-  times on a connection.
+- on PostgreSQL, a plain INSERT of ``keys`` and an UPDATE made with ``Prepared.update`` run
+  as one statement over all the rows, sent as one JSON array that orjson writes in one call
+  (``json_to_recordset``, each column read as its column's type: JSON as jsonb, a JSON
+  ``null`` as SQL NULL, as the jsonb columns' ``none_as_null`` has it). An UPDATE given the
+  same key twice keeps the last row, as running the rows one after the other would. Any
+  other statement runs once per row (psycopg pipelines them: one round trip), JSON values
+  serialised here and sent as text to the ``::JSONB`` cast SQLAlchemy writes into the
+  statement, every other value through the bind processor SQLAlchemy would apply. psycopg
+  prepares a statement it has seen five times on a connection.
 
 ``run_sql`` runs a statement written for one database on the same cursor. Either way a driver's
 error comes out as the SQLAlchemy exception ``Connection.execute`` would raise (an
@@ -25,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func
+from sqlalchemy import Connection, Table, bindparam, func, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import Executable
 
 from .common import dumps
@@ -47,6 +52,33 @@ class Prepared:
         self.statement = statement
         self.keys = list(keys) if keys is not None else None
         self._sql: dict[str, _Compiled] = {}
+        #: (table, key column, its parameter, columns set) of an UPDATE by one key
+        self._by_key: tuple[Table, str, str, list[str]] | None = None
+        #: the table of a plain INSERT of ``keys`` (no VALUES, RETURNING or ON CONFLICT)
+        self._into: Table | None = None
+        if (
+            type(statement) is Insert
+            and self.keys
+            and statement.select is None
+            and not statement._values
+            and not statement._multi_values
+            and not statement._returning
+            and isinstance(statement.table, Table)
+        ):
+            self._into = statement.table
+        #: the one-statement form on PostgreSQL: SQL and the row keys it reads
+        self._batch: tuple[str, list[str]] | None = None
+
+    @classmethod
+    def update(cls, table: Table, key: str, columns: Sequence[str], by: str = "b_id") -> Prepared:
+        """UPDATE ``table`` SET ``columns`` WHERE ``key`` = the row's ``by``."""
+        got = cls(
+            update(table)
+            .where(table.c[key] == bindparam(by))
+            .values({c: bindparam(c) for c in columns})
+        )
+        got._by_key = (table, key, by, list(columns))
+        return got
 
     def _compiled(self, conn: Connection) -> _Compiled:
         dialect = conn.dialect
@@ -70,7 +102,40 @@ class Prepared:
             return 0
         if conn.dialect.name not in ("sqlite", "postgresql"):
             return int(conn.execute(self.statement, rows).rowcount)
+        if conn.dialect.name == "postgresql" and (self._into is not None or self._by_key):
+            sql, names = self._batch or self._batch_sql(conn)
+            if self._by_key is not None:  # the last row of a key, as one after the other
+                rows = list({r[self._by_key[2]]: r for r in rows}.values())
+            batch = dumps([{n: r[n] for n in names} for r in rows])
+            return int(run_sql(conn, sql, {"rows": batch}, fetch=False))
         return int(self._cursor(conn, rows, many=True))
+
+    def _batch_sql(self, conn: Connection) -> tuple[str, list[str]]:
+        """The statement over a JSON array of rows (PostgreSQL)."""
+        dialect = conn.dialect
+        quote = dialect.identifier_preparer.quote
+        if self._into is not None:
+            table, names, cols = self._into, list(self.keys or ()), list(self.keys or ())
+        else:
+            assert self._by_key is not None
+            table, key, by, cols = self._by_key
+            names = [by, *cols]
+        types = {by: table.c[key].type} if self._by_key else {}
+        types.update({c: table.c[c].type for c in cols})
+        rows = "json_to_recordset(%(rows)s::json) AS u({})".format(
+            ", ".join(f"{quote(n)} {types[n].compile(dialect=dialect)}" for n in names)
+        )
+        if self._into is not None:
+            listed = ", ".join(quote(c) for c in cols)
+            sql = f"INSERT INTO {quote(table.name)} ({listed}) SELECT {listed} FROM {rows}"
+        else:
+            sets = ", ".join(f"{quote(c)} = u.{quote(c)}" for c in cols)
+            sql = (
+                f"UPDATE {quote(table.name)} SET {sets} FROM {rows} "
+                f"WHERE {quote(table.name)}.{quote(key)} = u.{quote(by)}"
+            )
+        self._batch = (sql, names)
+        return self._batch
 
     def fetch(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a query, as the driver gives them."""
