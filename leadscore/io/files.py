@@ -22,8 +22,7 @@ from typing import Any
 import duckdb
 
 from ..errors import BadRowsError, InputError
-from ..sql.dialects import json_path
-from ..sql.duckdb import type_name
+from ..sql.text import json_path, type_name
 from .columns import Columns
 
 __all__ = [

@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlglot import exp
 
 from ..engine.scorer import to_utc, us_of
+from .text import json_path, slot
 
 __all__ = ["ADAPTERS", "DIALECTS", "AsOf", "Dialect", "adapter", "json_path"]
 
@@ -38,17 +39,6 @@ def _ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name)
 
 
-def json_path(path: Path) -> str:
-    """A JSON path such as ``$.company.employees``; keys that are not plain words are quoted."""
-    parts = []
-    for p in path:
-        if p.replace("_", "").isalnum() and p.isascii():
-            parts.append("." + p)
-        else:
-            parts.append('."' + p.replace('"', '\\"') + '"')
-    return "$" + "".join(parts)
-
-
 @dataclass(frozen=True)
 class AsOf:
     """The instant scores are computed at, as the query sees it.
@@ -60,10 +50,18 @@ class AsOf:
 
     at: datetime | None = None
     param: str | None = None
+    #: fixed, but written as slots that leadscore.sql.plan fills in with the instant each time
+    #: the query runs (DuckDB): one compiled query serves every instant
+    slots: bool = False
 
     @classmethod
     def fixed(cls, at: datetime) -> AsOf:
         return cls(at=to_utc(at))
+
+    @classmethod
+    def slotted(cls) -> AsOf:
+        """Fixed at an instant given later: see leadscore.sql.plan."""
+        return cls(at=datetime(1970, 1, 1, tzinfo=UTC), slots=True)
 
     @classmethod
     def now(cls) -> AsOf:
@@ -131,6 +129,14 @@ class Dialect:
     def now(self) -> exp.Expr:
         return exp.CurrentTimestamp()
 
+    def _slot_ts(self, name: str, aware: bool) -> exp.Expr:
+        """A slot for a timestamp literal, filled in as ts_literal writes one (quoted text)."""
+        if type(self).ts_literal is not Dialect.ts_literal:
+            raise ValueError(f"{self.name} writes no slots for the instant; give a fixed one")
+        return exp.cast(
+            _num(slot(name)), exp.DataType.build("timestamptz" if aware else "timestamp")
+        )
+
     def parameter(self, name: str) -> exp.Expr:
         return exp.cast(exp.Placeholder(this=name), exp.DataType.build("timestamp"))
 
@@ -144,6 +150,8 @@ class Dialect:
 
     def as_of_us(self, as_of: AsOf) -> exp.Expr:
         """``as_of`` in microseconds since the epoch."""
+        if as_of.slots:
+            return _num(slot("us"))
         if as_of.at is not None:
             return _num(us_of(as_of.at))
         return self.epoch_us(self.as_of_ts(as_of, aware=True))
@@ -152,6 +160,14 @@ class Dialect:
         self, ts: exp.Expr, as_of: AsOf, window_us: int | None, aware: bool
     ) -> exp.Expr:
         """``ts`` at or before as_of and, with a window, no older than it."""
+        if as_of.slots:
+            kind = "tstz" if aware else "ts"
+            upto = exp.LTE(this=ts, expression=self._slot_ts(kind, aware))
+            if window_us is None:
+                return upto
+            return exp.and_(
+                upto, exp.GTE(this=ts.copy(), expression=self._slot_ts("lo_" + kind, aware))
+            )
         if as_of.at is not None:
             cond: exp.Expr = exp.LTE(this=ts, expression=self.ts_literal(as_of.at, aware))
             if window_us is None:
@@ -167,7 +183,9 @@ class Dialect:
         if window_us is None:
             return cond
         lo = (
-            _num(us_of(as_of.at) - window_us)
+            _num(slot("lo_us"))
+            if as_of.slots
+            else _num(us_of(as_of.at) - window_us)
             if as_of.at is not None
             else exp.Sub(this=hi.copy(), expression=_num(window_us))
         )
