@@ -327,8 +327,10 @@ def _renamed(cols: dict[str, Any], id_col: str, cast: bool) -> str:
 
 def _leads_source(
     con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Bad, id_col: str = "lead_id"
-) -> None:
-    """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits."""
+) -> int | None:
+    """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits.
+    Returns the number of good leads when the check counted them (no repeated lead ids)."""
+    good: int | None = None
     if fmt == "csv":
         src = _csv_sql(path, "leadscore_rej_leads")
         cols = _columns(con, src, path)
@@ -374,7 +376,8 @@ def _leads_source(
             )
             row = con.execute(
                 "SELECT count(*) FILTER (WHERE __bad IS NOT NULL), "
-                "count(*) FILTER (WHERE __bad IS NULL) - count(DISTINCT lead_id) FILTER (WHERE __bad IS NULL) "
+                "count(*) FILTER (WHERE __bad IS NULL) - count(DISTINCT lead_id) FILTER (WHERE __bad IS NULL), "
+                "count(*) FILTER (WHERE __bad IS NULL) "
                 "FROM leads_src"
             ).fetchone()
             if row is not None and (row[0] or row[1]):
@@ -390,22 +393,26 @@ def _leads_source(
                 _renumber(con, "leads_tab", "leadscore_rej_leads")
             con.execute("CREATE OR REPLACE TEMP VIEW leads_src AS SELECT * FROM leads_tab")
             dup = con.execute(
-                "SELECT count(*) - count(DISTINCT lead_id) FROM leads_tab WHERE __bad IS NULL"
+                "SELECT count(*) - count(DISTINCT lead_id), count(*) FROM leads_tab "
+                "WHERE __bad IS NULL"
             ).fetchone()
             if dup and dup[0]:
                 _mark_duplicates(con, "leads_tab")
+            elif dup:
+                good = int(dup[1])
     except duckdb.Error as e:
         raise _duck_error(path, e) from None
     if fmt == "csv":
         rej = _rejects(con, "leadscore_rej_leads")
         bad.add(rej, len(rej))
     if fmt == "parquet" and row is not None and not (row[0] or row[1]):
-        return  # counted above: no bad rows to list, no need to read the file again
+        return int(row[2])  # counted above: no bad rows to list, no need to read the file again
     rows = con.execute(
         f"SELECT __line, __bad FROM leads_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
     ).fetchall()
     total = con.execute("SELECT count(*) FROM leads_src WHERE __bad IS NOT NULL").fetchone()
     bad.add([(int(a), str(b)) for a, b in rows], total[0] if total else 0)
+    return good
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -629,15 +636,17 @@ def open_files(
     lf = leads_format or detect_format(leads)
     check_content(leads, lf)
     lbad = _Bad(leads)
-    _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
+    good = _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
     lbad.settle(inputs, skip_bad_rows)
     drop = "__bad, __line" + (", __text" if lf == "jsonl" else "")
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW leads_view AS SELECT * EXCLUDE ({drop}) FROM leads_src "
         "WHERE __bad IS NULL"
     )
-    n = con.execute("SELECT count(*) FROM leads_view").fetchone()
-    inputs.leads = int(n[0]) if n else 0
+    if good is None:
+        n = con.execute("SELECT count(*) FROM leads_view").fetchone()
+        good = int(n[0]) if n else 0
+    inputs.leads = good
     if inputs.leads == 0 and not inputs.skipped:
         raise InputError("has no leads (only a header?)", file=str(leads))
     if events is not None:
