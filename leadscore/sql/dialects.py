@@ -94,6 +94,26 @@ class Dialect:
     reasons_shape = "grouped"
 
     # -- text and numbers ------------------------------------------------------------------
+    def trim(self, x: exp.Expr, chars: str, *, per_lead: bool = False) -> exp.Expr:
+        """``x`` without any of ``chars`` at either end; ``per_lead``: a lead's trait, read once
+        per lead (not an event's field, read for millions of events with few distinct values)."""
+        return exp.Trim(this=x, expression=_str(chars))
+
+    def starts_with(self, t: exp.Expr, s: str) -> exp.Expr:
+        """Text ``t`` begins with ``s`` (NULL when ``t`` is)."""
+        n = _num(len(s))
+        return exp.EQ(this=exp.Substring(this=t, start=_num(1), length=n), expression=_str(s))
+
+    def ends_with(self, t: exp.Expr, s: str) -> exp.Expr:
+        """Text ``t`` ends with ``s`` (NULL when ``t`` is)."""
+        n = _num(len(s))
+        length = exp.Length(this=t.copy())
+        start = exp.Add(this=exp.Sub(this=length, expression=n.copy()), expression=_num(1))
+        return exp.and_(
+            exp.GTE(this=length.copy(), expression=n.copy()),
+            exp.EQ(this=exp.Substring(this=t, start=start, length=n), expression=_str(s)),
+        )
+
     def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
         return exp.RegexpLike(this=x, expression=_str(pattern))
 
@@ -288,6 +308,29 @@ class DuckDB(Dialect):
     name = "duckdb"
     bare_booleans = True
     reasons_shape = "row"
+
+    def trim(self, x: exp.Expr, chars: str, *, per_lead: bool = False) -> exp.Expr:
+        # trim() with a set of characters looks at every character of every value; almost no
+        # trait has one at either end, which prefix()/suffix() (a byte compare each) tell
+        # first: a third of the cost on 200,000 leads. Only for a lead's column (cheap to read
+        # again); not for events' fields, whose few distinct values DuckDB trims once each
+        # (dictionary vectors, which the CASE would unpack)
+        trimmed = super().trim(x, chars)
+        if not per_lead or not isinstance(x, exp.Column):
+            return trimmed
+        ends = [
+            exp.Anonymous(this=fn, expressions=[x.copy(), _str(c)])
+            for fn in ("prefix", "suffix")
+            for c in chars
+        ]
+        return exp.Case(ifs=[exp.If(this=exp.or_(*ends), true=trimmed)], default=x.copy())
+
+    def starts_with(self, t: exp.Expr, s: str) -> exp.Expr:
+        # the first len(s) characters are s exactly when the UTF-8 bytes begin with s's bytes
+        return exp.Anonymous(this="prefix", expressions=[t, _str(s)])
+
+    def ends_with(self, t: exp.Expr, s: str) -> exp.Expr:
+        return exp.Anonymous(this="suffix", expressions=[t, _str(s)])
 
     def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
         return exp.Anonymous(
