@@ -433,8 +433,8 @@ def data_warnings(
     from .coverage import by_line, check_inputs, silent_rules
 
     fields = batch.plan.field_sql() if batch is not None and batch.plan is not None else None
-    warnings = check_inputs(model, inputs, fields) if inputs.leads_view else []
     fired = batch.fired_rules() if table is None and batch is not None else None
+    warnings = check_inputs(model, inputs, fields, fired) if inputs.leads_view else []
     if table is None and fired is None:
         table = f"({_prepare(inputs, model, as_of)})"
     return by_line(warnings + silent_rules(model, inputs, table, warnings, fired=fired))

@@ -137,8 +137,17 @@ def _lead_fields(
     return out
 
 
-def _event_names(model: Model, inputs: Inputs) -> list[str]:
-    seen = inputs.event_names
+def _event_names(model: Model, inputs: Inputs, fired: set[str] | None = None) -> list[str]:
+    """Rules counting an event name no event has. A rule in ``fired`` gave some lead points,
+    so its name is there: when every rule did, the names are not counted at all."""
+    rules = [
+        r
+        for r in model.engagement_rules
+        if r.trait is None and (fired is None or r.name not in fired)
+    ]
+    if not rules:
+        return []
+    seen = inputs.spellings()
     if seen is None:  # not counted while reading (Segment messages): one pass here
         assert inputs.events_view is not None
         rows = inputs.con.execute(
@@ -147,8 +156,8 @@ def _event_names(model: Model, inputs: Inputs) -> list[str]:
         ).fetchall()
         seen = {str(k): str(name).strip() for k, name in rows}
     out = []
-    for r in model.engagement_rules:
-        if r.trait is not None or r.event_key in seen:
+    for r in rules:
+        if r.event_key in seen:
             continue
         out.append(
             f"{_where(model, r)} counts '{r.event}' events, and no event has that name"
@@ -198,13 +207,17 @@ def _properties(model: Model, inputs: Inputs, rules: list[EngagementRule]) -> li
 
 
 def check_inputs(
-    model: Model, inputs: Inputs, fields: dict[tuple[str, ...], str | None] | None = None
+    model: Model,
+    inputs: Inputs,
+    fields: dict[tuple[str, ...], str | None] | None = None,
+    fired: set[str] | None = None,
 ) -> list[str]:
     """Warnings, one line each: fields no lead has, event names and properties no event has.
-    ``fields``: each lead field as SQL over the leads, when a compiled plan has them."""
+    ``fields``: each lead field as SQL over the leads, when a compiled plan has them; ``fired``:
+    the rules known to have given some lead points (their event names need no looking up)."""
     out = _lead_fields(model, inputs, fields)
     if inputs.events_view is not None and model.has_event_rules:
-        out += _event_names(model, inputs)
+        out += _event_names(model, inputs, fired)
     return out
 
 

@@ -327,3 +327,21 @@ def _json(tmp_path: Path, rows: list[dict]) -> str:
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(rows))
     return str(path)
+
+
+def test_event_names_are_counted_only_for_rules_that_fired_for_no_lead(data, tmp_path):
+    from leadscore.batch import data_warnings
+
+    model = load_model(STARTER)
+    b = run(model, data["leads"], data["events"], AS_OF, count_orphans=False)
+    assert data_warnings(model, b.inputs, AS_OF, None, b) == []
+    assert b.inputs.event_names is None  # every event rule fired: no scan of the names
+    # a misspelt name fires for no lead: the names are counted, and the closest one suggested
+    text = STARTER.read_text().replace("event: Webinar Attended", "event: Webinar Atended")
+    (tmp_path / "m.yaml").write_text(text)
+    model = load_model(tmp_path / "m.yaml")
+    b = run(model, data["leads"], data["events"], AS_OF, count_orphans=False)
+    warnings = data_warnings(model, b.inputs, AS_OF, None, b)
+    assert b.inputs.event_names is not None
+    assert len(warnings) == 1 and "counts 'Webinar Atended' events, and no event has" in warnings[0]
+    assert "did you mean 'Webinar Attended'?" in warnings[0]

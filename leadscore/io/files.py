@@ -154,6 +154,21 @@ class Inputs:
     events_check: EventsCheck | None = None
     #: event names seen (stripped and lower-cased -> the most frequent spelling), when known
     event_names: dict[str, str] | None = None
+    #: how to count them from the events file (and the file, for its errors), until they are
+    _names_from: tuple[str, Path] | None = None
+
+    def spellings(self) -> dict[str, str] | None:
+        """The event names seen, counted from the events file on first use (a scan of its
+        name column that a run whose rules all fired never needs); None: not counted here."""
+        if self.event_names is None and self._names_from is not None:
+            sql, path = self._names_from
+            try:
+                rows = self.con.execute(sql).fetchall()
+            except duckdb.Error as e:
+                raise _duck_error(path, e) from None
+            self.event_names = {str(k): str(name).strip() for k, name in rows if k is not None}
+            self._names_from = None
+        return self.event_names
 
 
 def _check_file(path: Path) -> None:
@@ -536,22 +551,20 @@ def _open_events(
 ) -> None:
     """``events_src`` (every row with its ``__bad`` reason) and, until the check is done, an
     ``events_view`` over every row in which a bad row has no time (so no scoring counts it).
-    The event names are counted here, from the name column alone (for the checks of what a
-    model reads)."""
+    The event names are counted from the name column alone when the checks of what a model
+    reads ask for them (``Inputs.spellings``)."""
     src = _events_source(con, path, fmt, columns)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
     )
-    try:
-        # each spelling counted first (a hash of the file's few distinct names), then the most
-        # frequent spelling of each normalised name: a fifth of the work of mode() over every row
-        by_name = con.execute(
-            "SELECT lower(trim(event)) AS k, arg_max(event, n) FROM "
-            f"(SELECT event, count(*) AS n FROM ({src}) GROUP BY event) GROUP BY k"
-        ).fetchall()
-    except duckdb.Error as e:
-        raise _duck_error(path, e) from None
-    inputs.event_names = {str(k): str(name).strip() for k, name in by_name if k is not None}
+    # each spelling counted first (a hash of the file's few distinct names), then the most
+    # frequent spelling of each normalised name: a fifth of the work of mode() over every row;
+    # counted only when asked (Inputs.spellings)
+    inputs._names_from = (
+        "SELECT lower(trim(event)) AS k, arg_max(event, n) FROM "
+        f"(SELECT event, count(*) AS n FROM ({src}) GROUP BY event) GROUP BY k",
+        path,
+    )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW events_view AS SELECT lead_id, event, "
         "CASE WHEN __bad IS NULL THEN ts END AS ts, properties, __bad FROM events_src"
@@ -575,12 +588,13 @@ class EventsCheck:
 
     def run(self) -> None:
         try:
-            row = self.inputs.con.execute(
+            # fetchall: a CSV's rejected rows are stored when its scan is finished, which a
+            # fetchone leaves pending
+            (row,) = self.inputs.con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
-            ).fetchone()
+            ).fetchall()
         except duckdb.Error as e:
             raise self.error(e) from None
-        assert row is not None
         self.finish(int(row[0] or 0), int(row[1] or 0))
 
     def finish(self, total: int, n_bad: int) -> None:
