@@ -28,8 +28,9 @@ from .plan import FORMAT, ScorePlan
 
 __all__ = ["PlanCache", "default_cache"]
 
-#: the modules whose code decides a plan's text (the compiler and what it reads)
-_CODE = ("sql", "engine", "model", "batch.py")
+#: the modules whose code decides a plan's text: the compiler, what it reads, and the views of
+#: the files that the plan's statements name
+_CODE = ("sql", "engine", "model", "io", "batch.py", "coverage.py")
 
 
 def default_cache() -> PlanCache | None:
