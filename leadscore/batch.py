@@ -362,12 +362,13 @@ def _plan(inputs: Inputs, model: Model, cache: PlanCache | None) -> ScorePlan:
     views = [inputs.leads_view, inputs.events_view]
     shapes = [_shape(inputs.con, v) if v else "no events" for v in views]
     key = cache.key(repr(model), shapes, checks)
-    plan = cache.load(key)
+    plan = cache.load(key) if key is not None else None
     if plan is None:
         plan = compile_plan(
             model, inputs.con, inputs.leads_view, inputs.events_view, checks_events=checks
         )
-        cache.store(key, plan)
+        if key is not None:
+            cache.store(key, plan)
     elif inputs.events_view is None:  # the plan reads an empty view of events
         from .sql.text import EMPTY_EVENTS
 

@@ -345,3 +345,14 @@ def test_event_names_are_counted_only_for_rules_that_fired_for_no_lead(data, tmp
     assert b.inputs.event_names is not None
     assert len(warnings) == 1 and "counts 'Webinar Atended' events, and no event has" in warnings[0]
     assert "did you mean 'Webinar Attended'?" in warnings[0]
+
+
+def test_an_installation_without_its_source_caches_nothing(data, tmp_path, monkeypatch):
+    from leadscore.sql import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_CODE", ("no-such-module.py",))
+    cache = PlanCache(tmp_path / "cache")
+    leads, events = data["leads"], data["events"]
+    got = _bytes(STARTER, leads, events, tmp_path / "a.csv", "csv", cache=cache)
+    assert got == _bytes(STARTER, leads, events, tmp_path / "b.csv", "csv")
+    assert not cache.directory.exists()

@@ -42,18 +42,24 @@ def default_cache() -> PlanCache | None:
     return PlanCache(root / "leadscore" / "plans")
 
 
-def _code_digest() -> str:
-    """leadscore's version, its compiler's source and sqlglot's version, hashed."""
+def _code_digest() -> str | None:
+    """leadscore's version, its compiler's source and sqlglot's version, hashed; None when the
+    source cannot be read (an installation without it): then nothing is cached."""
     import leadscore
 
     h = hashlib.sha256(f"leadscore {leadscore.__version__}\n".encode())
     root = Path(leadscore.__file__).parent
-    for part in _CODE:
-        p = root / part
-        files = sorted(p.glob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f"{f.relative_to(root)}\n".encode())
-            h.update(f.read_bytes())
+    try:
+        for part in _CODE:
+            p = root / part
+            files = sorted(p.glob("*.py")) if p.is_dir() else [p]
+            if not files:
+                return None
+            for f in files:
+                h.update(f"{f.relative_to(root)}\n".encode())
+                h.update(f.read_bytes())
+    except OSError:
+        return None
     h.update(f"sqlglot {_sqlglot_version()}\n".encode())
     return h.hexdigest()
 
@@ -75,9 +81,13 @@ class PlanCache:
         self.directory = directory
 
     @staticmethod
-    def key(model_repr: str, shapes: list[str], checks_events: bool) -> str:
+    def key(model_repr: str, shapes: list[str], checks_events: bool) -> str | None:
+        """The entry's name, or None when this installation's code cannot be fingerprinted."""
+        code = _code_digest()
+        if code is None:
+            return None
         h = hashlib.sha256()
-        for part in (f"plan {FORMAT}", _code_digest(), model_repr, *shapes, str(checks_events)):
+        for part in (f"plan {FORMAT}", code, model_repr, *shapes, str(checks_events)):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()
