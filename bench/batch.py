@@ -3,7 +3,8 @@ and a pandas implementation.
 
     python bench/batch.py [--leads 1000000] [--events-per-lead 20] [--dir /tmp/leadscore-bench]
                           [--repeat 3] [--formats csv,jsonl] [--no-pandas] [--no-engine]
-                          [--naive-timestamps] [--pandas-leads N]
+                          [--naive-timestamps] [--pandas-leads N] [--baseline CHECKOUT]
+                          [--no-plan-cache]
 
 1. Generates the seeded demo data set as Parquet with leadscore.demo (about 20 events per lead,
    event times as TIMESTAMP WITH TIME ZONE unless ``--naive-timestamps``), or reuses it when
@@ -15,7 +16,11 @@ and a pandas implementation.
      H  the anchor: the starter model as one DuckDB query written by hand (bench/handwritten.py),
         the same records written by DuckDB;
      B  the floor: DuckDB alone reading every event and writing one aggregate row per lead;
-     C  the same model in plain pandas (bench/pandas_model.py), JSON Lines.
+     C  the same model in plain pandas (bench/pandas_model.py), JSON Lines;
+     A0 with ``--baseline CHECKOUT``: ``leadscore score`` of another checkout (a worktree of
+        main), right before A, so that a change is measured against what it changes.
+   A (and A0) find the compiled query in a plan cache of their own, filled by one untimed run,
+   as every run of a nightly job after its first does (``--no-plan-cache``: compiled every run).
    Wall and CPU time per run, and the peak resident memory of each child on its own
    (``os.wait4``).
 3. Checks that the anchor writes the same records as leadscore (byte for byte, or numbers at
@@ -38,6 +43,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,10 +157,12 @@ def ensure_subset(d: Path, n: int) -> tuple[Path, Path, int]:
 # ------------------------------------------------------------------ running one program
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of each timed program: this checkout's leadscore first on the path."""
+def _child_env(checkout: Path = HERE.parent, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of each timed program: the checkout's leadscore first on the path (this
+    one, or the baseline's)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH")]))
+    env.update(extra or {})
     return env
 
 
@@ -169,13 +177,17 @@ class Program:
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=_child_env)
+    cwd: Path = HERE.parent  # python -m puts the working directory first on the path
 
     def run(self, log_dir: Path, *, record: bool = True) -> None:
         self.output.unlink(missing_ok=True)
         err_path = log_dir / f"{self.key}.stderr"
         with err_path.open("wb") as err:
             t = time.perf_counter()
-            p = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=err, env=_child_env())
+            p = subprocess.Popen(
+                self.cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.env, cwd=self.cwd
+            )
             # wait4 gives this one child's own resource use (RUSAGE_CHILDREN would mix them)
             _, status, ru = os.wait4(p.pid, 0)
             wall = time.perf_counter() - t
@@ -489,6 +501,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", type=Path, default=None, help="the model (default: the starter model)"
     )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of leadscore (a git worktree of main, say) whose `leadscore score` "
+        "is timed too, interleaved, right before this one's; its records must be the same bytes",
+    )
+    p.add_argument(
+        "--no-plan-cache",
+        action="store_true",
+        help="compile the query in every run (LEADSCORE_NO_CACHE=1); by default the timed runs "
+        "find it in a plan cache of their own in --dir, filled by one untimed run, as every "
+        "run after a model's first does",
+    )
     args = p.parse_args(argv)
     if args.leads < 1 or args.repeat < 1:
         p.error("--leads and --repeat must be at least 1")
@@ -514,12 +540,34 @@ def main(argv: list[str] | None = None) -> int:
         p_leads, p_events, p_n_events = leads, events, data["n_events"]
 
     n, ev = args.leads, data["n_events"]
+    # the plan cache of the timed runs (leadscore.sql.cache): a directory of their own, emptied
+    plan_cache = d / "plan-cache"
+    shutil.rmtree(plan_cache, ignore_errors=True)
+    cache_env = {"XDG_CACHE_HOME": str(plan_cache)}
+    if args.no_plan_cache:
+        cache_env["LEADSCORE_NO_CACHE"] = "1"
+    baseline: Path | None = args.baseline.resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "leadscore" / "__init__.py").exists():
+        p.error(f"--baseline {baseline}: no leadscore checkout there")
+    baselines: dict[str, Program] = {}
     scored: dict[str, Program] = {}
     anchors: dict[str, Program] = {}
     floors: dict[str, Program] = {}
     programs: list[Program] = []
     for fmt in formats:
         tag = fmt.upper()
+        if baseline is not None:
+            baselines[fmt] = Program(
+                f"A0-{fmt}",
+                f"baseline leadscore ({tag})",
+                _leadscore_cmd(model, leads, events, fmt, out / f"baseline.{fmt}"),
+                out / f"baseline.{fmt}",
+                n,
+                ev,
+                env=_child_env(baseline, cache_env),
+                cwd=baseline,
+            )
+            programs.append(baselines[fmt])
         scored[fmt] = Program(
             f"A-{fmt}",
             f"leadscore score ({tag})",
@@ -527,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             out / f"scores.{fmt}",
             n,
             ev,
+            env=_child_env(extra=cache_env),
         )
         programs.append(scored[fmt])
         if with_anchor:
@@ -580,11 +629,17 @@ def main(argv: list[str] | None = None) -> int:
     # an installed leadscore has its bytecode compiled at install time; this checkout's is
     # compiled once here, or each run would compile every module again where the environment
     # says PYTHONDONTWRITEBYTECODE (the standard library and DuckDB come compiled already)
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(HERE.parent / "leadscore")],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    for checkout in [HERE.parent] + ([baseline] if baseline is not None else []):
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(checkout / "leadscore")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    if not args.no_plan_cache:
+        # the query compiled once, as by the first run of a nightly job: the timed runs find it
+        for prog in [scored[formats[0]], *([baselines[formats[0]]] if baselines else [])]:
+            log(f"Untimed run of {prog.key} (fills the plan cache) …")
+            prog.run(out, record=False)
 
     agreement: dict[str, Any] = {}
     anchor_check: dict[str, Any] = {}
@@ -596,6 +651,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {prog.walls[-1]:.2f} s wall, {prog.cpus[-1]:.1f} s CPU, peak RSS {prog.rss_mb[-1]:,.0f} MB"
             )
         if rep == 0:  # stop before spending more time on programs that do not agree
+            for fmt, base in baselines.items():
+                if base.output.read_bytes() != scored[fmt].output.read_bytes():
+                    sys.exit(f"FAILED: the baseline's {fmt} records differ from this checkout's")
+                log(f"Baseline ({fmt}): the same bytes as this checkout's records.")
             for fmt, anchor in anchors.items():
                 anchor_check[fmt] = check_anchor(scored[fmt].output, anchor.output, fmt)
             if pandas_prog is not None and "jsonl" in scored:
@@ -628,6 +687,10 @@ def main(argv: list[str] | None = None) -> int:
             r["a_over_anchor"]["target_max"] = TARGET_A_OVER_H
             r["a_over_anchor"]["met"] = a.median / h.median <= TARGET_A_OVER_H
             r["anchor_over_floor"] = ratio(h, b)
+            if fmt in baselines:
+                r["baseline_over_anchor"] = ratio(baselines[fmt], h)
+        if fmt in baselines:
+            r["a_over_baseline"] = ratio(a, baselines[fmt])
         r["a_peak_rss_gb"] = round(max(a.rss_mb) / 1024, 2)
         ratios[fmt] = r
     c_over_a = None
@@ -657,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
             "pandas_leads": pandas_leads if with_pandas else None,
             "pandas_events": p_n_events if with_pandas else None,
             "dir": str(d),
+            "baseline": str(baseline) if baseline is not None else None,
+            "plan_cache": "off" if args.no_plan_cache else "filled by an untimed run",
         },
         "programs": {prog.key: prog.summary() for prog in programs},
         "ratios": ratios,
@@ -702,6 +767,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{_verdict(ab['median_wall'] <= TARGET_A_OVER_B)}   (fastest runs {ab['min_wall']:.2f}x, "
             f"CPU {ab['median_cpu']:.2f}x)"
         )
+        if "baseline_over_anchor" in r:
+            bh = r["baseline_over_anchor"]
+            print(
+                f"{fmt:5} A0/H = {bh['median_wall']:5.2f}x  (baseline; fastest runs "
+                f"{bh['min_wall']:.2f}x, CPU {bh['median_cpu']:.2f}x)"
+            )
+        if "a_over_baseline" in r:
+            ab0 = r["a_over_baseline"]
+            print(
+                f"{fmt:5} A/A0 = {ab0['median_wall']:5.2f}x  (fastest runs {ab0['min_wall']:.2f}x, "
+                f"CPU {ab0['median_cpu']:.2f}x)"
+            )
         if "anchor_over_floor" in r:
             hb = r["anchor_over_floor"]
             print(

@@ -9,17 +9,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
-from sqlglot import exp
 
 from .engine import Event, Explanation, Scorer
 from .errors import ConfigError, InputError
 from .io import Columns, Inputs, open_inputs
 from .model import Model, nest
-from .sql.compiler import compile_score, reason_terms
-from .sql.duckdb import TRAITS_COLUMN, column_source, resolve_field
+from .sql.plan import ScorePlan, compile_plan, rule_columns
+from .sql.text import TRAITS_COLUMN
+
+if TYPE_CHECKING:
+    from .sql.cache import PlanCache
 
 __all__ = [
     "ENGINES",
@@ -51,8 +53,8 @@ class BatchRun:
     query: str
     include: tuple[str, ...] = ()
     _table: str | None = None
-    #: the query as a tree (DuckDB runs only), for questions about the points alone
-    tree: exp.Expr | None = None
+    #: the compiled statements (DuckDB runs only), for questions about the points alone
+    plan: ScorePlan | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -69,12 +71,12 @@ class BatchRun:
         """The names of the rules (with points) that give points to at least one lead, from the
         points alone, without building any lead's reasons: first over a sample of leads, then,
         for the rules the sample did not show firing, over every lead — so only a rule that
-        fires rarely or never costs a whole pass. None when the query has no tree (Spark)."""
-        if self.tree is None:
+        fires rarely or never costs a whole pass. None when there is no plan (Spark)."""
+        if self.plan is None:
             return None
         columns = {
-            name: col.name
-            for name, col, _ in reason_terms(self.model, None)
+            name: col
+            for name, col in rule_columns(self.model)
             if any(r.name == name and r.points != 0 for r in self.model.rules)
         }
         fired: set[str] = set()
@@ -86,30 +88,9 @@ class BatchRun:
         return fired
 
     def _fired(self, todo: list[str], columns: dict[str, str], limit: int | None) -> set[str]:
-        assert self.tree is not None
-        tree = self.tree.copy()
-        if limit is not None:
-            f = next(c for c in tree.find_all(exp.CTE) if c.alias == "f")
-            f.set(
-                "this",
-                exp.select("*")
-                .from_(exp.Subquery(this=f.this, alias=exp.TableAlias(this=exp.to_identifier("f"))))
-                .limit(limit),
-            )
-        checks = [
-            exp.alias_(
-                exp.func(
-                    "bool_or",
-                    exp.NEQ(this=exp.column(columns[n]), expression=exp.Literal.number(0)),
-                ),
-                f"c{i}",
-            )
-            for i, n in enumerate(todo)
-        ]
-        key = "with_" if "with_" in tree.args else "with"
-        check = exp.select(*checks).from_("u")
-        check.set(key, tree.args.get(key))
-        row = self.con.execute(check.sql(dialect="duckdb")).fetchone()
+        assert self.plan is not None
+        sql = self.plan.fired_sql(self.as_of, [columns[n] for n in todo], limit)
+        row = self.con.execute(sql).fetchone()
         return {n for n, hit in zip(todo, row or (), strict=False) if hit}
 
     def _scores(self) -> str:
@@ -209,6 +190,8 @@ def _include_columns(inputs: Inputs, include: tuple[str, ...]) -> list[tuple[str
         raise ConfigError("--include copies columns of a leads file; give --leads")
     rel = inputs.con.sql(f"SELECT * FROM {inputs.leads_view} LIMIT 0")
     cols = dict(zip(rel.columns, rel.types, strict=True))
+    from .sql.duckdb import resolve_field
+
     out = []
     for name in include:
         path = tuple(name.split("."))
@@ -247,10 +230,12 @@ def run(
     con: duckdb.DuckDBPyConnection | None = None,
     columns: Columns | None = None,
     count_orphans: bool = True,
+    cache: PlanCache | None = None,
 ) -> BatchRun:
     """The scoring query over these files, ready to write. ``count_orphans=False`` leaves out
     the count of events for lead ids not in the leads file (a scan of the leads), which only
-    the run's summary reports."""
+    the run's summary reports. ``cache`` keeps the compiled query between runs
+    (leadscore.sql.cache)."""
     inputs = open_inputs(
         leads,
         events,
@@ -262,8 +247,9 @@ def run(
         defer_events_check=True,
         columns=columns,
     )
-    tree = _prepare_tree(inputs, model, as_of, count_orphans)
-    return BatchRun(model, inputs, as_of, tree.sql(dialect="duckdb"), tree=tree)
+    plan = _plan(inputs, model, cache)
+    _aggregate(inputs, plan, as_of, count_orphans)
+    return BatchRun(model, inputs, as_of, plan.query(as_of), plan=plan)
 
 
 ENGINES = ("duckdb", "spark")
@@ -359,50 +345,73 @@ def _run_spark(
 
 
 def _prepare(inputs: Inputs, model: Model, as_of: datetime) -> str:
-    """The scoring query as DuckDB SQL (see _prepare_tree)."""
-    return _prepare_tree(inputs, model, as_of).sql(dialect="duckdb")
+    """The scoring query as DuckDB SQL, its per-lead aggregate run (see _aggregate)."""
+    plan = _plan(inputs, model, None)
+    _aggregate(inputs, plan, as_of)
+    return plan.query(as_of)
 
 
-def _prepare_tree(
-    inputs: Inputs, model: Model, as_of: datetime, count_orphans: bool = True
-) -> exp.Expr:
-    """The scoring query, with its per-lead event aggregate run first into a temp table: the
+def _plan(inputs: Inputs, model: Model, cache: PlanCache | None) -> ScorePlan:
+    """The compiled statements for these inputs: from ``cache`` when it holds them, else
+    compiled (and then kept there)."""
+    checks = inputs.events_check is not None
+    if cache is None:
+        return compile_plan(
+            model, inputs.con, inputs.leads_view, inputs.events_view, checks_events=checks
+        )
+    views = [inputs.leads_view, inputs.events_view]
+    shapes = [_shape(inputs.con, v) if v else "no events" for v in views]
+    key = cache.key(repr(model), shapes, checks)
+    plan = cache.load(key) if key is not None else None
+    if plan is None:
+        plan = compile_plan(
+            model, inputs.con, inputs.leads_view, inputs.events_view, checks_events=checks
+        )
+        if key is not None:
+            cache.store(key, plan)
+    elif inputs.events_view is None:  # the plan reads an empty view of events
+        from .sql.text import EMPTY_EVENTS
+
+        inputs.con.execute(f'CREATE OR REPLACE TEMP VIEW "leadscore_no_events" AS {EMPTY_EVENTS}')
+    return plan
+
+
+def _shape(con: duckdb.DuckDBPyConnection, view: str) -> str:
+    """A view's column names and types, as the compiled query depends on them."""
+    rel = con.sql(f'SELECT * FROM "{view}" LIMIT 0')
+    return json.dumps([[c, str(t)] for c, t in zip(rel.columns, rel.types, strict=True)])
+
+
+def _aggregate(
+    inputs: Inputs, plan: ScorePlan, as_of: datetime, count_orphans: bool = True
+) -> None:
+    """Run the plan's per-lead event aggregate into the temp table ``leadscore_g``: the scoring
     query then reads the events file once, and events for lead ids that are not in the leads
     file are counted from that small table instead of by another pass over the events. That
     same pass checks the events file when its check waits (``Inputs.events_check``): it counts
     every row and the bad ones, which it does not score."""
     con = inputs.con
     check = inputs.events_check
-    source = column_source(con, model, inputs.leads_view, inputs.events_view)
-    tree = compile_score(model, source, as_of, "duckdb", every_event=check is not None)
-    g = next((c for c in tree.find_all(exp.CTE) if c.alias == "g"), None)
-    if inputs.events_view is None or g is None or not isinstance(g.this, exp.Select):
+    agg = plan.aggregate_sql(as_of)
+    if agg is None:
         if check is not None:
             check.run()
-        return tree
-    per_lead = [exp.alias_(exp.Count(this=exp.Star()), "__n")]
-    if check is not None:
-        per_lead = [
-            exp.alias_(exp.Count(this=exp.column("d")), "__n"),
-            exp.alias_(exp.Count(this=exp.Star()), "__rows"),
-            exp.alias_(exp.Count(this=exp.column("__bad")), "__bad"),
-        ]
-    agg = g.this.select(*per_lead, copy=False)  # g reads the table made of it below
+        return
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg.sql(dialect='duckdb')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE leadscore_g AS {agg}")
     except duckdb.Error as e:
         if check is None:
             raise
         raise check.error(e) from None
     if check is not None:
+        assert plan.checks_events
         counts = con.execute(
             "SELECT coalesce(sum(__rows), 0), coalesce(sum(__bad), 0) FROM leadscore_g"
         ).fetchone()
         assert counts is not None
         check.finish(int(counts[0]), int(counts[1]))
-    g.set("this", exp.select("*").from_("leadscore_g"))
     if not count_orphans:
-        return tree
+        return
     row = con.execute(
         f"SELECT count(*) FILTER (WHERE __n > 0), coalesce(sum(__n), 0) FROM leadscore_g g "
         f"ANTI JOIN {inputs.leads_view} l ON g.lead_id = l.lead_id"
@@ -410,7 +419,6 @@ def _prepare_tree(
     if row is not None:
         inputs.orphan_lead_ids, inputs.orphan_events = int(row[0]), int(row[1])
         inputs.events -= inputs.orphan_events
-    return tree
 
 
 def data_warnings(
@@ -425,8 +433,9 @@ def data_warnings(
     in the order of the rules in the model file."""
     from .coverage import by_line, check_inputs, silent_rules
 
-    warnings = check_inputs(model, inputs) if inputs.leads_view else []
+    fields = batch.plan.field_sql() if batch is not None and batch.plan is not None else None
     fired = batch.fired_rules() if table is None and batch is not None else None
+    warnings = check_inputs(model, inputs, fields, fired) if inputs.leads_view else []
     if table is None and fired is None:
         table = f"({_prepare(inputs, model, as_of)})"
     return by_line(warnings + silent_rules(model, inputs, table, warnings, fired=fired))

@@ -13,12 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import duckdb
-from sqlglot import exp
 
 from .io import Inputs
 from .model import Model, leaves
 from .model.schema import EngagementRule, Rule
-from .sql.duckdb import TRAITS_COLUMN, resolve_field, type_name
+from .sql.text import TRAITS_COLUMN, type_name
 
 __all__ = ["by_line", "check_inputs", "silent_rules"]
 
@@ -73,9 +72,9 @@ def _json_keys(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
     return top + [str(r[0]) for r in nested]
 
 
-def _present(x: exp.Expr, missing: tuple[str, ...]) -> str:
-    """SQL: the field's text is there, and not one of the model's placeholder values."""
-    text = x.sql(dialect="duckdb")
+def _present(text: str, missing: tuple[str, ...]) -> str:
+    """SQL: the field's text (SQL ``text``) is there, and not one of the model's placeholder
+    values."""
     cond = f"nullif(trim({text}), '') IS NOT NULL"
     if missing:
         values = ", ".join("'" + m.replace("'", "''") + "'" for m in missing)
@@ -83,7 +82,9 @@ def _present(x: exp.Expr, missing: tuple[str, ...]) -> str:
     return cond
 
 
-def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
+def _lead_fields(
+    model: Model, inputs: Inputs, fields: dict[tuple[str, ...], str | None] | None = None
+) -> list[str]:
     con = inputs.con
     cols = _columns(con, inputs.leads_view)
     wanted: dict[tuple[str, ...], list[Rule]] = {}
@@ -102,13 +103,11 @@ def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
             rules.append(r)
     if not wanted:
         return []
-    exprs: dict[tuple[str, ...], exp.Expr | None] = {}
-    for path in wanted:
-        e = resolve_field("l", cols, path)
-        if e is None and TRAITS_COLUMN in cols:
-            e = resolve_field("l", cols, (TRAITS_COLUMN, *path))
-        exprs[path] = e
-    found = {p: e for p, e in exprs.items() if e is not None}
+    if fields is None or any(p not in fields for p in wanted):
+        from .sql.duckdb import lead_field_sql
+
+        fields = {p: lead_field_sql(cols, p) for p in wanted}
+    found = {p: e for p in wanted if (e := fields[p]) is not None}
     counts: dict[tuple[str, ...], int] = {}
     # a sample of leads first; every lead only for the fields the sample has no value for
     for rows in (f'(SELECT * FROM "{inputs.leads_view}" LIMIT {SAMPLE})', f'"{inputs.leads_view}"'):
@@ -138,8 +137,17 @@ def _lead_fields(model: Model, inputs: Inputs) -> list[str]:
     return out
 
 
-def _event_names(model: Model, inputs: Inputs) -> list[str]:
-    seen = inputs.event_names
+def _event_names(model: Model, inputs: Inputs, fired: set[str] | None = None) -> list[str]:
+    """Rules counting an event name no event has. A rule in ``fired`` gave some lead points,
+    so its name is there: when every rule did, the names are not counted at all."""
+    rules = [
+        r
+        for r in model.engagement_rules
+        if r.trait is None and (fired is None or r.name not in fired)
+    ]
+    if not rules:
+        return []
+    seen = inputs.spellings()
     if seen is None:  # not counted while reading (Segment messages): one pass here
         assert inputs.events_view is not None
         rows = inputs.con.execute(
@@ -148,8 +156,8 @@ def _event_names(model: Model, inputs: Inputs) -> list[str]:
         ).fetchall()
         seen = {str(k): str(name).strip() for k, name in rows}
     out = []
-    for r in model.engagement_rules:
-        if r.trait is not None or r.event_key in seen:
+    for r in rules:
+        if r.event_key in seen:
             continue
         out.append(
             f"{_where(model, r)} counts '{r.event}' events, and no event has that name"
@@ -171,11 +179,13 @@ def _properties(model: Model, inputs: Inputs, rules: list[EngagementRule]) -> li
             continue
         named = f"lower(trim(event)) = '{r.event_key.replace(chr(39), chr(39) * 2)}'"
         for path in dict.fromkeys(leaf.path for leaf in leaves(r.when)):
+            from .sql.duckdb import resolve_field
+
             e = resolve_field("e", cols, ("properties", *path))
             if e is not None:
                 row = con.execute(
                     f'SELECT count(*) FROM "{inputs.events_view}" e WHERE {named} AND '
-                    f"{_present(e, model.missing_values)}"
+                    f"{_present(e.sql(dialect='duckdb'), model.missing_values)}"
                 ).fetchone()
                 if row and row[0]:
                     continue
@@ -196,11 +206,18 @@ def _properties(model: Model, inputs: Inputs, rules: list[EngagementRule]) -> li
     return out
 
 
-def check_inputs(model: Model, inputs: Inputs) -> list[str]:
-    """Warnings, one line each: fields no lead has, event names and properties no event has."""
-    out = _lead_fields(model, inputs)
+def check_inputs(
+    model: Model,
+    inputs: Inputs,
+    fields: dict[tuple[str, ...], str | None] | None = None,
+    fired: set[str] | None = None,
+) -> list[str]:
+    """Warnings, one line each: fields no lead has, event names and properties no event has.
+    ``fields``: each lead field as SQL over the leads, when a compiled plan has them; ``fired``:
+    the rules known to have given some lead points (their event names need no looking up)."""
+    out = _lead_fields(model, inputs, fields)
     if inputs.events_view is not None and model.has_event_rules:
-        out += _event_names(model, inputs)
+        out += _event_names(model, inputs, fired)
     return out
 
 

@@ -132,6 +132,7 @@ def quick_score_args(argv: list[str]) -> dict[str, Any] | None:
 def quick_score(p: dict[str, Any]) -> None:
     """``leadscore score … --quiet`` to jsonl or csv: the same steps as the full command's."""
     from .batch import data_warnings, parse_include, run
+    from .sql.cache import default_cache
 
     def path(key: str) -> Path | None:
         return Path(p[key]) if key in p else None
@@ -149,6 +150,7 @@ def quick_score(p: dict[str, Any]) -> None:
         skip_bad_rows=bool(p.get("skip_bad_rows")),
         columns=columns,
         count_orphans=False,  # only the summary, which --quiet leaves out, says them
+        cache=default_cache(),  # the compiled query of an earlier run: no sqlglot to import
     )
     batch.include = included
     warnings = data_warnings(m, batch.inputs, when, None, batch)

@@ -222,7 +222,7 @@ def score(
             "scoring…"
         )
         table: str | None = None
-        if fmt == "table" or not quiet or batch.tree is None:
+        if fmt == "table" or not quiet or batch.plan is None:
             # one run of the query serves the records, the summary and the checks
             table = batch.materialise()
             progress.update(f"Scored {plural(batch.inputs.leads, 'lead')}; checking and writing…")

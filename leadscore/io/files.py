@@ -22,8 +22,7 @@ from typing import Any
 import duckdb
 
 from ..errors import BadRowsError, InputError
-from ..sql.dialects import json_path
-from ..sql.duckdb import type_name
+from ..sql.text import json_path, type_name
 from .columns import Columns
 
 __all__ = [
@@ -155,6 +154,21 @@ class Inputs:
     events_check: EventsCheck | None = None
     #: event names seen (stripped and lower-cased -> the most frequent spelling), when known
     event_names: dict[str, str] | None = None
+    #: how to count them from the events file (and the file, for its errors), until they are
+    _names_from: tuple[str, Path] | None = None
+
+    def spellings(self) -> dict[str, str] | None:
+        """The event names seen, counted from the events file on first use (a scan of its
+        name column that a run whose rules all fired never needs); None: not counted here."""
+        if self.event_names is None and self._names_from is not None:
+            sql, path = self._names_from
+            try:
+                rows = self.con.execute(sql).fetchall()
+            except duckdb.Error as e:
+                raise _duck_error(path, e) from None
+            self.event_names = {str(k): str(name).strip() for k, name in rows if k is not None}
+            self._names_from = None
+        return self.event_names
 
 
 def _check_file(path: Path) -> None:
@@ -328,8 +342,10 @@ def _renamed(cols: dict[str, Any], id_col: str, cast: bool) -> str:
 
 def _leads_source(
     con: duckdb.DuckDBPyConnection, path: Path, fmt: str, bad: _Bad, id_col: str = "lead_id"
-) -> None:
-    """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits."""
+) -> int | None:
+    """Materialise ``leads_src``: ``__line``, ``__bad`` (a reason or NULL), lead_id, traits.
+    Returns the number of good leads when the check counted them (no repeated lead ids)."""
+    good: int | None = None
     if fmt == "csv":
         src = _csv_sql(path, "leadscore_rej_leads")
         cols = _columns(con, src, path)
@@ -375,7 +391,8 @@ def _leads_source(
             )
             row = con.execute(
                 "SELECT count(*) FILTER (WHERE __bad IS NOT NULL), "
-                "count(*) FILTER (WHERE __bad IS NULL) - count(DISTINCT lead_id) FILTER (WHERE __bad IS NULL) "
+                "count(*) FILTER (WHERE __bad IS NULL) - count(DISTINCT lead_id) FILTER (WHERE __bad IS NULL), "
+                "count(*) FILTER (WHERE __bad IS NULL) "
                 "FROM leads_src"
             ).fetchone()
             if row is not None and (row[0] or row[1]):
@@ -391,22 +408,26 @@ def _leads_source(
                 _renumber(con, "leads_tab", "leadscore_rej_leads")
             con.execute("CREATE OR REPLACE TEMP VIEW leads_src AS SELECT * FROM leads_tab")
             dup = con.execute(
-                "SELECT count(*) - count(DISTINCT lead_id) FROM leads_tab WHERE __bad IS NULL"
+                "SELECT count(*) - count(DISTINCT lead_id), count(*) FROM leads_tab "
+                "WHERE __bad IS NULL"
             ).fetchone()
             if dup and dup[0]:
                 _mark_duplicates(con, "leads_tab")
+            elif dup:
+                good = int(dup[1])
     except duckdb.Error as e:
         raise _duck_error(path, e) from None
     if fmt == "csv":
         rej = _rejects(con, "leadscore_rej_leads")
         bad.add(rej, len(rej))
     if fmt == "parquet" and row is not None and not (row[0] or row[1]):
-        return  # counted above: no bad rows to list, no need to read the file again
+        return int(row[2])  # counted above: no bad rows to list, no need to read the file again
     rows = con.execute(
         f"SELECT __line, __bad FROM leads_src WHERE __bad IS NOT NULL ORDER BY __line LIMIT {SHOW_BAD_ROWS}"
     ).fetchall()
     total = con.execute("SELECT count(*) FROM leads_src WHERE __bad IS NOT NULL").fetchone()
     bad.add([(int(a), str(b)) for a, b in rows], total[0] if total else 0)
+    return good
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -530,22 +551,20 @@ def _open_events(
 ) -> None:
     """``events_src`` (every row with its ``__bad`` reason) and, until the check is done, an
     ``events_view`` over every row in which a bad row has no time (so no scoring counts it).
-    The event names are counted here, from the name column alone (for the checks of what a
-    model reads)."""
+    The event names are counted from the name column alone when the checks of what a model
+    reads ask for them (``Inputs.spellings``)."""
     src = _events_source(con, path, fmt, columns)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW events_src AS SELECT {_EVENT_BAD} AS __bad, * FROM ({src})"
     )
-    try:
-        # each spelling counted first (a hash of the file's few distinct names), then the most
-        # frequent spelling of each normalised name: a fifth of the work of mode() over every row
-        by_name = con.execute(
-            "SELECT lower(trim(event)) AS k, arg_max(event, n) FROM "
-            f"(SELECT event, count(*) AS n FROM ({src}) GROUP BY event) GROUP BY k"
-        ).fetchall()
-    except duckdb.Error as e:
-        raise _duck_error(path, e) from None
-    inputs.event_names = {str(k): str(name).strip() for k, name in by_name if k is not None}
+    # each spelling counted first (a hash of the file's few distinct names), then the most
+    # frequent spelling of each normalised name: a fifth of the work of mode() over every row;
+    # counted only when asked (Inputs.spellings)
+    inputs._names_from = (
+        "SELECT lower(trim(event)) AS k, arg_max(event, n) FROM "
+        f"(SELECT event, count(*) AS n FROM ({src}) GROUP BY event) GROUP BY k",
+        path,
+    )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW events_view AS SELECT lead_id, event, "
         "CASE WHEN __bad IS NULL THEN ts END AS ts, properties, __bad FROM events_src"
@@ -569,12 +588,13 @@ class EventsCheck:
 
     def run(self) -> None:
         try:
-            row = self.inputs.con.execute(
+            # fetchall: a CSV's rejected rows are stored when its scan is finished, which a
+            # fetchone leaves pending
+            (row,) = self.inputs.con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE __bad IS NOT NULL) FROM events_src"
-            ).fetchone()
+            ).fetchall()
         except duckdb.Error as e:
             raise self.error(e) from None
-        assert row is not None
         self.finish(int(row[0] or 0), int(row[1] or 0))
 
     def finish(self, total: int, n_bad: int) -> None:
@@ -630,15 +650,17 @@ def open_files(
     lf = leads_format or detect_format(leads)
     check_content(leads, lf)
     lbad = _Bad(leads)
-    _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
+    good = _leads_source(con, leads, lf, lbad, (columns or Columns()).lead_id)
     lbad.settle(inputs, skip_bad_rows)
     drop = "__bad, __line" + (", __text" if lf == "jsonl" else "")
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW leads_view AS SELECT * EXCLUDE ({drop}) FROM leads_src "
         "WHERE __bad IS NULL"
     )
-    n = con.execute("SELECT count(*) FROM leads_view").fetchone()
-    inputs.leads = int(n[0]) if n else 0
+    if good is None:
+        n = con.execute("SELECT count(*) FROM leads_view").fetchone()
+        good = int(n[0]) if n else 0
+    inputs.leads = good
     if inputs.leads == 0 and not inputs.skipped:
         raise InputError("has no leads (only a header?)", file=str(leads))
     if events is not None:

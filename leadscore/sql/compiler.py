@@ -77,7 +77,8 @@ class _Leafs:
         return exp.Case(ifs=[exp.If(this=placeholder, true=exp.Null())], default=x)
 
     def trimmed(self, x: exp.Expr) -> exp.Expr:
-        return exp.Trim(this=x, expression=exp.Literal.string(WHITESPACE))
+        # the precomputed fields (fields) are a lead's traits; the others an event's
+        return self.d.trim(x, WHITESPACE, per_lead=self.fields is not None)
 
     def norm(self, x: exp.Expr) -> exp.Expr:
         return exp.Lower(this=self.trimmed(x))
@@ -157,24 +158,10 @@ class _Leafs:
             return _bool(
                 exp.GT(this=exp.StrPosition(this=t, substr=s), expression=exp.Literal.number(0))
             )
-        n = exp.Literal.number(len(v))
         if op == "starts_with":
-            return _bool(
-                exp.EQ(
-                    this=exp.Substring(this=t, start=exp.Literal.number(1), length=n), expression=s
-                )
-            )
+            return _bool(self.d.starts_with(t, v))
         if op == "ends_with":
-            length = exp.Length(this=t.copy())
-            start = exp.Add(
-                this=exp.Sub(this=length, expression=n.copy()), expression=exp.Literal.number(1)
-            )
-            return _bool(
-                exp.and_(
-                    exp.GTE(this=length.copy(), expression=n.copy()),
-                    exp.EQ(this=exp.Substring(this=t, start=start, length=n), expression=s),
-                )
-            )
+            return _bool(self.d.ends_with(t, v))
         if op == "matches":
             return _bool(self.regex(t, v))
         raise ValueError(f"unknown operator {op!r}")

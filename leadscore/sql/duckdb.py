@@ -15,25 +15,21 @@ from sqlglot import exp
 from ..model.schema import Condition, Model, leaves
 from .dialects import json_path
 from .sources import ColumnTables
+from .text import EMPTY_EVENTS, TRAITS_COLUMN, type_name
 
 __all__ = [
     "EMPTY_EVENTS",
     "TRAITS_COLUMN",
     "column_source",
     "fields_of",
+    "lead_field_sql",
+    "lead_paths",
     "resolve_field",
     "text_expr",
+    "type_name",
 ]
 
-EMPTY_EVENTS = (
-    "SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS VARCHAR) AS event, "
-    "CAST(NULL AS TIMESTAMP) AS ts, CAST(NULL AS JSON) AS properties WHERE false"
-)
-
 Path = tuple[str, ...]
-
-#: Leads read from JSON Lines keep all their traits in this one JSON column.
-TRAITS_COLUMN = "__traits"
 
 
 def fields_of(cond: Condition | None) -> set[Path]:
@@ -42,13 +38,6 @@ def fields_of(cond: Condition | None) -> set[Path]:
 
 def _q(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
-
-
-def type_name(dtype: Any) -> str:
-    """DuckDB's type name in lower case; JSON (a VARCHAR underneath) is ``json``."""
-    if str(dtype).upper() == "JSON":
-        return "json"
-    return str(getattr(dtype, "id", dtype)).lower()
 
 
 def text_expr(value: exp.Expr, dtype: Any) -> exp.Expr:
@@ -121,19 +110,37 @@ def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, Any]:
     return dict(zip(rel.columns, rel.types, strict=True))
 
 
+def lead_paths(model: Model) -> list[Path]:
+    """Every lead field the model reads, once each, in the order its rules read them."""
+    paths = [p for r in model.fit_rules for p in fields_of(r.when)]
+    paths += [
+        p for er in model.engagement_rules for p in (er.trait_path, er.at_path) if p is not None
+    ]
+    return list(dict.fromkeys(paths))
+
+
+def lead_field(columns: dict[str, Any], path: Path) -> exp.Expr | None:
+    """The text form of a lead field in the leads view (alias ``l``), or None when no column
+    holds it: a column of its own, a STRUCT, or the JSON traits of JSON Lines leads."""
+    e = _resolve("l", columns, path)
+    if e is None and TRAITS_COLUMN in columns:
+        e = _resolve("l", columns, (TRAITS_COLUMN, *path))
+    return e
+
+
+def lead_field_sql(columns: dict[str, Any], path: Path) -> str | None:
+    """lead_field as DuckDB SQL text."""
+    e = lead_field(columns, path)
+    return None if e is None else e.sql(dialect="duckdb")
+
+
 def column_source(
     con: duckdb.DuckDBPyConnection, model: Model, leads_view: str, events_view: str | None
 ) -> ColumnTables:
     lead_cols = _columns(con, leads_view)
     lead_fields = {}
-    lead_paths = [p for r in model.fit_rules for p in fields_of(r.when)]
-    lead_paths += [
-        p for er in model.engagement_rules for p in (er.trait_path, er.at_path) if p is not None
-    ]
-    for path in dict.fromkeys(lead_paths):
-        e = _resolve("l", lead_cols, path)
-        if e is None and TRAITS_COLUMN in lead_cols:
-            e = _resolve("l", lead_cols, (TRAITS_COLUMN, *path))
+    for path in lead_paths(model):
+        e = lead_field(lead_cols, path)
         if e is not None:
             lead_fields[path] = e
     if events_view is None:
