@@ -201,6 +201,11 @@ class Scorer:
         self._window_us = window_us(model)
         self._half_life_s = half_life_s(model)
         self.event_keys = frozenset(self._by_event)
+        #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
+        self._fit_points = [r.points for r in model.fit_rules]
+        self._fast_ix = [i for i, f in enumerate(self._fast) if f]
+        #: whether any engagement rule takes points away (``may_have_qualified``)
+        self.negative_engagement = any(r.points < 0 for r in model.engagement_rules)
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
@@ -282,13 +287,50 @@ class Scorer:
         ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
         computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
         the numbers alone, without building and sorting the ranked reasons on every score."""
+        if not reasons:
+            return self._numbers(held, sums, counted)
         rules = self.model.fit_rules
         return self._finish([(rules[i], rules[i].points) for i in held], sums, counted, reasons)
+
+    def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
+        """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
+        (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
+        floating-point results."""
+        m = self.model
+        points = self._fit_points
+        fit = sum([points[i] for i in held])
+        if m.fit_max is not None and fit > m.fit_max:
+            fit = m.fit_max
+        caps = self._caps
+        if len(sums) != len(caps):
+            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
+        engagement = sum(
+            [s if cap is None else min(s, cap) for s, cap in zip(sums, caps, strict=True)]
+        )
+        if m.engagement_max is not None and engagement > m.engagement_max:
+            engagement = m.engagement_max
+        fast = False
+        for i in self._fast_ix:
+            if counted[i]:
+                fast = True
+                break
+        score = fit + engagement
+        mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
+        return LeadScore(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
         sums = [0.0] * n
         counted = [False] * n
+        self.engage_into(events, asof_us, sums, counted)
+        return sums, counted
+
+    def engage_into(
+        self, events: Iterable[Event], asof_us: int, sums: list[float], counted: list[bool]
+    ) -> None:
+        """Add these events' decayed points to ``sums`` (before caps) and mark the rules they
+        counted for, in the events' order: ``engage`` of a list equals ``engage`` of its first
+        part followed by ``engage_into`` of the rest, to the last bit."""
         by_event = self._by_event
         window = self._window_us
         half = self._half_life_s
@@ -305,7 +347,6 @@ class Scorer:
                 if pred is None or pred(props):
                     sums[i] += pts * factor
                     counted[i] = True
-        return sums, counted
 
     def _finish(
         self,
