@@ -235,13 +235,14 @@ def main() -> int:
         if sampler:
             sampler.stop()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        groups = service._ingests.groups, service._ingests.calls  # group commit's counts
         engine.dispose()
     n = sum(len(b) for b in batches)
     if sampler:
         sampler.report()
     print(
         f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * 1000 / len(batches):.2f} ms/batch, "
-        f"failures {failures}"
+        f"failures {failures}, {groups[1]} requests written in {groups[0]} commits"
     )
     return 0
 

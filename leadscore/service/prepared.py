@@ -15,6 +15,7 @@ where SQLAlchemy adapts JSON values for the driver, the statement runs through
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func
@@ -80,4 +81,6 @@ def json_ids(param: str) -> Any:
 
 
 def _tuples(rows: Iterable[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
-    return [tuple(r[n] for n in names) for r in rows]
+    if len(names) < 2:  # itemgetter of one name gives the value, not a tuple
+        return [tuple(r[n] for n in names) for r in rows]
+    return list(map(itemgetter(*names), rows))
