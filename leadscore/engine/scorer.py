@@ -309,7 +309,7 @@ class Scorer:
         if len(sums) != len(caps):
             raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
         engagement = sum(
-            [s if cap is None else min(s, cap) for s, cap in zip(sums, caps, strict=True)]
+            [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=True)]
         )
         if m.engagement_max is not None and engagement > m.engagement_max:
             engagement = m.engagement_max
