@@ -112,6 +112,25 @@ mql: {threshold: 45, min_fit: 10}
 )
 
 
+_TAKING = Scorer(  # a rule that takes points away: later messages can lower the score
+    parse_model(
+        """
+model: 1
+name: shared-instants-down
+engagement:
+  half_life_days: 5
+  rules:
+    - {name: Pricing, event: page, when: {field: path, starts_with: /pricing}, points: 12}
+    - {name: Docs, event: page, when: {field: path, starts_with: /docs}, points: -9}
+    - {name: Trial, event: Trial Started, points: 11.7}
+    - {name: Demo, event: Demo Requested, points: 9, fast_track: true}
+mql: {threshold: 30}
+""",
+        "down.yaml",
+    )
+)
+
+
 @st.composite
 def _crowded(draw: st.DrawFn) -> tuple[list[Event], list[int], int]:
     """Events at a few instants, many at the same one (a client's queue sent at once), and the
@@ -131,13 +150,22 @@ def _crowded(draw: st.DrawFn) -> tuple[list[Event], list[int], int]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(crowd=_crowded(), fit=st.sampled_from([[], [0]]), lean=st.booleans())
-def test_qualifying_at_a_shared_instant_equals_scoring_each_prefix_afresh(crowd, fit, lean):
+@given(
+    crowd=_crowded(),
+    fit=st.sampled_from([[], [0]]),
+    lean=st.booleans(),
+    down=st.booleans(),
+)
+def test_qualifying_at_a_shared_instant_equals_scoring_each_prefix_afresh(crowd, fit, lean, down):
     """A lead qualifies at the first message that makes it, even among many at one instant;
-    adding one event at a time gives the same instant and the same score, reasons included."""
+    adding one event at a time, and passing over the instants whose last score falls short
+    (when no rule takes points away), gives the same instant and the same score, reasons
+    included. With a rule that takes points away every message is looked at."""
     evs, times, at = crowd
-    got = rescore(_SHARED, fit, evs, times, at, False, reasons=not lean)
-    want = _rescore_each_prefix(_SHARED, fit, evs, times, at, False)
+    sc = _TAKING if down else _SHARED
+    fit = [] if down else fit
+    got = rescore(sc, fit, evs, times, at, False, reasons=not lean)
+    want = _rescore_each_prefix(sc, fit, evs, times, at, False)
     assert got.mql_at == want.mql_at
     assert got.mql_score == want.mql_score  # reasons and all: the MQL's reason is told from them
     assert got.parts == want.parts
@@ -198,3 +226,17 @@ def test_stored_events_tell_their_time_as_made_events_do(evs):
         assert stored.timestamp == made.timestamp
         assert stored.ts_us == made.ts_us
         assert stored.key == made.key
+
+
+def test_a_rule_taking_points_away_does_not_hide_the_message_that_qualified():
+    """Three pricing views and then a docs view (minus 9) at one instant: after all four the
+    score is 27, short of 30, yet the third made the lead an MQL at that instant."""
+    ts = T0 - HOUR
+    at = EPOCH + timedelta(microseconds=ts)
+    evs = [Event("page", at, {"path": "/pricing"}) for _ in range(3)]
+    evs.append(Event("page", at, {"path": "/docs"}))
+    step = rescore(_TAKING, [], evs, [ts], T0, False, reasons=False)
+    assert step.mql_at == ts
+    assert step.mql_score is not None
+    assert step.mql_score.score == pytest.approx(36.0)
+    assert [r.rule for r in step.mql_score.reasons] == ["Pricing"]

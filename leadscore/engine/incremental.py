@@ -167,39 +167,55 @@ def rescore(
         return step
     ts_sorted = sorted(set(times))
     if score.mql or could_qualify(scorer, held, events):
+        # with no rule taking points away, the score after some of the messages at an instant
+        # is at most the score after all of them (a hair of rounding aside: the sums add the
+        # same points in another order): an instant whose last score is short of the threshold
+        # by more than that hair, with no fast-track event, has no earlier message that qualified
+        hair = (abs(scorer.model.threshold) + 1.0) * 1e-12 * (len(events) + 1)
         for ts in ts_sorted:
-            for got in _parts_at(scorer, events, ts):
-                if got is None and ts >= at_us:  # after every message at ``at_us``: ``score``
-                    s_sums, s_counted, s = sums, counted, score
-                else:
-                    s_sums, s_counted = got if got is not None else scorer.engage(events, ts)
-                    s = scorer.finish(held, s_sums, s_counted, reasons=False)
-                if s.mql:
-                    if s is not score or not reasons:  # its reasons, for the MQL's reason
-                        s = scorer.finish(held, s_sums, s_counted)
-                    return replace(step, mql_at=ts, mql_score=s)
+            if ts >= at_us:  # after every message at ``at_us``: ``score``
+                f_sums, f_counted, final = sums, counted, score
+            else:
+                f_sums, f_counted = scorer.engage(events, ts)
+                final = scorer.finish(held, f_sums, f_counted, reasons=False)
+            if (
+                not final.mql
+                and not scorer.negative_engagement
+                and not final.fast_track
+                and final.score + hair < scorer.model.threshold
+            ):
+                continue
+            for p_sums, p_counted in _prefixes_at(scorer, events, ts):
+                if scorer.finish(held, p_sums, p_counted, reasons=False).mql:
+                    # its reasons, for the MQL's reason
+                    return replace(
+                        step, mql_at=ts, mql_score=scorer.finish(held, p_sums, p_counted)
+                    )
+            if final.mql:
+                if final is not score or not reasons:
+                    final = scorer.finish(held, f_sums, f_counted)
+                return replace(step, mql_at=ts, mql_score=final)
     if score.mql:
         full = score if reasons else scorer.finish(held, sums, counted)
         return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=full)
     return step
 
 
-def _parts_at(
+def _prefixes_at(
     scorer: Scorer, events: Sequence[Event], ts: int
-) -> Iterable[tuple[list[float], list[bool]] | None]:
-    """The engagement parts at instant ``ts`` after each message at that instant, in their
-    order: several messages can share a timestamp, and a lead qualifies at the first one that
-    makes it (its reason names that score, not the score after all of them). The last, after
-    all of them, is None: the caller scores ``events`` at ``ts`` itself (or knows that score).
-    Each prefix adds one event to the one before (``Scorer.engage_into``): the same sums as
-    scoring each prefix afresh, in linear time however many share the instant."""
+) -> Iterable[tuple[list[float], list[bool]]]:
+    """The engagement parts at instant ``ts`` after each message at that instant but the last,
+    in their order: several messages can share a timestamp, and a lead qualifies at the first
+    one that makes it (its reason names that score, not the score after all of them; the
+    caller scores the last itself). Each adds one event to the one before
+    (``Scorer.engage_into``): the same sums as scoring each afresh, in linear time however
+    many share the instant."""
     same = [ev for ev in events if ev.ts_us == ts]
     if len(same) > 1:
         sums, counted = scorer.engage([ev for ev in events if ev.ts_us < ts], ts)
         for ev in same[:-1]:
             scorer.engage_into((ev,), ts, sums, counted)
             yield list(sums), list(counted)
-    yield None
 
 
 def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:
