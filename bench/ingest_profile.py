@@ -4,11 +4,13 @@ the starter model, driven through ASGI (no sockets, no HTTP parsing), or the ser
     python bench/ingest_profile.py [--events 10000] [--leads 2000] [--layer app|service]
                                    [--profile out.prof] [--senders 1]
 
-It sends the same traffic as ``bench/ingest.py`` (``make_batches``) and prints events/s and the
-CPU time per 100-message batch (``time.process_time``), with ``--profile`` a cProfile of the
-run (sorted by cumulative time: ``python -m pstats out.prof``). Run it from the checkout whose
-``leadscore`` it measures. A harness for finding what to speed up, not a figure for the docs:
-those come from ``bench/ingest.py``, which measures the real server over TCP.
+It sends the same traffic as ``bench/ingest.py`` (``make_batches``) and prints events/s, the
+CPU time per 100-message batch (``time.process_time``; the kernel's share apart) and how many
+commits group commit made of the requests. ``--profile out.prof`` writes a cProfile of the
+event loop's thread, and of the threadpool's part of each request to ``out.prof.worker`` (one
+sender): ``python -m pstats out.prof.worker``. It runs this checkout's ``leadscore``. A harness
+for finding what to speed up, not a figure for the docs: those come from ``bench/ingest.py``,
+which measures the real server over TCP against the storage floor.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ingest import MODEL, make_batches  # noqa: E402
 
 from leadscore.api import create_app  # noqa: E402
 from leadscore.api.limits import Limits  # noqa: E402
+from leadscore.api.server import settle_memory  # noqa: E402
 from leadscore.service.auth import create_key  # noqa: E402
 from leadscore.service.messages import check_message  # noqa: E402
 from leadscore.service.ratelimit import Rate, Settings  # noqa: E402
@@ -95,56 +98,6 @@ async def post(app: Any, body: bytes, auth: bytes) -> int:
     return status
 
 
-class Sampler(threading.Thread):
-    """Every thread's stack each millisecond: per function, the share of busy samples it is
-    on the stack of (inclusive) and at the top of (exclusive). A thread waiting on a lock, a
-    condition, a queue or the selector is idle and not counted."""
-
-    IDLE = frozenset({"wait", "select", "_worker", "get", "acquire", "run_forever", "_run_once"})
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.running = True
-        self.busy = 0
-        self.inclusive: dict[str, int] = {}
-        self.exclusive: dict[str, int] = {}
-
-    def run(self) -> None:
-        me = threading.get_ident()
-        while self.running:
-            for ident, frame in sys._current_frames().items():
-                if ident == me:
-                    continue
-                top = frame.f_code.co_name
-                if top in self.IDLE:
-                    continue
-                self.busy += 1
-                seen = set()
-                f: Any = frame
-                while f is not None:
-                    code = f.f_code
-                    name = f"{Path(code.co_filename).name}:{code.co_name}"
-                    if name not in seen:
-                        seen.add(name)
-                        self.inclusive[name] = self.inclusive.get(name, 0) + 1
-                    f = f.f_back
-                leaf = f"{Path(frame.f_code.co_filename).name}:{top}"
-                self.exclusive[leaf] = self.exclusive.get(leaf, 0) + 1
-            time.sleep(0.001)
-
-    def stop(self) -> None:
-        self.running = False
-        self.join()
-
-    def report(self, n: int = 45) -> None:
-        print(f"{self.busy} busy samples; inclusive share:")
-        for name, k in sorted(self.inclusive.items(), key=lambda x: -x[1])[:n]:
-            print(f"  {k * 100 / self.busy:5.1f}%  {name}")
-        print("exclusive share:")
-        for name, k in sorted(self.exclusive.items(), key=lambda x: -x[1])[:25]:
-            print(f"  {k * 100 / self.busy:5.1f}%  {name}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=10_000)
@@ -152,12 +105,6 @@ def main() -> int:
     ap.add_argument("--layer", choices=["app", "service"], default="app")
     ap.add_argument("--senders", type=int, default=1)
     ap.add_argument("--profile", type=Path)
-    ap.add_argument(
-        "--sample",
-        action="store_true",
-        help="sample every thread's stack each millisecond (a py-spy-like view, threads "
-        "included) and print the functions seen in the most samples",
-    )
     args = ap.parse_args()
     batches = make_batches(args.events, args.leads)
     with tempfile.TemporaryDirectory(prefix="leadscore-prof-") as tmp:
@@ -169,6 +116,7 @@ def main() -> int:
         _, key = create_key(engine, "bench", "ingest")
         auth = b"Basic " + base64.b64encode(f"{key}:".encode())
         data = bodies(batches)
+        settle_memory()  # as `leadscore serve` does before it serves
         prof = cProfile.Profile() if args.profile else None
         failures = 0
 
@@ -212,13 +160,10 @@ def main() -> int:
                     worker_prof.disable()
 
             api_ingest._ingest = profiled  # type: ignore[assignment]
-        sampler = Sampler() if args.sample else None
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         cpu0, t0 = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
-        if sampler:
-            sampler.start()
         if args.layer == "app":
             asyncio.run(app_run())
         elif args.senders == 1:  # on this thread, where cProfile sees it
@@ -234,16 +179,12 @@ def main() -> int:
             prof.dump_stats(args.profile)
             if worker_prof is not None and args.layer == "app":
                 worker_prof.dump_stats(f"{args.profile}.worker")
-        if sampler:
-            sampler.stop()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         system_ms = (ru1.ru_stime - ru0.ru_stime) * 1000 / len(batches)
         groups = service._ingests.groups, service._ingests.calls  # group commit's counts
         engine.dispose()
     n = sum(len(b) for b in batches)
-    if sampler:
-        sampler.report()
     print(
         f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * 1000 / len(batches):.2f} ms/batch "
         f"({system_ms:.2f} in the kernel), "
