@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,11 +39,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from serving import LEADSCORE, Serve, env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's leadscore (the storage floor imports it)
-MODEL = ROOT / "leadscore" / "templates" / "starter.yaml"
-LEADSCORE = [sys.executable, "-m", "leadscore"]
 
 PAGES = ["/", "/blog/lead-scoring-101", "/pricing", "/product", "/case-studies/northwind", "/docs"]
 TRACKS = [
@@ -54,12 +52,6 @@ TRACKS = [
     "Webinar Attended",
     "Demo Requested",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_batches(n_events: int, n_leads: int, seed: int = 1) -> list[list[dict]]:
@@ -106,13 +98,12 @@ def make_batches(n_events: int, n_leads: int, seed: int = 1) -> list[list[dict]]
     return [msgs[i : i + 100] for i in range(0, len(msgs), 100)]
 
 
-class Server:
+class Server(Serve):
+    """`leadscore serve` of ``checkout`` on ``url`` with a write key of its own; the per-key
+    rate limit is off, as it would refuse the load this measures."""
+
     def __init__(self, url: str, workdir: Path, checkout: Path = ROOT) -> None:
-        self.url, self.workdir = url, workdir
-        self.port = free_port()
-        # this checkout's leadscore (or --baseline's), whatever is installed
-        path = os.pathsep.join(x for x in (str(checkout), os.environ.get("PYTHONPATH")) if x)
-        env = {**os.environ, "LEADSCORE_DATABASE_URL": url, "PYTHONPATH": path}
+        env = env_for(url, checkout)
         key = subprocess.run(
             [*LEADSCORE, "keys", "create", "--name", "bench", "--scope", "ingest"],
             capture_output=True,
@@ -122,48 +113,7 @@ class Server:
             check=True,
         )
         self.key = key.stdout.strip()
-        self.proc = subprocess.Popen(
-            [
-                *LEADSCORE,
-                "serve",
-                "--model",
-                str(MODEL),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--ingest-rate",  # the per-key rate limit would refuse the load it measures
-                "0",
-            ],
-            env=env,
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.proc.kill()
-        raise RuntimeError(
-            "the server did not start: " + (self.proc.stderr.read() if self.proc.stderr else "")
-        )
-
-    def cpu_s(self) -> float:
-        """The server's CPU time so far (user + system), where /proc tells it; else NaN."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        super().__init__(env, workdir, ["--ingest-rate", "0"])
 
 
 def run_threads(worker: Callable[[], None], n: int) -> float:

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingest import MODEL, make_batches  # noqa: E402
+from ingest import make_batches  # noqa: E402
+from serving import MODEL  # noqa: E402
 
 from leadscore.api import create_app  # noqa: E402
 from leadscore.api.limits import Limits  # noqa: E402

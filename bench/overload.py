@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,26 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from serving import Serve, env_for
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "leadscore" / "templates" / "starter.yaml"
-LEADSCORE = [sys.executable, "-m", "leadscore"]
 RESULTS = ROOT / "bench" / "results" / "overload.json"
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Hanging:
@@ -119,64 +102,21 @@ class Fast:
         self.server.server_close()
 
 
-class Serve:
-    """A fresh `leadscore serve` with ``keys`` write keys."""
+def start(workdir: Path, keys: int, serve_args: list[str], webhook: str | None) -> Serve:
+    """A fresh `leadscore serve` of this checkout on SQLite with ``keys`` write keys."""
+    env = env_for(f"sqlite:///{workdir / 'ls.db'}")
+    from leadscore.service.auth import create_key
+    from leadscore.service.webhooks import add_webhook
+    from leadscore.store import open_engine
 
-    def __init__(self, workdir: Path, keys: int, serve_args: list[str], webhook: str | None):
-        # this checkout's leadscore, wherever the package is installed from
-        self.env = {
-            **os.environ,
-            "LEADSCORE_DATABASE_URL": f"sqlite:///{workdir / 'ls.db'}",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        from leadscore.service.auth import create_key
-        from leadscore.service.webhooks import add_webhook
-        from leadscore.store import open_engine
-
-        engine = open_engine(self.env["LEADSCORE_DATABASE_URL"])
-        self.keys = [create_key(engine, f"k{i}", "ingest")[1] for i in range(keys)]
-        if webhook:
-            add_webhook(engine, webhook, ["lead.mql"])
-        engine.dispose()
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                *LEADSCORE,
-                "serve",
-                "--model",
-                str(MODEL),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "error",
-                *serve_args,
-            ],
-            env=self.env,
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.proc.kill()
-        raise RuntimeError("leadscore serve did not start")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+    engine = open_engine(env["LEADSCORE_DATABASE_URL"])
+    serve_keys = [create_key(engine, f"k{i}", "ingest")[1] for i in range(keys)]
+    if webhook:
+        add_webhook(engine, webhook, ["lead.mql"])
+    engine.dispose()
+    serve = Serve(env, workdir, serve_args, log_level="error")
+    serve.keys = serve_keys  # type: ignore[attr-defined]
+    return serve
 
 
 _TOKEN = "@@@@@@@@@@@@"  # replaced in each body by a fresh one: unique ids, cheaply
@@ -286,7 +226,7 @@ def phase(
 ) -> dict[str, Any]:
     print(f"{name}: {senders} senders for {seconds:g} s …", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="leadscore-overload-") as tmp:
-        serve = Serve(Path(tmp), args.keys, args.serve_arg, webhook)
+        serve = start(Path(tmp), args.keys, args.serve_arg, webhook)
         samples: list[tuple[float, float]] = []
         stop = threading.Event()
         t0 = time.monotonic()
@@ -294,9 +234,7 @@ def phase(
         def sample() -> None:
             while not stop.is_set():
                 try:
-                    samples.append(
-                        (round(time.monotonic() - t0, 2), round(rss_mb(serve.proc.pid), 1))
-                    )
+                    samples.append((round(time.monotonic() - t0, 2), round(serve.rss_mb(), 1)))
                 except OSError:
                     return
                 stop.wait(0.25)

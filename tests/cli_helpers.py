@@ -1,4 +1,4 @@
-"""Running `leadscore` as a user would, for the tests of the batch commands."""
+"""Running `leadscore` as a user would, for the tests of the commands."""
 
 from __future__ import annotations
 
@@ -12,15 +12,25 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTER = ROOT / "leadscore" / "templates" / "starter.yaml"
 
 
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """`leadscore ARGS` in a subprocess, 200 columns wide; never a traceback, and (``ok``) exit
-    0."""
+def ls(
+    *args: str,
+    ok: bool = True,
+    cwd: Path | str | None = None,
+    stdin: str | None = None,
+    columns: int = 200,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """`leadscore ARGS` in a subprocess (this checkout's package, ``columns`` wide, in ``cwd``,
+    ``stdin`` on its standard input); never a traceback, and (``ok``) exit 0."""
+    path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
     proc = subprocess.run(
         [sys.executable, "-m", "leadscore", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=300,
+        cwd=cwd,
+        input=stdin,
+        env={**os.environ, "COLUMNS": str(columns), "PYTHONPATH": path},
+        timeout=timeout,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     if ok:

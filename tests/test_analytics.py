@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +18,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from leadscore.analytics import metrics as mx
 from leadscore.analytics.stages import Labeling, parse_positive, parse_stage_map
 from leadscore.errors import ConfigError
+from tests.cli_helpers import ls
 
-LEADSCORE = [sys.executable, "-m", "leadscore"]
 AS_OF = "2026-06-01"
-
-
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*LEADSCORE, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 # ---------------------------------------------------------------- pure metrics

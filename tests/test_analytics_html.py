@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.cli_helpers import ls
+
 CHROMIUM = Path("/usr/bin/chromium")
-LEADSCORE = [sys.executable, "-m", "leadscore"]
-
-
-def ls(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*LEADSCORE, *args], capture_output=True, text=True, timeout=300, env={**os.environ}
-    )
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,24 +16,9 @@ import sqlglot
 from leadscore.demo import generate
 from leadscore.sql import DIALECTS
 from leadscore.sql.sqlite import connect_functions
+from tests.cli_helpers import ls
 
 KEYS = ["lead_id", "fit", "engagement", "score", "grade", "mql", "fast_track", "reasons"]
-LEADSCORE = [sys.executable, "-m", "leadscore"]
-
-
-def ls(*args: str, cwd: Path | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*LEADSCORE, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")

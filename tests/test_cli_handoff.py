@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import ls
+
 from .handoff_helpers import ISSUE_EXAMPLE
 
 LEADSCORE = [sys.executable, "-m", "leadscore"]
@@ -33,26 +35,6 @@ BIG = {"company": {"employees": 5000}, "country": "US"}
 # Tuesday 3 March 2026, 10:00 and 22:00 in New York
 OPEN = "2026-03-03T15:00:00Z"
 NIGHT = "2026-03-04T03:00:00Z"
-
-
-def ls(*args: str, cwd: Path, stdin: str | None = None, ok: bool = True):
-    proc = subprocess.run(
-        [*LEADSCORE, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        input=stdin,
-        timeout=120,
-        env={
-            **os.environ,
-            "COLUMNS": "200",
-            "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-        },
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture

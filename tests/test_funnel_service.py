@@ -4,10 +4,7 @@ rows stored, the report equal to the pure reference, the API and the command lin
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +16,9 @@ from leadscore.reports.funnel import GROUPS, report, tally
 from leadscore.service.facade import Service
 from leadscore.store import open_engine
 from leadscore.store import schema as t
+from tests.cli_helpers import ls
 from tests.service_helpers import Api
 
-ROOT = Path(__file__).resolve().parent.parent
 D = 86_400_000_000
 JAN = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
@@ -344,21 +341,6 @@ def test_report_over_the_api(service_db_url: str, tmp_path: Path) -> None:
         assert set(anonymous.json()["error"]) == {"code", "message", "details"}
     finally:
         api.close()
-
-
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def test_the_commands(tmp_path: Path) -> None:

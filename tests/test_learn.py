@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +12,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from leadscore.model import load_model
+from tests.cli_helpers import ls
 
-LEADSCORE = [sys.executable, "-m", "leadscore"]
 LEAKY = (
     "Tags,Lead Quality,Last Activity,Last Notable Activity,Asymmetrique Activity Index,"
     "Asymmetrique Profile Index,Asymmetrique Activity Score,Asymmetrique Profile Score"
 )
-
-
-def ls(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*LEADSCORE, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def _scores(model: Path, leads: Path, out: Path) -> dict[str, float]:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 
 import sqlalchemy as sa
 
 from leadscore.store import open_engine
 from leadscore.store import schema as t
+from tests.cli_helpers import ls as _ls
 
 
-def ls(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "250"},
-        timeout=120,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
+def ls(*args: str):
+    return _ls(*args, ok=False, columns=250)
 
 
 def test_webhooks_deliveries_lists_failures_with_the_last_error_and_next_attempt(tmp_path):

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..engine import Event
-from .common import loads
+from .common import dumps, loads
+from .ingest_pg import IDS
+from .prepared import run_sql
 
 __all__ = ["event_from_row", "events_for", "events_of"]
 
@@ -55,24 +57,26 @@ def events_for(
     if window is not None:
         since = at - window
     out: dict[str, list[Event]] = {}
-    postgres = conn.dialect.name == "postgresql"
     # straight to the driver: this is the hot read of the ingest path
-    mark = "%s" if postgres else "?"
-    sql = (
-        "SELECT lead_id, event, ts_us, properties FROM events WHERE lead_id IN ("
-        + ", ".join([mark] * len(ids))
-        + f") AND event IS NOT NULL AND ts_us >= {mark}"
-    )
-    if postgres:
-        sql = sql.replace("properties FROM", "properties::text FROM")
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(sql, (*ids, since))
-        for lead, name, ts_us, props in cur.fetchall():
-            out.setdefault(lead, []).append(event_from_row(name, ts_us, props))
-    finally:
-        cur.close()
+    if conn.dialect.name == "postgresql":  # one text, whatever the number of leads: prepared
+        rows = run_sql(conn, _EVENTS_PG, {"ids": dumps(ids), "since": since})
+    else:
+        rows = run_sql(
+            conn,
+            "SELECT lead_id, event, ts_us, properties FROM events WHERE lead_id IN ("
+            + ", ".join(["?"] * len(ids))
+            + ") AND event IS NOT NULL AND ts_us >= ?",
+            (*ids, since),
+        )
+    for lead, name, ts_us, props in rows:
+        out.setdefault(lead, []).append(event_from_row(name, ts_us, props))
     return out
+
+
+_EVENTS_PG = (
+    "SELECT lead_id, event, ts_us, properties::text FROM events "
+    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s"
+)
 
 
 def events_of(conn: Connection, window: int | None, lead: str, at: int) -> list[Event]:

@@ -19,7 +19,7 @@ from ..engine import Event
 from ..engine.scorer import window_us
 from ..engine.segment import Identities, merge_traits
 from ..store import schema as t
-from . import locks, scoring
+from . import ingest_pg, locks, scoring
 from .accounts import email_domain
 from .common import dumps, json_param, loads
 from .events import events_for
@@ -87,7 +87,8 @@ def ingest(
     locks.lock_ingest(conn, {m.user_id for m in msgs if m.user_id}, anonymous)  # PostgreSQL
     links = _identities(conn, anonymous)
     locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
-    rows = []
+    rows: list[dict[str, Any]] = []
+    text: Callable[[str | None], Any] = ingest_pg.fragment if dialect == "postgresql" else _same
     for m in msgs:
         lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
         rows.append(
@@ -99,10 +100,9 @@ def ingest(
                 "event": m.event,
                 "ts_us": m.ts_us,
                 "received_at_us": at,
-                "properties": json_param(m.properties, dialect),
-                "message": m.encoded
-                if m.encoded is not None and dialect != "postgresql"
-                else json_param(m.raw, dialect),
+                # JSON text (on PostgreSQL to go into the batch's JSON as it is)
+                "properties": text(None if m.properties is None else dumps(m.properties)),
+                "message": text(m.encoded if m.encoded is not None else dumps(m.raw)),
             }
         )
     inserted = _insert_events(conn, rows)
@@ -251,7 +251,7 @@ def _load_leads(
     if b.dialect == "sqlite":
         found = _SELECT_LEADS_SQLITE.fetch(b.conn, {"ids": dumps(sorted(ids))})
     else:
-        found = b.conn.execute(_SELECT_LEADS, {"ids": sorted(ids)}).all()
+        found = ingest_pg.lead_state(b.conn, sorted(ids))
     for lead, traits, stage, parts, scored_at, rescore_at in found:
         out[lead] = (dict(loads(traits) or {}), stage)
         if parts is not None and scored_at is not None:
@@ -291,11 +291,11 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         new = [r for r in unique if r["message_id"] not in there]
         _INSERT_EVENTS.run(conn, new)
         return {r["message_id"] for r in new}
-    from sqlalchemy.dialects.postgresql import insert
+    return ingest_pg.insert_events(conn, unique)
 
-    stmt = insert(t.events).on_conflict_do_nothing(index_elements=["message_id"])
-    got = conn.execute(stmt.returning(t.events.c.message_id), unique).scalars().all()
-    return set(got)
+
+def _same(x: Any) -> Any:
+    return x
 
 
 def _link(b: Batch, anon: str, lead: str, ts: int) -> None:
@@ -324,6 +324,8 @@ def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
     ids = [a for a in anon_ids if a]
     if not ids:
         return {}
+    if conn.dialect.name == "postgresql":
+        return dict(ingest_pg.identities(conn, ids))
     rows = conn.execute(
         sa.select(t.identities.c.anonymous_id, t.identities.c.lead_id).where(
             t.identities.c.anonymous_id.in_(ids)
@@ -341,7 +343,6 @@ _LEAD_STATE = sa.select(
     t.leads.c.scored_at_us,
     t.leads.c.rescore_at_us,
 )
-_SELECT_LEADS = _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.bindparam("ids", expanding=True)))
 _SELECT_LEADS_SQLITE = Prepared(
     _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.select(json_ids("ids").c.value)))
 )
@@ -367,15 +368,7 @@ _INSERT_EVENTS = Prepared(
 _INSERT_LEADS = Prepared(
     sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us")
 )
-_UPDATE_TRAITS = Prepared(
-    sa.update(t.leads)
-    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values(
-        traits=sa.bindparam("traits"),
-        email_domain=sa.bindparam("email_domain"),
-        updated_at_us=sa.bindparam("updated_at_us"),
-    )
-)
+_UPDATE_TRAITS = Prepared.update(t.leads, "lead_id", ("traits", "email_domain", "updated_at_us"))
 _SCORE_COLUMNS = (
     "fit",
     "engagement",
@@ -389,8 +382,4 @@ _SCORE_COLUMNS = (
     "rescore_at_us",
     "updated_at_us",
 )
-_UPDATE_SCORES = Prepared(
-    sa.update(t.leads)
-    .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-    .values({c: sa.bindparam(c) for c in _SCORE_COLUMNS})
-)
+_UPDATE_SCORES = Prepared.update(t.leads, "lead_id", _SCORE_COLUMNS)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -44,6 +45,9 @@ _HANDOFF = "leadscore:handoff"
 _HELD = "leadscore_locks"
 
 _KEY = "hashtextextended(x, 0)"
+#: a list of names given as one JSON array parameter (psycopg writes a Python list as an
+#: array element by element, in Python)
+_IDS = "json_array_elements_text(%%(%s)s::json)"
 
 
 def _postgres(conn: Connection) -> bool:
@@ -93,12 +97,13 @@ def lock_ingest(
         return
     sql = (
         f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k FROM ("
-        "SELECT 'lead:' || v FROM unnest(%(leads)s::text[]) AS v "
-        "UNION SELECT 'anon:' || v FROM unnest(%(anon)s::text[]) AS v "
-        "UNION SELECT 'lead:' || lead_id FROM identities WHERE anonymous_id = ANY(%(anon)s)"
+        f"SELECT 'lead:' || v FROM {_IDS % 'leads'} AS v "
+        f"UNION SELECT 'anon:' || v FROM {_IDS % 'anon'} AS v "
+        "UNION SELECT 'lead:' || lead_id FROM identities "
+        f"WHERE anonymous_id = ANY(ARRAY(SELECT {_IDS % 'anon'}))"
         ") AS names(x)) AS keyed ORDER BY k, x"
     )
-    _take(conn, sql, {"leads": ids, "anon": anon})
+    _take(conn, sql, {"leads": _json(ids), "anon": _json(anon)})
 
 
 def lock_leads(conn: Connection, leads: Iterable[str | None]) -> None:
@@ -111,9 +116,9 @@ def lock_leads(conn: Connection, leads: Iterable[str | None]) -> None:
         return
     sql = (
         f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
-        "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x"
+        f"FROM {_IDS % 'names'} AS x) AS keyed ORDER BY k, x"
     )
-    _take(conn, sql, {"names": names})
+    _take(conn, sql, {"names": _json(names)})
 
 
 def try_lock_leads(conn: Connection, leads: Iterable[str]) -> set[str]:
@@ -126,8 +131,8 @@ def try_lock_leads(conn: Connection, leads: Iterable[str]) -> set[str]:
     rows = _run(
         conn,
         f"SELECT x, pg_try_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
-        "FROM unnest(%(names)s::text[]) AS x) AS keyed ORDER BY k, x",
-        {"names": [f"lead:{x}" for x in leads]},
+        f"FROM {_IDS % 'names'} AS x) AS keyed ORDER BY k, x",
+        {"names": _json([f"lead:{x}" for x in leads])},
     )
     got = {x for x, ok in rows if ok}
     held.update(got)
@@ -145,6 +150,10 @@ def lock_handoff(conn: Connection) -> None:
 def deadlocked(error: BaseException) -> bool:
     """Whether PostgreSQL ended this transaction to break a deadlock (it is safe to retry)."""
     return getattr(getattr(error, "orig", None), "sqlstate", None) == "40P01"
+
+
+def _json(names: list[str]) -> str:
+    return orjson.dumps(names).decode()
 
 
 def _take(conn: Connection, sql: str, params: dict[str, object]) -> None:

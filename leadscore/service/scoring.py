@@ -229,10 +229,8 @@ def _stage_update(columns: tuple[str, ...]) -> Prepared:
     """UPDATE leads SET these columns (all but ``b_id``) for one lead, built once per set."""
     got = _STAGE_UPDATES.get(columns)
     if got is None:
-        got = _STAGE_UPDATES[columns] = Prepared(
-            sa.update(t.leads)
-            .where(t.leads.c.lead_id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(c) for c in columns if c != "b_id"})
+        got = _STAGE_UPDATES[columns] = Prepared.update(
+            t.leads, "lead_id", [c for c in columns if c != "b_id"]
         )
     return got
 

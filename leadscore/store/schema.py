@@ -270,6 +270,9 @@ outbox = Table(
     Column("delivered_at_us", BigInteger),
     Column("failed_at_us", BigInteger),  # gave up after the last retry
     Column("last_error", Text),
+    # ids are never given out again, even after the newest rows are erased: receivers drop
+    # repeats by the delivery id
+    sqlite_autoincrement=True,
 )
 Index("ix_outbox_due", outbox.c.delivered_at_us, outbox.c.next_attempt_us)
 
