@@ -135,7 +135,7 @@ mql: {threshold: 30}
 def _crowded(draw: st.DrawFn) -> tuple[list[Event], list[int], int]:
     """Events at a few instants, many at the same one (a client's queue sent at once), and the
     instants of the messages that touched the lead now."""
-    instants = [T0 - draw(st.integers(0, 20)) * HOUR for _ in range(draw(st.integers(1, 3)))]
+    instants = [T0 - draw(st.integers(-2, 20)) * HOUR for _ in range(draw(st.integers(1, 3)))]
     evs = [
         Event(
             draw(st.sampled_from(["page", "Trial Started", "Demo Requested", "Other"])),
@@ -144,7 +144,8 @@ def _crowded(draw: st.DrawFn) -> tuple[list[Event], list[int], int]:
         )
         for _ in range(draw(st.integers(1, 25)))
     ]
-    at = T0 + draw(st.integers(0, 5)) * HOUR
+    # received before some of them at times: a message may be up to a day ahead
+    at = T0 + draw(st.integers(-3, 5)) * HOUR
     times = sorted({ev.ts_us for ev in evs} | {at})
     return evs, times, at
 

@@ -170,7 +170,9 @@ def rescore(
         # with no rule taking points away, the score after some of the messages at an instant
         # is at most the score after all of them (a hair of rounding aside: the sums add the
         # same points in another order): an instant whose last score is short of the threshold
-        # by more than that hair, with no fast-track event, has no earlier message that qualified
+        # by more than that hair, with no fast-track event, has no earlier message that
+        # qualified. (Not after ``at_us``: ``score``, at ``at_us``, does not count the events
+        # of a later instant.)
         hair = (abs(scorer.model.threshold) + 1.0) * 1e-12 * (len(events) + 1)
         for ts in ts_sorted:
             if ts >= at_us:  # after every message at ``at_us``: ``score``
@@ -180,6 +182,7 @@ def rescore(
                 final = scorer.finish(held, f_sums, f_counted, reasons=False)
             if (
                 not final.mql
+                and ts <= at_us
                 and not scorer.negative_engagement
                 and not final.fast_track
                 and final.score + hair < scorer.model.threshold
