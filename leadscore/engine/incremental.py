@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ..model.schema import Model
-from .scorer import Event, LeadScore, Scorer, decay, round2, window_us
+from .scorer import Event, LeadScore, Scorer, decay, half_life_s, round2, window_us
 
 __all__ = [
     "Parts",
@@ -87,12 +87,26 @@ def may_have_qualified(model: Model, now: LeadScore, since_us: int, at_us: int) 
     """Whether a lead that is not an MQL at ``at_us`` may have been one at some instant since
     ``since_us``: engagement then was at most engagement now undone by the decay in between
     (with no negative engagement rules, the only thing that lowers a score over time)."""
-    if any(r.points < 0 for r in model.engagement_rules):
+    return _may_have_qualified(
+        model,
+        any(r.points < 0 for r in model.engagement_rules),
+        half_life_s(model),
+        now,
+        since_us,
+        at_us,
+    )
+
+
+def _may_have_qualified(
+    model: Model, negative: bool, half: float | None, now: LeadScore, since_us: int, at_us: int
+) -> bool:
+    """``may_have_qualified`` with what it reads of the model worked out once (``Scorer``)."""
+    if negative:
         return True
     if model.min_fit is not None and now.fit < model.min_fit:
         return False
     # a hair over the exact inverse: a bound must not round below the truth
-    undo = (1.0 + 1e-12) / decay(at_us - since_us, model) if at_us > since_us else 1.0
+    undo = (1.0 + 1e-12) / decay(at_us - since_us, half) if at_us > since_us else 1.0
     return now.fit + now.engagement * undo >= model.threshold
 
 
@@ -153,35 +167,58 @@ def rescore(
         return step
     ts_sorted = sorted(set(times))
     if score.mql or could_qualify(scorer, held, events):
+        # with no rule taking points away, the score after some of the messages at an instant
+        # is at most the score after all of them (a hair of rounding aside: the sums add the
+        # same points in another order): an instant whose last score is short of the threshold
+        # by more than that hair, with no fast-track event, has no earlier message that
+        # qualified. (Not after ``at_us``: ``score``, at ``at_us``, does not count the events
+        # of a later instant.)
+        hair = (abs(scorer.model.threshold) + 1.0) * 1e-12 * (len(events) + 1)
         for ts in ts_sorted:
-            for s in _scores_at(scorer, held, events, ts, score if ts >= at_us else None):
-                if s.mql:
-                    if s is score and not reasons:
-                        s = scorer.finish(held, sums, counted)
-                    return replace(step, mql_at=ts, mql_score=s)
+            if ts >= at_us:  # after every message at ``at_us``: ``score``
+                f_sums, f_counted, final = sums, counted, score
+            else:
+                f_sums, f_counted = scorer.engage(events, ts)
+                final = scorer.finish(held, f_sums, f_counted, reasons=False)
+            if (
+                not final.mql
+                and ts <= at_us
+                and not scorer.negative_engagement
+                and not final.fast_track
+                and final.score + hair < scorer.model.threshold
+            ):
+                continue
+            for p_sums, p_counted in _prefixes_at(scorer, events, ts):
+                if scorer.finish(held, p_sums, p_counted, reasons=False).mql:
+                    # its reasons, for the MQL's reason
+                    return replace(
+                        step, mql_at=ts, mql_score=scorer.finish(held, p_sums, p_counted)
+                    )
+            if final.mql:
+                if final is not score or not reasons:
+                    final = scorer.finish(held, f_sums, f_counted)
+                return replace(step, mql_at=ts, mql_score=final)
     if score.mql:
         full = score if reasons else scorer.finish(held, sums, counted)
         return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=full)
     return step
 
 
-def _scores_at(
-    scorer: Scorer,
-    held: Sequence[int],
-    events: Sequence[Event],
-    ts: int,
-    final: LeadScore | None,
-) -> Iterable[LeadScore]:
-    """The scores at instant ``ts`` after each message at that instant, in their order: several
-    messages can share a timestamp, and a lead qualifies at the first one that makes it (its
-    reason names that score, not the score after all of them). ``final``: the score after all
-    of them, when known."""
+def _prefixes_at(
+    scorer: Scorer, events: Sequence[Event], ts: int
+) -> Iterable[tuple[list[float], list[bool]]]:
+    """The engagement parts at instant ``ts`` after each message at that instant but the last,
+    in their order: several messages can share a timestamp, and a lead qualifies at the first
+    one that makes it (its reason names that score, not the score after all of them; the
+    caller scores the last itself). Each adds one event to the one before
+    (``Scorer.engage_into``): the same sums as scoring each afresh, in linear time however
+    many share the instant."""
     same = [ev for ev in events if ev.ts_us == ts]
     if len(same) > 1:
-        before = [ev for ev in events if ev.ts_us < ts]
-        for k in range(1, len(same)):
-            yield scorer.finish(held, *scorer.engage([*before, *same[:k]], ts))
-    yield final if final is not None else scorer.finish(held, *scorer.engage(events, ts))
+        sums, counted = scorer.engage([ev for ev in events if ev.ts_us < ts], ts)
+        for ev in same[:-1]:
+            scorer.engage_into((ev,), ts, sums, counted)
+            yield list(sums), list(counted)
 
 
 def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:
@@ -214,7 +251,9 @@ def advance(
     if not can_carry(due, (ev.ts_us for ev in new), at_us):
         return None
     model = scorer.model
-    window = window_us(model)
+    window = scorer._window_us
+    half = scorer._half_life_s
+    negative = scorer.negative_engagement
     times = [*times, *(ev.ts_us for ev in new)]
     sums = list(parts.sums)
     counted = list(parts.counted)
@@ -224,10 +263,11 @@ def advance(
     steps: list[tuple[int, list[float], list[bool]]] = []
     timeline: list[tuple[int, Event | None]] = [(ev.ts_us, ev) for ev in new]
     timeline += [(x, None) for x in times if x >= parts.at_us]
-    timeline.sort(key=lambda p: (p[0], p[1] is None))
+    if len(timeline) > 1:
+        timeline.sort(key=_timeline_order)
     for ts, ev in timeline:
         if ts > clock:
-            f = decay(ts - clock, model)
+            f = decay(ts - clock, half)
             sums = [x * f for x in sums]
             clock = ts
         if ev is not None:
@@ -239,7 +279,7 @@ def advance(
             late = 1.0
             if ev.ts_us < clock:
                 late_events = True
-                late = decay(clock - ev.ts_us, model)
+                late = decay(clock - ev.ts_us, half)
             for i, pts in hits:
                 sums[i] += pts * late
                 counted[i] = True
@@ -249,29 +289,36 @@ def advance(
         if not qualified:
             steps.append((ts, list(sums), list(counted)))
     if at_us > clock:
-        f = decay(at_us - clock, model)
+        f = decay(at_us - clock, half)
         sums = [x * f for x in sums]
     score = scorer.finish(held, sums, counted, reasons=reasons)
     if (
         late_events
         and not qualified
-        and (score.mql or may_have_qualified(model, score, min(ev.ts_us for ev in new), at_us))
+        and (
+            score.mql
+            or _may_have_qualified(model, negative, half, score, min(ev.ts_us for ev in new), at_us)
+        )
     ):
         return None
     if (
         not qualified
         and steps
-        and (score.mql or may_have_qualified(model, score, steps[0][0], at_us))
+        and (score.mql or _may_have_qualified(model, negative, half, score, steps[0][0], at_us))
     ):
         for ts, st_sums, st_counted in steps:
-            s = scorer.finish(held, st_sums, st_counted)
-            if s.mql:
-                became = (ts, s)
+            # the numbers decide; the reasons are built for the one that qualified
+            if scorer.finish(held, st_sums, st_counted, reasons=False).mql:
+                became = (ts, scorer.finish(held, st_sums, st_counted))
                 break
     if not qualified and became is None and score.mql:
         became = (max(times), score if reasons else scorer.finish(held, sums, counted))
     parts = Parts(tuple(held), tuple(sums), tuple(counted), max(at_us, parts.at_us))
-    step = Step(parts, score, due)
     if became is not None:
-        return replace(step, mql_at=became[0], mql_score=became[1])
-    return step
+        return Step(parts, score, due, became[0], became[1])
+    return Step(parts, score, due)
+
+
+def _timeline_order(p: tuple[int, Event | None]) -> tuple[int, bool]:
+    """Events before the other messages at the same instant."""
+    return (p[0], p[1] is None)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model.schema import EngagementRule, FitRule, Model, leaves
 from ..model.values import lookup, norm_text
-from .conditions import Predicate, compile_condition
+from .conditions import SharedPredicate, compile_shared
 from .traits import date_us, units_of
 
 __all__ = [
@@ -183,29 +183,36 @@ class Scorer:
     def __init__(self, model: Model) -> None:
         self.model = model
         missing = frozenset(model.missing_values)
-        self._fit: list[tuple[FitRule, Predicate]] = [
-            (r, compile_condition(r.when, missing)) for r in model.fit_rules
+        # conditions compiled together: tested on one mapping, they read each field once
+        self._fit: list[tuple[FitRule, SharedPredicate]] = [
+            (r, compile_shared(r.when, missing)) for r in model.fit_rules
         ]
         self._missing = missing
-        self._by_event: dict[str, list[tuple[int, Predicate | None, float]]] = {}
+        self._by_event: dict[str, list[tuple[int, SharedPredicate | None, float]]] = {}
         #: trait rules: (index, trait path, date path or None, points per unit)
         self._traits: list[tuple[int, tuple[str, ...], tuple[str, ...] | None, float]] = []
         for i, r in enumerate(model.engagement_rules):
             if r.trait_path is not None:
                 self._traits.append((i, r.trait_path, r.at_path, r.points))
                 continue
-            pred = compile_condition(r.when, missing) if r.when is not None else None
+            pred = compile_shared(r.when, missing) if r.when is not None else None
             self._by_event.setdefault(r.event_key, []).append((i, pred, r.points))
         self._fast = [r.fast_track for r in model.engagement_rules]
         self._caps = [r.cap for r in model.engagement_rules]
         self._window_us = window_us(model)
         self._half_life_s = half_life_s(model)
         self.event_keys = frozenset(self._by_event)
+        #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
+        self._fit_points = [r.points for r in model.fit_rules]
+        self._fast_ix = [i for i, f in enumerate(self._fast) if f]
+        #: whether any engagement rule takes points away (``may_have_qualified``)
+        self.negative_engagement = any(r.points < 0 for r in model.engagement_rules)
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
     ) -> LeadScore:
-        fit_points = [(r, r.points) for r, pred in self._fit if pred(traits)]
+        seen: dict[Any, Any] = {}
+        fit_points = [(r, r.points) for r, pred in self._fit if pred(traits, seen)]
         asof_us = us_of(as_of)
         subtotals, counted = self._engage(events, asof_us)
         self.add_traits(traits, asof_us, subtotals, counted)
@@ -256,15 +263,17 @@ class Scorer:
 
     def fit_held(self, traits: Mapping[str, Any]) -> list[int]:
         """Indexes of the fit rules whose condition holds for these traits."""
-        return [i for i, (_, pred) in enumerate(self._fit) if pred(traits)]
+        seen: dict[Any, Any] = {}
+        return [i for i, (_, pred) in enumerate(self._fit) if pred(traits, seen)]
 
     def matches(self, event: Event) -> list[tuple[int, float]]:
         """The engagement rules this event counts for (index, undecayed points), window aside."""
-        return [
-            (i, pts)
-            for i, pred, pts in self._by_event.get(event.key, ())
-            if pred is None or pred(event.properties)
-        ]
+        rules = self._by_event.get(event.key)
+        if not rules:
+            return []
+        props = event.properties
+        seen: dict[Any, Any] = {}
+        return [(i, pts) for i, pred, pts in rules if pred is None or pred(props, seen)]
 
     def engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         """Each engagement rule's decayed sum before its cap, and whether any event counted."""
@@ -282,13 +291,50 @@ class Scorer:
         ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
         computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
         the numbers alone, without building and sorting the ranked reasons on every score."""
+        if not reasons:
+            return self._numbers(held, sums, counted)
         rules = self.model.fit_rules
         return self._finish([(rules[i], rules[i].points) for i in held], sums, counted, reasons)
+
+    def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
+        """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
+        (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
+        floating-point results."""
+        m = self.model
+        points = self._fit_points
+        fit = sum([points[i] for i in held])
+        if m.fit_max is not None and fit > m.fit_max:
+            fit = m.fit_max
+        caps = self._caps
+        if len(sums) != len(caps):
+            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
+        engagement = sum(
+            [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=True)]
+        )
+        if m.engagement_max is not None and engagement > m.engagement_max:
+            engagement = m.engagement_max
+        fast = False
+        for i in self._fast_ix:
+            if counted[i]:
+                fast = True
+                break
+        score = fit + engagement
+        mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
+        return LeadScore(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
         sums = [0.0] * n
         counted = [False] * n
+        self.engage_into(events, asof_us, sums, counted)
+        return sums, counted
+
+    def engage_into(
+        self, events: Iterable[Event], asof_us: int, sums: list[float], counted: list[bool]
+    ) -> None:
+        """Add these events' decayed points to ``sums`` (before caps) and mark the rules they
+        counted for, in the events' order: ``engage`` of a list equals ``engage`` of its first
+        part followed by ``engage_into`` of the rest, to the last bit."""
         by_event = self._by_event
         window = self._window_us
         half = self._half_life_s
@@ -301,11 +347,11 @@ class Scorer:
                 continue
             factor = decay(age, half)
             props = ev.properties
+            seen: dict[Any, Any] = {}
             for i, pred, pts in rules:
-                if pred is None or pred(props):
+                if pred is None or pred(props, seen):
                     sums[i] += pts * factor
                     counted[i] = True
-        return sums, counted
 
     def _finish(
         self,
@@ -359,8 +405,9 @@ class Scorer:
         result = self.score(traits, evs, as_of)
         rules: list[RuleExplanation] = []
         fit_raw = 0.0
+        seen: dict[Any, Any] = {}
         for r, pred in self._fit:
-            hit = pred(traits)
+            hit = pred(traits, seen)
             fields = sorted({leaf.field for leaf in leaves(r.when)})
             values = tuple((f, lookup(traits, tuple(f.split(".")))) for f in fields)
             fit_raw += r.points if hit else 0.0
@@ -375,8 +422,9 @@ class Scorer:
                 old += age >= 0
                 continue
             hit_any = False
+            ev_seen: dict[Any, Any] = {}
             for i, epred, pts in self._by_event.get(ev.key, ()):
-                if epred is None or epred(ev.properties):
+                if epred is None or epred(ev.properties, ev_seen):
                     factor = decay(age, self._half_life_s)
                     per_rule.setdefault(i, []).append(
                         EventContribution(ev, age / US_PER_DAY, pts * factor)

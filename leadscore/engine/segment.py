@@ -83,6 +83,11 @@ class Call:
 def id_field(msg: Mapping[str, Any], key: str) -> str | None:
     """An id field as text (numbers are taken as their text), None when absent or empty."""
     v = msg.get(key)
+    if type(v) is str:  # the common case, told at once: the same checks as below
+        s = v.strip()
+        if len(s) > MAX_ID_LENGTH:
+            raise SegmentError(f"{key} is longer than {MAX_ID_LENGTH} characters")
+        return s or None
     if v is None or v == "":
         return None
     if isinstance(v, bool) or not isinstance(v, str | int | float):

@@ -79,7 +79,8 @@ def lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     """The value at a dotted path into nested mappings (``company.employees``)."""
     cur: Any = data
     for part in path:
-        if not isinstance(cur, Mapping):
+        # a plain dict (what JSON gives) is told without the ABC's slower check
+        if type(cur) is not dict and not isinstance(cur, Mapping):
             return None
         cur = cur.get(part)
     return cur

@@ -30,6 +30,11 @@ class _StoredEvent(Event):
             raw = self._raw = loads(raw) or {}
         return raw
 
+    @property
+    def timestamp(self) -> datetime:  # type: ignore[override]
+        """Made when read: scoring reads ``ts_us`` alone."""
+        return _EPOCH + timedelta(microseconds=self.ts_us)
+
 
 def event_from_row(name: str, ts_us: int, props: Any) -> Event:
     """An Event from a stored row, without re-parsing its timestamp."""
@@ -37,7 +42,6 @@ def event_from_row(name: str, ts_us: int, props: Any) -> Event:
     ev.name = name
     ev.key = name.strip(" \t\n\r\f\v").lower()
     ev.ts_us = ts_us
-    ev.timestamp = _EPOCH + timedelta(microseconds=ts_us)
     ev._raw = props
     return ev
 

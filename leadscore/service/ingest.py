@@ -119,8 +119,10 @@ def ingest(
     # a lead is first seen at its first message's own time: the clock MQLs are dated by
     first: dict[str, int] = {}
     for m, lead in fresh:
-        for x in {lead, m.user_id} - {None}:
-            first[x] = min(first.get(x, m.ts_us), m.ts_us)
+        ts = m.ts_us
+        for x in (lead, m.user_id):
+            if x is not None and (x not in first or ts < first[x]):
+                first[x] = ts
     leads = _load_leads(b, needed, first)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
     b.qualifier.stages = {k: v[1] for k, v in leads.items()}

@@ -164,9 +164,17 @@ def check_message(
     if call.ts_us > received_us + DAY_US:
         name = call.time_field
         raise MessageError(f"{name} {msg.get(name or '')!r} is more than a day in the future")
-    return Message(
-        **vars(call),
-        message_id=message_id,
-        raw=msg,
-        encoded=encoded.decode() if encoded is not None else None,
-    )
+    return _message(call, message_id, msg, encoded.decode() if encoded is not None else None)
+
+
+def _message(call: Call, message_id: str, raw: dict[str, Any], encoded: str | None) -> Message:
+    """``Message(**vars(call), message_id=..., raw=..., encoded=...)``, made without a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field, for every message of every
+    batch): the same fields, the same object."""
+    m = object.__new__(Message)
+    fields = m.__dict__
+    fields.update(vars(call))
+    fields["message_id"] = message_id
+    fields["raw"] = raw
+    fields["encoded"] = encoded
+    return m

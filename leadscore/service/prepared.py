@@ -27,6 +27,7 @@ own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, func, update
@@ -144,7 +145,7 @@ class Prepared:
     def _cursor(self, conn: Connection, rows: list[dict[str, Any]], many: bool) -> Any:
         sql, names, adapters = self._compiled(conn)
         if conn.dialect.name == "sqlite":
-            params: list[Any] = [tuple(r[n] for n in names) for r in rows]
+            params: list[Any] = _tuples(rows, names)
         else:
             params = [_adapted(r, names, adapters) for r in rows]
         return _on_cursor(conn, sql, params, many)
@@ -202,3 +203,10 @@ def json_ids(param: str) -> Any:
     ``column.in_(select(json_ids("ids").c.value))``, a list of any length in one compiled
     statement."""
     return func.json_each(bindparam(param)).table_valued("value")
+
+
+def _tuples(rows: list[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
+    """The rows' values in the statement's order (SQLite's ``?``)."""
+    if len(names) < 2:  # itemgetter of one name gives the value, not a tuple
+        return [tuple(r[n] for n in names) for r in rows]
+    return list(map(itemgetter(*names), rows))

@@ -319,9 +319,9 @@ def can_advance(active: ActiveModel, parts: Parts | None, new: list[Message], at
 def _parts(stored: Parts) -> inc.Parts:
     parts, scored_at, _ = stored
     return inc.Parts(
-        tuple(int(i) for i in parts["h"]),
-        tuple(float(x) for x in parts["s"]),
-        tuple(bool(x) for x in parts["c"]),
+        tuple(map(int, parts["h"])),
+        tuple(map(float, parts["s"])),
+        tuple(map(bool, parts["c"])),
         scored_at,
     )
 
