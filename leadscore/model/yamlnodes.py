@@ -172,9 +172,11 @@ def compose_file(text: str, file: str, error: type[ModelError], empty_message: s
 
     libyaml (the C parser PyYAML ships) composes a valid file in a tenth of the time and gives the
     same nodes, tags and places; invalid YAML is composed again by the Python parser, whose
-    messages say what is wrong."""
+    messages say what is wrong. libyaml takes a tab where the Python parser does not (``key:\tvalue``,
+    one after a value): a file with a tab is composed by the Python parser alone, so a file is valid
+    or not whether libyaml is installed or not."""
     fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
+    if fast is not None and "\t" not in text:
         try:
             root = yaml.compose(text, Loader=fast)
         except yaml.YAMLError:
