@@ -192,6 +192,20 @@ def test_where_the_cache_is_and_how_to_turn_it_off(monkeypatch, tmp_path):
     assert default_cache() is None
 
 
+def test_a_user_without_a_home_directory_runs_without_the_cache(monkeypatch):
+    # HOME unset and a user id with no passwd entry (a container run as --user 1234)
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("LEADSCORE_NO_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert default_cache() is None
+
+
 def test_a_quiet_run_from_the_cache_does_not_import_sqlglot(data, tmp_path):
     out = tmp_path / "scores.csv"
     code = (

@@ -34,11 +34,18 @@ _CODE = ("sql", "engine", "model", "io", "batch.py", "coverage.py")
 
 
 def default_cache() -> PlanCache | None:
-    """The user's plan cache, or None when ``LEADSCORE_NO_CACHE`` turns it off."""
+    """The user's plan cache, or None when ``LEADSCORE_NO_CACHE`` turns it off or the user has
+    no home directory (and no ``XDG_CACHE_HOME``)."""
     if os.environ.get("LEADSCORE_NO_CACHE", "").strip() not in ("", "0"):
         return None
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    if base and os.path.isabs(base):
+        root = Path(base)
+    else:
+        try:
+            root = Path.home() / ".cache"
+        except RuntimeError:  # no HOME and no passwd entry: every run compiles
+            return None
     return PlanCache(root / "leadscore" / "plans")
 
 
