@@ -241,3 +241,36 @@ def test_a_rule_taking_points_away_does_not_hide_the_message_that_qualified():
     assert step.mql_score is not None
     assert step.mql_score.score == pytest.approx(36.0)
     assert [r.rule for r in step.mql_score.reasons] == ["Pricing"]
+
+
+def test_passing_over_an_instant_allows_for_the_rounding_of_large_points():
+    """A competitor's -100000 fit points and engagement near 100000: the sums after a message at
+    an instant and after all of them, added in another order, differ by more than a hair of the
+    threshold (1) — yet the instant is looked at as the plain computation looks at it."""
+    sc = Scorer(
+        parse_model(
+            """
+model: 1
+name: large
+fit:
+  rules:
+    - {name: Competitor, when: {field: x, equals: y}, points: -100000}
+engagement:
+  half_life_days: 3
+  rules:
+    - {name: Page, event: page, points: 30462.21582252788}
+mql: {threshold: 1}
+""",
+            "large.yaml",
+        )
+    )
+    t2 = T0 - HOUR
+    at = [t2, t2, *(t2 - a for a in (119828571428, 198514285714, 11828571428))]
+    names = ["page", "other", "page", "page", "page"]
+    evs = [Event(n, EPOCH + timedelta(microseconds=ts)) for n, ts in zip(names, at, strict=True)]
+    times = sorted({ev.ts_us for ev in evs} | {T0})
+    want = _rescore_each_prefix(sc, [0], evs, times, T0, False)
+    assert want.mql_at == t2  # the rounding of the plain computation qualifies it there
+    got = rescore(sc, [0], evs, times, T0, False)
+    assert got.mql_at == want.mql_at
+    assert got.mql_score == want.mql_score

@@ -172,8 +172,10 @@ def rescore(
         # same points in another order): an instant whose last score is short of the threshold
         # by more than that hair, with no fast-track event, has no earlier message that
         # qualified. (Not after ``at_us``: ``score``, at ``at_us``, does not count the events
-        # of a later instant.)
-        hair = (abs(scorer.model.threshold) + 1.0) * 1e-12 * (len(events) + 1)
+        # of a later instant.) The rounding grows with the points added, not the threshold: a
+        # fit of -100000 and engagement near it round by far more than a hair of a threshold 1
+        n_hair = 1e-12 * (len(events) + 1)
+        threshold = scorer.model.threshold
         for ts in ts_sorted:
             if ts >= at_us:  # after every message at ``at_us``: ``score``
                 f_sums, f_counted, final = sums, counted, score
@@ -185,7 +187,9 @@ def rescore(
                 and ts <= at_us
                 and not scorer.negative_engagement
                 and not final.fast_track
-                and final.score + hair < scorer.model.threshold
+                and final.score
+                + (abs(threshold) + abs(final.fit) + abs(final.engagement) + 1.0) * n_hair
+                < threshold
             ):
                 continue
             for p_sums, p_counted in _prefixes_at(scorer, events, ts):
