@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from leadscore.service import ingest_pg
 from leadscore.service.facade import Service
-from leadscore.service.messages import check_message
+from leadscore.service.messages import MessageError, check_message
 from leadscore.service.prepared import Prepared, run_sql
 from leadscore.store import open_engine
 from leadscore.store import schema as t
@@ -211,3 +211,53 @@ def test_driver_errors_come_out_as_sqlalchemys(pg_url: str) -> None:
                 ingest_pg.lead_state(conn, ["a"])
     finally:
         engine.dispose()
+
+
+#: ids and text that SQL, a PostgreSQL array literal or JSON could read otherwise
+AWKWARD = ["it's", 'say "hi"', "back\\slash", "{a,b}", "NULL", "a, b", "x\u2028y", "😀 Zoë"]
+
+
+def test_awkward_ids_and_values_are_stored_as_sqlite_stores_them(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Ids with quotes, backslashes, braces and commas (one JSON array for the locks and the
+    reads), the text of SQL, tiny and subnormal floats and a long string go through
+    json_to_recordset as they go into SQLite; a NUL never reaches the database."""
+    props = {
+        "sql": "'); DROP TABLE events; --",
+        "tiny": 1e-300,
+        "subnormal": 5e-324,
+        "neg": -2.5e-10,
+        "long": "x" * 20_000,
+        "keys": {k: k for k in AWKWARD},
+    }
+    request = []
+    for i, user in enumerate(AWKWARD):
+        request.append(
+            identify(user, {"title": "VP Marketing", "note": user}, timestamp=ago(days=2))
+        )
+        request.append(track(user, "Demo Requested", props, timestamp=ago(hours=i + 1)))
+        request.append(page(None, "/pricing", anonymousId=f"anon {user}", timestamp=ago(days=1)))
+        request.append(identify(user, anonymousId=f"anon {user}"))
+    at = us(datetime.now(UTC))
+    lite = _ingest_all(f"sqlite:///{tmp_path / 'l.db'}", [request], at)
+    pg = _ingest_all(pg_url, [request], at)
+    try:
+        lite_events, lite_leads = _stored(lite)
+        pg_events, pg_leads = _stored(pg)
+        assert pg_events == lite_events
+        assert pg_leads == lite_leads
+        assert sorted(x[0] for x in pg_leads) == sorted(AWKWARD)
+        stored = [e[-2] for e in pg_events if e[4] == "Demo Requested"]
+        assert len(stored) == len(AWKWARD) and all(p == props for p in stored)
+        with pg.connect() as conn:  # every visitor linked to its lead
+            links = dict(
+                conn.execute(sa.text("SELECT anonymous_id, lead_id FROM identities")).all()
+            )
+        assert links == {f"anon {u}": u for u in AWKWARD}
+    finally:
+        lite.dispose()
+        pg.dispose()
+    for bad in ({"n": "a\x00b"}, {"a\x00": 1}):
+        with pytest.raises(MessageError, match="NUL"):
+            check_message(track("u", "x", bad), at, strict_json=True)
