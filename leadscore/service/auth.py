@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..store import schema as t
 from .common import POLL_S, iso, now_us
 
-__all__ = ["SCOPES", "KeyCache", "create_key", "find_key", "list_keys", "revoke_key"]
+__all__ = ["SCOPES", "KeyCache", "create_key", "find_key", "key_cache", "list_keys", "revoke_key"]
 
 SCOPES = ("ingest", "read", "admin")
 _PREFIX = {"ingest": "lsw_", "read": "lsr_", "admin": "lsa_"}
@@ -109,7 +109,8 @@ _CACHES: weakref.WeakKeyDictionary[Engine, KeyCache] = weakref.WeakKeyDictionary
 _CACHES_LOCK = threading.Lock()
 
 
-def _cache_of(engine: Engine) -> KeyCache:
+def key_cache(engine: Engine) -> KeyCache:
+    """The keys this process remembers for ``engine``'s database."""
     with _CACHES_LOCK:
         cache = _CACHES.get(engine)
         if cache is None:
@@ -125,12 +126,14 @@ def find_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:
         return None
     digest = _hash(secret)
     if cache is None:
-        cache = _cache_of(engine)
+        cache = key_cache(engine)
     row = cache.get(digest)
     if row is not None:
         return row if hmac.compare_digest(row.secret_hash, digest) else None
     read_at = cache.now()
-    with engine.connect() as conn:
+    # ends in COMMIT, not ROLLBACK: psycopg forgets a connection's prepared statements (the
+    # ingest's) at every ROLLBACK
+    with engine.begin() as conn:
         row = conn.execute(
             sa.select(t.api_keys).where(
                 t.api_keys.c.secret_hash == digest, t.api_keys.c.revoked_at_us.is_(None)
