@@ -303,7 +303,7 @@ def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
     database_url: DbOpt = None,
 ) -> None:
-    """Revoke a key: it stops working at once."""
+    """Revoke a key: every running server refuses it within a second."""
     _need_service("keys")
     from ..service.auth import revoke_key
     from ..store import open_engine

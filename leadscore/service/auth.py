@@ -1,12 +1,23 @@
 """Write keys and API tokens: made once, shown once, stored as SHA-256 hashes, compared in
 constant time. Scopes: ``ingest`` (the Segment endpoints only), ``read`` (the read API),
-``admin`` (everything, including models)."""
+``admin`` (everything, including models).
+
+A key found valid is remembered in the process for at most ``POLL_S`` (one second), so a
+request does not pay a database read for its key: a key revoked by another process (``leadscore
+keys revoke``, another server) stops working in every process within that second; revoking
+through this process forgets it at once. Only valid keys are remembered, and at most
+``KeyCache.size`` of them, so presented secrets that match no key never take memory."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +25,9 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigError
 from ..store import schema as t
-from .common import iso, now_us
+from .common import POLL_S, iso, now_us
 
-__all__ = ["SCOPES", "create_key", "find_key", "list_keys", "revoke_key"]
+__all__ = ["SCOPES", "KeyCache", "create_key", "find_key", "key_cache", "list_keys", "revoke_key"]
 
 SCOPES = ("ingest", "read", "admin")
 _PREFIX = {"ingest": "lsw_", "read": "lsr_", "admin": "lsa_"}
@@ -48,13 +59,81 @@ def create_key(engine: Engine, name: str, scope: str) -> tuple[int, str]:
     return int(key_id), secret
 
 
-def find_key(engine: Engine, secret: Any) -> Any:
+class KeyCache:
+    """Valid keys by secret hash, each for at most ``ttl`` seconds of ``clock`` after the read
+    that found it, the ``size`` most recently used at most (thread-safe)."""
+
+    def __init__(
+        self, ttl: float = POLL_S, size: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._rows: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def get(self, digest: str) -> Any:
+        """The row remembered for ``digest`` if it was read less than ``ttl`` ago, else None."""
+        with self._lock:
+            got = self._rows.get(digest)
+            if got is None:
+                return None
+            if self.clock() - got[0] >= self.ttl:
+                del self._rows[digest]
+                return None
+            self._rows.move_to_end(digest)
+            return got[1]
+
+    def put(self, digest: str, row: Any, read_at: float) -> None:
+        """Remember a valid key's row, read from the database at ``read_at`` (taken before
+        the read began, so the row is never trusted for longer than ``ttl``)."""
+        with self._lock:
+            self._rows[digest] = (read_at, row)
+            self._rows.move_to_end(digest)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+# one cache per engine (per database) in the process
+_CACHES: weakref.WeakKeyDictionary[Engine, KeyCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def key_cache(engine: Engine) -> KeyCache:
+    """The keys this process remembers for ``engine``'s database."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(engine)
+        if cache is None:
+            cache = _CACHES[engine] = KeyCache()
+        return cache
+
+
+def find_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:
     """The key row for a presented secret, or None (also for anything but a string). The
-    lookup is by hash; the final check is a constant-time comparison of the hashes."""
+    lookup is by hash; the final check is a constant-time comparison of the hashes. A key
+    found valid is remembered (``cache``, by default the engine's) for at most a second."""
     if not secret or not isinstance(secret, str):
         return None
     digest = _hash(secret)
-    with engine.connect() as conn:
+    if cache is None:
+        cache = key_cache(engine)
+    row = cache.get(digest)
+    if row is not None:
+        return row if hmac.compare_digest(row.secret_hash, digest) else None
+    read_at = cache.now()
+    # ends in COMMIT, not ROLLBACK: psycopg forgets a connection's prepared statements (the
+    # ingest's) at every ROLLBACK
+    with engine.begin() as conn:
         row = conn.execute(
             sa.select(t.api_keys).where(
                 t.api_keys.c.secret_hash == digest, t.api_keys.c.revoked_at_us.is_(None)
@@ -62,6 +141,7 @@ def find_key(engine: Engine, secret: Any) -> Any:
         ).first()
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         return None
+    cache.put(digest, row, read_at)
     return row
 
 
@@ -88,4 +168,10 @@ def revoke_key(engine: Engine, key_id: int) -> bool:
             .where(t.api_keys.c.id == key_id, t.api_keys.c.revoked_at_us.is_(None))
             .values(revoked_at_us=now_us())
         ).rowcount
+    # this process forgets every remembered key at once (whichever engine found it); other
+    # processes within POLL_S
+    with _CACHES_LOCK:
+        caches = list(_CACHES.values())
+    for cache in caches:
+        cache.clear()
     return bool(n)
