@@ -155,3 +155,24 @@ def test_the_cache_is_bounded(engines: tuple[Engine, Engine]) -> None:
 def test_the_process_default_cache_is_bounded() -> None:
     assert 0 < KeyCache().size <= 10_000
     assert KeyCache().ttl == POLL_S
+
+
+def test_a_key_revoked_while_it_was_being_read_is_not_remembered(pg_url: str) -> None:
+    """A request reads its key; before it remembers the row, this process revokes the key:
+    the row read before the revoke is not remembered, so the key is refused at once."""
+    here, other = open_engine(pg_url), open_engine(pg_url)
+    try:
+        key_id, secret = create_key(here, "site", "ingest")
+        revoked: list[bool] = []
+
+        def revoke_meanwhile(_conn: object, _cur: object, sql: str, *_: object) -> None:
+            if "FROM api_keys" in sql and not revoked:
+                revoked.append(revoke_key(other, key_id))  # another request of this process
+
+        sa.event.listen(here, "after_cursor_execute", revoke_meanwhile)
+        assert find_key(here, secret) is not None  # it was valid when read
+        assert revoked == [True]
+        assert find_key(here, secret) is None  # the engine's own cache
+    finally:
+        here.dispose()
+        other.dispose()

@@ -71,6 +71,8 @@ class KeyCache:
         self.clock = clock
         self._rows: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        #: counts ``clear``: a row read before a clear (a revoke) is not remembered after it
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -90,10 +92,14 @@ class KeyCache:
             self._rows.move_to_end(digest)
             return got[1]
 
-    def put(self, digest: str, row: Any, read_at: float) -> None:
+    def put(self, digest: str, row: Any, read_at: float, generation: int | None = None) -> None:
         """Remember a valid key's row, read from the database at ``read_at`` (taken before
-        the read began, so the row is never trusted for longer than ``ttl``)."""
+        the read began, so the row is never trusted for longer than ``ttl``). ``generation``:
+        the cache's when the read began; a ``clear`` since (a key revoked by this process
+        while the row was read) leaves the row unremembered."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             self._rows[digest] = (read_at, row)
             self._rows.move_to_end(digest)
             while len(self._rows) > self.size:
@@ -102,6 +108,7 @@ class KeyCache:
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
+            self.generation += 1
 
 
 # one cache per engine (per database) in the process
@@ -131,6 +138,7 @@ def find_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:
     if row is not None:
         return row if hmac.compare_digest(row.secret_hash, digest) else None
     read_at = cache.now()
+    generation = cache.generation
     # ends in COMMIT, not ROLLBACK: psycopg forgets a connection's prepared statements (the
     # ingest's) at every ROLLBACK
     with engine.begin() as conn:
@@ -141,7 +149,7 @@ def find_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:
         ).first()
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         return None
-    cache.put(digest, row, read_at)
+    cache.put(digest, row, read_at, generation)
     return row
 
 
