@@ -161,6 +161,21 @@ def test_a_damaged_entry_is_ignored_and_written_again(data, tmp_path, damage):
     assert entry.read_text() == sound  # written again, whole
 
 
+def test_an_entry_another_user_wrote_is_not_run(data, tmp_path, monkeypatch):
+    """An entry is SQL the run executes: in a cache directory others can write to, an entry
+    owned by another user (here: the entry as seen by another user id) is ignored."""
+    cache = PlanCache(tmp_path / "cache")
+    leads, events = data["leads"], data["events"]
+    good = _bytes(STARTER, leads, events, tmp_path / "a.csv", "csv", cache=cache)
+    (entry,) = _entries(cache)
+    owner = entry.stat().st_uid
+    monkeypatch.setattr(batch_module, "compile_plan", _no_compiling)
+    assert _bytes(STARTER, leads, events, tmp_path / "b.csv", "csv", cache=cache) == good
+    monkeypatch.setattr(os, "getuid", lambda: owner + 1)
+    with pytest.raises(AssertionError, match="compiled although"):
+        _bytes(STARTER, leads, events, tmp_path / "c.csv", "csv", cache=cache)
+
+
 def test_a_stored_plan_reads_back_as_written(data):
     model = load_model(STARTER)
     b = run(model, data["leads"], data["events"], AS_OF)

@@ -10,7 +10,8 @@ events as DuckDB reads them, whether the scan checks the events, and the code th
 SQL — leadscore's version, the text of its compiler's modules and sqlglot's version. A changed
 model file, another file layout or another leadscore thus never finds an old entry. Entries are
 written atomically (a temporary file renamed into place); one that cannot be read, is cut short,
-was written by another format or does not carry its own key is ignored and written again. The
+was written by another format, does not carry its own key or belongs to another user (its SQL
+is run as it is) is ignored and written again. The
 cache is only ever an optimisation: a run that cannot read or write it compiles as without it.
 """
 
@@ -105,7 +106,12 @@ class PlanCache:
     def load(self, key: str) -> ScorePlan | None:
         """The plan stored under ``key``, or None (none stored, or an entry that is not sound)."""
         try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
+            with open(self._path(key), encoding="utf-8") as f:
+                # an entry is SQL this run executes: one another user wrote (a cache directory
+                # others can write to) is not trusted
+                if hasattr(os, "getuid") and os.fstat(f.fileno()).st_uid != os.getuid():
+                    return None
+                data = json.loads(f.read())
             if not isinstance(data, dict) or data.get("key") != key:
                 return None
             plan = data.get("plan")
