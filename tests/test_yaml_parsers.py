@@ -52,3 +52,19 @@ def test_a_model_reads_the_same_with_and_without_libyaml(text, monkeypatch):
 def test_a_tab_after_a_colon_is_still_a_problem_at_its_place():
     got = _outcome(BODY.replace("name: t", "name:\tt"))
     assert isinstance(got, list) and got[0].startswith("m.yaml:2:6: this is not valid YAML")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            "mql: {threshold: 5}",
+            "mql:\n  <<: {threshold: 5}",
+            "m.yaml:12:3: unknown key '<<' in 'mql'",
+        ),
+        ("points: 5", "points: !foo 5", "m.yaml:7:15: 'points' of fit rule 'Country' must be"),
+    ],
+)
+def test_a_merge_key_or_an_unknown_tag_is_a_problem_at_its_place(old, new, problem):
+    got = _outcome(BODY.replace(old, new))
+    assert isinstance(got, list) and any(p.startswith(problem) for p in got), got

@@ -52,7 +52,12 @@ class Ctx:
 
 def scalar_of(node: yaml.Node) -> AnyT:
     if isinstance(node, yaml.ScalarNode):
-        return _SAFE.construct_object(node, deep=True)
+        try:
+            return _SAFE.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            # a tag no safe loader reads (a ``<<`` merge key, ``!foo``): the text as written,
+            # which the checks then name at its place
+            return node.value
     return None
 
 
