@@ -49,7 +49,9 @@ def event_from_row(name: str, ts_us: int, props: Any) -> Event:
 def events_for(
     conn: Connection, window: int | None, ids: list[str], at: int
 ) -> dict[str, list[Event]]:
-    """Every scored event of these leads that can count at ``at`` or later, in one query;
+    """Every scored event of these leads that can count at ``at`` or later, in one query, in
+    the order they were stored: of several messages at one instant, the one that made a lead an
+    MQL is the first received, whatever order the database would read them in;
     ``window`` is the model's (``engine.window_us``), and the engine applies it itself."""
     if not ids:
         return {}
@@ -65,7 +67,7 @@ def events_for(
             conn,
             "SELECT lead_id, event, ts_us, properties FROM events WHERE lead_id IN ("
             + ", ".join(["?"] * len(ids))
-            + ") AND event IS NOT NULL AND ts_us >= ?",
+            + ") AND event IS NOT NULL AND ts_us >= ? ORDER BY id",
             (*ids, since),
         )
     for lead, name, ts_us, props in rows:
@@ -75,7 +77,7 @@ def events_for(
 
 _EVENTS_PG = (
     "SELECT lead_id, event, ts_us, properties::text FROM events "
-    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s"
+    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s ORDER BY id"
 )
 
 
