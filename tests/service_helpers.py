@@ -405,6 +405,10 @@ class Server:
                     self.db_url,
                     "--log-level",
                     "warning",
+                    # no per-key rate limit unless a test sets one (a later --ingest-rate wins):
+                    # the load tests measure durability, and ingest outruns 1,000 events a second
+                    "--ingest-rate",
+                    "0",
                     *self.args,
                 ],
                 stdout=log,

@@ -184,7 +184,7 @@ def compose_file(text: str, file: str, error: type[ModelError], empty_message: s
     if fast is not None and "\t" not in text:
         try:
             root = yaml.compose(text, Loader=fast)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, UnicodeError):  # libyaml cannot encode a lone surrogate
             pass
         else:
             if root is None:
