@@ -33,7 +33,6 @@ __all__ = [
     "MqlHandler",
     "Parts",
     "Qualifier",
-    "advance",
     "apply",
     "can_advance",
     "carry",
@@ -326,10 +325,11 @@ def _parts(stored: Parts) -> inc.Parts:
     )
 
 
-def _apply(
+def apply(
     q: Qualifier, active: ActiveModel, lead: str, step: inc.Step, at: int
 ) -> tuple[dict[str, Any], bool]:
-    """The row values of an engine step, and the lead qualified when the step says it did.
+    """The row values of an engine step (from ``carry`` or ``rescore``), and the lead qualified
+    at the instant it crossed when the step says it did.
     ``step.score`` may hold the numbers alone (``reasons=False``); ``step.mql_score`` has its
     reasons, for the MQL's reason, the handoff and the ``lead.mql`` payload."""
     p = step.parts
@@ -374,31 +374,6 @@ def carry(
     )
 
 
-def apply(
-    q: Qualifier, active: ActiveModel, lead: str, step: inc.Step, at: int
-) -> tuple[dict[str, Any], bool]:
-    """The row values of a step from ``carry``, and the lead qualified at the instant it
-    crossed; whether it became an MQL."""
-    return _apply(q, active, lead, step, at)
-
-
-def advance(
-    q: Qualifier,
-    active: ActiveModel,
-    lead: str,
-    traits: dict[str, Any],
-    stage: str,
-    stored_parts: Parts,
-    fit_changed: bool,
-    new: list[Message],
-    times: list[int],
-    at: int,
-) -> tuple[dict[str, Any], bool] | None:
-    """``carry`` then ``apply``: None when the caller must re-score the lead."""
-    step = carry(active, traits, stage, stored_parts, fit_changed, new, times, at)
-    return None if step is None else _apply(q, active, lead, step, at)
-
-
 def rescore(
     q: Qualifier,
     active: ActiveModel,
@@ -413,7 +388,7 @@ def rescore(
     crossed. Returns the row values and whether it became an MQL."""
     held = active.scorer.fit_held(traits)
     step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage), reasons=False)
-    return _apply(q, active, lead, step, at)
+    return apply(q, active, lead, step, at)
 
 
 # ---------------------------------------------------------------------- reading a score
