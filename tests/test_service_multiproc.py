@@ -237,15 +237,32 @@ def _waiting_for_advisory_lock(engine: sa.Engine) -> int:
         )
 
 
+def _lock_holder(pg_url: str, lead: str) -> subprocess.Popen[str]:
+    """A process that holds ``lead``'s lock in an open transaction (``_HOLDER``), once it has
+    it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, pg_url, lead], stdout=subprocess.PIPE, text=True
+    )
+    if holder.stdout is None or holder.stdout.readline().strip() != "locked":
+        _stop(holder)
+        raise AssertionError("the lock holder did not take the lock")
+    return holder
+
+
+def _stop(holder: subprocess.Popen[str]) -> None:
+    if holder.poll() is None:
+        holder.kill()
+        holder.wait(10)
+    if holder.stdout is not None:
+        holder.stdout.close()
+
+
 def test_a_process_killed_holding_a_leads_lock_blocks_no_one(pg_url: str, tmp_path: Path) -> None:
     engine = open_engine(pg_url)
     _, key = create_key(engine, "site", "ingest")
     (server,) = _servers(pg_url, tmp_path, 1)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, pg_url, "lead-x"], stdout=subprocess.PIPE, text=True
-    )
+    holder = _lock_holder(pg_url, "lead-x")
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         msgs = [
             {"type": "identify", "userId": "lead-x", "traits": {"title": "VP Sales"}},
             {"type": "track", "userId": "lead-x", "event": "Demo Requested"},
@@ -282,11 +299,7 @@ def test_a_process_killed_holding_a_leads_lock_blocks_no_one(pg_url: str, tmp_pa
             row, python_score(engine, parse_model(MODEL, "m"), "lead-x", row.scored_at_us)
         )
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(10)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        _stop(holder)
         server.stop()
         engine.dispose()
 
@@ -422,9 +435,6 @@ def test_a_serve_process_killed_holding_a_leads_lock_blocks_no_one(
             .all()
         )
     a, b = _servers(pg_url, tmp_path, 2)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, pg_url, second], stdout=subprocess.PIPE, text=True
-    )
 
     def page(lead: str) -> dict[str, Any]:
         return {
@@ -435,8 +445,8 @@ def test_a_serve_process_killed_holding_a_leads_lock_blocks_no_one(
             "properties": {"path": "/pricing"},
         }
 
+    holder = _lock_holder(pg_url, second)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         killed = [page(first), page(second)]
         sender = threading.Thread(target=lambda: _post_quietly(a.base, key, killed), daemon=True)
         sender.start()
@@ -455,11 +465,7 @@ def test_a_serve_process_killed_holding_a_leads_lock_blocks_no_one(
         row = lead_row(engine, first)
         assert_matches(row, python_score(engine, parse_model(MODEL, "m"), first, row.scored_at_us))
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(10)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        _stop(holder)
         a.stop()
         b.stop()
         engine.dispose()
