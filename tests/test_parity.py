@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import timedelta
 from typing import Any
 
 import duckdb
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from leadscore.engine import Event, Scorer
 from leadscore.model import parse_model
@@ -138,8 +139,30 @@ def load_postgres(conn, data) -> None:
             )
 
 
+#: a dated trait and an event thousands of half-lives old: decayed to 0, where PostgreSQL's
+#: power() raised "value out of range: underflow"
+_UNDERFLOW_MODEL = """\
+model: 1
+name: underflow
+engagement:
+  half_life_days: 0.5
+  rules:
+    - {name: Visits, trait: visits, at: last_seen, points: 0.5}
+    - {name: Pages, event: page, points: 0.5}
+mql: {threshold: 10}
+"""
+_UNDERFLOW_DATA = [
+    (
+        "old",
+        {"visits": 3, "last_seen": "1999-12-31T23:59:59.5"},
+        [("page", AS_OF - timedelta(days=2000), {}), ("page", AS_OF - timedelta(days=1), {})],
+    )
+]
+
+
 @SETTINGS
 @given(model_text=models(), data=datasets())
+@example(model_text=_UNDERFLOW_MODEL, data=_UNDERFLOW_DATA)
 def test_python_duckdb_and_postgres_agree(pg_conn, model_text, data):
     model = parse_model(model_text, "generated.yaml")
     expected = python_scores(model, data)

@@ -236,9 +236,8 @@ def _trait_rule(
                 this=exp.cast(age.copy(), "double"),
                 expression=exp.cast(exp.Literal.number(1000000), "double"),
             )
-            factor = exp.Pow(
-                this=exp.Literal.number("0.5"),
-                expression=exp.Div(this=seconds, expression=_dbl(model.half_life_days * 86400.0)),
+            factor = d.halved(
+                exp.Div(this=seconds, expression=_dbl(model.half_life_days * 86400.0))
             )
             worth = exp.Mul(this=exp.Paren(this=worth), expression=factor)
     return exp.Paren(this=hit), worth
@@ -472,9 +471,8 @@ def compile_score(
         )
         age = source.age_seconds(as_of, d)
         if model.half_life_days is not None:
-            decay: exp.Expr = exp.Pow(
-                this=exp.Literal.number("0.5"),
-                expression=exp.Div(this=age, expression=_dbl(model.half_life_days * 86400.0)),
+            decay: exp.Expr = d.halved(
+                exp.Div(this=age, expression=_dbl(model.half_life_days * 86400.0))
             )
         else:
             decay = _dbl(1)

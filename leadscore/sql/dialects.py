@@ -94,6 +94,10 @@ class Dialect:
     reasons_shape = "grouped"
 
     # -- text and numbers ------------------------------------------------------------------
+    def halved(self, times: exp.Expr) -> exp.Expr:
+        """0.5 to the power ``times`` (the decay of ``times`` half-lives)."""
+        return exp.Pow(this=exp.Literal.number("0.5"), expression=times)
+
     def trim(self, x: exp.Expr, chars: str, *, per_lead: bool = False) -> exp.Expr:
         """``x`` without any of ``chars`` at either end; ``per_lead``: a lead's trait, read once
         per lead (not an event's field, read for millions of events with few distinct values)."""
@@ -366,6 +370,15 @@ class Postgres(Dialect):
                 )
             )
         return tree.sql(dialect=self.name, pretty=pretty)
+
+    def halved(self, times: exp.Expr) -> exp.Expr:
+        # PostgreSQL raises "value out of range: underflow" where the power is too small for a
+        # double (from 1,075 half-lives on: an event or a dated trait years old with a short
+        # half-life); there the value is 0, as in the other engines
+        return exp.Case(
+            ifs=[exp.If(this=exp.GTE(this=times.copy(), expression=_num(1075)), true=_num(0))],
+            default=super().halved(times),
+        )
 
     def round2(self, x: exp.Expr) -> exp.Expr:
         # round(double precision, int) does not exist there
