@@ -315,6 +315,35 @@ INVALID = [
         """\
         model: 1
         name: t
+        fit:
+          rules:
+            - {name: Huge, when: {field: a, exists: true}, points: 1.0e+308}
+            - {name: Also huge, when: {field: a, exists: true}, points: 1.0e+308}
+            - {name: At the bound, when: {field: a, exists: true}, points: -1000000}
+        engagement:
+          rules:
+            - name: Opens
+              event: Email Opened
+              points: -1000000.5
+        mql: {threshold: 50}
+        """,
+        [
+            f"{FILE}:5:60: 'points' of fit rule 'Huge' is 1.0e+308; points must be between "
+            "-1,000,000 and 1,000,000 (write the points on a smaller scale, and the threshold "
+            "with them)",
+            f"{FILE}:6:65: 'points' of fit rule 'Also huge' is 1.0e+308; points must be between "
+            "-1,000,000 and 1,000,000 (write the points on a smaller scale, and the threshold "
+            "with them)",
+            f"{FILE}:12:15: 'points' of engagement rule 'Opens' is -1000000.5; points must be "
+            "between -1,000,000 and 1,000,000 (write the points on a smaller scale, and the "
+            "threshold with them)",
+        ],
+        id="points-beyond-a-million",
+    ),
+    pytest.param(
+        """\
+        model: 1
+        name: t
         engagement:
           rules:
             - name: Opens

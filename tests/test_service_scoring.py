@@ -241,6 +241,25 @@ def test_an_invalid_model_gets_422_with_the_same_problems_as_leadscore_validate(
     assert [m["version"] for m in api.get("/api/models").json()["models"]] == [1]
 
 
+def test_points_past_the_float_range_are_refused_when_the_model_is_put(api: Api) -> None:
+    """Two fit rules of 1e308 points once summed to infinity and failed ingest (an infinite
+    score has no record); such a model is refused, naming where, and ingest goes on."""
+    huge = MODEL_V2.replace("points: 25", "points: 1.0e+308").replace(
+        "points: 10\n", "points: 1.0e+308\n", 1
+    )
+    resp = api.client.put(
+        "/api/models",
+        content=huge.encode(),
+        headers={"Content-Type": "application/yaml", **bearer(api.admin_token)},
+    )
+    err = assert_error(resp, 422, "invalid_model")
+    assert [(d["line"], d["column"]) for d in err["details"]] == [(7, 15), (10, 15)]
+    assert all("points must be between -1,000,000" in d["message"] for d in err["details"])
+    assert [m["version"] for m in api.get("/api/models").json()["models"]] == [1]
+    api.ok(identify("big", {"company": {"employees": 5000, "industry": "Software"}}))
+    assert_matches(api.row("big"), api.reference("big"))
+
+
 def _population(api: Api, n: int = 40, seed: int = 7) -> list[str]:
     """Leads with varied traits and events, some anonymous before identifying."""
     rng = random.Random(seed)

@@ -33,7 +33,12 @@ from .yamlnodes import (
     unique_name,
 )
 
-__all__ = ["load_model", "parse_model"]
+__all__ = ["MAX_POINTS", "load_model", "parse_model"]
+
+#: The most points a rule may give or take (docs/model.md, "Points"): far beyond any real
+#: model, and small enough that sums of many rules and events stay exact to the 1e-6 the
+#: engines agree to, and never run past the float range (an infinite score has no record).
+MAX_POINTS = 1_000_000
 
 TOP_KEYS = (
     "model",
@@ -184,11 +189,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                 m, label = head
                 nm = check_name(m["name"][1], label) if "name" in m else None
                 when = parse_condition(ctx, m["when"][1], label) if "when" in m else None
-                pts = (
-                    number_at(ctx, m["points"][1], f"'points' of {label}")
-                    if "points" in m
-                    else None
-                )
+                pts = _points(ctx, m["points"][1], label) if "points" in m else None
                 if nm is None or when is None or pts is None:
                     return None
                 return FitRule(nm, when, pts, order, item.start_mark.line + 1)
@@ -239,11 +240,7 @@ def parse_model(text: str, file: str = "<model>") -> Model:
                     event = ""
                 when = parse_condition(ctx, m["when"][1], label) if "when" in m else None
                 bad_when = "when" in m and when is None
-                pts = (
-                    number_at(ctx, m["points"][1], f"'points' of {label}")
-                    if "points" in m
-                    else None
-                )
+                pts = _points(ctx, m["points"][1], label) if "points" in m else None
                 cap = None
                 if "cap" in m:
                     cap = number_at(ctx, m["cap"][1], f"'cap' of {label}", positive=True)
@@ -418,3 +415,17 @@ def _example(part: str) -> str:
 def load_model(path: str | Path) -> Model:
     text = read_file(path, ModelError, "`leadscore init` writes a starter model")
     return parse_model(text, str(path))
+
+
+def _points(ctx: Ctx, node: yaml.Node, label: str) -> float | None:
+    """A rule's points: a finite number of at most ``MAX_POINTS`` either way."""
+    pts = number_at(ctx, node, f"'points' of {label}")
+    if pts is not None and abs(pts) > MAX_POINTS:
+        ctx.add(
+            node,
+            f"'points' of {label} is {node.value}; points must be between "
+            f"-{MAX_POINTS:,} and {MAX_POINTS:,} (write the points on a smaller scale, "
+            "and the threshold with them)",
+        )
+        return None
+    return pts
