@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ..model.schema import Model
-from .scorer import Event, LeadScore, Scorer, decay, half_life_s, round2, window_us
+from .scorer import Event, LeadScore, Scorer, decay, half_life_s, round2
 
 __all__ = [
     "Parts",
@@ -67,7 +67,7 @@ class Step:
 def rescore_at(scorer: Scorer, events: Iterable[Event], at_us: int) -> int | None:
     """When parts scored at ``at_us`` from these events stop being exact: the first instant an
     event leaves the window, or a future one becomes due. None: never."""
-    window = window_us(scorer.model)
+    window = scorer._window_us
     keys = scorer.event_keys
     soonest: int | None = None
     for ev in events:
@@ -120,13 +120,16 @@ def could_qualify(scorer: Scorer, held: Sequence[int], events: Sequence[Event]) 
         fit = min(fit, m.fit_max)
     if m.min_fit is not None and fit < m.min_fit:
         return False
-    keys = {ev.key for ev in events}
-    if any(r.fast_track and r.event_key in keys for r in m.engagement_rules):
+    # how many events of each name: counted once, not once per rule
+    n_of: dict[str, int] = {}
+    for ev in events:
+        n_of[ev.key] = n_of.get(ev.key, 0) + 1
+    if any(r.fast_track and r.event_key in n_of for r in m.engagement_rules):
         return True
     best = 0.0
     for r in m.engagement_rules:
-        if r.event_key in keys and r.points > 0:
-            n = sum(1 for ev in events if ev.key == r.event_key)
+        if r.event_key in n_of and r.points > 0:
+            n = n_of[r.event_key]
             best += min(r.points * n, r.cap) if r.cap is not None else r.points * n
     if m.engagement_max is not None:
         best = min(best, m.engagement_max)
@@ -192,8 +195,9 @@ def rescore(
                 < threshold
             ):
                 continue
+            fit = scorer.fit_of(held)
             for p_sums, p_counted in _prefixes_at(scorer, events, ts):
-                if scorer.finish(held, p_sums, p_counted, reasons=False).mql:
+                if scorer.mql_of(fit, p_sums, p_counted):
                     # its reasons, for the MQL's reason
                     return replace(
                         step, mql_at=ts, mql_score=scorer.finish(held, p_sums, p_counted)
@@ -252,28 +256,38 @@ def advance(
     future) or a late event may have made the lead an MQL at an earlier instant: only its whole
     history can tell when, so the caller re-scores it with :func:`rescore`. ``reasons=False``:
     the step's ``score`` holds the numbers alone, as in :func:`rescore`."""
-    if not can_carry(due, (ev.ts_us for ev in new), at_us):
+    if due is not None and at_us >= due:
         return None
+    for e in new:
+        if e.ts_us > at_us:
+            return None
     model = scorer.model
     window = scorer._window_us
     half = scorer._half_life_s
-    negative = scorer.negative_engagement
-    times = [*times, *(ev.ts_us for ev in new)]
+    start = parts.at_us
     sums = list(parts.sums)
     counted = list(parts.counted)
-    clock = parts.at_us
+    clock = start
     became: tuple[int, LeadScore] | None = None
     late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
+    times = [*times, *(ev.ts_us for ev in new)]
+    # the instants of the other messages, each once: a second message at an instant changes
+    # nothing the first did not (no decay between them), so it would score the same again
+    others = {x for x in times if x >= start}
     timeline: list[tuple[int, Event | None]] = [(ev.ts_us, ev) for ev in new]
-    timeline += [(x, None) for x in times if x >= parts.at_us]
+    timeline += [(x, None) for x in others]
     if len(timeline) > 1:
         timeline.sort(key=_timeline_order)
+    # a step is kept when the sums changed since the one before: an unchanged step scores what
+    # the one before it scored, so it can never be the first to qualify
+    changed = True
     for ts, ev in timeline:
         if ts > clock:
             f = decay(ts - clock, half)
             sums = [x * f for x in sums]
             clock = ts
+            changed = True
         if ev is not None:
             hits = scorer.matches(ev)
             if window is not None and ev.ts_us < at_us - window:
@@ -287,15 +301,19 @@ def advance(
             for i, pts in hits:
                 sums[i] += pts * late
                 counted[i] = True
-            if window is not None and hits:
-                expiry = ev.ts_us + window + 1
-                due = expiry if due is None else min(due, expiry)
-        if not qualified:
+            if hits:
+                changed = True
+                if window is not None:
+                    expiry = ev.ts_us + window + 1
+                    due = expiry if due is None else min(due, expiry)
+        if not qualified and changed:
             steps.append((ts, list(sums), list(counted)))
+            changed = False
     if at_us > clock:
         f = decay(at_us - clock, half)
         sums = [x * f for x in sums]
     score = scorer.finish(held, sums, counted, reasons=reasons)
+    negative = scorer.negative_engagement
     if (
         late_events
         and not qualified
@@ -310,17 +328,42 @@ def advance(
         and steps
         and (score.mql or _may_have_qualified(model, negative, half, score, steps[0][0], at_us))
     ):
+        fit = scorer.fit_of(held)
         for ts, st_sums, st_counted in steps:
             # the numbers decide; the reasons are built for the one that qualified
-            if scorer.finish(held, st_sums, st_counted, reasons=False).mql:
+            if scorer.mql_of(fit, st_sums, st_counted):
                 became = (ts, scorer.finish(held, st_sums, st_counted))
                 break
     if not qualified and became is None and score.mql:
         became = (max(times), score if reasons else scorer.finish(held, sums, counted))
-    parts = Parts(tuple(held), tuple(sums), tuple(counted), max(at_us, parts.at_us))
+    parts = _parts(tuple(held), tuple(sums), tuple(counted), max(at_us, start))
     if became is not None:
-        return Step(parts, score, due, became[0], became[1])
-    return Step(parts, score, due)
+        return _step(parts, score, due, became[0], became[1])
+    return _step(parts, score, due, None, None)
+
+
+def _parts(
+    held: tuple[int, ...], sums: tuple[float, ...], counted: tuple[bool, ...], at: int
+) -> Parts:
+    """``Parts(...)`` without the frozen dataclass's ``__init__``: the same object."""
+    got = object.__new__(Parts)
+    got.__dict__.update(held=held, sums=sums, counted=counted, at_us=at)
+    return got
+
+
+def _step(
+    parts: Parts,
+    score: LeadScore,
+    rescore_at: int | None,
+    mql_at: int | None,
+    mql_score: LeadScore | None,
+) -> Step:
+    """``Step(...)`` without the frozen dataclass's ``__init__``: the same object."""
+    got = object.__new__(Step)
+    got.__dict__.update(
+        parts=parts, score=score, rescore_at=rescore_at, mql_at=mql_at, mql_score=mql_score
+    )
+    return got
 
 
 def _timeline_order(p: tuple[int, Event | None]) -> tuple[int, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +49,30 @@ def to_utc(ts: datetime) -> datetime:
 def us_of(ts: datetime) -> int:
     """Microseconds since the epoch, exactly."""
     return (to_utc(ts) - _EPOCH) // _US
+
+
+def _lead_score(
+    fit: float,
+    engagement: float,
+    score: float,
+    grade: str,
+    mql: bool,
+    fast_track: bool,
+    reasons: tuple[Reason, ...],
+) -> LeadScore:
+    """``LeadScore(...)`` made without the frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field, for every score of every lead): the same object."""
+    got = object.__new__(LeadScore)
+    got.__dict__.update(
+        fit=fit,
+        engagement=engagement,
+        score=score,
+        grade=grade,
+        mql=mql,
+        fast_track=fast_track,
+        reasons=reasons,
+    )
+    return got
 
 
 class Event:
@@ -207,6 +231,12 @@ class Scorer:
         self._fast_ix = [i for i, f in enumerate(self._fast) if f]
         #: whether any engagement rule takes points away (``may_have_qualified``)
         self.negative_engagement = any(r.points < 0 for r in model.engagement_rules)
+        #: what ``fit_of`` and ``mql_of`` read of the model, worked out once
+        self._fit_max = model.fit_max
+        self._engagement_max = model.engagement_max
+        self._capped = any(c is not None for c in self._caps)
+        self._threshold = model.threshold
+        self._min_fit = model.min_fit
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
@@ -296,31 +326,54 @@ class Scorer:
         rules = self.model.fit_rules
         return self._finish([(rules[i], rules[i].points) for i in held], sums, counted, reasons)
 
+    def fit_of(self, held: Iterable[int]) -> float:
+        """Fit from the fit rules that hold (indexes, in ``held``'s order), lowered to
+        ``fit.max``: the arithmetic of ``finish``."""
+        points = self._fit_points
+        fit: float = sum([points[i] for i in held])
+        if self._fit_max is not None and fit > self._fit_max:
+            fit = self._fit_max
+        return fit
+
+    def engagement_of(self, sums: Sequence[float]) -> float:
+        """Engagement from the sums before caps (in the rules' order), each lowered to its
+        cap and the total to ``engagement.max``: the arithmetic of ``finish``."""
+        caps = self._caps
+        if len(sums) != len(caps):
+            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
+        if self._capped:
+            engagement: float = sum(
+                [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=True)]
+            )
+        else:  # the same sums in the same order
+            engagement = sum(sums)
+        if self._engagement_max is not None and engagement > self._engagement_max:
+            engagement = self._engagement_max
+        return engagement
+
+    def mql_of(self, fit: float, sums: Sequence[float], counted: Sequence[bool]) -> bool:
+        """``finish(held, sums, counted).mql`` for ``fit == fit_of(held)``, without building
+        the score: the same arithmetic, so the same decision."""
+        score = fit + self.engagement_of(sums)
+        if self._min_fit is not None and not fit >= self._min_fit:
+            return False
+        return score >= self._threshold or any(counted[i] for i in self._fast_ix)
+
     def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
         """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
         (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
         floating-point results."""
-        m = self.model
-        points = self._fit_points
-        fit = sum([points[i] for i in held])
-        if m.fit_max is not None and fit > m.fit_max:
-            fit = m.fit_max
-        caps = self._caps
-        if len(sums) != len(caps):
-            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
-        engagement = sum(
-            [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=True)]
-        )
-        if m.engagement_max is not None and engagement > m.engagement_max:
-            engagement = m.engagement_max
+        fit = self.fit_of(held)
+        engagement = self.engagement_of(sums)
         fast = False
         for i in self._fast_ix:
             if counted[i]:
                 fast = True
                 break
         score = fit + engagement
-        mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
-        return LeadScore(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
+        m = self.model
+        mql = (score >= self._threshold or fast) and (self._min_fit is None or fit >= self._min_fit)
+        return _lead_score(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
