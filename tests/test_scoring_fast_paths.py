@@ -5,20 +5,35 @@ without the dataclass's ``__init__``. No database: the engine and the message ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.engine import Event, LeadScore, Scorer, compile_condition
 from leadscore.engine.incremental import Parts, Step, could_qualify, rescore, rescore_at
 from leadscore.model import parse_model
+from leadscore.model.schema import All, Condition, Leaf, Not
+from leadscore.model.schema import Any as AnyOf
+from leadscore.model.values import lookup, norm_text, number_of, text_of
 from leadscore.service.messages import Message, check_message
 
-from .parity_strategies import events, models, properties, traits
+from .parity_strategies import (
+    LEAD_FIELDS,
+    MISSING_VALUES,
+    TEXT_OPERANDS,
+    condition,
+    events,
+    models,
+    properties,
+    traits,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = 1_780_000_000 * 1_000_000
@@ -48,6 +63,98 @@ def test_conditions_sharing_a_fields_text_decide_as_each_alone(model_text, leads
             and (x.when is None or compile_condition(x.when, missing)(props))
         ]
         assert sc.matches(ev) == want
+
+
+def _plain(cond: Condition, d: Mapping[str, Any], missing: frozenset[str]) -> bool:
+    """A condition decided as the model language reads it, one leaf at a time, with nothing
+    shared or grouped: the reference for the compiled predicates."""
+    if isinstance(cond, All):
+        return all(_plain(c, d, missing) for c in cond.conditions)
+    if isinstance(cond, AnyOf):
+        return any(_plain(c, d, missing) for c in cond.conditions)
+    if isinstance(cond, Not):
+        return not _plain(cond.condition, d, missing)
+    assert isinstance(cond, Leaf)
+    raw = lookup(d, cond.path)
+    t = text_of(raw)
+    present = t is not None and not (missing and norm_text(t) in missing)
+    if cond.op == "exists":
+        return present == cond.value
+    if not present:
+        return False
+    assert t is not None
+    text, value = norm_text(t), cond.value
+    if cond.op in ("gt", "gte", "lt", "lte", "between"):
+        n = number_of(raw)
+        if n is None:
+            return False
+        if cond.op == "between":
+            lo, hi = value  # type: ignore[misc]
+            return bool(lo <= n <= hi)
+        v = float(value)  # type: ignore[arg-type]
+        return {"gt": n > v, "gte": n >= v, "lt": n < v, "lte": n <= v}[cond.op]
+    if cond.op in ("equals", "in", "not_in"):
+        items = value if isinstance(value, tuple) else (value,)
+        n = number_of(raw)
+        hit = any(
+            (isinstance(i, str) and text == i) or (isinstance(i, float) and n == i) for i in items
+        )
+        return hit != (cond.op == "not_in")
+    if cond.op == "contains":
+        return str(value) in text
+    if cond.op == "starts_with":
+        return text.startswith(str(value))
+    if cond.op == "ends_with":
+        return text.endswith(str(value))
+    assert cond.op == "matches"
+    return re.search(str(value), text) is not None
+
+
+#: alternatives on one field as models write them: an email against several domains
+_AFFIX = st.builds(
+    lambda f, o, v: {"field": f, o: v},
+    st.sampled_from(["email", "title", "company.industry"]),
+    st.sampled_from(["starts_with", "ends_with"]),
+    st.sampled_from([*TEXT_OPERANDS, "@acme.io", ".io", "x@", " a@", "ops", "vp sales "]),
+)
+
+
+@st.composite
+def _fit_conditions(draw: st.DrawFn) -> str:
+    """A model whose fit rules hold the general conditions and ``any`` of affixes on a field."""
+    conds = draw(st.lists(condition(LEAD_FIELDS), max_size=3))
+    for _ in range(draw(st.integers(1, 3))):
+        alternatives = draw(st.lists(st.one_of(_AFFIX, condition(LEAD_FIELDS)), min_size=1))
+        cond: dict[str, Any] = {"any": alternatives}
+        conds.append({"not": cond} if draw(st.booleans()) else cond)
+    doc: dict[str, Any] = {
+        "model": 1,
+        "name": "conditions",
+        "fit": {"rules": [{"name": f"r{i}", "when": c, "points": 1} for i, c in enumerate(conds)]},
+        "mql": {"threshold": 1},
+    }
+    if draw(st.booleans()):
+        doc["missing_values"] = draw(
+            st.lists(st.sampled_from(MISSING_VALUES), min_size=1, max_size=3, unique=True)
+        )
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text=_fit_conditions(), leads=st.lists(traits(), min_size=1, max_size=4))
+def test_compiled_conditions_decide_as_the_language_reads_them(model_text, leads):
+    """The compiled predicates (a field's text read once and shared, the ``starts_with`` or
+    ``ends_with`` alternatives of an ``any`` on one field tested at once, blank text and
+    placeholders told in one pass) hold exactly where the plain reading of each leaf does."""
+    model = parse_model(model_text, "generated.yaml")
+    sc = Scorer(model)
+    missing = frozenset(model.missing_values)
+    for lead in leads:
+        want = [i for i, r in enumerate(model.fit_rules) if _plain(r.when, lead, missing)]
+        assert sc.fit_held(lead) == want
+        assert [compile_condition(r.when, missing)(lead) for r in model.fit_rules] == [
+            i in want for i in range(len(model.fit_rules))
+        ]
 
 
 def _rescore_each_prefix(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any as AnyT
 
 from ..model.schema import All, Any, Condition, Leaf, Not
-from ..model.values import lookup, norm_text, number_of, text_of
+from ..model.values import WHITESPACE, lookup, norm_text, number_of, text_of
 
 __all__ = ["Predicate", "SharedPredicate", "compile_condition", "compile_shared"]
 
@@ -33,9 +33,13 @@ def compile_shared(cond: Condition, missing: frozenset[str] = frozenset()) -> Sh
         return _leaf(cond, missing)
     if isinstance(cond, All):
         parts = [compile_shared(c, missing) for c in cond.conditions]
+        if len(parts) == 1:
+            return parts[0]
         return lambda d, seen: all(p(d, seen) for p in parts)
     if isinstance(cond, Any):
-        parts = [compile_shared(c, missing) for c in cond.conditions]
+        parts = [compile_shared(c, missing) for c in _affixes_together(cond.conditions)]
+        if len(parts) == 1:
+            return parts[0]
         return lambda d, seen: any(p(d, seen) for p in parts)
     if isinstance(cond, Not):
         inner = compile_shared(cond.condition, missing)
@@ -43,36 +47,72 @@ def compile_shared(cond: Condition, missing: frozenset[str] = frozenset()) -> Sh
     raise TypeError(f"not a condition: {cond!r}")
 
 
-def _leaf(leaf: Leaf, missing: frozenset[str]) -> SharedPredicate:
-    path, op, value = leaf.path, leaf.op, leaf.value
+def _affixes_together(conds: tuple[Condition, ...]) -> list[Condition]:
+    """The alternatives of an ``any``, with the ``starts_with`` (or ``ends_with``) leaves on one
+    field made one leaf whose value is the tuple of their operands: one test of the field's text
+    (``str.endswith`` takes a tuple) instead of one per operand. The predicates have no side
+    effect, so whichever order ``any`` tries them in, it answers the same."""
+    out: list[Condition] = []
+    grouped: dict[tuple[tuple[str, ...], str], int] = {}
+    for c in conds:
+        if isinstance(c, Leaf) and c.op in ("starts_with", "ends_with"):
+            key = (c.path, c.op)
+            at = grouped.get(key)
+            if at is None:
+                grouped[key] = len(out)
+                out.append(Leaf(c.field, c.path, c.op, (str(c.value),)))
+                continue
+            first = out[at]
+            assert isinstance(first, Leaf) and isinstance(first.value, tuple)
+            out[at] = Leaf(first.field, first.path, first.op, (*first.value, str(c.value)))
+            continue
+        out.append(c)
+    return out
 
-    def present(raw: AnyT) -> str | None:
-        """The value's text, or None when it is absent or a placeholder."""
-        t = text_of(raw)
-        if t is None or (missing and norm_text(t) in missing):
-            return None
-        return t
+
+#: a field's normalised text, read through the shared dict (None: absent)
+_Reader = Callable[[Mapping[str, AnyT], dict[AnyT, AnyT]], str | None]
+
+
+def _reader(path: tuple[str, ...], missing: frozenset[str]) -> _Reader:
+    """The field's normalised text (None: absent, or a placeholder in ``missing``), read once
+    per mapping: the first condition that reads it stores it in the shared dict."""
 
     def text(d: Mapping[str, AnyT], seen: dict[AnyT, AnyT]) -> str | None:
-        """The field's normalised text (None: absent), read once per mapping."""
         got = seen.get(path, _UNSEEN)
         if got is _UNSEEN:
-            t = present(lookup(d, path))
-            got = seen[path] = None if t is None else norm_text(t)
+            raw = d.get(key) if one and type(d) is dict else lookup(d, path)
+            if type(raw) is str:  # text_of and norm_text at once: empty when blank
+                got = raw.strip(WHITESPACE).lower() or None
+            else:
+                t = text_of(raw)
+                got = None if t is None else norm_text(t)
+            if got is not None and missing and got in missing:
+                got = None
+            seen[path] = got
         return got  # type: ignore[no-any-return]
 
+    one = len(path) == 1
+    key = path[0]
+    return text
+
+
+def _leaf(leaf: Leaf, missing: frozenset[str]) -> SharedPredicate:
+    path, op, value = leaf.path, leaf.op, leaf.value
+    text = _reader(path, missing)
+
     if op == "exists":
-        want = bool(value)
-        return lambda d, seen: (present(lookup(d, path)) is not None) == want
+        if value:
+            return lambda d, seen: text(d, seen) is not None
+        return lambda d, seen: text(d, seen) is None
 
     if op in ("gt", "gte", "lt", "lte", "between"):
         test = _numeric_test(op, value)
 
         def numeric(d: Mapping[str, AnyT], seen: dict[AnyT, AnyT]) -> bool:
-            raw = lookup(d, path)
-            if present(raw) is None:
+            if text(d, seen) is None:
                 return False
-            n = number_of(raw)
+            n = number_of(lookup(d, path))
             return n is not None and test(n)
 
         return numeric
@@ -84,27 +124,28 @@ def _leaf(leaf: Leaf, missing: frozenset[str]) -> SharedPredicate:
         negate = op == "not_in"
 
         def member(d: Mapping[str, AnyT], seen: dict[AnyT, AnyT]) -> bool:
-            raw = lookup(d, path)
-            t = present(raw)
+            t = text(d, seen)
             if t is None:
                 return False
-            hit = norm_text(t) in texts
+            hit = t in texts
             if not hit and numbers:
-                n = number_of(raw)
+                n = number_of(lookup(d, path))
                 hit = n is not None and n in numbers
             return hit != negate
 
         return member
 
-    operand = str(value)
+    # one operand, or the tuple of several an ``any`` tests on one field (``_affixes_together``)
+    operand = tuple(str(v) for v in value) if isinstance(value, tuple) else str(value)
     if op == "contains":
-        return lambda d, seen: (t := text(d, seen)) is not None and operand in t
+        part = str(value)
+        return lambda d, seen: (t := text(d, seen)) is not None and part in t
     if op == "starts_with":
         return lambda d, seen: (t := text(d, seen)) is not None and t.startswith(operand)
     if op == "ends_with":
         return lambda d, seen: (t := text(d, seen)) is not None and t.endswith(operand)
     if op == "matches":
-        rx = re.compile(operand)
+        rx = re.compile(str(value))
         return lambda d, seen: (t := text(d, seen)) is not None and rx.search(t) is not None
     raise ValueError(f"unknown operator {op!r}")
 
