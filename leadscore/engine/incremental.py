@@ -162,10 +162,12 @@ def rescore(
     at which it qualifies (or, qualifying only now, at the last). ``reasons=False``: the step's
     ``score`` holds the numbers alone (``Scorer.finish``); its ``mql_score`` always has its
     reasons, as the MQL's reason is told from them."""
+    if not events:
+        return _without_events(scorer, held, times, at_us, qualified, reasons)
     sums, counted = scorer.engage(events, at_us)
     score = scorer.finish(held, sums, counted, reasons=reasons)
-    parts = Parts(tuple(held), tuple(sums), tuple(counted), at_us)
-    step = Step(parts, score, rescore_at(scorer, events, at_us))
+    parts = _parts(tuple(held), tuple(sums), tuple(counted), at_us)
+    step = _step(parts, score, rescore_at(scorer, events, at_us), None, None)
     if qualified:
         return step
     ts_sorted = sorted(set(times))
@@ -210,6 +212,28 @@ def rescore(
         full = score if reasons else scorer.finish(held, sums, counted)
         return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=full)
     return step
+
+
+def _without_events(
+    scorer: Scorer,
+    held: Sequence[int],
+    times: Iterable[int],
+    at_us: int,
+    qualified: bool,
+    reasons: bool,
+) -> Step:
+    """``rescore`` of a lead with no events (a new lead, or one that sent only traits): its
+    engagement is nothing at every instant, so its score is the same at each of ``times``, and
+    it qualifies, if at all, at the first of them."""
+    n = len(scorer.model.engagement_rules)
+    sums = [0.0] * n
+    counted = [False] * n
+    score = scorer.finish(held, sums, counted, reasons=reasons)
+    parts = _parts(tuple(held), tuple(sums), tuple(counted), at_us)
+    if qualified or not score.mql:
+        return _step(parts, score, None, None, None)
+    full = score if reasons else scorer.finish(held, sums, counted)
+    return _step(parts, score, None, min(times, default=at_us), full)
 
 
 def _prefixes_at(
@@ -271,14 +295,19 @@ def advance(
     became: tuple[int, LeadScore] | None = None
     late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
-    times = [*times, *(ev.ts_us for ev in new)]
-    # the instants of the other messages, each once: a second message at an instant changes
-    # nothing the first did not (no decay between them), so it would score the same again
-    others = {x for x in times if x >= start}
-    timeline: list[tuple[int, Event | None]] = [(ev.ts_us, ev) for ev in new]
-    timeline += [(x, None) for x in others]
-    if len(timeline) > 1:
-        timeline.sort(key=_timeline_order)
+    times = list(times)
+    at_events = {ev.ts_us for ev in new}
+    # the instants of the other messages, each once, and not those of the new events: a message
+    # after an event at its instant, or after another message there, changes nothing (no decay
+    # between them), so it would score the same again
+    others = {x for x in times if x >= start and x not in at_events}
+    times += at_events
+    timeline: list[tuple[int, Event | None]]
+    if others or len(new) > 1:  # by instant; the events first, in their order, at each one
+        order = sorted([(ev.ts_us, 0, i) for i, ev in enumerate(new)] + [(x, 1, 0) for x in others])
+        timeline = [(ts, new[i] if kind == 0 else None) for ts, kind, i in order]
+    else:
+        timeline = [(ev.ts_us, ev) for ev in new]
     # a step is kept when the sums changed since the one before: an unchanged step scores what
     # the one before it scored, so it can never be the first to qualify
     changed = True
@@ -364,8 +393,3 @@ def _step(
         parts=parts, score=score, rescore_at=rescore_at, mql_at=mql_at, mql_score=mql_score
     )
     return got
-
-
-def _timeline_order(p: tuple[int, Event | None]) -> tuple[int, bool]:
-    """Events before the other messages at the same instant."""
-    return (p[0], p[1] is None)
