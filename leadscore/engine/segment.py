@@ -42,6 +42,7 @@ __all__ = [
     "merge_traits",
     "parse_timestamp",
     "read_call",
+    "read_fields",
 ]
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -138,14 +139,27 @@ def read_call(msg: Any, received_us: int | None = None) -> Call:
 
     ``received_us``: when the reader received it, the time of a message with no time field;
     None (a file) makes such a message an error."""
+    got = object.__new__(Call)
+    got.__dict__.update(read_fields(msg, received_us))
+    return got
+
+
+_TYPES = frozenset(TYPES)
+
+
+def read_fields(msg: Any, received_us: int | None = None) -> dict[str, Any]:
+    """``read_call``'s answer as the ``Call``'s fields by name, for a caller that makes an
+    object of its own from them (the service's ``Message``) without making a ``Call`` first:
+    the same checks, the same errors."""
     if not isinstance(msg, dict):
         raise SegmentError("a message must be a JSON object")
     kind = msg.get("type")
-    if kind is None:
-        raise SegmentError("type is missing; use one of " + ", ".join(TYPES))
-    if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
-        raise SegmentError(f"type {kind!r} is not one of " + ", ".join(TYPES))
-    kind = kind.strip().lower()
+    if type(kind) is not str or kind not in _TYPES:  # the common case told at once
+        if kind is None:
+            raise SegmentError("type is missing; use one of " + ", ".join(TYPES))
+        if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
+            raise SegmentError(f"type {kind!r} is not one of " + ", ".join(TYPES))
+        kind = kind.strip().lower()
     user_id = id_field(msg, "userId")
     anonymous_id = id_field(msg, "anonymousId")
     previous_id = id_field(msg, "previousId")
@@ -156,13 +170,6 @@ def read_call(msg: Any, received_us: int | None = None) -> Call:
         raise SegmentError("the message has neither userId nor anonymousId")
     properties = _object(msg, "properties")
     traits: dict[str, Any] | None = None
-    if kind == "identify":
-        ctx = _object(msg, "context")
-        base = _object(ctx, "traits") if ctx else None
-        own = _object(msg, "traits")
-        traits = {**base, **own} if base and own else own if own is not None else base
-    elif kind == "group":
-        traits = _object(msg, "traits")
     event: str | None = None
     if kind == "track":
         name = msg.get("event")
@@ -171,32 +178,42 @@ def read_call(msg: Any, received_us: int | None = None) -> Call:
         event = name.strip()
         if len(event) > MAX_ID_LENGTH:
             raise SegmentError(f"event is longer than {MAX_ID_LENGTH} characters")
-    elif kind in ("page", "screen"):
+    elif kind == "page" or kind == "screen":
         event = kind
         name = msg.get("name")
         if isinstance(name, str) and name and (properties is None or "name" not in properties):
             properties = {"name": name, **(properties or {})}
+    elif kind == "identify":
+        ctx = _object(msg, "context")
+        base = _object(ctx, "traits") if ctx else None
+        own = _object(msg, "traits")
+        traits = {**base, **own} if base and own else own if own is not None else base
+    elif kind == "group":
+        traits = _object(msg, "traits")
     group_id = id_field(msg, "groupId") if kind == "group" else None
-    when = time_of(msg)
-    if when is not None:
-        time_field: str | None
-        time_field, ts_us = when
-    elif received_us is not None:
-        time_field, ts_us = None, received_us
+    time_field: str | None = None
+    for f in TIME_FIELDS:  # ``time_of``
+        v = msg.get(f)
+        if v is not None and v != "":
+            time_field = f
+            ts_us = parse_timestamp(v, f)
+            break
     else:
-        raise SegmentError("the message has no " + ", ".join(TIME_FIELDS))
-    return Call(
-        type=kind,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        previous_id=previous_id,
-        event=event,
-        ts_us=ts_us,
-        time_field=time_field,
-        properties=properties,
-        traits=traits,
-        group_id=group_id,
-    )
+        if received_us is None:
+            raise SegmentError("the message has no " + ", ".join(TIME_FIELDS))
+        ts_us = received_us
+    return {
+        "type": kind,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "previous_id": previous_id,
+        "event": event,
+        "ts_us": ts_us,
+        "time_field": time_field,
+        "properties": properties,
+        "traits": traits,
+        "group_id": group_id,
+    }
 
 
 def merge_traits(traits: dict[str, Any], call: Call) -> bool:

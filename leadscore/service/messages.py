@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..engine.segment import TYPES, Call, SegmentError, read_call
+from ..engine.segment import TYPES, Call, SegmentError, read_fields
 from ..engine.segment import id_field as _id_field
 from ..errors import BadMessageError
 
@@ -152,7 +152,7 @@ def check_message(
             f"the message is {size:,} bytes; the limit is {MAX_MESSAGE_BYTES:,} (32 KB)"
         )
     try:
-        call = read_call(msg, received_us)
+        fields = read_fields(msg, received_us)
     except SegmentError as e:
         raise MessageError(str(e)) from None
     if walk and _depth(msg, MAX_DEPTH) > MAX_DEPTH:
@@ -161,20 +161,19 @@ def check_message(
         message_id = _message_id(msg) or f"leadscore-{uuid.uuid4()}"
     except SegmentError as e:
         raise MessageError(str(e)) from None
-    if call.ts_us > received_us + DAY_US:
-        name = call.time_field
+    if fields["ts_us"] > received_us + DAY_US:
+        name = fields["time_field"]
         raise MessageError(f"{name} {msg.get(name or '')!r} is more than a day in the future")
-    return _message(call, message_id, msg, encoded.decode() if encoded is not None else None)
-
-
-def _message(call: Call, message_id: str, raw: dict[str, Any], encoded: str | None) -> Message:
-    """``Message(**vars(call), message_id=..., raw=..., encoded=...)``, made without a frozen
-    dataclass's ``__init__`` (one ``object.__setattr__`` per field, for every message of every
-    batch): the same fields, the same object."""
-    m = object.__new__(Message)
-    fields = m.__dict__
-    fields.update(vars(call))
     fields["message_id"] = message_id
-    fields["raw"] = raw
-    fields["encoded"] = encoded
+    fields["raw"] = msg
+    fields["encoded"] = encoded.decode() if encoded is not None else None
+    return _message(fields)
+
+
+def _message(fields: dict[str, Any]) -> Message:
+    """``Message(**fields)``, made without a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field, for every message of every batch), nor a ``Call`` made
+    first and copied: the same fields, the same object."""
+    m = object.__new__(Message)
+    m.__dict__.update(fields)
     return m
