@@ -22,6 +22,7 @@ __all__ = [
     "advance",
     "can_carry",
     "could_qualify",
+    "make_parts",
     "may_have_qualified",
     "mql_reason",
     "rescore",
@@ -166,7 +167,7 @@ def rescore(
         return _without_events(scorer, held, times, at_us, qualified, reasons)
     sums, counted = scorer.engage(events, at_us)
     score = scorer.finish(held, sums, counted, reasons=reasons)
-    parts = _parts(tuple(held), tuple(sums), tuple(counted), at_us)
+    parts = make_parts(tuple(held), tuple(sums), tuple(counted), at_us)
     step = _step(parts, score, rescore_at(scorer, events, at_us), None, None)
     if qualified:
         return step
@@ -229,7 +230,7 @@ def _without_events(
     sums = [0.0] * n
     counted = [False] * n
     score = scorer.finish(held, sums, counted, reasons=reasons)
-    parts = _parts(tuple(held), tuple(sums), tuple(counted), at_us)
+    parts = make_parts(tuple(held), tuple(sums), tuple(counted), at_us)
     if qualified or not score.mql:
         return _step(parts, score, None, None, None)
     full = score if reasons else scorer.finish(held, sums, counted)
@@ -365,16 +366,17 @@ def advance(
                 break
     if not qualified and became is None and score.mql:
         became = (max(times), score if reasons else scorer.finish(held, sums, counted))
-    parts = _parts(tuple(held), tuple(sums), tuple(counted), max(at_us, start))
+    parts = make_parts(tuple(held), tuple(sums), tuple(counted), max(at_us, start))
     if became is not None:
         return _step(parts, score, due, became[0], became[1])
     return _step(parts, score, due, None, None)
 
 
-def _parts(
+def make_parts(
     held: tuple[int, ...], sums: tuple[float, ...], counted: tuple[bool, ...], at: int
 ) -> Parts:
-    """``Parts(...)`` without the frozen dataclass's ``__init__``: the same object."""
+    """``Parts(held, sums, counted, at)`` without the frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field, for every lead of every batch): the same object."""
     got = object.__new__(Parts)
     got.__dict__.update(held=held, sums=sums, counted=counted, at_us=at)
     return got

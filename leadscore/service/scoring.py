@@ -317,7 +317,7 @@ def can_advance(active: ActiveModel, parts: Parts | None, new: list[Message], at
 
 def _parts(stored: Parts) -> inc.Parts:
     parts, scored_at, _ = stored
-    return inc.Parts(
+    return inc.make_parts(
         tuple(map(int, parts["h"])),
         tuple(map(float, parts["s"])),
         tuple(map(bool, parts["c"])),
@@ -333,11 +333,23 @@ def apply(
     ``step.score`` may hold the numbers alone (``reasons=False``); ``step.mql_score`` has its
     reasons, for the MQL's reason, the handoff and the ``lead.mql`` payload."""
     p = step.parts
-    values = score_values(
-        step.score, list(p.held), list(p.sums), list(p.counted), active.version, p.at_us, q.dialect
-    )
-    values["rescore_at_us"] = step.rescore_at
-    values["updated_at_us"] = at
+    score = step.score
+    # the parts go into the row as JSON arrays: tuples serialise as lists do
+    values = {
+        "fit": score.fit,
+        "engagement": score.engagement,
+        "score": score.score,
+        "grade": score.grade,
+        "mql": score.mql,
+        "fast_track": score.fast_track,
+        "rule_sums": json_param(
+            {"v": active.version, "h": p.held, "s": p.sums, "c": p.counted}, q.dialect
+        ),
+        "scored_at_us": p.at_us,
+        "model_version": active.version,
+        "rescore_at_us": step.rescore_at,
+        "updated_at_us": at,
+    }
     if step.mql_at is None or step.mql_score is None:
         return values, False
     reason = mql_reason(active.model, step.mql_score)
