@@ -344,19 +344,22 @@ def advance(
         sums = [x * f for x in sums]
     score = scorer.finish(held, sums, counted, reasons=reasons)
     negative = scorer.negative_engagement
-    if (
-        late_events
-        and not qualified
-        and (
-            score.mql
-            or _may_have_qualified(model, negative, half, score, min(ev.ts_us for ev in new), at_us)
-        )
-    ):
-        return None
+    late_since = None
+    if late_events and not qualified:
+        late_since = min(ev.ts_us for ev in new)
+        if score.mql or _may_have_qualified(model, negative, half, score, late_since, at_us):
+            return None
     if (
         not qualified
         and steps
-        and (score.mql or _may_have_qualified(model, negative, half, score, steps[0][0], at_us))
+        and (
+            score.mql
+            # since the late events' instant it may not have (else it returned above)
+            or (
+                steps[0][0] != late_since
+                and _may_have_qualified(model, negative, half, score, steps[0][0], at_us)
+            )
+        )
     ):
         fit = scorer.fit_of(held)
         for ts, st_sums, st_counted in steps:
