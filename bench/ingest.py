@@ -13,7 +13,9 @@ transaction, with the same durability settings and as many senders.
 Runs are interleaved — for each repeat and each number of senders, serve then the floor, each on
 a fresh database — so that other work on the machine falls on both alike. Beside wall-clock
 figures it reports the server's own CPU time per batch (user + system, from /proc), which moves
-much less than wall time when the cores are shared, and the load average at each run.
+much less than wall time when the cores are shared, on PostgreSQL the CPU time of PostgreSQL's
+own processes per batch (all of them, from /proc: ``PostgresServer.cpu_s``), and the load
+average at each run.
 Results go to stdout and bench/results/.
 
 ``--processes 1,2`` runs PostgreSQL once with one `leadscore serve` and once with two on one
@@ -244,9 +246,12 @@ def serve_once(
             for _ in range(processes):
                 servers.append(Server(url, work, checkout))
             cpu0 = sum(x.cpu_s() for x in servers)
+            pg0 = pg.cpu_s() if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
             served = send_all([(x.port, x.key) for x in servers], batches, senders)
             cpu = sum(x.cpu_s() for x in servers) - cpu0
             served["server_cpu_ms_per_batch"] = cpu * 1000 / len(batches)
+            pg_cpu = pg.cpu_s() - pg0 if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
+            served["postgres_cpu_ms_per_batch"] = pg_cpu * 1000 / len(batches)
         finally:
             for x in servers:
                 x.stop()
@@ -277,6 +282,16 @@ def one_round(
         "floor": floor,
         "floor_ratio": floor["events_per_s"] / served["events_per_s"],
     }
+
+
+def _pgms(run: dict) -> float:
+    return float(run.get("postgres_cpu_ms_per_batch", float("nan")))
+
+
+def _pg(run: dict) -> str:
+    """PostgreSQL's own CPU per batch, for a run on PostgreSQL."""
+    ms = _pgms(run)
+    return "" if ms != ms else f"  PostgreSQL CPU {ms:5.1f} ms/batch"
 
 
 def main() -> int:
@@ -325,14 +340,14 @@ def main() -> int:
                                 f"{name:11} run {round_no + 1} senders {senders}  baseline "
                                 f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
                                 f"p99 {base['p99_ms']:6.1f} ms  "
-                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch  "
+                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch{_pg(base)}  "
                                 f"failures {base['failures']}",
                                 flush=True,
                             )
                         print(
                             f"{name:11} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
                             f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
-                            f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch  "
+                            f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch{_pg(served)}  "
                             f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
                             f"floor/serve {r['floor_ratio']:.2f}x",
                             flush=True,
@@ -346,7 +361,8 @@ def main() -> int:
                         f"serve {med(r['serve']['events_per_s'] for r in runs):7.0f} ev/s  "
                         f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
                         f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
-                        f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch  "
+                        f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch"
+                        f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['serve']) for r in runs)})}  "
                         f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
                         f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
                         flush=True,
@@ -357,7 +373,8 @@ def main() -> int:
                             f"{med(r['baseline']['events_per_s'] for r in runs):7.0f} ev/s  "
                             f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
                             f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
-                            f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch",
+                            f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch"
+                            f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['baseline']) for r in runs)})}",
                             flush=True,
                         )
     finally:
