@@ -17,6 +17,7 @@ from leadscore.service.prepared import Prepared
 from leadscore.store import open_engine
 from leadscore.store import schema as t
 from leadscore.store.db import _MIGRATIONS
+from tests.service_helpers import Api, ago, assert_matches, page, track
 
 
 def _migrate(engine: sa.Engine, to: str, down: bool = False) -> None:
@@ -207,3 +208,23 @@ def test_a_postgres_database_goes_back_and_forth(pg_url: str) -> None:
             assert "ix_leads_stage" in names and "ix_leads_stage_score" not in names
     finally:
         engine.dispose()
+
+
+def test_a_request_of_new_and_stored_messages_stores_and_scores_the_new_ones(api: Api) -> None:
+    """Of a request's messages, those stored before are skipped and the new ones stored and
+    scored, whatever their order (on SQLite, the new ones are told apart after the insert)."""
+    first = [
+        page("u1", "/pricing", timestamp=ago(3)),
+        track("u2", "Webinar Attended", timestamp=ago(3)),
+    ]
+    api.ok(*first)
+    n = api.count(t.events)
+    u2 = api.row("u2")
+    webinar = track("u1", "Webinar Attended", timestamp=ago(1))
+    got = api.send(first[1], page("u3", "/pricing", timestamp=ago(1)), first[0], webinar).json()
+    assert (got["accepted"], got["duplicates"]) == (2, 2)
+    assert api.count(t.events) == n + 2
+    assert api.count(t.events, t.events.c.lead_id == "u1") == 2
+    assert api.row("u2").engagement == u2.engagement  # nothing new for u2
+    for lead in ("u1", "u2", "u3"):
+        assert_matches(api.row(lead), api.reference(lead), tol=0.01)

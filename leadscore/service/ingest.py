@@ -285,12 +285,16 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
             seen.add(r["message_id"])
             unique.append(r)
     if conn.dialect.name == "sqlite":
-        # the transaction holds SQLite's one write lock (BEGIN IMMEDIATE): no other writer can
-        # store one of these ids between this read and the insert
-        there = {r[0] for r in _SELECT_MESSAGE_IDS.fetch(conn, {"ids": dumps(sorted(seen))})}
-        new = [r for r in unique if r["message_id"] not in there]
-        _INSERT_EVENTS.run(conn, new)
-        return {r["message_id"] for r in new}
+        stored = _INSERT_EVENTS.run(conn, unique)  # rows inserted: a stored messageId is skipped
+        if stored == len(unique):  # the usual case: every one new, and no read
+            return seen
+        # some were stored before: of the request's messageIds, the new ones are the rows with
+        # the highest ids, as a new row's id is above every id stored before it (the order
+        # events_for reads a lead's events in relies on it too). The transaction holds
+        # SQLite's one write lock (BEGIN IMMEDIATE): no one else inserted meanwhile.
+        there = _SELECT_MESSAGE_IDS.fetch(conn, {"ids": dumps(sorted(seen))})
+        there.sort(key=lambda r: r[1])
+        return {r[0] for r in there[len(there) - stored :]} if stored else set()
     return ingest_pg.insert_events(conn, unique)
 
 
@@ -347,7 +351,7 @@ _SELECT_LEADS_SQLITE = Prepared(
     _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.select(json_ids("ids").c.value)))
 )
 _SELECT_MESSAGE_IDS = Prepared(  # SQLite
-    sa.select(t.events.c.message_id).where(
+    sa.select(t.events.c.message_id, t.events.c.id).where(
         t.events.c.message_id.in_(sa.select(json_ids("ids").c.value))
     )
 )
