@@ -13,9 +13,11 @@ transaction, with the same durability settings and as many senders.
 Runs are interleaved — for each repeat and each number of senders, serve then the floor, each on
 a fresh database — so that other work on the machine falls on both alike. Beside wall-clock
 figures it reports the server's own CPU time per batch (user + system, from /proc), which moves
-much less than wall time when the cores are shared, on PostgreSQL the CPU time of PostgreSQL's
-own processes per batch (all of them, from /proc: ``PostgresServer.cpu_s``), and the load
-average at each run.
+much less than wall time when the cores are shared, and the load average at each run; "loop" is
+the part of that CPU time spent on the event loop's thread (HTTP, the app's middlewares and
+routing), the rest being the threadpool's (checking, storing and scoring the messages). On
+PostgreSQL it reports the CPU time of PostgreSQL's own processes per batch too (all of them,
+from /proc: ``PostgresServer.cpu_s``).
 Results go to stdout and bench/results/.
 
 ``--processes 1,2`` runs PostgreSQL once with one `leadscore serve` and once with two on one
@@ -246,10 +248,13 @@ def serve_once(
             for _ in range(processes):
                 servers.append(Server(url, work, checkout))
             cpu0 = sum(x.cpu_s() for x in servers)
+            loop0 = sum(x.cpu_s("loop") for x in servers)
             pg0 = pg.cpu_s() if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
             served = send_all([(x.port, x.key) for x in servers], batches, senders)
             cpu = sum(x.cpu_s() for x in servers) - cpu0
+            loop = sum(x.cpu_s("loop") for x in servers) - loop0
             served["server_cpu_ms_per_batch"] = cpu * 1000 / len(batches)
+            served["loop_cpu_ms_per_batch"] = loop * 1000 / len(batches)
             pg_cpu = pg.cpu_s() - pg0 if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
             served["postgres_cpu_ms_per_batch"] = pg_cpu * 1000 / len(batches)
         finally:
@@ -340,14 +345,16 @@ def main() -> int:
                                 f"{name:11} run {round_no + 1} senders {senders}  baseline "
                                 f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
                                 f"p99 {base['p99_ms']:6.1f} ms  "
-                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch{_pg(base)}  "
+                                f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch "
+                                f"(loop {base['loop_cpu_ms_per_batch']:4.1f}){_pg(base)}  "
                                 f"failures {base['failures']}",
                                 flush=True,
                             )
                         print(
                             f"{name:11} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
                             f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
-                            f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch{_pg(served)}  "
+                            f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch "
+                            f"(loop {served['loop_cpu_ms_per_batch']:4.1f}){_pg(served)}  "
                             f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
                             f"floor/serve {r['floor_ratio']:.2f}x",
                             flush=True,
@@ -361,7 +368,8 @@ def main() -> int:
                         f"serve {med(r['serve']['events_per_s'] for r in runs):7.0f} ev/s  "
                         f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
                         f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
-                        f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch"
+                        f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch "
+                        f"(loop {med(r['serve']['loop_cpu_ms_per_batch'] for r in runs):4.1f})"
                         f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['serve']) for r in runs)})}  "
                         f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
                         f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
@@ -373,7 +381,8 @@ def main() -> int:
                             f"{med(r['baseline']['events_per_s'] for r in runs):7.0f} ev/s  "
                             f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
                             f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
-                            f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch"
+                            f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch "
+                            f"(loop {med(r['baseline']['loop_cpu_ms_per_batch'] for r in runs):4.1f})"
                             f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['baseline']) for r in runs)})}",
                             flush=True,
                         )

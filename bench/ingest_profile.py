@@ -1,8 +1,13 @@
 """Where an ingest request's time goes, in process: the real app on a fresh SQLite database with
-the starter model, driven through ASGI (no sockets, no HTTP parsing), or the service alone.
+the starter model, driven through ASGI (no sockets, no HTTP parsing) on the event loop `serve`
+runs on, or the service alone.
 
-    python bench/ingest_profile.py [--events 10000] [--leads 2000] [--layer app|service]
+    python bench/ingest_profile.py [--events 10000] [--leads 2000] [--layer app|service|api]
                                    [--profile out.prof] [--senders 1]
+
+``--layer api`` is the app with the threadpool's part of each request (checking, storing,
+scoring) replaced by a fixed answer: what the app alone costs per request (routing,
+dependencies, middlewares, the key check, reading and parsing the body, the thread hand-offs).
 
 It sends the same traffic as ``bench/ingest.py`` (``make_batches``) and prints events/s, the
 CPU time per 100-message batch (``time.process_time``; the kernel's share apart) and how many
@@ -38,7 +43,7 @@ from serving import MODEL  # noqa: E402
 
 from leadscore.api import create_app  # noqa: E402
 from leadscore.api.limits import Limits  # noqa: E402
-from leadscore.api.server import settle_memory  # noqa: E402
+from leadscore.api.server import event_loop, settle_memory  # noqa: E402
 from leadscore.service.auth import create_key  # noqa: E402
 from leadscore.service.messages import check_message  # noqa: E402
 from leadscore.service.ratelimit import Rate, Settings  # noqa: E402
@@ -103,7 +108,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--leads", type=int, default=2_000)
-    ap.add_argument("--layer", choices=["app", "service"], default="app")
+    ap.add_argument("--layer", choices=["app", "service", "api"], default="app")
     ap.add_argument("--senders", type=int, default=1)
     ap.add_argument("--profile", type=Path)
     args = ap.parse_args()
@@ -146,7 +151,18 @@ def main() -> int:
                 ]
                 service.ingest(good, received)
 
-        worker_prof = cProfile.Profile() if args.profile else None
+        if args.layer == "api":
+            from fastapi.responses import JSONResponse
+
+            import leadscore.api.ingest as api_ingest
+
+            def answered(request: Any, row: Any, body: Any, batch: list[Any], _: Any) -> Any:
+                return JSONResponse(
+                    {"success": True, "accepted": len(batch), "duplicates": 0, "rejected": []}
+                )
+
+            api_ingest._ingest = answered  # type: ignore[assignment]
+        worker_prof = cProfile.Profile() if args.profile and args.layer == "app" else None
         if worker_prof is not None:
             # the threadpool's part of each request, profiled where it runs (one sender)
             import leadscore.api.ingest as api_ingest
@@ -165,7 +181,11 @@ def main() -> int:
         cpu0, t0 = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
-        if args.layer == "app":
+        if args.layer in ("app", "api") and event_loop() == "uvloop":
+            import uvloop  # the loop `serve` runs on
+
+            uvloop.run(app_run())
+        elif args.layer in ("app", "api"):
             asyncio.run(app_run())
         elif args.senders == 1:  # on this thread, where cProfile sees it
             service_sender()

@@ -79,10 +79,13 @@ class Serve:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def cpu_s(self) -> float:
-        """The server's CPU time so far (user + system), where /proc tells it; else NaN."""
+    def cpu_s(self, thread: str = "") -> float:
+        """The server's CPU time so far (user + system), where /proc tells it; else NaN.
+        ``thread="loop"``: its main thread's alone, the event loop's (HTTP, the ASGI app and
+        routing; the threadpool's work, checking and storing, is the rest)."""
+        where = f"/proc/{self.proc.pid}" + (f"/task/{self.proc.pid}" if thread == "loop" else "")
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

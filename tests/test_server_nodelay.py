@@ -5,11 +5,16 @@ and a response's body would wait for the client's delayed acknowledgement of its
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 from typing import Any
 
+import pytest
+
 from leadscore.api.server import Protocol, _no_delay
 from leadscore.cli.service import _bind
+
+LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 
 
 def _accepted_nodelay(fix: bool) -> tuple[int, int]:
@@ -52,8 +57,10 @@ def test_serve_turns_nagle_off_on_each_connection() -> None:
     assert before == 0 and after != 0
 
 
-def test_the_serve_protocol_turns_nagle_off_on_a_real_connection() -> None:
-    """uvicorn with the service's protocol, on a socket bound as ``serve`` binds it."""
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_the_serve_protocol_turns_nagle_off_on_a_real_connection(loop_kind: str) -> None:
+    """uvicorn with the service's protocol, on a socket bound as ``serve`` binds it, on each
+    event loop ``serve`` may run on."""
     import uvicorn
     from uvicorn.server import ServerState
 
@@ -86,4 +93,10 @@ def test_the_serve_protocol_turns_nagle_off_on_a_real_connection() -> None:
         await server.wait_closed()
         return value
 
-    assert asyncio.run(main()) != 0
+    if loop_kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            assert runner.run(main()) != 0
+    else:
+        assert asyncio.run(main()) != 0

@@ -341,6 +341,10 @@ def test_requests_http_cannot_read_are_answered_in_the_error_shape(
         b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000,  # headers past 16 KB
         b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        # headers past 16 KB that arrive whole, and a body of two lengths (request smuggling)
+        b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 3000 + b"\r\n",
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ):
         status, body, answer = _exchange(server, data)
         assert status == 400, answer
