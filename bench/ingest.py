@@ -15,7 +15,9 @@ a fresh database — so that other work on the machine falls on both alike. Besi
 figures it reports the server's own CPU time per batch (user + system, from /proc), which moves
 much less than wall time when the cores are shared, and the load average at each run; "loop" is
 the part of that CPU time spent on the event loop's thread (HTTP, the app's middlewares and
-routing), the rest being the threadpool's (checking, storing and scoring the messages).
+routing), the rest being the threadpool's (checking, storing and scoring the messages). On
+PostgreSQL it reports the CPU time of PostgreSQL's own processes per batch too (all of them,
+from /proc: ``PostgresServer.cpu_s``).
 Results go to stdout and bench/results/.
 
 ``--processes 1,2`` runs PostgreSQL once with one `leadscore serve` and once with two on one
@@ -247,11 +249,14 @@ def serve_once(
                 servers.append(Server(url, work, checkout))
             cpu0 = sum(x.cpu_s() for x in servers)
             loop0 = sum(x.cpu_s("loop") for x in servers)
+            pg0 = pg.cpu_s() if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
             served = send_all([(x.port, x.key) for x in servers], batches, senders)
             cpu = sum(x.cpu_s() for x in servers) - cpu0
             loop = sum(x.cpu_s("loop") for x in servers) - loop0
             served["server_cpu_ms_per_batch"] = cpu * 1000 / len(batches)
             served["loop_cpu_ms_per_batch"] = loop * 1000 / len(batches)
+            pg_cpu = pg.cpu_s() - pg0 if kind == "postgres" else float("nan")  # type: ignore[attr-defined]
+            served["postgres_cpu_ms_per_batch"] = pg_cpu * 1000 / len(batches)
         finally:
             for x in servers:
                 x.stop()
@@ -282,6 +287,16 @@ def one_round(
         "floor": floor,
         "floor_ratio": floor["events_per_s"] / served["events_per_s"],
     }
+
+
+def _pgms(run: dict) -> float:
+    return float(run.get("postgres_cpu_ms_per_batch", float("nan")))
+
+
+def _pg(run: dict) -> str:
+    """PostgreSQL's own CPU per batch, for a run on PostgreSQL."""
+    ms = _pgms(run)
+    return "" if ms != ms else f"  PostgreSQL CPU {ms:5.1f} ms/batch"
 
 
 def main() -> int:
@@ -331,7 +346,7 @@ def main() -> int:
                                 f"{base['events_per_s']:7.0f} ev/s  p50 {base['p50_ms']:6.1f} ms  "
                                 f"p99 {base['p99_ms']:6.1f} ms  "
                                 f"CPU {base['server_cpu_ms_per_batch']:5.1f} ms/batch "
-                                f"(loop {base['loop_cpu_ms_per_batch']:4.1f})  "
+                                f"(loop {base['loop_cpu_ms_per_batch']:4.1f}){_pg(base)}  "
                                 f"failures {base['failures']}",
                                 flush=True,
                             )
@@ -339,7 +354,7 @@ def main() -> int:
                             f"{name:11} run {round_no + 1} senders {senders}  load {r['load_average']:4.1f}  "
                             f"serve {served['events_per_s']:7.0f} ev/s  p50 {served['p50_ms']:6.1f} ms  "
                             f"p99 {served['p99_ms']:6.1f} ms  CPU {served['server_cpu_ms_per_batch']:5.1f} ms/batch "
-                            f"(loop {served['loop_cpu_ms_per_batch']:4.1f})  "
+                            f"(loop {served['loop_cpu_ms_per_batch']:4.1f}){_pg(served)}  "
                             f"failures {served['failures']}  |  floor {floor['events_per_s']:7.0f} ev/s  "
                             f"floor/serve {r['floor_ratio']:.2f}x",
                             flush=True,
@@ -354,7 +369,8 @@ def main() -> int:
                         f"p50 {med(r['serve']['p50_ms'] for r in runs):6.1f} ms  "
                         f"p99 {med(r['serve']['p99_ms'] for r in runs):6.1f} ms  "
                         f"CPU {med(r['serve']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch "
-                        f"(loop {med(r['serve']['loop_cpu_ms_per_batch'] for r in runs):4.1f})  "
+                        f"(loop {med(r['serve']['loop_cpu_ms_per_batch'] for r in runs):4.1f})"
+                        f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['serve']) for r in runs)})}  "
                         f"floor {med(r['floor']['events_per_s'] for r in runs):7.0f} ev/s  "
                         f"floor/serve {med(r['floor_ratio'] for r in runs):.2f}x",
                         flush=True,
@@ -366,7 +382,8 @@ def main() -> int:
                             f"p50 {med(r['baseline']['p50_ms'] for r in runs):6.1f} ms  "
                             f"p99 {med(r['baseline']['p99_ms'] for r in runs):6.1f} ms  "
                             f"CPU {med(r['baseline']['server_cpu_ms_per_batch'] for r in runs):5.1f} ms/batch "
-                            f"(loop {med(r['baseline']['loop_cpu_ms_per_batch'] for r in runs):4.1f})",
+                            f"(loop {med(r['baseline']['loop_cpu_ms_per_batch'] for r in runs):4.1f})"
+                            f"{_pg({'postgres_cpu_ms_per_batch': med(_pgms(r['baseline']) for r in runs)})}",
                             flush=True,
                         )
     finally:

@@ -84,28 +84,24 @@ def ingest(
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
     msgs = messages
     anonymous: set[str | None] = {m.anonymous_id for m in msgs if m.anonymous_id}
-    locks.lock_ingest(conn, {m.user_id for m in msgs if m.user_id}, anonymous)  # PostgreSQL
-    links = _identities(conn, anonymous)
-    locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
-    rows: list[dict[str, Any]] = []
-    text: Callable[[str | None], Any] = ingest_pg.fragment if dialect == "postgresql" else _same
-    for m in msgs:
-        lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
-        rows.append(
-            {
-                "message_id": m.message_id,
-                "type": m.type,
-                "lead_id": lead,
-                "anonymous_id": m.anonymous_id,
-                "event": m.event,
-                "ts_us": m.ts_us,
-                "received_at_us": at,
-                # JSON text (on PostgreSQL to go into the batch's JSON as it is)
-                "properties": text(None if m.properties is None else dumps(m.properties)),
-                "message": text(m.encoded if m.encoded is not None else dumps(m.raw)),
-            }
-        )
-    inserted = _insert_events(conn, rows)
+    users = {m.user_id for m in msgs if m.user_id}
+    links: dict[str, str] = {}
+    if anonymous:
+        # an event's lead may come from a link: the links are read under the locks
+        locks.lock_ingest(conn, users, anonymous)  # PostgreSQL
+        links = _identities(conn, anonymous)
+        locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
+        rows = _event_rows(msgs, links, at, dialect)
+        inserted = _insert_events(conn, rows)
+    else:
+        # every message names its lead: stored before the leads' locks are taken, so that a
+        # request waiting for a lead another one holds has its events written meanwhile, and
+        # the leads are held for less time. Nothing of a lead is read before its lock; a
+        # messageId stored at once by another request waits for that one's commit, and no
+        # request waits so while it holds a lead's lock.
+        rows = _event_rows(msgs, links, at, dialect)
+        inserted = _insert_events(conn, rows)
+        locks.lock_ingest(conn, users, ())  # PostgreSQL
     res.accepted = len(inserted)
     res.duplicates = len(rows) - len(inserted)
     fresh = []
@@ -285,17 +281,47 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
             seen.add(r["message_id"])
             unique.append(r)
     if conn.dialect.name == "sqlite":
-        # the transaction holds SQLite's one write lock (BEGIN IMMEDIATE): no other writer can
-        # store one of these ids between this read and the insert
-        there = {r[0] for r in _SELECT_MESSAGE_IDS.fetch(conn, {"ids": dumps(sorted(seen))})}
-        new = [r for r in unique if r["message_id"] not in there]
-        _INSERT_EVENTS.run(conn, new)
-        return {r["message_id"] for r in new}
+        stored = _INSERT_EVENTS.run(conn, unique)  # rows inserted: a stored messageId is skipped
+        if stored == len(unique):  # the usual case: every one new, and no read
+            return seen
+        # some were stored before: of the request's messageIds, the new ones are the rows with
+        # the highest ids, as a new row's id is above every id stored before it (the order
+        # events_for reads a lead's events in relies on it too). The transaction holds
+        # SQLite's one write lock (BEGIN IMMEDIATE): no one else inserted meanwhile.
+        there = _SELECT_MESSAGE_IDS.fetch(conn, {"ids": dumps(sorted(seen))})
+        there.sort(key=lambda r: r[1])
+        return {r[0] for r in there[len(there) - stored :]} if stored else set()
     return ingest_pg.insert_events(conn, unique)
 
 
 def _same(x: Any) -> Any:
     return x
+
+
+def _event_rows(
+    msgs: list[Message], links: dict[str, str], at: int, dialect: str
+) -> list[dict[str, Any]]:
+    """The events table's rows of these messages, each with its lead (its userId, else the
+    lead its anonymous id is linked to)."""
+    text: Callable[[str | None], Any] = ingest_pg.fragment if dialect == "postgresql" else _same
+    rows: list[dict[str, Any]] = []
+    for m in msgs:
+        lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
+        rows.append(
+            {
+                "message_id": m.message_id,
+                "type": m.type,
+                "lead_id": lead,
+                "anonymous_id": m.anonymous_id,
+                "event": m.event,
+                "ts_us": m.ts_us,
+                "received_at_us": at,
+                # JSON text (on PostgreSQL to go into the batch's JSON as it is)
+                "properties": text(None if m.properties is None else dumps(m.properties)),
+                "message": text(m.encoded if m.encoded is not None else dumps(m.raw)),
+            }
+        )
+    return rows
 
 
 def _link(b: Batch, anon: str, lead: str, ts: int) -> None:
@@ -347,7 +373,7 @@ _SELECT_LEADS_SQLITE = Prepared(
     _LEAD_STATE.where(t.leads.c.lead_id.in_(sa.select(json_ids("ids").c.value)))
 )
 _SELECT_MESSAGE_IDS = Prepared(  # SQLite
-    sa.select(t.events.c.message_id).where(
+    sa.select(t.events.c.message_id, t.events.c.id).where(
         t.events.c.message_id.in_(sa.select(json_ids("ids").c.value))
     )
 )

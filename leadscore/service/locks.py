@@ -11,7 +11,10 @@ connection's transaction). Nothing here waits on a lock that a dead process coul
   lock, taken for all its leads at once in key order (no two writers wait on each other in a
   circle). Two processes ingesting events of one lead take turns on that lead only. An ingest
   also locks each anonymous id it carries, so a link from an anonymous id to a lead and an
-  event of that anonymous id never pass each other.
+  event of that anonymous id never pass each other. An ingest whose messages all carry a
+  userId stores its events before it takes the leads' locks (``ingest.ingest``): it reads
+  nothing of a lead before the lead's lock, and waits for another request's messageId only
+  while it holds no lead.
 - **The handoff** (``lock_handoff``): routing reads the round robin and the reps' open MQLs and
   then changes them; it holds one lock while it does, so two processes never give the same
   rep the same turn or go past a cap together.

@@ -54,7 +54,11 @@ leads = Table(
     Column("assigned_at_us", BigInteger),
     Column("email_domain", String(255)),
 )
-Index("ix_leads_stage_score", leads.c.stage, leads.c.score)
+# the score is in no index: an ingest rewrites the scores of the leads it touches, and a row whose
+# indexed columns are unchanged is updated in place on its page (PostgreSQL's HOT update; the
+# table keeps 15% of each page free for it, migration 0005). Listings by score read
+# the stage's leads in order (service/reads.py); docs/service.md, "Storage", has the measurements.
+Index("ix_leads_stage", leads.c.stage)
 Index("ix_leads_owner", leads.c.owner)
 Index("ix_leads_email_domain", leads.c.email_domain)
 
@@ -75,7 +79,14 @@ events = Table(
     Column("message", JSONText, nullable=False),  # the message as received
 )
 Index("ix_events_lead_ts", events.c.lead_id, events.c.ts_us)
-Index("ix_events_anon", events.c.anonymous_id)
+# on the events that have an anonymous id (most carry a userId alone): every read of it asks
+# for one anonymous id
+Index(
+    "ix_events_anon",
+    events.c.anonymous_id,
+    postgresql_where=events.c.anonymous_id.is_not(None),
+    sqlite_where=events.c.anonymous_id.is_not(None),
+)
 
 identities = Table(
     "identities",

@@ -143,6 +143,22 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)
 
+    def cpu_s(self) -> float:
+        """CPU time (user + system) of the server so far, in seconds: the postmaster, the
+        processes it runs now, and those that ended (their time is added to the postmaster's
+        when it reaps them). Read from /proc; NaN where it cannot be read."""
+        if self.datadir is None:
+            return float("nan")
+        tick = os.sysconf("SC_CLK_TCK")
+        try:
+            pid = int((self.datadir / "postmaster.pid").read_text().split()[0])
+            total = _ticks(pid, children=True)
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                total += _ticks(int(child), children=False)
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+        return total / tick
+
     def stop(self) -> None:
         if self.datadir is None or self._bin is None:
             return
@@ -153,6 +169,17 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
             self.datadir = None
+
+
+def _ticks(pid: int, *, children: bool) -> int:
+    """Clock ticks of CPU a process used (and, with ``children``, those of its ended children
+    it waited for); 0 for one that has just ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    used = int(fields[11]) + int(fields[12])
+    return used + int(fields[13]) + int(fields[14]) if children else used
 
 
 def _main(argv: list[str]) -> int:
