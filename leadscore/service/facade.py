@@ -24,7 +24,7 @@ from .group_commit import Call, GroupCommit
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
-from .ingest import IngestCall, IngestResult, ingest_group
+from .ingest import CallFailed, IngestCall, IngestResult, ingest_group
 from .locks import deadlocked
 from .messages import Message
 from .models import ModelVersions
@@ -50,8 +50,11 @@ class Service:
         self.writes = WriteHealth(engine, self._write_lock, self.now_us)
         self._routing = RoutingVersions(engine, self._tx, self.now_us, self._route_unowned)
         self._models = ModelVersions(engine, self._tx, self.now_us, self._assigner)
-        #: SQLite: requests that wait for the writer are written together (one commit)
-        self._ingests: GroupCommit[IngestCall, IngestResult] = GroupCommit(self._write_ingests)
+        #: requests that wait for this process's writer are written together (one commit);
+        #: on PostgreSQL fewer per group, as a group holds its leads until it commits
+        self._ingests: GroupCommit[IngestCall, IngestResult] = GroupCommit(
+            self._write_ingests, max_calls=16 if self.dialect == "sqlite" else 8
+        )
         #: called after a write that may have set an earlier SLA deadline (serve's SLA watch)
         self.on_deadline: Callable[[], None] | None = None
         #: events older than this many days are purged (``set_retention``); None: kept for ever
@@ -118,38 +121,44 @@ class Service:
         self, messages: list[tuple[int, Message]], received_us: int | None = None
     ) -> IngestResult:
         """Store valid messages (each with its index in the request) and update every lead they
-        touch. Returns once they are committed; on SQLite, together with the requests that
-        arrived meanwhile (``group_commit``)."""
+        touch. Returns once they are committed, together with the requests that arrived
+        meanwhile (``group_commit``)."""
         self.active  # noqa: B018 - NoModelError before any work
         at = received_us or self.now_us()
         if not messages:
             return IngestResult()
         work = IngestCall([m for _, m in messages], at)
-        result = (
-            self._ingests.submit(work) if self.dialect == "sqlite" else self._ingest_alone(work)
-        )
+        result = self._ingests.submit(work)
         # an MQL gets an SLA deadline only from a routing file
         if result.new_mqls and self.on_deadline is not None and self.routing is not None:
             self.on_deadline()
         return result
 
-    def _ingest_alone(self, work: IngestCall) -> IngestResult:
-        """One request in a transaction of its own (PostgreSQL), tried again after a deadlock."""
-        for attempt in range(3):
-            call: Call[IngestCall, IngestResult] = Call(work)
-            try:
-                self._write_ingests([call])
-            except sa.exc.OperationalError as e:
-                if not deadlocked(e) or attempt == 2:
-                    raise
-                continue
-            if call.error is not None:
-                raise call.error
-            assert call.result is not None
-            return call.result
-        raise AssertionError("unreachable")
-
     def _write_ingests(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
+        """A group of requests in one transaction. On PostgreSQL the group is written again
+        after a deadlock (every call of it; none was answered), and without a call that failed
+        on its own (``ingest.CallFailed``), which gets its error."""
+        if self.dialect == "sqlite":
+            self._write_group(calls)
+            return
+        todo, deadlocks = list(calls), 0
+        while todo:
+            for c in todo:
+                c.result = c.error = None
+            try:
+                self._write_group(todo)
+            except CallFailed as e:
+                e.call.error = e.error
+                todo.remove(e.call)
+                continue
+            except sa.exc.OperationalError as e:
+                if not deadlocked(e) or deadlocks == 2:
+                    raise
+                deadlocks += 1
+                continue
+            return
+
+    def _write_group(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
         tx = self._tx()
         with tx as conn:
             # the versions read under the write lock: an activation may just have committed

@@ -28,7 +28,15 @@ from .messages import Message
 from .prepared import Prepared, json_ids
 from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
-__all__ = ["Batch", "IngestCall", "IngestResult", "ingest", "ingest_group"]
+__all__ = [
+    "Batch",
+    "CallFailed",
+    "IngestCall",
+    "IngestResult",
+    "ingest",
+    "ingest_group",
+    "store_named",
+]
 
 
 @dataclass
@@ -76,9 +84,14 @@ def ingest(
     at: int,
     now: int,
     handoff: MqlHandler | None = None,
+    *,
+    stored: tuple[list[dict[str, Any]], set[str]] | None = None,
+    locked: bool = False,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
-    ``handoff`` routes the leads that become MQLs."""
+    ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
+    name their lead, stored already (``store_named``); ``locked``: the transaction holds the
+    locks of every lead and anonymous id of ``messages`` already (``ingest_group``)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -88,7 +101,8 @@ def ingest(
     links: dict[str, str] = {}
     if anonymous:
         # an event's lead may come from a link: the links are read under the locks
-        locks.lock_ingest(conn, users, anonymous)  # PostgreSQL
+        if not locked:
+            locks.lock_ingest(conn, users, anonymous)  # PostgreSQL
         links = _identities(conn, anonymous)
         locks.lock_leads(conn, links.values())  # a link made while it waited for the locks
         rows = _event_rows(msgs, links, at, dialect)
@@ -99,9 +113,10 @@ def ingest(
         # the leads are held for less time. Nothing of a lead is read before its lock; a
         # messageId stored at once by another request waits for that one's commit, and no
         # request waits so while it holds a lead's lock.
-        rows = _event_rows(msgs, links, at, dialect)
-        inserted = _insert_events(conn, rows)
-        locks.lock_ingest(conn, users, ())  # PostgreSQL
+        rows, inserted = stored if stored is not None else store_named(conn, msgs, at)
+        inserted = set(inserted)  # (taken apart below)
+        if not locked:
+            locks.lock_ingest(conn, users, ())  # PostgreSQL
     res.accepted = len(inserted)
     res.duplicates = len(rows) - len(inserted)
     fresh = []
@@ -215,12 +230,17 @@ def ingest_group(
     """Several requests' messages, stored one request after the other in the caller's
     transaction (``group_commit``), each as ``ingest`` stores it, with a handoff of its own.
 
-    A request whose work fails is rolled back to where it began (a savepoint) and given its
-    error; the others stand. A database error (``OperationalError``: a full disk, an I/O
-    error) is raised instead, and fails the whole group: the database itself is refusing."""
+    SQLite: a request whose work fails is rolled back to where it began (a savepoint) and given
+    its error; the others stand. A database error (``OperationalError``: a full disk, an I/O
+    error) is raised instead, and fails the whole group: the database itself is refusing.
+
+    PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``."""
     if len(calls) == 1:  # no savepoint needed: its failure is the transaction's
         c = calls[0]
         c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
+        return
+    if conn.dialect.name == "postgresql":
+        _postgres_group(conn, active, calls, now, handoff)
         return
     for c in calls:
         try:
@@ -230,6 +250,83 @@ def ingest_group(
             raise
         except Exception as e:  # this request alone: its savepoint is rolled back
             c.result, c.error = None, e
+
+
+class CallFailed(Exception):
+    """One call of a PostgreSQL group failed on its own (``error``): the group's transaction is
+    rolled back, and the group written again without that call (``Service._write_ingests``)."""
+
+    def __init__(self, call: Call[IngestCall, IngestResult], error: Exception) -> None:
+        super().__init__(str(error))
+        self.call = call
+        self.error = error
+
+
+def _postgres_group(
+    conn: Connection,
+    active: ActiveModel,
+    calls: list[Call[IngestCall, IngestResult]],
+    now: int,
+    handoff: Callable[[], MqlHandler | None],
+) -> None:
+    """A group on PostgreSQL, in three steps, so that it waits on others as one request does:
+
+    1. the events of every call whose messages all name their lead (no anonymous id) are
+       stored, before the group holds any lead's lock: a messageId stored at once by another
+       transaction is waited for only while this one holds no lead (as ``ingest`` does alone);
+    2. the locks of every lead (userId) and anonymous id of the whole group, and of the leads
+       those anonymous ids are linked to, are taken at once, in one statement, in key order
+       (``locks.lock_ingest``), before any call reads a lead. Every writer takes its leads in
+       that one order, so no two groups (or a group and a lone request) wait on each other in
+       a circle. The one later lock, as for a lone request, is a lead linked to one of the
+       anonymous ids while the group waited (``locks.lock_leads``): it may close a circle,
+       which PostgreSQL breaks by ending one transaction, and that group is written again;
+    3. each call's work, as ``ingest`` does it, under those locks: within the group no call
+       waits for another's lead, and the group commits once.
+
+    A call that fails on its own (not ``OperationalError``, which fails the group) raises
+    ``CallFailed``: its events may be stored already, and a rolled-back savepoint would not
+    take them back (nor another call's answer that counted them as duplicates), so the whole
+    transaction is rolled back and the group written again without it. No savepoints are
+    needed, and none are paid for."""
+    stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
+    for c in calls:
+        msgs = c.work.messages
+        if not any(m.anonymous_id for m in msgs):
+            try:
+                stored[id(c)] = store_named(conn, msgs, c.work.at)
+            except OperationalError:
+                raise
+            except Exception as e:
+                raise CallFailed(c, e) from e
+    users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
+    anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
+    locks.lock_ingest(conn, users, anonymous)
+    for c in calls:
+        try:
+            c.result = ingest(
+                conn,
+                active,
+                c.work.messages,
+                c.work.at,
+                now,
+                handoff(),
+                stored=stored.get(id(c)),
+                locked=True,
+            )
+        except OperationalError:
+            raise
+        except Exception as e:
+            raise CallFailed(c, e) from e
+
+
+def store_named(
+    conn: Connection, messages: list[Message], at: int
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The events of messages that all name their lead (a userId), stored: their rows, and the
+    messageIds that were new."""
+    rows = _event_rows(messages, {}, at, conn.dialect.name)
+    return rows, _insert_events(conn, rows)
 
 
 # ---------------------------------------------------------------------- storing
