@@ -1,0 +1,109 @@
+"""Group commit on PostgreSQL: requests that arrive while a process is writing are written by it
+together, in one transaction, under the locks of all their leads taken at once; each is
+answered only once that transaction has committed, with its own result, and a request that
+fails on its own fails alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.service import locks
+from leadscore.service.messages import check_message
+from leadscore.store import schema as t
+from tests.service_helpers import Api, ago, api_on, assert_matches, identify, page, track, wait_for
+
+
+@pytest.fixture
+def pg_api(pg_url: str) -> Iterator[Api]:
+    with api_on(pg_url) as a:
+        # a real refusal from the database for one message id: its request must fail alone
+        with a.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused by the test'; END $$; "
+                "CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW "
+                "WHEN (NEW.message_id = 'refused') EXECUTE FUNCTION refuse()"
+            )
+        yield a
+
+
+def _stored(api: Api, ids: list[str]) -> int:
+    """Committed rows only: read on a connection of its own."""
+    return api.count(t.events, t.events.c.message_id.in_(ids))
+
+
+def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
+    pg_api: Api,
+) -> None:
+    svc = pg_api.service
+    demo = track("u4", "Demo Requested", timestamp=ago(0.1))
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        # an anonymous visitor who then identifies: its events are stored under the locks
+        "anon": [
+            page(None, "/pricing", anonymousId="anon-2", timestamp=ago(0.3)),
+            identify("u2", {"title": "VP Sales"}, anonymousId="anon-2", timestamp=ago(0.2)),
+        ],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "b": [identify("u4", {"title": "VP Marketing"}, timestamp=ago(0.2)), demo],
+        # the same demo request again (a client's retry) and a lead of its own
+        "c": [dict(demo), page("u5", "/", timestamp=ago(0.1)), page("u1", "/docs")],
+    }
+    ids = {name: [m["messageId"] for m in msgs] for name, msgs in requests.items()}
+    answers: dict[str, Any] = {}
+    seen_on_answer: dict[str, int] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        msgs = [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        try:
+            answers[name] = svc.ingest(msgs)
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+        seen_on_answer[name] = _stored(pg_api, ids[name])
+
+    threads: dict[str, threading.Thread] = {}
+    # another transaction holds u1's lock: the first request's group waits for it, and the
+    # others queue behind this process's writer meanwhile
+    with pg_api.engine.begin() as holder:
+        locks.lock_leads(holder, ["u1"])
+        threads["first"] = threading.Thread(target=send, args=("first",))
+        threads["first"].start()
+        wait_for(lambda: svc._ingests.groups == 1, "the first writer")
+        for n, name in enumerate(("anon", "bad", "b", "c"), 1):
+            threads[name] = threading.Thread(target=send, args=(name,))
+            threads[name].start()
+            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+        assert answers == {}  # nothing is answered before its commit
+    for th in threads.values():
+        th.join(60)
+
+    # the four that waited: one group, written in one transaction
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 5)
+    assert answers["first"].accepted == 2 and seen_on_answer["first"] == 2
+    assert (answers["anon"].accepted, answers["anon"].leads) == (2, ["u2"])
+    assert (answers["b"].accepted, answers["b"].duplicates) == (2, 0)
+    assert answers["b"].new_mqls == ["u4"]
+    assert (answers["c"].accepted, answers["c"].duplicates) == (2, 1)  # the retried demo
+    assert answers["c"].leads == ["u1", "u5"]  # a duplicate touches no lead
+    for name in ("anon", "b"):
+        assert seen_on_answer[name] == 2  # committed when answered
+    assert seen_on_answer["c"] == 3  # its copy of the demo is b's row
+    assert isinstance(answers["bad"], sa.exc.DBAPIError)
+    assert "refused by the test" in str(answers["bad"])
+    assert seen_on_answer["bad"] == 0  # its good message is not stored either
+    with pg_api.engine.connect() as conn:
+        leads = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        anon = conn.execute(
+            sa.select(t.events.c.lead_id).where(t.events.c.anonymous_id == "anon-2")
+        ).scalars()
+        assert set(anon) == {"u2"}  # the visit joined the lead it was linked to
+    assert leads == {"u1", "u2", "u4", "u5"}  # the bad request's lead was not kept
+    for lead in ("u1", "u2", "u4", "u5"):
+        assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
+    assert pg_api.row("u4").stage == "mql"
