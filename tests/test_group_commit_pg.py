@@ -107,3 +107,76 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
     for lead in ("u1", "u2", "u4", "u5"):
         assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
     assert pg_api.row("u4").stage == "mql"
+
+
+#: another backend waiting for an advisory lock
+_WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid <> %s"
+
+
+def test_a_group_ended_by_a_deadlock_is_written_again_whole(pg_api: Api) -> None:
+    """The group holds the lower of two leads and waits for the higher; another transaction
+    holding the higher asks for the lower. PostgreSQL ends the group's transaction (it waited
+    first, so its deadlock check runs first): the group is written again, every request of it,
+    and each is answered once, with its events stored once."""
+    svc, engine = pg_api.service, pg_api.engine
+    with engine.connect() as conn:
+        keys = conn.exec_driver_sql(
+            "SELECT x FROM unnest(ARRAY['lead-1','lead-2','lead-3','lead-4','lead-5','lead-6']) "
+            "AS x ORDER BY hashtextextended('lead:' || x, 0)"
+        ).scalars()
+        low, *_, high = list(keys)
+    requests = {
+        "first": [page("w", "/")],
+        "both": [page(low, "/pricing"), page(high, "/pricing")],
+        "other": [track("u9", "Webinar Attended")],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        answers[name] = svc.ingest(
+            [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        )
+
+    threads: dict[str, threading.Thread] = {}
+    with engine.connect() as other, engine.connect() as holder, engine.connect() as look:
+        other.exec_driver_sql("SET deadlock_timeout = '60s'")  # the group's check runs first
+        other_pid = other.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        other.commit()
+        holder.begin()
+        locks.lock_leads(holder, ["w"])  # the first request's writer waits; two more queue
+        threads["first"] = threading.Thread(target=send, args=("first",))
+        threads["first"].start()
+        wait_for(lambda: svc._ingests.groups == 1, "the first writer")
+        for n, name in enumerate(("both", "other"), 1):
+            threads[name] = threading.Thread(target=send, args=(name,))
+            threads[name].start()
+            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+        other.begin()
+        locks.lock_leads(other, [high])
+        holder.commit()  # the group of two starts, takes `low`, and waits for `high`
+
+        wait_for(lambda: svc._ingests.groups == 2, "the group of two to start")
+
+        def group_waits() -> bool:
+            n = look.exec_driver_sql(_WAITING, (other_pid,)).scalar()
+            look.rollback()
+            return n == 1
+
+        wait_for(group_waits, "the group to wait for the higher lead")
+        # `low` is the group's: this waits until PostgreSQL ends the group's transaction
+        locks.lock_leads(other, [low])
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
+        assert look.exec_driver_sql(held, (other_pid,)).scalar() == 2  # the group let `low` go
+        assert "both" not in answers and "other" not in answers  # the group was not answered
+        other.commit()
+    for th in threads.values():
+        th.join(60)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)
+    assert (answers["both"].accepted, answers["both"].leads) == (2, sorted([low, high]))
+    assert (answers["other"].accepted, answers["other"].leads) == (1, ["u9"])
+    ids = [m["messageId"] for name in ("both", "other") for m in requests[name]]
+    assert pg_api.count(t.events, t.events.c.message_id.in_(ids)) == 3  # each stored once
+    for lead in (low, high, "u9"):
+        assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
