@@ -53,6 +53,8 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
         "b": [identify("u4", {"title": "VP Marketing"}, timestamp=ago(0.2)), demo],
         # the same demo request again (a client's retry) and a lead of its own
         "c": [dict(demo), page("u5", "/", timestamp=ago(0.1)), page("u1", "/docs")],
+        # the new lead u5 again: c scores it from its history, which must not hold d's event
+        "d": [track("u5", "Webinar Attended", timestamp=ago(0.05))],
     }
     ids = {name: [m["messageId"] for m in msgs] for name, msgs in requests.items()}
     answers: dict[str, Any] = {}
@@ -75,7 +77,7 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
         threads["first"] = threading.Thread(target=send, args=("first",))
         threads["first"].start()
         wait_for(lambda: svc._ingests.groups == 1, "the first writer")
-        for n, name in enumerate(("anon", "bad", "b", "c"), 1):
+        for n, name in enumerate(("anon", "bad", "b", "c", "d"), 1):
             threads[name] = threading.Thread(target=send, args=(name,))
             threads[name].start()
             wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
@@ -83,8 +85,8 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
     for th in threads.values():
         th.join(60)
 
-    # the four that waited: one group, written in one transaction
-    assert (svc._ingests.groups, svc._ingests.calls) == (2, 5)
+    # the five that waited: one group, written in one transaction
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 6)
     assert answers["first"].accepted == 2 and seen_on_answer["first"] == 2
     assert (answers["anon"].accepted, answers["anon"].leads) == (2, ["u2"])
     assert (answers["b"].accepted, answers["b"].duplicates) == (2, 0)
@@ -94,6 +96,7 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
     for name in ("anon", "b"):
         assert seen_on_answer[name] == 2  # committed when answered
     assert seen_on_answer["c"] == 3  # its copy of the demo is b's row
+    assert (answers["d"].accepted, answers["d"].leads) == (1, ["u5"])
     assert isinstance(answers["bad"], sa.exc.DBAPIError)
     assert "refused by the test" in str(answers["bad"])
     assert seen_on_answer["bad"] == 0  # its good message is not stored either

@@ -269,11 +269,13 @@ def _postgres_group(
     now: int,
     handoff: Callable[[], MqlHandler | None],
 ) -> None:
-    """A group on PostgreSQL, in three steps, so that it waits on others as one request does:
+    """A group on PostgreSQL, in three steps:
 
-    1. the events of every call whose messages all name their lead (no anonymous id) are
-       stored, before the group holds any lead's lock: a messageId stored at once by another
-       transaction is waited for only while this one holds no lead (as ``ingest`` does alone);
+    1. if the first call's messages all name their lead (no anonymous id), its events are
+       stored before the group holds any lead's lock, as ``ingest`` does alone. Only the
+       first's: a call that scores a lead from its stored events must not find there the
+       events of a call after it in the group (its own transaction's, uncommitted yet
+       visible), which would then be counted twice;
     2. the locks of every lead (userId) and anonymous id of the whole group, and of the leads
        those anonymous ids are linked to, are taken at once, in one statement, in key order
        (``locks.lock_ingest``), before any call reads a lead. Every writer takes its leads in
@@ -281,24 +283,26 @@ def _postgres_group(
        a circle. The one later lock, as for a lone request, is a lead linked to one of the
        anonymous ids while the group waited (``locks.lock_leads``): it may close a circle,
        which PostgreSQL breaks by ending one transaction, and that group is written again;
-    3. each call's work, as ``ingest`` does it, under those locks: within the group no call
-       waits for another's lead, and the group commits once.
+    3. each call's work, as ``ingest`` does it, under those locks, in the order they queued:
+       within the group no call waits for another's lead, and the group commits once. The
+       calls after the first store their events here, holding the group's leads: a messageId
+       stored at once by another transaction that waits for one of those leads closes a
+       circle, which PostgreSQL breaks (one transaction ends and is written again). Only a
+       messageId sent twice at once, to two processes, can do that.
 
     A call that fails on its own (not ``OperationalError``, which fails the group) raises
-    ``CallFailed``: its events may be stored already, and a rolled-back savepoint would not
-    take them back (nor another call's answer that counted them as duplicates), so the whole
-    transaction is rolled back and the group written again without it. No savepoints are
-    needed, and none are paid for."""
+    ``CallFailed``: the whole transaction is rolled back and the group written again without
+    it (the first call's events, stored in step 1, are not within a savepoint of its own
+    work). No savepoints are needed, and none are paid for."""
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
-    for c in calls:
-        msgs = c.work.messages
-        if not any(m.anonymous_id for m in msgs):
-            try:
-                stored[id(c)] = store_named(conn, msgs, c.work.at)
-            except OperationalError:
-                raise
-            except Exception as e:
-                raise CallFailed(c, e) from e
+    first = calls[0]
+    if not any(m.anonymous_id for m in first.work.messages):
+        try:
+            stored[id(first)] = store_named(conn, first.work.messages, first.work.at)
+        except OperationalError:
+            raise
+        except Exception as e:
+            raise CallFailed(first, e) from e
     users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
     anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     locks.lock_ingest(conn, users, anonymous)
