@@ -47,12 +47,17 @@ def event_from_row(name: str, ts_us: int, props: Any) -> Event:
 
 
 def events_for(
-    conn: Connection, window: int | None, ids: list[str], at: int
+    conn: Connection,
+    window: int | None,
+    ids: list[str],
+    at: int,
+    hide: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, list[Event]]:
     """Every scored event of these leads that can count at ``at`` or later, in one query, in
     the order they were stored: of several messages at one instant, the one that made a lead an
     MQL is the first received, whatever order the database would read them in;
-    ``window`` is the model's (``engine.window_us``), and the engine applies it itself."""
+    ``window`` is the model's (``engine.window_us``), and the engine applies it itself.
+    ``hide``: messageIds left out (PostgreSQL: a group's later requests', stored already)."""
     if not ids:
         return {}
     since = -(2**62)
@@ -60,7 +65,11 @@ def events_for(
         since = at - window
     out: dict[str, list[Event]] = {}
     # straight to the driver: this is the hot read of the ingest path
-    if conn.dialect.name == "postgresql":  # one text, whatever the number of leads: prepared
+    if conn.dialect.name == "postgresql" and hide:
+        rows = run_sql(
+            conn, _EVENTS_PG_HIDE, {"ids": dumps(ids), "since": since, "hide": dumps(sorted(hide))}
+        )
+    elif conn.dialect.name == "postgresql":  # one text, whatever the number of leads: prepared
         rows = run_sql(conn, _EVENTS_PG, {"ids": dumps(ids), "since": since})
     else:
         rows = run_sql(
@@ -78,6 +87,11 @@ def events_for(
 _EVENTS_PG = (
     "SELECT lead_id, event, ts_us, properties::text FROM events "
     f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s ORDER BY id"
+)
+_EVENTS_PG_HIDE = (
+    "SELECT lead_id, event, ts_us, properties::text FROM events "
+    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s "
+    f"AND message_id <> ALL({IDS.replace('ids', 'hide')}) ORDER BY id"
 )
 
 

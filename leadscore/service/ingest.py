@@ -87,11 +87,14 @@ def ingest(
     *,
     stored: tuple[list[dict[str, Any]], set[str]] | None = None,
     locked: bool = False,
+    hide: frozenset[str] = frozenset(),
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
     name their lead, stored already (``store_named``); ``locked``: the transaction holds the
-    locks of every lead and anonymous id of ``messages`` already (``ingest_group``)."""
+    locks of every lead and anonymous id of ``messages`` already (``ingest_group``); ``hide``:
+    messageIds of events stored already by requests written after this one, which it must not
+    count."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -198,7 +201,7 @@ def ingest(
     events: dict[str, list[Event]] = {}
     if full:
         earliest = min(min(touched[x]) for x in full)
-        events = events_for(conn, window_us(active.model), full, min(earliest, at))
+        events = events_for(conn, window_us(active.model), full, min(earliest, at), hide)
     updates = []
     for lead in sorted(touched):  # in lead order, as MQLs are routed
         traits, stage = leads[lead]
@@ -271,11 +274,12 @@ def _postgres_group(
 ) -> None:
     """A group on PostgreSQL, in three steps:
 
-    1. if the first call's messages all name their lead (no anonymous id), its events are
-       stored before the group holds any lead's lock, as ``ingest`` does alone. Only the
-       first's: a call that scores a lead from its stored events must not find there the
-       events of a call after it in the group (its own transaction's, uncommitted yet
-       visible), which would then be counted twice;
+    1. the events of every call whose messages all name their lead (no anonymous id) are
+       stored, before the group holds any lead's lock: a messageId stored at once by another
+       transaction is waited for only while this one holds no lead (as ``ingest`` does alone).
+       They are visible to the calls before them in the group (one transaction): a call that
+       scores a lead from its stored events leaves out the later calls' (``hide``), or it
+       would count them, and the later call count them again;
     2. the locks of every lead (userId) and anonymous id of the whole group, and of the leads
        those anonymous ids are linked to, are taken at once, in one statement, in key order
        (``locks.lock_ingest``), before any call reads a lead. Every writer takes its leads in
@@ -284,29 +288,36 @@ def _postgres_group(
        anonymous ids while the group waited (``locks.lock_leads``): it may close a circle,
        which PostgreSQL breaks by ending one transaction, and that group is written again;
     3. each call's work, as ``ingest`` does it, under those locks, in the order they queued:
-       within the group no call waits for another's lead, and the group commits once. The
-       calls after the first store their events here, holding the group's leads: a messageId
-       stored at once by another transaction that waits for one of those leads closes a
-       circle, which PostgreSQL breaks (one transaction ends and is written again). Only a
-       messageId sent twice at once, to two processes, can do that.
+       within the group no call waits for another's lead, and the group commits once. A call
+       with an anonymous id stores its events here, holding the group's leads, as it does
+       alone.
 
     A call that fails on its own (not ``OperationalError``, which fails the group) raises
     ``CallFailed``: the whole transaction is rolled back and the group written again without
-    it (the first call's events, stored in step 1, are not within a savepoint of its own
-    work). No savepoints are needed, and none are paid for."""
+    it (its events, stored in step 1, are not within a savepoint of its own work, and a later
+    call may have counted them as its duplicates). No savepoints are needed, and none are
+    paid for."""
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
-    first = calls[0]
-    if not any(m.anonymous_id for m in first.work.messages):
-        try:
-            stored[id(first)] = store_named(conn, first.work.messages, first.work.at)
-        except OperationalError:
-            raise
-        except Exception as e:
-            raise CallFailed(first, e) from e
+    for c in calls:
+        if not any(m.anonymous_id for m in c.work.messages):
+            try:
+                stored[id(c)] = store_named(conn, c.work.messages, c.work.at)
+            except OperationalError:
+                raise
+            except Exception as e:
+                raise CallFailed(c, e) from e
+    # what each call must not count: the events stored in step 1 by the calls after it
+    hide: list[frozenset[str]] = []
+    later: frozenset[str] = frozenset()
+    for c in reversed(calls):
+        hide.append(later)
+        if id(c) in stored:
+            later = later | stored[id(c)][1]
+    hide.reverse()
     users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
     anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     locks.lock_ingest(conn, users, anonymous)
-    for c in calls:
+    for c, hidden in zip(calls, hide, strict=True):
         try:
             c.result = ingest(
                 conn,
@@ -317,6 +328,7 @@ def _postgres_group(
                 handoff(),
                 stored=stored.get(id(c)),
                 locked=True,
+                hide=hidden,
             )
         except OperationalError:
             raise
