@@ -8,7 +8,7 @@ instant a lead qualified, queueing its notification) is here, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -236,13 +236,15 @@ def _stage_update(columns: tuple[str, ...]) -> Prepared:
 
 def score_values(
     score: LeadScore,
-    held: list[int],
-    sums: list[float],
-    counted: list[bool],
+    held: Sequence[int],
+    sums: Sequence[float],
+    counted: Sequence[bool],
     version: int,
     at: int,
     dialect: str,
 ) -> dict[str, Any]:
+    """A score's columns of the leads row; the parts go in as JSON arrays (tuples serialise as
+    lists do)."""
     return {
         "fit": score.fit,
         "engagement": score.engagement,
@@ -334,22 +336,9 @@ def apply(
     reasons, for the MQL's reason, the handoff and the ``lead.mql`` payload."""
     p = step.parts
     score = step.score
-    # the parts go into the row as JSON arrays: tuples serialise as lists do
-    values = {
-        "fit": score.fit,
-        "engagement": score.engagement,
-        "score": score.score,
-        "grade": score.grade,
-        "mql": score.mql,
-        "fast_track": score.fast_track,
-        "rule_sums": json_param(
-            {"v": active.version, "h": p.held, "s": p.sums, "c": p.counted}, q.dialect
-        ),
-        "scored_at_us": p.at_us,
-        "model_version": active.version,
-        "rescore_at_us": step.rescore_at,
-        "updated_at_us": at,
-    }
+    values = score_values(score, p.held, p.sums, p.counted, active.version, p.at_us, q.dialect)
+    values["rescore_at_us"] = step.rescore_at
+    values["updated_at_us"] = at
     if step.mql_at is None or step.mql_score is None:
         return values, False
     reason = mql_reason(active.model, step.mql_score)
