@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from ..engine import Event
 from .common import dumps, loads
-from .ingest_pg import IDS
+from .ingest_pg import IDS, id_array
 from .prepared import run_sql
 
 __all__ = ["event_from_row", "events_for", "events_of"]
@@ -84,15 +84,12 @@ def events_for(
     return out
 
 
-_EVENTS_PG = (
+_EVENTS_PG_WHERE = (
     "SELECT lead_id, event, ts_us, properties::text FROM events "
-    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s ORDER BY id"
+    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s"
 )
-_EVENTS_PG_HIDE = (
-    "SELECT lead_id, event, ts_us, properties::text FROM events "
-    f"WHERE lead_id = ANY({IDS}) AND event IS NOT NULL AND ts_us >= %(since)s "
-    f"AND message_id <> ALL({IDS.replace('ids', 'hide')}) ORDER BY id"
-)
+_EVENTS_PG = f"{_EVENTS_PG_WHERE} ORDER BY id"
+_EVENTS_PG_HIDE = f"{_EVENTS_PG_WHERE} AND message_id <> ALL({id_array('hide')}) ORDER BY id"
 
 
 def events_of(conn: Connection, window: int | None, lead: str, at: int) -> list[Event]:

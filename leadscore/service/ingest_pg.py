@@ -24,22 +24,28 @@ import orjson
 from sqlalchemy import Connection
 
 from .common import dumps
-from .prepared import run_sql
+from .prepared import Column, json_rows, run_sql
 
 __all__ = [
     "IDS",
+    "Column",
     "Recordset",
     "fragment",
+    "id_array",
     "identities",
     "insert_events",
     "lead_state",
 ]
 
-#: ids given as one JSON array, ``%(ids)s`` (a Python list would be written element by element)
-IDS = "ARRAY(SELECT json_array_elements_text(%(ids)s::json))"
 
-#: a column of a batch: name and PostgreSQL type (``jsonb``: any JSON value, or a Fragment)
-Column = tuple[str, str]
+def id_array(param: str) -> str:
+    """A text array of ids given as one JSON array in the parameter ``param`` (a Python list
+    would be written element by element)."""
+    return f"ARRAY(SELECT json_array_elements_text(%({param})s::json))"
+
+
+#: ids given as one JSON array, ``%(ids)s``
+IDS = id_array("ids")
 
 
 class Recordset:
@@ -50,11 +56,8 @@ class Recordset:
     def __init__(self, sql: str, columns: Sequence[Column], *, returns: bool = False) -> None:
         self.columns = list(columns)
         self.returns = returns
-        typed = ", ".join(f"{n} {k}" for n, k in self.columns)
         values = ", ".join(f"u.{n}" for n, _ in self.columns)
-        self.sql = sql.format(
-            rows=f"json_to_recordset(%(rows)s::json) AS u({typed})", values=values
-        )
+        self.sql = sql.format(rows=json_rows(self.columns), values=values)
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> Any:
         """The statement over ``rows`` in the caller's transaction: the rows it returns

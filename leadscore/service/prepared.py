@@ -41,7 +41,19 @@ from sqlalchemy.sql.expression import Executable
 
 from .common import dumps
 
-__all__ = ["Prepared", "json_ids", "run_sql"]
+__all__ = ["Column", "Prepared", "json_ids", "json_rows", "run_sql"]
+
+#: a column of a batch of rows sent as one JSON array: its name (as the statement writes it)
+#: and PostgreSQL type (``jsonb``: any JSON value)
+Column = tuple[str, str]
+
+
+def json_rows(columns: Sequence[Column], param: str = "rows") -> str:
+    """The rows of a JSON array given in the parameter ``param``, each key read as its column's
+    type, named ``u`` (PostgreSQL's ``json_to_recordset``): for a statement's FROM."""
+    typed = ", ".join(f"{name} {kind}" for name, kind in columns)
+    return f"json_to_recordset(%({param})s::json) AS u({typed})"
+
 
 #: one statement for one dialect: its SQL, the parameter names in order, and what each
 #: parameter's value goes through first (None: nothing)
@@ -130,9 +142,7 @@ class Prepared:
             names = [by, *cols]
         types = {by: table.c[key].type} if self._by_key else {}
         types.update({c: table.c[c].type for c in cols})
-        rows = "json_to_recordset(%(rows)s::json) AS u({})".format(
-            ", ".join(f"{quote(n)} {types[n].compile(dialect=dialect)}" for n in names)
-        )
+        rows = json_rows([(quote(n), types[n].compile(dialect=dialect)) for n in names])
         if self._into is not None:
             listed = ", ".join(quote(c) for c in cols)
             sql = f"INSERT INTO {quote(table.name)} ({listed}) SELECT {listed} FROM {rows}"
