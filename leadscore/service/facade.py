@@ -137,17 +137,23 @@ class Service:
     def _write_ingests(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
         """A group of requests in one transaction. On PostgreSQL the group is written again
         after a deadlock (every call of it; none was answered), and without a call that failed
-        on its own (``ingest.CallFailed``), which gets its error."""
+        on its own (``ingest.CallFailed``), which gets its error; after a statement of the whole
+        group failed, with each call's statements apart, to find the call it was."""
         if self.dialect == "sqlite":
             self._write_group(calls)
             return
-        todo, deadlocks = list(calls), 0
+        todo, deadlocks, apart = list(calls), 0, False
         while todo:
             for c in todo:
                 c.result = c.error = None
             try:
-                self._write_group(todo)
+                self._write_group(todo, apart)
             except CallFailed as e:
+                if e.call is None:  # a statement of the whole group: each call's apart finds it
+                    if apart:
+                        raise e.error from e
+                    apart = True
+                    continue
                 e.call.error = e.error
                 todo.remove(e.call)
                 continue
@@ -158,7 +164,9 @@ class Service:
                 continue
             return
 
-    def _write_group(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
+    def _write_group(
+        self, calls: list[Call[IngestCall, IngestResult]], apart: bool = False
+    ) -> None:
         tx = self._tx()
         with tx as conn:
             # the versions read under the write lock: an activation may just have committed
@@ -171,6 +179,7 @@ class Service:
                 calls,
                 now,
                 lambda: Assigner(conn, routing, now, Notifier(conn, now)),
+                apart=apart,
             )
 
     # ------------------------------------------------------------------ reads

@@ -6,7 +6,8 @@ The working state of one call is one ``Batch`` object, passed explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 __all__ = [
     "Batch",
     "CallFailed",
+    "GroupLeads",
     "IngestCall",
     "IngestResult",
     "ingest",
@@ -77,6 +79,44 @@ class Batch:
     touched: dict[str, list[int]] = field(default_factory=dict)
 
 
+@dataclass
+class GroupLeads:
+    """The leads of a PostgreSQL group (``ingest_group``), read once under the group's locks and
+    kept current in memory as each call changes them: a call reads its leads here, and the next
+    call sees what the one before it made of them (traits, stage, scored parts), as it would
+    read them back from the database. The scores are written once, at the end of the group (the
+    last row of each lead); traits, new leads and new MQLs' stages are written by the call that
+    makes them, as nothing else of the group reads a lead's score from the database while the
+    handoff may read its e-mail domain, stage and owner."""
+
+    #: lead -> (traits, stage), of the leads read or created
+    leads: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    #: their stored parts, as ``Batch.parts``
+    parts: dict[str, Parts] = field(default_factory=dict)
+    #: leads read and not found: the first call that needs one creates it
+    absent: set[str] = field(default_factory=set)
+    #: the score rows to write, by lead
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the webhooks subscribed to ``lead.mql`` (``Qualifier.hooks``), once one call read them
+    hooks: list[int] | None = None
+
+    def read(self, conn: Connection, ids: Sequence[str]) -> None:
+        """The stored state of these leads (those not held yet), in one read."""
+        ids = sorted({x for x in ids if x not in self.leads and x not in self.absent})
+        if not ids:
+            return
+        for lead, traits, stage, parts, scored_at, rescore_at in ingest_pg.lead_state(conn, ids):
+            self.leads[lead] = (dict(loads(traits) or {}), stage)
+            if parts is not None and scored_at is not None:
+                self.parts[lead] = (loads(parts), scored_at, rescore_at)
+        self.absent.update(x for x in ids if x not in self.leads)
+
+    def write(self, conn: Connection) -> None:
+        """The scores, before the group commits."""
+        _UPDATE_SCORES.run(conn, list(self.scores.values()))
+        self.scores = {}
+
+
 def ingest(
     conn: Connection,
     active: ActiveModel,
@@ -88,16 +128,21 @@ def ingest(
     stored: tuple[list[dict[str, Any]], set[str]] | None = None,
     locked: bool = False,
     hide: frozenset[str] = frozenset(),
+    group: GroupLeads | None = None,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
     name their lead, stored already (``store_named``); ``locked``: the transaction holds the
     locks of every lead and anonymous id of ``messages`` already (``ingest_group``); ``hide``:
     messageIds of events stored already by requests written after this one, which it must not
-    count."""
+    count; ``group``: the state of the leads of the group this call belongs to, which it reads
+    and keeps current instead of reading and writing them itself (its scores are written with
+    the group's)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
+    if group is not None:
+        b.qualifier.hooks = group.hooks
     msgs = messages
     anonymous: set[str | None] = {m.anonymous_id for m in msgs if m.anonymous_id}
     users = {m.user_id for m in msgs if m.user_id}
@@ -137,7 +182,7 @@ def ingest(
         for x in (lead, m.user_id):
             if x is not None and (x not in first or ts < first[x]):
                 first[x] = ts
-    leads = _load_leads(b, needed, first)
+    leads = _load_leads(b, needed, first, group)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
     b.qualifier.stages = {k: v[1] for k, v in leads.items()}
     ids = Identities(links)
@@ -168,7 +213,7 @@ def ingest(
         )
     missing = [x for x in touched if x not in leads]
     if missing:  # linked through identities only
-        more = _load_leads(b, set(missing), {x: min(touched[x]) for x in missing})
+        more = _load_leads(b, set(missing), {x: min(touched[x]) for x in missing}, group)
         leads.update(more)
         b.qualifier.traits.update({k: v[0] for k, v in more.items()})
         b.qualifier.stages.update({k: v[1] for k, v in more.items()})
@@ -216,8 +261,21 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    _UPDATE_SCORES.run(conn, updates)
+    if group is None:
+        _UPDATE_SCORES.run(conn, updates)
     b.qualifier.finish()
+    if group is not None:  # what the next call of the group reads back
+        stages = b.qualifier.stages
+        for values in updates:
+            lead = values["b_id"]
+            group.scores[lead] = values
+            group.leads[lead] = (leads[lead][0], stages.get(lead, leads[lead][1]))
+            group.parts[lead] = (
+                _as_read(values["rule_sums"]),
+                values["scored_at_us"],
+                values["rescore_at_us"],
+            )
+        group.hooks = b.qualifier.hooks
     res.notified = b.qualifier.notified
     res.leads = sorted(touched)
     return res
@@ -229,6 +287,8 @@ def ingest_group(
     calls: list[Call[IngestCall, IngestResult]],
     now: int,
     handoff: Callable[[], MqlHandler | None],
+    *,
+    apart: bool = False,
 ) -> None:
     """Several requests' messages, stored one request after the other in the caller's
     transaction (``group_commit``), each as ``ingest`` stores it, with a handoff of its own.
@@ -237,13 +297,15 @@ def ingest_group(
     its error; the others stand. A database error (``OperationalError``: a full disk, an I/O
     error) is raised instead, and fails the whole group: the database itself is refusing.
 
-    PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``."""
+    PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``;
+    ``apart``: each call with statements of its own (the group written again after a statement
+    of the whole group failed)."""
     if len(calls) == 1:  # no savepoint needed: its failure is the transaction's
         c = calls[0]
         c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
         return
     if conn.dialect.name == "postgresql":
-        _postgres_group(conn, active, calls, now, handoff)
+        _postgres_group(conn, active, calls, now, handoff, apart)
         return
     for c in calls:
         try:
@@ -257,9 +319,12 @@ def ingest_group(
 
 class CallFailed(Exception):
     """One call of a PostgreSQL group failed on its own (``error``): the group's transaction is
-    rolled back, and the group written again without that call (``Service._write_ingests``)."""
+    rolled back, and the group written again without that call (``Service._write_ingests``).
+    ``call`` None: a statement of the whole group failed (its events insert, its scores
+    update), and which call's rows it was is not known: the group is written again with each
+    call's statements apart (``ingest_group``'s ``apart``), which finds it."""
 
-    def __init__(self, call: Call[IngestCall, IngestResult], error: Exception) -> None:
+    def __init__(self, call: Call[IngestCall, IngestResult] | None, error: Exception) -> None:
         super().__init__(str(error))
         self.call = call
         self.error = error
@@ -271,12 +336,16 @@ def _postgres_group(
     calls: list[Call[IngestCall, IngestResult]],
     now: int,
     handoff: Callable[[], MqlHandler | None],
+    apart: bool = False,
 ) -> None:
     """A group on PostgreSQL, in three steps:
 
     1. the events of every call whose messages all name their lead (no anonymous id) are
-       stored, before the group holds any lead's lock: a messageId stored at once by another
-       transaction is waited for only while this one holds no lead (as ``ingest`` does alone).
+       stored, in one INSERT, before the group holds any lead's lock: a messageId stored at
+       once by another transaction is waited for only while this one holds no lead (as
+       ``ingest`` does alone). A messageId given by several calls belongs to the first of them
+       (the others count it as a duplicate, as they would one after the other), and the rows go
+       in the calls' order (the events' ids are in that order, as one INSERT per call gave them).
        They are visible to the calls before them in the group (one transaction): a call that
        scores a lead from its stored events leaves out the later calls' (``hide``), or it
        would count them, and the later call count them again;
@@ -286,26 +355,30 @@ def _postgres_group(
        that one order, so no two groups (or a group and a lone request) wait on each other in
        a circle. The one later lock, as for a lone request, is a lead linked to one of the
        anonymous ids while the group waited (``locks.lock_leads``): it may close a circle,
-       which PostgreSQL breaks by ending one transaction, and that group is written again;
-    3. each call's work, as ``ingest`` does it, under those locks, in the order they queued:
-       within the group no call waits for another's lead, and the group commits once. A call
-       with an anonymous id stores its events here, holding the group's leads, as it does
-       alone.
+       which PostgreSQL breaks by ending one transaction, and that group is written again.
+       The state of every lead named by a userId is then read, once (``GroupLeads``);
+    3. each call's work, as ``ingest`` does it, under those locks, in the order they queued,
+       on the group's state of its leads: within the group no call waits for another's lead,
+       a lead touched by several calls is read once and its score written once, after the last
+       call (one UPDATE of all the group's leads), and the group commits once. A call with an
+       anonymous id stores its events here, holding the group's leads, as it does alone.
 
     A call that fails on its own (not ``OperationalError``, which fails the group) raises
     ``CallFailed``: the whole transaction is rolled back and the group written again without
     it (its events, stored in step 1, are not within a savepoint of its own work, and a later
     call may have counted them as its duplicates). No savepoints are needed, and none are
-    paid for."""
+    paid for. A statement of the whole group that fails (not ``OperationalError``) raises
+    ``CallFailed`` without a call: the group is written again ``apart``, each call storing its
+    events, reading its leads and writing its scores itself, as ``ingest`` does alone."""
+    named = [c for c in calls if not any(m.anonymous_id for m in c.work.messages)]
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
-    for c in calls:
-        if not any(m.anonymous_id for m in c.work.messages):
-            try:
+    if apart:
+        for c in named:
+            with _failing(c):
                 stored[id(c)] = store_named(conn, c.work.messages, c.work.at)
-            except OperationalError:
-                raise
-            except Exception as e:
-                raise CallFailed(c, e) from e
+    elif named:
+        with _failing(named[0] if len(named) == 1 else None):
+            stored = _store_calls(conn, named)
     # what each call must not count: the events stored in step 1 by the calls after it
     hide: list[frozenset[str]] = []
     later: frozenset[str] = frozenset()
@@ -317,8 +390,11 @@ def _postgres_group(
     users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
     anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     locks.lock_ingest(conn, users, anonymous)
+    group = None if apart else GroupLeads()
+    if group is not None:
+        group.read(conn, list(users))
     for c, hidden in zip(calls, hide, strict=True):
-        try:
+        with _failing(c):
             c.result = ingest(
                 conn,
                 active,
@@ -329,11 +405,46 @@ def _postgres_group(
                 stored=stored.get(id(c)),
                 locked=True,
                 hide=hidden,
+                group=group,
             )
-        except OperationalError:
-            raise
-        except Exception as e:
-            raise CallFailed(c, e) from e
+    if group is not None:
+        with _failing(None):
+            group.write(conn)
+
+
+@contextmanager
+def _failing(call: Call[IngestCall, IngestResult] | None) -> Iterator[None]:
+    """A failure inside is ``call``'s own: ``CallFailed`` (None: a statement of the whole
+    group's). A database error (``OperationalError``) fails the group as it is."""
+    try:
+        yield
+    except OperationalError:
+        raise
+    except Exception as e:
+        raise CallFailed(call, e) from e
+
+
+def _store_calls(
+    conn: Connection, calls: list[Call[IngestCall, IngestResult]]
+) -> dict[int, tuple[list[dict[str, Any]], set[str]]]:
+    """``store_named`` for several calls in one INSERT: per call (by ``id``), its rows and the
+    messageIds that were new and its own (the first call that gives a messageId owns it)."""
+    dialect = conn.dialect.name
+    rows: dict[int, list[dict[str, Any]]] = {}
+    owner: dict[str, int] = {}
+    unique: list[dict[str, Any]] = []
+    for c in calls:
+        key = id(c)
+        rows[key] = got = _event_rows(c.work.messages, {}, c.work.at, dialect)
+        for r in got:
+            if r["message_id"] not in owner:
+                owner[r["message_id"]] = key
+                unique.append(r)
+    new = _insert_events(conn, unique)
+    mine: dict[int, set[str]] = {key: set() for key in rows}
+    for x in new:
+        mine[owner[x]].add(x)
+    return {key: (rows[key], mine[key]) for key in rows}
 
 
 def store_named(
@@ -349,15 +460,27 @@ def store_named(
 
 
 def _load_leads(
-    b: Batch, ids: set[str], first: dict[str, int] | None = None
+    b: Batch,
+    ids: set[str],
+    first: dict[str, int] | None = None,
+    group: GroupLeads | None = None,
 ) -> dict[str, tuple[dict[str, Any], str]]:
     """Traits and stage of these leads; the ones not seen before are created, first seen at
-    ``first`` (their first message's time; the time received when not given)."""
+    ``first`` (their first message's time; the time received when not given). ``group``: read
+    from the group's state (from the database the first time), and kept there."""
     out: dict[str, tuple[dict[str, Any], str]] = {}
     if not ids:
         return out
     found: Sequence[Any]
-    if b.dialect == "sqlite":
+    if group is not None:
+        group.read(b.conn, list(ids))
+        for x in ids:
+            if x in group.leads:
+                out[x] = group.leads[x]
+                if x in group.parts:
+                    b.parts[x] = group.parts[x]
+        found = ()
+    elif b.dialect == "sqlite":
         found = _SELECT_LEADS_SQLITE.fetch(b.conn, {"ids": dumps(sorted(ids))})
     else:
         found = ingest_pg.lead_state(b.conn, sorted(ids))
@@ -381,7 +504,15 @@ def _load_leads(
         )
         for x in new:
             out[x] = ({}, "lead")
+            if group is not None:
+                group.leads[x] = out[x]
+                group.absent.discard(x)
     return out
+
+
+def _as_read(rule_sums: dict[str, Any]) -> dict[str, Any]:
+    """Stored parts as a read of the row gives them back (JSON arrays as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in rule_sums.items()}
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
