@@ -5,6 +5,7 @@ fails on its own fails alone."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from leadscore.service import locks
 from leadscore.service.messages import check_message
+from leadscore.service.webhooks import add_webhook
 from leadscore.store import schema as t
 from tests.service_helpers import Api, ago, api_on, assert_matches, identify, page, track, wait_for
 
@@ -183,3 +185,79 @@ def test_a_group_ended_by_a_deadlock_is_written_again_whole(pg_api: Api) -> None
     assert pg_api.count(t.events, t.events.c.message_id.in_(ids)) == 3  # each stored once
     for lead in (low, high, "u9"):
         assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
+
+
+def test_a_call_failing_after_its_events_were_stored_leaves_none_of_them(pg_api: Api) -> None:
+    """The group's events go in first, all at once; then a call fails on its own (the database
+    refuses its MQL's history row): the group is written again without it. None of its events
+    is kept, a later call's copy of one of its messages is that call's own event now, and every
+    other call's answer, lead scores and MQL notification are as if the failed call never came."""
+    svc, engine = pg_api.service, pg_api.engine
+    add_webhook(engine, "https://example.com/hook", ["lead.mql"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_mql() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'history refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_mql BEFORE INSERT ON stage_history FOR EACH ROW "
+            "WHEN (NEW.lead_id = 'doomed') EXECUTE FUNCTION refuse_mql()"
+        )
+    shared = page("u1", "/pricing", timestamp=ago(0.3))
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [page("w", "/")],
+        "a": [page("u1", "/docs", timestamp=ago(0.4))],
+        # a new lead that becomes an MQL, and a page of u1, which "a" and "c" touch too
+        "doomed": [
+            identify("doomed", {"title": "VP Marketing"}, timestamp=ago(0.2)),
+            track("doomed", "Demo Requested", timestamp=ago(0.1)),
+            shared,
+        ],
+        # the same page of u1 (a client's retry), and an MQL of its own
+        "c": [
+            dict(shared),
+            identify("u4", {"title": "VP Marketing"}, timestamp=ago(0.2)),
+            track("u4", "Demo Requested", timestamp=ago(0.1)),
+        ],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        msgs = [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        try:
+            answers[name] = svc.ingest(msgs)
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+
+    threads: dict[str, threading.Thread] = {}
+    with engine.begin() as holder:
+        locks.lock_leads(holder, ["w"])  # the first writer waits; the others queue behind it
+        threads["first"] = threading.Thread(target=send, args=("first",))
+        threads["first"].start()
+        wait_for(lambda: svc._ingests.groups == 1, "the first writer")
+        for n, name in enumerate(("a", "doomed", "c"), 1):
+            threads[name] = threading.Thread(target=send, args=(name,))
+            threads[name].start()
+            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+    for th in threads.values():
+        th.join(60)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 4)  # a, doomed and c: one group
+    assert isinstance(answers["doomed"], sa.exc.DBAPIError)
+    assert "history refused by the test" in str(answers["doomed"])
+    doomed_ids = [m["messageId"] for m in requests["doomed"][:2]]
+    assert _stored(pg_api, doomed_ids) == 0
+    assert (answers["a"].accepted, answers["a"].leads) == (1, ["u1"])
+    # the copy of the doomed call's page is stored now, once, as c's own event
+    assert (answers["c"].accepted, answers["c"].duplicates) == (3, 0)
+    assert answers["c"].leads == ["u1", "u4"]
+    assert (answers["c"].new_mqls, answers["c"].notified) == (["u4"], 1)
+    assert _stored(pg_api, [shared["messageId"]]) == 1
+    with engine.connect() as conn:
+        leads = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        notes = conn.execute(sa.select(t.outbox.c.payload).where(t.outbox.c.event == "lead.mql"))
+        notified = [json.loads(p)["lead_id"] for p in notes.scalars()]
+    assert leads == {"w", "u1", "u4"}  # the doomed lead was not kept
+    assert notified == ["u4"]  # the doomed lead's MQL was not notified
+    for lead in ("u1", "u4"):
+        assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
+    assert pg_api.count(t.events, t.events.c.lead_id == "u1") == 2  # a's page and c's
