@@ -270,8 +270,9 @@ def ingest(
             lead = values["b_id"]
             group.scores[lead] = values
             group.leads[lead] = (leads[lead][0], stages.get(lead, leads[lead][1]))
+            # the parts as written (their arrays as tuples, which read as the lists stored)
             group.parts[lead] = (
-                _as_read(values["rule_sums"]),
+                values["rule_sums"],
                 values["scored_at_us"],
                 values["rescore_at_us"],
             )
@@ -508,11 +509,6 @@ def _load_leads(
                 group.leads[x] = out[x]
                 group.absent.discard(x)
     return out
-
-
-def _as_read(rule_sums: dict[str, Any]) -> dict[str, Any]:
-    """Stored parts as a read of the row gives them back (JSON arrays as lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in rule_sums.items()}
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
