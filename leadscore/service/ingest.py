@@ -1,7 +1,8 @@
 """Ingest: store a call's messages (each once, by messageId), link anonymous ids to leads, merge
 traits, and bring every lead the call touched up to date, in the caller's transaction.
 
-The working state of one call is one ``Batch`` object, passed explicitly.
+The working state of one call is one ``Batch`` object, passed explicitly; the calls of a
+PostgreSQL group share the state of their leads (``GroupLeads``).
 """
 
 from __future__ import annotations
