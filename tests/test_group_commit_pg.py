@@ -261,3 +261,59 @@ def test_a_call_failing_after_its_events_were_stored_leaves_none_of_them(pg_api:
     for lead in ("u1", "u4"):
         assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
     assert pg_api.count(t.events, t.events.c.lead_id == "u1") == 2  # a's page and c's
+
+
+def test_a_lead_touched_by_several_requests_of_a_group_is_written_once(pg_api: Api) -> None:
+    """Three requests of one group touch u1, each after the one before it: each carries on from
+    the score the one before it made (the group's copy of the lead, not a read of the row), the
+    row is written once, after the last of them, and holds the score of all three."""
+    svc, engine = pg_api.service, pg_api.engine
+    pg_api.ok(
+        identify("u1", {"title": "Engineer"}, timestamp=ago(1)), page("u1", "/", timestamp=ago(1))
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE lead_writes (lead_id text, tx bigint); "
+            "CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO lead_writes VALUES (NEW.lead_id, txid_current()); RETURN NEW; END $$; "
+            "CREATE TRIGGER log_write AFTER UPDATE ON leads FOR EACH ROW EXECUTE FUNCTION log_write()"
+        )
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [page("w", "/")],
+        "a": [page("u1", "/pricing", timestamp=ago(0.5)), page("u2", "/", timestamp=ago(0.5))],
+        "b": [track("u1", "Webinar Attended", timestamp=ago(0.3))],
+        "c": [page("u1", "/docs", timestamp=ago(0.1)), page("u3", "/", timestamp=ago(0.1))],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        answers[name] = svc.ingest(
+            [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        )
+
+    threads: dict[str, threading.Thread] = {}
+    with engine.begin() as holder:
+        locks.lock_leads(holder, ["w"])  # the first writer waits; the others queue behind it
+        threads["first"] = threading.Thread(target=send, args=("first",))
+        threads["first"].start()
+        wait_for(lambda: svc._ingests.groups == 2, "the first writer")
+        for n, name in enumerate(("a", "b", "c"), 1):
+            threads[name] = threading.Thread(target=send, args=(name,))
+            threads[name].start()
+            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+    for th in threads.values():
+        th.join(60)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (3, 5)  # a, b and c: one group
+    assert [answers[x].leads for x in "abc"] == [["u1", "u2"], ["u1"], ["u1", "u3"]]
+    assert all(answers[x].accepted == len(requests[x]) for x in "abc")
+    with engine.connect() as conn:
+        writes = conn.exec_driver_sql(
+            "SELECT lead_id, count(*), count(DISTINCT tx) FROM lead_writes GROUP BY lead_id"
+        ).all()
+    # u1, u2 and u3 once each, in one transaction; w in the first one
+    assert sorted(writes) == [("u1", 1, 1), ("u2", 1, 1), ("u3", 1, 1), ("w", 1, 1)]
+    assert pg_api.count(t.events, t.events.c.lead_id == "u1") == 5
+    for lead in ("u1", "u2", "u3"):
+        assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
