@@ -27,7 +27,7 @@ from .common import dumps, json_param, loads
 from .events import events_for
 from .group_commit import Call
 from .messages import Message
-from .prepared import Prepared, json_ids
+from .prepared import Prepared, json_ids, sent_together
 from .scoring import ActiveModel, MqlHandler, Parts, Qualifier
 
 __all__ = [
@@ -262,9 +262,10 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    if group is None:
-        _UPDATE_SCORES.run(conn, updates)
-    b.qualifier.finish()
+    with sent_together(conn):  # the scores, the new MQLs' stages and handoff: one round trip
+        if group is None:
+            _UPDATE_SCORES.run(conn, updates)
+        b.qualifier.finish()
     if group is not None:  # what the next call of the group reads back
         stages = b.qualifier.stages
         for values in updates:

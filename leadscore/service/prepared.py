@@ -29,7 +29,8 @@ own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
@@ -41,7 +42,7 @@ from sqlalchemy.sql.expression import Executable
 
 from .common import dumps
 
-__all__ = ["Column", "Prepared", "json_ids", "json_rows", "run_sql"]
+__all__ = ["Column", "Prepared", "json_ids", "json_rows", "run_sql", "sent_together"]
 
 #: a column of a batch of rows sent as one JSON array: its name (as the statement writes it)
 #: and PostgreSQL type (``jsonb``: any JSON value)
@@ -179,6 +180,26 @@ def run_sql(conn: Connection, sql: str, params: Any = None, *, fetch: bool = Tru
     """A statement written for the connection's database, run on the driver's cursor in the
     caller's transaction: its rows (``fetch``), else the number of rows it changed."""
     return _on_cursor(conn, sql, [params], False, fetch)
+
+
+@contextmanager
+def sent_together(conn: Connection) -> Iterator[None]:
+    """The statements run inside on the driver's cursor (``Prepared``, ``run_sql``) go to
+    PostgreSQL together, in one round trip (psycopg's pipeline mode), and are waited for at the
+    end, where a driver's error comes out as SQLAlchemy's. For writes whose answer no one reads
+    (a statement run inside returns -1 as the number of rows it changed); a read on the driver's
+    cursor inside waits for what was sent before it, but no statement through SQLAlchemy's
+    ``Connection.execute`` may run inside (it would not wait for its rows). On SQLite, which
+    has no round trips, nothing changes."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+            yield
+    except dbapi_error as e:
+        raise DBAPIError.instance(None, None, e, dbapi_error) from e
 
 
 def _on_cursor(
