@@ -7,7 +7,7 @@ PostgreSQL group share the state of their leads (``GroupLeads``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,12 +101,15 @@ class GroupLeads:
     #: the webhooks subscribed to ``lead.mql`` (``Qualifier.hooks``), once one call read them
     hooks: list[int] | None = None
 
-    def read(self, conn: Connection, ids: Sequence[str]) -> None:
+    def read(self, conn: Connection, ids: Iterable[str]) -> None:
         """The stored state of these leads (those not held yet), in one read."""
         ids = sorted({x for x in ids if x not in self.leads and x not in self.absent})
-        if not ids:
-            return
-        for lead, traits, stage, parts, scored_at, rescore_at in ingest_pg.lead_state(conn, ids):
+        if ids:
+            self.keep(ingest_pg.lead_state(conn, ids), ids)
+
+    def keep(self, found: Iterable[tuple[Any, ...]], ids: Iterable[str]) -> None:
+        """The leads ``ids`` as read (``ingest_pg.lead_state``'s rows, ``found``)."""
+        for lead, traits, stage, parts, scored_at, rescore_at in found:
             self.leads[lead] = (dict(loads(traits) or {}), stage)
             if parts is not None and scored_at is not None:
                 self.parts[lead] = (loads(parts), scored_at, rescore_at)
@@ -300,15 +303,15 @@ def ingest_group(
     its error; the others stand. A database error (``OperationalError``: a full disk, an I/O
     error) is raised instead, and fails the whole group: the database itself is refusing.
 
-    PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``;
-    ``apart``: each call with statements of its own (the group written again after a statement
-    of the whole group failed)."""
+    PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``, which
+    writes a lone call too; ``apart``: each call with statements of its own (the group written
+    again after a statement of the whole group failed)."""
+    if conn.dialect.name == "postgresql":
+        _postgres_group(conn, active, calls, now, handoff, apart)
+        return
     if len(calls) == 1:  # no savepoint needed: its failure is the transaction's
         c = calls[0]
         c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
-        return
-    if conn.dialect.name == "postgresql":
-        _postgres_group(conn, active, calls, now, handoff, apart)
         return
     for c in calls:
         try:
@@ -359,7 +362,9 @@ def _postgres_group(
        a circle. The one later lock, as for a lone request, is a lead linked to one of the
        anonymous ids while the group waited (``locks.lock_leads``): it may close a circle,
        which PostgreSQL breaks by ending one transaction, and that group is written again.
-       The state of every lead named by a userId is then read, once (``GroupLeads``);
+       The state of every lead named by a userId is then read, once (``GroupLeads``). The
+       events INSERT, the locks and this read go to PostgreSQL together, in one round trip,
+       and run one after the other (``ingest_pg.store_lock_read``);
     3. each call's work, as ``ingest`` does it, under those locks, in the order they queued,
        on the group's state of its leads: within the group no call waits for another's lead,
        a lead touched by several calls is read once and its score written once, after the last
@@ -374,14 +379,29 @@ def _postgres_group(
     ``CallFailed`` without a call: the group is written again ``apart``, each call storing its
     events, reading its leads and writing its scores itself, as ``ingest`` does alone."""
     named = [c for c in calls if not any(m.anonymous_id for m in c.work.messages)]
+    users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
+    anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
+    group = None
     if apart:
         for c in named:
             with _failing(c):
                 stored[id(c)] = store_named(conn, c.work.messages, c.work.at)
-    elif named:
-        with _failing(named[0] if len(named) == 1 else None):
-            stored = _store_calls(conn, named)
+        locks.lock_ingest(conn, users, anonymous)
+    else:
+        # steps 1 and 2 and the read of the leads in one round trip, run in that order
+        rows, unique, owner = _group_rows(conn, named)
+        with _failing(calls[0] if len(calls) == 1 else None):
+            new, locked, found = ingest_pg.store_lock_read(
+                conn, unique, locks.ingest_locks(users, anonymous), sorted(users)
+            )
+        locks.taken(conn, locked)
+        mine: dict[int, set[str]] = {key: set() for key in rows}
+        for x in new:
+            mine[owner[x]].add(x)
+        stored = {key: (rows[key], mine[key]) for key in rows}
+        group = GroupLeads()
+        group.keep(found, users)
     # what each call must not count: the events stored in step 1 by the calls after it
     hide: list[frozenset[str]] = []
     later: frozenset[str] = frozenset()
@@ -390,12 +410,6 @@ def _postgres_group(
         if id(c) in stored:
             later = later | stored[id(c)][1]
     hide.reverse()
-    users = {m.user_id for c in calls for m in c.work.messages if m.user_id}
-    anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
-    locks.lock_ingest(conn, users, anonymous)
-    group = None if apart else GroupLeads()
-    if group is not None:
-        group.read(conn, list(users))
     for c, hidden in zip(calls, hide, strict=True):
         with _failing(c):
             c.result = ingest(
@@ -411,7 +425,7 @@ def _postgres_group(
                 group=group,
             )
     if group is not None:
-        with _failing(None):
+        with _failing(calls[0] if len(calls) == 1 else None):
             group.write(conn)
 
 
@@ -427,11 +441,12 @@ def _failing(call: Call[IngestCall, IngestResult] | None) -> Iterator[None]:
         raise CallFailed(call, e) from e
 
 
-def _store_calls(
+def _group_rows(
     conn: Connection, calls: list[Call[IngestCall, IngestResult]]
-) -> dict[int, tuple[list[dict[str, Any]], set[str]]]:
-    """``store_named`` for several calls in one INSERT: per call (by ``id``), its rows and the
-    messageIds that were new and its own (the first call that gives a messageId owns it)."""
+) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]], dict[str, int]]:
+    """The events rows of these calls (``store_named``'s), by call (its ``id``); the rows to
+    store, each messageId once; and which call each messageId belongs to (the first that
+    gives it)."""
     dialect = conn.dialect.name
     rows: dict[int, list[dict[str, Any]]] = {}
     owner: dict[str, int] = {}
@@ -443,11 +458,7 @@ def _store_calls(
             if r["message_id"] not in owner:
                 owner[r["message_id"]] = key
                 unique.append(r)
-    new = _insert_events(conn, unique)
-    mine: dict[int, set[str]] = {key: set() for key in rows}
-    for x in new:
-        mine[owner[x]].add(x)
-    return {key: (rows[key], mine[key]) for key in rows}
+    return rows, unique, owner
 
 
 def store_named(

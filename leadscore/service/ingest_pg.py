@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .common import dumps
 from .prepared import Column, json_rows, run_sql
@@ -35,6 +36,7 @@ __all__ = [
     "identities",
     "insert_events",
     "lead_state",
+    "store_lock_read",
 ]
 
 
@@ -119,3 +121,40 @@ _IDENTITIES = f"SELECT anonymous_id, lead_id FROM identities WHERE anonymous_id 
 def identities(conn: Connection, anonymous: Sequence[str]) -> list[tuple[str, str]]:
     """(anonymous id, lead) of the anonymous ids that are linked."""
     return run_sql(conn, _IDENTITIES, {"ids": dumps(list(anonymous))})  # type: ignore[no-any-return]
+
+
+def store_lock_read(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    lock: tuple[str, dict[str, object]] | None,
+    ids: Sequence[str],
+) -> tuple[set[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Three statements in one round trip (psycopg's pipeline mode), run one after the other:
+    store the events ``rows`` (``insert_events``), take the locks (``lock``: a statement and its
+    parameters, ``locks.ingest_locks``), read the state of the leads ``ids`` (``lead_state``,
+    its snapshot taken once the locks are held). Returns the new messageIds, the lock
+    statement's rows and the leads' rows. A driver's error comes out as SQLAlchemy's."""
+    driver = conn.connection.driver_connection
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    sent: list[Any] = []
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            for sql, params in (
+                (_INSERT_EVENTS.sql, {"rows": orjson.dumps(rows).decode()} if rows else None),
+                lock or (None, None),
+                (_LEAD_STATE, {"ids": dumps(list(ids))} if ids else None),
+            ):
+                if params is None:
+                    sent.append(None)
+                    continue
+                cur = driver.cursor()  # type: ignore[union-attr]
+                sent.append(cur)
+                cur.execute(sql, params)
+        stored, locked, leads = (cur.fetchall() if cur is not None else [] for cur in sent)
+    except dbapi_error as e:
+        raise DBAPIError.instance(None, None, e, dbapi_error) from e
+    finally:
+        for cur in sent:
+            if cur is not None:
+                cur.close()
+    return {x for (x,) in stored}, locked, leads

@@ -35,9 +35,11 @@ from sqlalchemy import Connection
 __all__ = [
     "begin_write",
     "deadlocked",
+    "ingest_locks",
     "lock_handoff",
     "lock_ingest",
     "lock_leads",
+    "taken",
     "try_lock_leads",
 ]
 
@@ -94,19 +96,36 @@ def lock_ingest(
     the lock; ``lock_leads`` then takes the lead it names."""
     if not _postgres(conn):
         return
+    statement = ingest_locks(leads, anonymous)
+    if statement is not None:
+        _take(conn, *statement)
+
+
+def ingest_locks(
+    leads: Iterable[str | None], anonymous: Iterable[str | None]
+) -> tuple[str, dict[str, object]] | None:
+    """``lock_ingest``'s statement and its parameters (None: nothing to lock), for a caller
+    that sends it together with others; its rows go to ``taken``."""
     ids = sorted({x for x in leads if x})
     anon = sorted({x for x in anonymous if x})
     if not ids and not anon:
-        return
-    sql = (
-        f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k FROM ("
-        f"SELECT 'lead:' || v FROM {_IDS % 'leads'} AS v "
-        f"UNION SELECT 'anon:' || v FROM {_IDS % 'anon'} AS v "
-        "UNION SELECT 'lead:' || lead_id FROM identities "
-        f"WHERE anonymous_id = ANY(ARRAY(SELECT {_IDS % 'anon'}))"
-        ") AS names(x)) AS keyed ORDER BY k, x"
-    )
-    _take(conn, sql, {"leads": _json(ids), "anon": _json(anon)})
+        return None
+    return _INGEST_LOCKS, {"leads": _json(ids), "anon": _json(anon)}
+
+
+_INGEST_LOCKS = (
+    f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k FROM ("
+    f"SELECT 'lead:' || v FROM {_IDS % 'leads'} AS v "
+    f"UNION SELECT 'anon:' || v FROM {_IDS % 'anon'} AS v "
+    "UNION SELECT 'lead:' || lead_id FROM identities "
+    f"WHERE anonymous_id = ANY(ARRAY(SELECT {_IDS % 'anon'}))"
+    ") AS names(x)) AS keyed ORDER BY k, x"
+)
+
+
+def taken(conn: Connection, rows: Iterable[tuple[str, Any]]) -> None:
+    """The rows of an ``ingest_locks`` statement sent by the caller: the locks it holds now."""
+    _held(conn).update(x for x, _ in rows)
 
 
 def lock_leads(conn: Connection, leads: Iterable[str | None]) -> None:
