@@ -133,6 +133,7 @@ def ingest(
     locked: bool = False,
     hide: frozenset[str] = frozenset(),
     group: GroupLeads | None = None,
+    write_group: bool = False,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
@@ -141,7 +142,8 @@ def ingest(
     messageIds of events stored already by requests written after this one, which it must not
     count; ``group``: the state of the leads of the group this call belongs to, which it reads
     and keeps current instead of reading and writing them itself (its scores are written with
-    the group's)."""
+    the group's; ``write_group``: by this call, with its last statements, as the group's last
+    call)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -265,10 +267,6 @@ def ingest(
         updates.append(values)
         if qualified:
             res.new_mqls.append(lead)
-    with sent_together(conn):  # the scores, the new MQLs' stages and handoff: one round trip
-        if group is None:
-            _UPDATE_SCORES.run(conn, updates)
-        b.qualifier.finish()
     if group is not None:  # what the next call of the group reads back
         stages = b.qualifier.stages
         for values in updates:
@@ -282,6 +280,12 @@ def ingest(
                 values["rescore_at_us"],
             )
         group.hooks = b.qualifier.hooks
+    with sent_together(conn):  # the scores, the new MQLs' stages and handoff: one round trip
+        if group is None:
+            _UPDATE_SCORES.run(conn, updates)
+        b.qualifier.finish()
+        if group is not None and write_group:
+            group.write(conn)
     res.notified = b.qualifier.notified
     res.leads = sorted(touched)
     return res
@@ -423,9 +427,11 @@ def _postgres_group(
                 locked=True,
                 hide=hidden,
                 group=group,
+                # a lone call writes the scores itself, with its last statements
+                write_group=len(calls) == 1,
             )
-    if group is not None:
-        with _failing(calls[0] if len(calls) == 1 else None):
+    if group is not None and len(calls) > 1:
+        with _failing(None):
             group.write(conn)
 
 
