@@ -317,3 +317,20 @@ def test_a_lead_touched_by_several_requests_of_a_group_is_written_once(pg_api: A
     assert pg_api.count(t.events, t.events.c.lead_id == "u1") == 5
     for lead in ("u1", "u2", "u3"):
         assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
+
+
+def test_a_lone_request_refused_by_the_database_gets_its_error_and_stores_nothing(
+    pg_api: Api,
+) -> None:
+    """A request written alone takes the group's path (its events, locks and leads in one round
+    trip): refused there, it gets the database's error, and the next request is written."""
+    svc = pg_api.service
+    bad = [page("u7", "/"), {**page("u7", "/docs"), "messageId": "refused"}]
+    at = svc.now_us()
+    with pytest.raises(sa.exc.DBAPIError, match="refused by the test"):
+        svc.ingest([(i, check_message(m, at)) for i, m in enumerate(bad)])
+    assert _stored(pg_api, [m["messageId"] for m in bad]) == 0
+    good = [page("u7", "/pricing"), track("u7", "Webinar Attended")]
+    got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
+    assert (got.accepted, got.leads) == (2, ["u7"])
+    assert_matches(pg_api.row("u7"), pg_api.reference("u7"), tol=0.01)
