@@ -237,6 +237,9 @@ class Scorer:
         self._capped = any(c is not None for c in self._caps)
         self._threshold = model.threshold
         self._min_fit = model.min_fit
+        #: ``grade_of``'s bounds: fit's A, B, C, then engagement's 1, 2, 3 (None: no grades)
+        g = model.grades
+        self._grade_bounds = None if g is None else (*g.fit, *g.engagement)
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
@@ -363,17 +366,47 @@ class Scorer:
         """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
         (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
         floating-point results."""
-        fit = self.fit_of(held)
-        engagement = self.engagement_of(sums)
+        # ``fit_of`` and ``engagement_of``, written out: this runs for every lead of every batch
+        points = self._fit_points
+        fit: float = sum([points[i] for i in held])
+        if self._fit_max is not None and fit > self._fit_max:
+            fit = self._fit_max
+        caps = self._caps
+        if len(sums) != len(caps):
+            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
+        engagement: float
+        if self._capped:
+            # (lengths checked above)
+            engagement = sum(
+                [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=False)]
+            )
+        else:  # the same sums in the same order
+            engagement = sum(sums)
+        if self._engagement_max is not None and engagement > self._engagement_max:
+            engagement = self._engagement_max
         fast = False
         for i in self._fast_ix:
             if counted[i]:
                 fast = True
                 break
         score = fit + engagement
-        m = self.model
         mql = (score >= self._threshold or fast) and (self._min_fit is None or fit >= self._min_fit)
-        return _lead_score(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
+        # ``grade_of``, with the model's bounds read once
+        g = self._grade_bounds
+        if g is None:
+            grade = ""
+        else:
+            a, b, c, one, two, three = g
+            grade = ("A" if fit >= a else "B" if fit >= b else "C" if fit >= c else "D") + (
+                "1"
+                if engagement >= one
+                else "2"
+                if engagement >= two
+                else "3"
+                if engagement >= three
+                else "4"
+            )
+        return _lead_score(fit, engagement, score, grade, mql, fast, ())
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
