@@ -165,7 +165,12 @@ def rescore(
     reasons, as the MQL's reason is told from them."""
     if not events:
         return _without_events(scorer, held, times, at_us, qualified, reasons)
-    sums, counted = scorer.engage(events, at_us)
+    if qualified:  # scored once: its conditions tested once
+        sums, counted = scorer.engage(events, at_us)
+        timed: list[tuple[int, list[tuple[int, float]]]] = []
+    else:  # scored at several instants: each event's conditions tested once for all of them
+        timed = [(ev.ts_us, scorer.matches(ev)) for ev in events]
+        sums, counted = scorer.engage_matched(timed, at_us)
     score = scorer.finish(held, sums, counted, reasons=reasons)
     parts = make_parts(tuple(held), tuple(sums), tuple(counted), at_us)
     step = _step(parts, score, rescore_at(scorer, events, at_us), None, None)
@@ -186,7 +191,7 @@ def rescore(
             if ts >= at_us:  # after every message at ``at_us``: ``score``
                 f_sums, f_counted, final = sums, counted, score
             else:
-                f_sums, f_counted = scorer.engage(events, ts)
+                f_sums, f_counted = scorer.engage_matched(timed, ts)
                 final = scorer.finish(held, f_sums, f_counted, reasons=False)
             if (
                 not final.mql
@@ -199,7 +204,7 @@ def rescore(
             ):
                 continue
             fit = scorer.fit_of(held)
-            for p_sums, p_counted in _prefixes_at(scorer, events, ts):
+            for p_sums, p_counted in _prefixes_at(scorer, timed, ts):
                 if scorer.mql_of(fit, p_sums, p_counted):
                     # its reasons, for the MQL's reason
                     return replace(
@@ -238,19 +243,20 @@ def _without_events(
 
 
 def _prefixes_at(
-    scorer: Scorer, events: Sequence[Event], ts: int
+    scorer: Scorer, timed: Sequence[tuple[int, list[tuple[int, float]]]], ts: int
 ) -> Iterable[tuple[list[float], list[bool]]]:
     """The engagement parts at instant ``ts`` after each message at that instant but the last,
     in their order: several messages can share a timestamp, and a lead qualifies at the first
     one that makes it (its reason names that score, not the score after all of them; the
-    caller scores the last itself). Each adds one event to the one before
-    (``Scorer.engage_into``): the same sums as scoring each afresh, in linear time however
-    many share the instant."""
-    same = [ev for ev in events if ev.ts_us == ts]
+    caller scores the last itself). ``timed``: each event's instant and the rules it counts
+    for (``Scorer.matches``). Each adds one event to the one before
+    (``Scorer.engage_matched_into``): the same sums as scoring each afresh, in linear time
+    however many share the instant."""
+    same = [x for x in timed if x[0] == ts]
     if len(same) > 1:
-        sums, counted = scorer.engage([ev for ev in events if ev.ts_us < ts], ts)
-        for ev in same[:-1]:
-            scorer.engage_into((ev,), ts, sums, counted)
+        sums, counted = scorer.engage_matched([x for x in timed if x[0] < ts], ts)
+        for x in same[:-1]:
+            scorer.engage_matched_into((x,), ts, sums, counted)
             yield list(sums), list(counted)
 
 

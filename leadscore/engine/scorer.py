@@ -439,6 +439,41 @@ class Scorer:
                     sums[i] += pts * factor
                     counted[i] = True
 
+    def engage_matched(
+        self, timed: Iterable[tuple[int, Sequence[tuple[int, float]]]], asof_us: int
+    ) -> tuple[list[float], list[bool]]:
+        """``engage`` of events given as their instant and the rules they count for
+        (``matches``): for a caller that scores the same events at several instants, testing
+        their conditions once. The same sums, to the last bit."""
+        n = len(self.model.engagement_rules)
+        sums = [0.0] * n
+        counted = [False] * n
+        self.engage_matched_into(timed, asof_us, sums, counted)
+        return sums, counted
+
+    def engage_matched_into(
+        self,
+        timed: Iterable[tuple[int, Sequence[tuple[int, float]]]],
+        asof_us: int,
+        sums: list[float],
+        counted: list[bool],
+    ) -> None:
+        """``engage_into`` of events given as ``engage_matched`` takes them: the same
+        additions in the same order (the window first, then each rule the event counts for, in
+        the rules' order)."""
+        window = self._window_us
+        half = self._half_life_s
+        for ts, hits in timed:
+            if not hits:
+                continue
+            age = asof_us - ts
+            if not counts(age, window):
+                continue
+            factor = decay(age, half)
+            for i, pts in hits:
+                sums[i] += pts * factor
+                counted[i] = True
+
     def _finish(
         self,
         fit_points: list[tuple[FitRule, float]],

@@ -170,10 +170,8 @@ class Qualifier:
         )
         self.stages[lead] = "mql"
         if self.hooks is None:
-            hooks = conn.execute(
-                sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
-            ).all()
-            self.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
+            hooks = _ACTIVE_HOOKS.fetch(conn, {})
+            self.hooks = [h_id for h_id, events in hooks if "lead.mql" in events.split(",")]
         if self.hooks:
             self._notify(lead, at_us, reason, version, score, handed)
         return True
@@ -222,6 +220,8 @@ _INSERT_HISTORY = Prepared(
     ("lead_id", "stage", "at_us", "reason", "model_version", "by", "received_at_us"),
 )
 _STAGE_UPDATES: dict[tuple[str, ...], Prepared] = {}
+#: the active webhooks, read by the first new MQL of a transaction
+_ACTIVE_HOOKS = Prepared(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active))
 
 
 def _stage_update(columns: tuple[str, ...]) -> Prepared:
@@ -384,10 +384,14 @@ def rescore(
     events: list[Event],
     times: list[int],
     at: int,
+    held: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """A lead's new score from its events (``engine.incremental.rescore``); qualify it if it
-    crossed. Returns the row values and whether it became an MQL."""
-    held = active.scorer.fit_held(traits)
+    crossed. Returns the row values and whether it became an MQL. ``held``: the fit rules that
+    hold for ``traits`` when the caller knows them (``fit_held``), as ``carry`` takes them
+    from the stored parts of a lead whose traits did not change."""
+    if held is None:
+        held = active.scorer.fit_held(traits)
     step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage), reasons=False)
     return apply(q, active, lead, step, at)
 
