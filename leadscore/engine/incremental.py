@@ -308,7 +308,11 @@ def advance(
         # one event (the usual call): the other messages' instants, each once, and not the
         # event's (a message after an event at its instant changes nothing: no decay between)
         ev_ts = new[0].ts_us
-        others = {x for x in times if x >= start and x != ev_ts}
+        others: set[int] | None = None
+        for x in times:  # usually none: the call's messages are the event alone
+            if x >= start and x != ev_ts:
+                others = {x for x in times if x >= start and x != ev_ts}
+                break
         if others:
             timeline = sorted([(x, None) for x in others])
             # the event first at its instant: before the instants after it
@@ -378,7 +382,7 @@ def advance(
         negative = scorer.negative_engagement
         late_since = None
         if late_events:
-            late_since = min([ev.ts_us for ev in new])
+            late_since = new[0].ts_us if len(new) == 1 else min([ev.ts_us for ev in new])
             if score.mql or _may_have_qualified(model, negative, half, score, late_since, at_us):
                 return None
         if steps and (

@@ -359,18 +359,23 @@ def carry(
     None when only the lead's whole history can tell (a late event may have qualified it
     earlier): the caller re-scores it. Writes nothing: ``apply`` does."""
     scorer = active.scorer
-    held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
+    stored, scored_at, due = stored_parts
+    held = stored["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
+    # (``_parts``; ``advance`` reads the fit from ``held``, not from the parts)
+    parts = inc.make_parts(
+        tuple(held), tuple(map(float, stored["s"])), tuple(map(bool, stored["c"])), scored_at
+    )
     # the row stores the score's numbers only: no reasons built (an MQL's score has them)
     return inc.advance(
         scorer,
-        _parts(stored_parts),
+        parts,
         held,
         events,
         times,
         at,
-        stored_parts[2],
-        is_qualified(stage),
+        due,
+        stage not in QUALIFIABLE,  # ``is_qualified``
         reasons=False,
     )
 
