@@ -24,10 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .scorer import us_of
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 __all__ = [
     "ID_FIELDS",
@@ -117,8 +120,9 @@ def parse_timestamp(text: Any, field: str) -> int:
         ts = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
     except ValueError:
         raise SegmentError(f"{field} {text!r} is not an ISO 8601 timestamp") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+    tz = ts.tzinfo
+    if tz is UTC or tz is None:  # ``us_of`` with no zone to convert from: the common case
+        return (ts.replace(tzinfo=UTC) - _EPOCH) // _US if tz is None else (ts - _EPOCH) // _US
     try:
         return us_of(ts)
     except OverflowError:  # e.g. year 1 with a positive offset
