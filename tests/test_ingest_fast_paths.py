@@ -85,3 +85,22 @@ def test_a_late_qualifier_rescored_from_history_keeps_the_fit_of_its_traits(api:
     assert api.row("same").fit == 20
     assert api.row("moved").fit == 35
     assert api.row("same").stage == api.row("moved").stage == "mql"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text=models(), evs=events())
+def test_an_event_matches_the_rules_its_conditions_hold_for(model_text, evs):
+    """``matches`` (told at once for an event whose rules have no condition) gives the rules of
+    the event's name whose condition holds for its properties, each tested alone, in order."""
+    sc = Scorer(parse_model(model_text, "generated.yaml"))
+    for name, ts, props in evs:
+        ev = Event(name, ts, props)
+        want = [
+            (i, pts)
+            for i, pred, pts in sc._by_event.get(ev.key, [])
+            if pred is None or pred(ev.properties, {})
+        ]
+        assert sc.matches(ev) == want
+        got = sc.matches(ev)
+        got.append((-1, 0.0))  # the caller's own list: the next answer is unchanged
+        assert sc.matches(ev) == want

@@ -226,6 +226,12 @@ class Scorer:
         self._window_us = window_us(model)
         self._half_life_s = half_life_s(model)
         self.event_keys = frozenset(self._by_event)
+        #: ``matches`` of the events whose rules have no condition: the same for every event
+        self._unconditional = {
+            key: [(i, pts) for i, _, pts in rules]
+            for key, rules in self._by_event.items()
+            if all(pred is None for _, pred, _ in rules)
+        }
         #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
         self._fit_points = [r.points for r in model.fit_rules]
         self._fast_ix = [i for i, f in enumerate(self._fast) if f]
@@ -304,6 +310,9 @@ class Scorer:
         rules = self._by_event.get(event.key)
         if not rules:
             return []
+        unconditional = self._unconditional.get(event.key)
+        if unconditional is not None:  # every rule of this event counts: no property read
+            return list(unconditional)
         props = event.properties
         seen: dict[Any, Any] = {}
         return [(i, pts) for i, pred, pts in rules if pred is None or pred(props, seen)]
