@@ -164,15 +164,18 @@ def read_fields(msg: Any, received_us: int | None = None) -> dict[str, Any]:
         if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
             raise SegmentError(f"type {kind!r} is not one of " + ", ".join(TYPES))
         kind = kind.strip().lower()
+    # (an absent id is told at once: most messages carry a userId alone)
     user_id = id_field(msg, "userId")
-    anonymous_id = id_field(msg, "anonymousId")
-    previous_id = id_field(msg, "previousId")
+    anonymous_id = None if msg.get("anonymousId") is None else id_field(msg, "anonymousId")
+    previous_id = None if msg.get("previousId") is None else id_field(msg, "previousId")
     if kind == "alias":
         if user_id is None or previous_id is None:
             raise SegmentError("an alias call needs userId and previousId")
     elif user_id is None and anonymous_id is None:
         raise SegmentError("the message has neither userId nor anonymousId")
-    properties = _object(msg, "properties")
+    properties = msg.get("properties")
+    if properties is not None and type(properties) is not dict:
+        properties = _object(msg, "properties")  # the error it names
     traits: dict[str, Any] | None = None
     event: str | None = None
     if kind == "track":

@@ -194,7 +194,12 @@ def ingest(
         if kept is None or lead in b.relinked or kept[0].get("v") != version:
             continue
         due = kept[2]
-        if (due is None or at < due) and all(m.ts_us <= at for m in arrived.get(lead, ())):
+        if due is not None and at >= due:
+            continue
+        for m in arrived.get(lead, ()):
+            if m.ts_us > at:  # an event in the future
+                break
+        else:
             quick.add(lead)
     # the quick ones first, without writing: a late event may send one to its history too
     steps: dict[str, Any] = {}
