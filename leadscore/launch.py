@@ -8,7 +8,8 @@ first: a quiet ``score`` to jsonl or csv, with no terminal to show progress on a
 it knows, runs from here with the batch modules alone; anything else — help, a summary, a
 table, Spark, an option this parser does not know, a repeated option — goes to leadscore.cli,
 which parses and checks it as always. Both paths run the same functions (leadscore.batch) and
-write the same bytes; tests/test_launch.py holds the two to the same options and outputs.
+write the same bytes. The options both take are spelt once, here (``SCORE_OPTIONS``);
+tests/test_launch.py holds the two to the same options and outputs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ if TYPE_CHECKING:
     from .io import Columns
     from .model import Model
 
-__all__ = ["QUICK_SCORE_OPTIONS", "input_columns", "load_model_file", "main", "parse_as_of"]
+__all__ = [
+    "QUICK_SCORE_OPTIONS",
+    "SCORE_OPTIONS",
+    "input_columns",
+    "load_model_file",
+    "main",
+    "parse_as_of",
+    "spellings",
+]
 
 
 def parse_as_of(text: str | None) -> datetime:
@@ -71,25 +80,34 @@ def input_columns(id_column: str | None, event_columns: str | None) -> Columns |
     )
 
 
-#: the options of ``leadscore score`` that the quick start takes, by every spelling, and the
-#: name of the parameter each sets (True for a flag); any other option goes to the full CLI
-QUICK_SCORE_OPTIONS: dict[str, tuple[str, bool]] = {
-    "--leads": ("leads", False),
-    "--events": ("events", False),
-    "--segment": ("segment", False),
-    "--id-column": ("id_column", False),
-    "--event-columns": ("event_columns", False),
-    "--as-of": ("as_of", False),
-    "--format": ("fmt", False),
-    "-f": ("fmt", False),
-    "--output": ("output", False),
-    "-o": ("output", False),
-    "--include": ("include", False),
-    "--engine": ("engine", False),
-    "--skip-bad-rows": ("skip_bad_rows", True),
-    "--quiet": ("quiet", True),
-    "-q": ("quiet", True),
+#: the options of ``leadscore score`` that the quick start takes, by the parameter each sets:
+#: every spelling, and whether it is a flag. The one place these are spelt: the full command line
+#: declares them from here (``spellings``), as the only names they have, and the quick start
+#: reads them, so the two cannot differ. An option of ``score`` not here (``--limit``, the Spark
+#: ones, one added later) sends a run to the full command line until the quick start takes it
+SCORE_OPTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "leads": (("--leads",), False),
+    "events": (("--events",), False),
+    "segment": (("--segment",), False),
+    "id_column": (("--id-column",), False),
+    "event_columns": (("--event-columns",), False),
+    "as_of": (("--as-of",), False),
+    "fmt": (("--format", "-f"), False),
+    "output": (("--output", "-o"), False),
+    "include": (("--include",), False),
+    "engine": (("--engine",), False),
+    "skip_bad_rows": (("--skip-bad-rows",), True),
+    "quiet": (("--quiet", "-q"), True),
 }
+#: each spelling of those options, and the parameter it sets (True for a flag)
+QUICK_SCORE_OPTIONS: dict[str, tuple[str, bool]] = {
+    name: (param, flag) for param, (names, flag) in SCORE_OPTIONS.items() for name in names
+}
+
+
+def spellings(param: str) -> tuple[str, ...]:
+    """How the command line spells the option that sets ``param`` (``--format``, ``-f``)."""
+    return SCORE_OPTIONS[param][0]
 
 
 def quick_score_args(argv: list[str]) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import pytest
 
 from leadscore.batch import run
 from leadscore.demo import generate
-from leadscore.launch import QUICK_SCORE_OPTIONS, quick_score_args
+from leadscore.launch import QUICK_SCORE_OPTIONS, SCORE_OPTIONS, quick_score_args
 from leadscore.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,22 +53,28 @@ def ls(*args: str, full: bool = False) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_quick_options_are_the_score_commands_own():
+    """The command line declares the options the quick start takes from its one table: each is
+    a parameter of `score` with exactly the table's spellings and the same kind (flag or value),
+    and no other parameter of `score` has any of those spellings."""
     import typer
 
     from leadscore.cli import app
 
     score = typer.main.get_command(app).commands["score"]  # type: ignore[attr-defined]
-    spellings = {}
-    for param in score.params:
-        for name in [*param.opts, *param.secondary_opts]:
-            spellings[name] = (param.name, bool(getattr(param, "is_flag", False)))
-    renamed = {"format": "fmt"}
+    params = {p.name: p for p in score.params}
+    for key, (names, flag) in SCORE_OPTIONS.items():
+        assert key in params, key
+        p = params[key]
+        assert (tuple(p.opts) + tuple(p.secondary_opts), p.is_flag) == (names, flag), key
+    others = {n for p in score.params if p.name not in SCORE_OPTIONS for n in p.opts}
+    assert not others & set(QUICK_SCORE_OPTIONS), others & set(QUICK_SCORE_OPTIONS)
+    assert {k for k, _ in QUICK_SCORE_OPTIONS.values()} == set(SCORE_OPTIONS)
+    # the quick start takes every spelling in the table
     for name, (key, flag) in QUICK_SCORE_OPTIONS.items():
-        assert name in spellings, name
-        assert (renamed.get(spellings[name][0], spellings[name][0]), spellings[name][1]) == (
-            key,
-            flag,
-        ), name
+        value = [] if flag else [{"fmt": "csv", "engine": "duckdb"}.get(key, "x")]
+        quiet = [] if key == "quiet" else ["--quiet"]
+        got = quick_score_args(["score", "m.yaml", *quiet, name, *value])
+        assert got is not None and got[key] == (value[0] if value else True), name
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from leadscore.engine import Event, Scorer
 from leadscore.engine.scorer import us_of
 from leadscore.engine.traits import date_us, units_of
 from leadscore.errors import ModelError
-from leadscore.model import parse_model
+from leadscore.model import number_of, parse_model
 from leadscore.sql import JsonTables, score_sql
 from leadscore.sql.sqlite import connect_functions
 
@@ -235,3 +235,80 @@ def test_the_xeducation_recipe(tmp_path):
     assert bt.returncode == 0, bt.stderr
     report = json.loads(bt.stdout)
     assert report["models"][0]["roc_auc"] > 0.8
+
+
+#: trait values at the ends of a double: 2 points a unit of 1e308 was infinity, and infinity
+#: minus infinity NaN, written as ``Infinity``/``NaN`` (not JSON) or refused by PostgreSQL
+HUGE_MODEL = """
+model: 1
+name: huge
+fit:
+  rules:
+    - {name: Many visits, when: {field: visits, gt: 100}, points: 5}
+engagement:
+  rules:
+    - {name: Visits, trait: visits, points: 2}
+    - {name: Refunds, trait: refunds, points: -3}
+mql: {threshold: 20}
+"""
+HUGE_LEADS: dict[str, dict[str, object]] = {
+    "native": {"visits": 1e308, "refunds": 1.7e308},  # numbers in the file, not text
+    "digits": {"visits": "1" + "0" * 307},  # 1e307 written out: twice that is above a double
+    "longer": {"visits": "9" * 310},  # beyond a double altogether
+    "tiny": {"visits": 1e-100, "refunds": 5e-324},
+    "largest": {"visits": "9.5e99"},  # the largest number there is: finite at 2 points a unit
+    "plain": {"visits": 7, "refunds": "1"},
+}
+#: lead: (fit, engagement); numbers beyond 1e100 (or below 1e-99) are not numbers
+HUGE_EXPECTED = {
+    "native": (0.0, 0.0),
+    "digits": (0.0, 0.0),
+    "longer": (0.0, 0.0),
+    "tiny": (0.0, 0.0),
+    "largest": (5.0, 1.9e100),
+    "plain": (0.0, 11.0),
+}
+
+
+def _no_constants(name: str) -> float:
+    raise AssertionError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_trait_values_beyond_a_double_score_as_no_number(tmp_path, fmt):
+    """`leadscore score` on such leads writes finite numbers (valid JSON), as the Python engine
+    computes them."""
+    from tests.cli_helpers import ls
+
+    model = tmp_path / "m.yaml"
+    model.write_text(HUGE_MODEL)
+    leads = tmp_path / f"leads.{fmt}"
+    if fmt == "jsonl":
+        leads.write_text(
+            "".join(json.dumps({"lead_id": i, **t}) + "\n" for i, t in HUGE_LEADS.items())
+        )
+    else:
+        leads.write_text(
+            "lead_id,visits,refunds\n"
+            + "".join(
+                f"{i},{t.get('visits', '')},{t.get('refunds', '')}\n" for i, t in HUGE_LEADS.items()
+            )
+        )
+    for quiet in ([], ["--quiet"]):
+        out = ls("score", str(model), "--leads", str(leads), "--as-of", "2026-06-01", *quiet)
+        got = {
+            r["lead_id"]: (r["fit"], r["engagement"])
+            for r in (json.loads(x, parse_constant=_no_constants) for x in out.stdout.splitlines())
+        }
+        assert got == HUGE_EXPECTED, (fmt, quiet)
+    scorer = Scorer(parse_model(HUGE_MODEL))
+    python = {i: scorer.score(t, [], AS_OF) for i, t in HUGE_LEADS.items()}
+    assert {i: (s.fit, s.engagement) for i, s in python.items()} == HUGE_EXPECTED
+
+
+def test_numbers_end_where_two_exponent_digits_do():
+    for value in (1e100, -1e100, 1.7e308, "1" + "0" * 100, "99e99", 1e-100, "0.09e-98", 10**400):
+        assert units_of(value) is None and number_of(value) is None, value
+    for value, n in ((9.5e99, 9.5e99), ("-9.5e99", -9.5e99), ("1e-99", 1e-99), (0.0, 0.0)):
+        assert number_of(value) == n, value
+    assert number_of("0" * 190 + "5") == 5 and number_of("0" * 201 + "5") is None

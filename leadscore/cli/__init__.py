@@ -19,7 +19,7 @@ from rich.console import Console
 from .. import __version__
 from ..errors import LeadscoreError
 from ..launch import input_columns as input_columns
-from ..launch import load_model_file
+from ..launch import load_model_file, spellings
 from ..launch import parse_as_of as parse_as_of
 
 _load = load_model_file  # the commands' own name for it
@@ -71,43 +71,44 @@ def _main(
 ModelArg = Annotated[Path, typer.Argument(help="The scoring model (YAML).", show_default=True)]
 LeadsOpt = Annotated[
     Path | None,
-    typer.Option("--leads", help="Leads: CSV, JSON Lines or Parquet; a lead_id column."),
+    typer.Option(*spellings("leads"), help="Leads: CSV, JSON Lines or Parquet; a lead_id column."),
 ]
 EventsOpt = Annotated[
     Path | None,
     typer.Option(
-        "--events",
+        *spellings("events"),
         help="Events: CSV, JSON Lines or Parquet; lead_id, event, timestamp, properties.",
     ),
 ]
 SegmentOpt = Annotated[
     Path | None,
     typer.Option(
-        "--segment",
+        *spellings("segment"),
         help="Segment messages (identify/group/track/page) as JSON Lines, instead of --leads/--events.",
     ),
 ]
 AsOfOpt = Annotated[
-    str | None, typer.Option("--as-of", help="Score at this instant (ISO 8601; default: now, UTC).")
+    str | None,
+    typer.Option(*spellings("as_of"), help="Score at this instant (ISO 8601; default: now, UTC)."),
 ]
 SkipOpt = Annotated[
     bool,
     typer.Option(
-        "--skip-bad-rows",
+        *spellings("skip_bad_rows"),
         help="Skip rows that cannot be read (and count them) instead of stopping.",
     ),
 ]
 IdColumnOpt = Annotated[
     str | None,
     typer.Option(
-        "--id-column",
+        *spellings("id_column"),
         help="The leads file's id column, if it is not lead_id (e.g. --id-column 'Prospect ID').",
     ),
 ]
 EventColumnsOpt = Annotated[
     str | None,
     typer.Option(
-        "--event-columns",
+        *spellings("event_columns"),
         help="The events file's columns, if not lead_id, event, timestamp, properties "
         "(e.g. lead_id=Lead,event=Activity,timestamp=At).",
     ),

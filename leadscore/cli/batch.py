@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError, LeadscoreError, ModelError
+from ..launch import spellings
 from ..model import Model
 
 if TYPE_CHECKING:
@@ -142,9 +143,10 @@ def score(
     id_column: IdColumnOpt = None,
     event_columns: EventColumnsOpt = None,
     as_of: AsOfOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, csv or table.")] = "jsonl",
+    fmt: Annotated[str, typer.Option(*spellings("fmt"), help="jsonl, csv or table.")] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+        Path | None,
+        typer.Option(*spellings("output"), help="Write here instead of standard output."),
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=0, help="Rows shown by --format table (0: all).")
@@ -152,18 +154,18 @@ def score(
     include: Annotated[
         str | None,
         typer.Option(
-            "--include",
+            *spellings("include"),
             help="Lead columns copied into each record after the scores, e.g. email,owner.",
         ),
     ] = None,
     skip_bad_rows: SkipOpt = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No summary on standard error.")
+        bool, typer.Option(*spellings("quiet"), help="No summary on standard error.")
     ] = False,
     engine: Annotated[
         str,
         typer.Option(
-            "--engine",
+            *spellings("engine"),
             help="duckdb (here, the default) or spark (a local Spark session, or a cluster "
             "with --spark-remote).",
         ),

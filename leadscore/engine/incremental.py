@@ -165,7 +165,12 @@ def rescore(
     reasons, as the MQL's reason is told from them."""
     if not events:
         return _without_events(scorer, held, times, at_us, qualified, reasons)
-    sums, counted = scorer.engage(events, at_us)
+    if qualified:  # scored once: its conditions tested once
+        sums, counted = scorer.engage(events, at_us)
+        timed: list[tuple[int, list[tuple[int, float]]]] = []
+    else:  # scored at several instants: each event's conditions tested once for all of them
+        timed = [(ev.ts_us, scorer.matches(ev)) for ev in events]
+        sums, counted = scorer.engage_matched(timed, at_us)
     score = scorer.finish(held, sums, counted, reasons=reasons)
     parts = make_parts(tuple(held), tuple(sums), tuple(counted), at_us)
     step = _step(parts, score, rescore_at(scorer, events, at_us), None, None)
@@ -186,7 +191,7 @@ def rescore(
             if ts >= at_us:  # after every message at ``at_us``: ``score``
                 f_sums, f_counted, final = sums, counted, score
             else:
-                f_sums, f_counted = scorer.engage(events, ts)
+                f_sums, f_counted = scorer.engage_matched(timed, ts)
                 final = scorer.finish(held, f_sums, f_counted, reasons=False)
             if (
                 not final.mql
@@ -199,7 +204,7 @@ def rescore(
             ):
                 continue
             fit = scorer.fit_of(held)
-            for p_sums, p_counted in _prefixes_at(scorer, events, ts):
+            for p_sums, p_counted in _prefixes_at(scorer, timed, ts):
                 if scorer.mql_of(fit, p_sums, p_counted):
                     # its reasons, for the MQL's reason
                     return replace(
@@ -238,19 +243,20 @@ def _without_events(
 
 
 def _prefixes_at(
-    scorer: Scorer, events: Sequence[Event], ts: int
+    scorer: Scorer, timed: Sequence[tuple[int, list[tuple[int, float]]]], ts: int
 ) -> Iterable[tuple[list[float], list[bool]]]:
     """The engagement parts at instant ``ts`` after each message at that instant but the last,
     in their order: several messages can share a timestamp, and a lead qualifies at the first
     one that makes it (its reason names that score, not the score after all of them; the
-    caller scores the last itself). Each adds one event to the one before
-    (``Scorer.engage_into``): the same sums as scoring each afresh, in linear time however
-    many share the instant."""
-    same = [ev for ev in events if ev.ts_us == ts]
+    caller scores the last itself). ``timed``: each event's instant and the rules it counts
+    for (``Scorer.matches``). Each adds one event to the one before
+    (``Scorer.engage_matched_into``): the same sums as scoring each afresh, in linear time
+    however many share the instant."""
+    same = [x for x in timed if x[0] == ts]
     if len(same) > 1:
-        sums, counted = scorer.engage([ev for ev in events if ev.ts_us < ts], ts)
-        for ev in same[:-1]:
-            scorer.engage_into((ev,), ts, sums, counted)
+        sums, counted = scorer.engage_matched([x for x in timed if x[0] < ts], ts)
+        for x in same[:-1]:
+            scorer.engage_matched_into((x,), ts, sums, counted)
             yield list(sums), list(counted)
 
 
@@ -286,9 +292,9 @@ def advance(
     for e in new:
         if e.ts_us > at_us:
             return None
-    model = scorer.model
     window = scorer._window_us
     half = scorer._half_life_s
+    matches = scorer.matches
     start = parts.at_us
     sums = list(parts.sums)
     counted = list(parts.counted)
@@ -297,79 +303,106 @@ def advance(
     late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
     times = list(times)
-    at_events = {ev.ts_us for ev in new}
-    # the instants of the other messages, each once, and not those of the new events: a message
-    # after an event at its instant, or after another message there, changes nothing (no decay
-    # between them), so it would score the same again
-    others = {x for x in times if x >= start and x not in at_events}
-    times += at_events
     timeline: list[tuple[int, Event | None]]
-    if others or len(new) > 1:  # by instant; the events first, in their order, at each one
-        order = sorted([(ev.ts_us, 0, i) for i, ev in enumerate(new)] + [(x, 1, 0) for x in others])
-        timeline = [(ts, new[i] if kind == 0 else None) for ts, kind, i in order]
+    if len(new) == 1:
+        # one event (the usual call): the other messages' instants, each once, and not the
+        # event's (a message after an event at its instant changes nothing: no decay between)
+        ev_ts = new[0].ts_us
+        others: set[int] | None = None
+        for x in times:  # usually none: the call's messages are the event alone
+            if x >= start and x != ev_ts:
+                others = {x for x in times if x >= start and x != ev_ts}
+                break
+        if others:
+            timeline = sorted([(x, None) for x in others])
+            # the event first at its instant: before the instants after it
+            at = 0
+            while at < len(timeline) and timeline[at][0] < ev_ts:
+                at += 1
+            timeline.insert(at, (ev_ts, new[0]))
+        else:
+            timeline = [(ev_ts, new[0])]
+        times.append(ev_ts)
     else:
-        timeline = [(ev.ts_us, ev) for ev in new]
+        at_events = {ev.ts_us for ev in new}
+        # the instants of the other messages, each once, and not those of the new events: a
+        # message after an event at its instant, or after another message there, changes
+        # nothing (no decay between them), so it would score the same again
+        others = {x for x in times if x >= start and x not in at_events}
+        times += at_events
+        if others or len(new) > 1:  # by instant; the events first, in their order, at each
+            order = sorted(
+                [(ev.ts_us, 0, i) for i, ev in enumerate(new)] + [(x, 1, 0) for x in others]
+            )
+            timeline = [(ts, new[i] if kind == 0 else None) for ts, kind, i in order]
+        else:
+            timeline = []
     # a step is kept when the sums changed since the one before: an unchanged step scores what
     # the one before it scored, so it can never be the first to qualify
     changed = True
     for ts, ev in timeline:
         if ts > clock:
-            f = decay(ts - clock, half)
-            sums = [x * f for x in sums]
+            if half is not None:  # ``decay``, written out; a factor of 1 changes no sum
+                f = 0.5 ** ((ts - clock) / 1e6 / half)
+                sums = [x * f for x in sums]
             clock = ts
             changed = True
         if ev is not None:
-            hits = scorer.matches(ev)
-            if window is not None and ev.ts_us < at_us - window:
+            hits = matches(ev)
+            ev_ts = ev.ts_us
+            if window is not None and ev_ts < at_us - window:
                 if hits and not qualified:
                     return None  # out of the window now, but it counted at its own time
                 continue
-            late = 1.0
-            if ev.ts_us < clock:
+            if ev_ts < clock:
                 late_events = True
-                late = decay(clock - ev.ts_us, half)
-            for i, pts in hits:
-                sums[i] += pts * late
-                counted[i] = True
+                late = 1.0 if half is None else 0.5 ** ((clock - ev_ts) / 1e6 / half)
+                for i, pts in hits:
+                    sums[i] += pts * late
+                    counted[i] = True
+            else:
+                for i, pts in hits:
+                    sums[i] += pts * 1.0
+                    counted[i] = True
             if hits:
                 changed = True
                 if window is not None:
-                    expiry = ev.ts_us + window + 1
-                    due = expiry if due is None else min(due, expiry)
+                    expiry = ev_ts + window + 1
+                    if due is None or expiry < due:
+                        due = expiry
         if not qualified and changed:
             steps.append((ts, list(sums), list(counted)))
             changed = False
-    if at_us > clock:
-        f = decay(at_us - clock, half)
+    if at_us > clock and half is not None:
+        f = 0.5 ** ((at_us - clock) / 1e6 / half)
         sums = [x * f for x in sums]
-    score = scorer.finish(held, sums, counted, reasons=reasons)
-    negative = scorer.negative_engagement
-    late_since = None
-    if late_events and not qualified:
-        late_since = min(ev.ts_us for ev in new)
-        if score.mql or _may_have_qualified(model, negative, half, score, late_since, at_us):
-            return None
-    if (
-        not qualified
-        and steps
-        and (
+    score = scorer.finish(held, sums, counted) if reasons else scorer._numbers(held, sums, counted)
+    if not qualified:
+        model = scorer.model
+        negative = scorer.negative_engagement
+        late_since = None
+        if late_events:
+            late_since = new[0].ts_us if len(new) == 1 else min([ev.ts_us for ev in new])
+            if score.mql or _may_have_qualified(model, negative, half, score, late_since, at_us):
+                return None
+        if steps and (
             score.mql
             # since the late events' instant it may not have (else it returned above)
             or (
                 steps[0][0] != late_since
                 and _may_have_qualified(model, negative, half, score, steps[0][0], at_us)
             )
-        )
-    ):
-        fit = scorer.fit_of(held)
-        for ts, st_sums, st_counted in steps:
-            # the numbers decide; the reasons are built for the one that qualified
-            if scorer.mql_of(fit, st_sums, st_counted):
-                became = (ts, scorer.finish(held, st_sums, st_counted))
-                break
-    if not qualified and became is None and score.mql:
-        became = (max(times), score if reasons else scorer.finish(held, sums, counted))
-    parts = make_parts(tuple(held), tuple(sums), tuple(counted), max(at_us, start))
+        ):
+            fit = scorer.fit_of(held)
+            mql_of = scorer.mql_of
+            for ts, st_sums, st_counted in steps:
+                # the numbers decide; the reasons are built for the one that qualified
+                if mql_of(fit, st_sums, st_counted):
+                    became = (ts, scorer.finish(held, st_sums, st_counted))
+                    break
+        if became is None and score.mql:
+            became = (max(times), score if reasons else scorer.finish(held, sums, counted))
+    parts = make_parts(tuple(held), tuple(sums), tuple(counted), at_us if at_us > start else start)
     if became is not None:
         return _step(parts, score, due, became[0], became[1])
     return _step(parts, score, due, None, None)

@@ -226,6 +226,12 @@ class Scorer:
         self._window_us = window_us(model)
         self._half_life_s = half_life_s(model)
         self.event_keys = frozenset(self._by_event)
+        #: ``matches`` of the events whose rules have no condition: the same for every event
+        self._unconditional = {
+            key: [(i, pts) for i, _, pts in rules]
+            for key, rules in self._by_event.items()
+            if all(pred is None for _, pred, _ in rules)
+        }
         #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
         self._fit_points = [r.points for r in model.fit_rules]
         self._fast_ix = [i for i, f in enumerate(self._fast) if f]
@@ -237,6 +243,9 @@ class Scorer:
         self._capped = any(c is not None for c in self._caps)
         self._threshold = model.threshold
         self._min_fit = model.min_fit
+        #: ``grade_of``'s bounds: fit's A, B, C, then engagement's 1, 2, 3 (None: no grades)
+        g = model.grades
+        self._grade_bounds = None if g is None else (*g.fit, *g.engagement)
 
     def score(
         self, traits: Mapping[str, Any], events: Iterable[Event], as_of: datetime
@@ -301,6 +310,9 @@ class Scorer:
         rules = self._by_event.get(event.key)
         if not rules:
             return []
+        unconditional = self._unconditional.get(event.key)
+        if unconditional is not None:  # every rule of this event counts: no property read
+            return list(unconditional)
         props = event.properties
         seen: dict[Any, Any] = {}
         return [(i, pts) for i, pred, pts in rules if pred is None or pred(props, seen)]
@@ -363,17 +375,47 @@ class Scorer:
         """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
         (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
         floating-point results."""
-        fit = self.fit_of(held)
-        engagement = self.engagement_of(sums)
+        # ``fit_of`` and ``engagement_of``, written out: this runs for every lead of every batch
+        points = self._fit_points
+        fit: float = sum([points[i] for i in held])
+        if self._fit_max is not None and fit > self._fit_max:
+            fit = self._fit_max
+        caps = self._caps
+        if len(sums) != len(caps):
+            raise ValueError(f"{len(sums)} sums for {len(caps)} engagement rules")
+        engagement: float
+        if self._capped:
+            # (lengths checked above)
+            engagement = sum(
+                [s if cap is None or s <= cap else cap for s, cap in zip(sums, caps, strict=False)]
+            )
+        else:  # the same sums in the same order
+            engagement = sum(sums)
+        if self._engagement_max is not None and engagement > self._engagement_max:
+            engagement = self._engagement_max
         fast = False
         for i in self._fast_ix:
             if counted[i]:
                 fast = True
                 break
         score = fit + engagement
-        m = self.model
         mql = (score >= self._threshold or fast) and (self._min_fit is None or fit >= self._min_fit)
-        return _lead_score(fit, engagement, score, grade_of(m, fit, engagement), mql, fast, ())
+        # ``grade_of``, with the model's bounds read once
+        g = self._grade_bounds
+        if g is None:
+            grade = ""
+        else:
+            a, b, c, one, two, three = g
+            grade = ("A" if fit >= a else "B" if fit >= b else "C" if fit >= c else "D") + (
+                "1"
+                if engagement >= one
+                else "2"
+                if engagement >= two
+                else "3"
+                if engagement >= three
+                else "4"
+            )
+        return _lead_score(fit, engagement, score, grade, mql, fast, ())
 
     def _engage(self, events: Iterable[Event], asof_us: int) -> tuple[list[float], list[bool]]:
         n = len(self.model.engagement_rules)
@@ -405,6 +447,41 @@ class Scorer:
                 if pred is None or pred(props, seen):
                     sums[i] += pts * factor
                     counted[i] = True
+
+    def engage_matched(
+        self, timed: Iterable[tuple[int, Sequence[tuple[int, float]]]], asof_us: int
+    ) -> tuple[list[float], list[bool]]:
+        """``engage`` of events given as their instant and the rules they count for
+        (``matches``): for a caller that scores the same events at several instants, testing
+        their conditions once. The same sums, to the last bit."""
+        n = len(self.model.engagement_rules)
+        sums = [0.0] * n
+        counted = [False] * n
+        self.engage_matched_into(timed, asof_us, sums, counted)
+        return sums, counted
+
+    def engage_matched_into(
+        self,
+        timed: Iterable[tuple[int, Sequence[tuple[int, float]]]],
+        asof_us: int,
+        sums: list[float],
+        counted: list[bool],
+    ) -> None:
+        """``engage_into`` of events given as ``engage_matched`` takes them: the same
+        additions in the same order (the window first, then each rule the event counts for, in
+        the rules' order)."""
+        window = self._window_us
+        half = self._half_life_s
+        for ts, hits in timed:
+            if not hits:
+                continue
+            age = asof_us - ts
+            if not counts(age, window):
+                continue
+            factor = decay(age, half)
+            for i, pts in hits:
+                sums[i] += pts * factor
+                counted[i] = True
 
     def _finish(
         self,

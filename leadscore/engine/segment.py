@@ -24,10 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .scorer import us_of
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 __all__ = [
     "ID_FIELDS",
@@ -117,8 +120,9 @@ def parse_timestamp(text: Any, field: str) -> int:
         ts = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
     except ValueError:
         raise SegmentError(f"{field} {text!r} is not an ISO 8601 timestamp") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+    tz = ts.tzinfo
+    if tz is UTC or tz is None:  # ``us_of`` with no zone to convert from: the common case
+        return (ts.replace(tzinfo=UTC) - _EPOCH) // _US if tz is None else (ts - _EPOCH) // _US
     try:
         return us_of(ts)
     except OverflowError:  # e.g. year 1 with a positive offset
@@ -160,15 +164,18 @@ def read_fields(msg: Any, received_us: int | None = None) -> dict[str, Any]:
         if not isinstance(kind, str) or kind.strip().lower() not in TYPES:
             raise SegmentError(f"type {kind!r} is not one of " + ", ".join(TYPES))
         kind = kind.strip().lower()
+    # (an absent id is told at once: most messages carry a userId alone)
     user_id = id_field(msg, "userId")
-    anonymous_id = id_field(msg, "anonymousId")
-    previous_id = id_field(msg, "previousId")
+    anonymous_id = None if msg.get("anonymousId") is None else id_field(msg, "anonymousId")
+    previous_id = None if msg.get("previousId") is None else id_field(msg, "previousId")
     if kind == "alias":
         if user_id is None or previous_id is None:
             raise SegmentError("an alias call needs userId and previousId")
     elif user_id is None and anonymous_id is None:
         raise SegmentError("the message has neither userId nor anonymousId")
-    properties = _object(msg, "properties")
+    properties = msg.get("properties")
+    if properties is not None and type(properties) is not dict:
+        properties = _object(msg, "properties")  # the error it names
     traits: dict[str, Any] | None = None
     event: str | None = None
     if kind == "track":

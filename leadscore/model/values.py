@@ -7,9 +7,12 @@ every engine implements exactly them:
 - Its *text* is the string itself; ``true``/``false`` for booleans; the JSON spelling for
   numbers (``250``, ``250.5``); compact JSON for lists and objects.
 - Text comparisons trim ASCII white space and lower-case both sides.
-- Its *number* is the number itself, or text (after trimming) written as a decimal number
-  such as ``250``, ``-3.5``, ``.5`` or ``1e3``. Anything else (``"n/a"``, ``"1,000"``,
-  booleans) is not a number.
+- Its *number* is the number itself, or text (after trimming, at most 200 characters) written
+  as a decimal number such as ``250``, ``-3.5``, ``.5`` or ``1e3``. Anything else (``"n/a"``,
+  ``"1,000"``, booleans) is not a number, and neither is a number, given as such or as text,
+  whose magnitude is 1e100 or more, or below 1e-99 and not 0: the range a two-digit exponent
+  writes. Every engine reads a number of that range alike, whatever spelling its JSON gives it
+  (``1e+308``, or 309 digits), and points times such a number stays well inside a double.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "NUMBER_MAX",
+    "NUMBER_MAX_TEXT",
+    "NUMBER_MIN",
     "NUMBER_PATTERN",
     "WHITESPACE",
     "lookup",
@@ -34,6 +40,11 @@ WHITESPACE = " \t\n\r\f\v"
 #: The decimal-number syntax every engine accepts (also used inside SQL).
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,2})?$"
 _NUMBER = re.compile(NUMBER_PATTERN)
+#: numbers are below NUMBER_MAX in magnitude, and 0 or at least NUMBER_MIN
+NUMBER_MAX = 1e100
+NUMBER_MIN = 1e-99
+#: the longest text read as a number: every engine can cast it to a double without an error
+NUMBER_MAX_TEXT = 200
 
 
 def norm_text(s: str) -> str:
@@ -66,13 +77,18 @@ def number_of(v: Any) -> float | None:
             f = float(v)
         except OverflowError:  # an integer too large for a double
             return None
-        return f if math.isfinite(f) else None
+        return _in_range(f)
     if isinstance(v, str):
         s = v.strip(WHITESPACE)
-        if _NUMBER.match(s):
-            f = float(s)
-            return f if math.isfinite(f) else None
+        if len(s) <= NUMBER_MAX_TEXT and _NUMBER.match(s):
+            return _in_range(float(s))
     return None
+
+
+def _in_range(f: float) -> float | None:
+    """The number when it is inside the range numbers have (NaN and infinities are not)."""
+    a = abs(f)
+    return f if a < NUMBER_MAX and (a >= NUMBER_MIN or f == 0) else None
 
 
 def lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:

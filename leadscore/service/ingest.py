@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -174,33 +175,43 @@ def ingest(
     res.accepted = len(inserted)
     res.duplicates = len(rows) - len(inserted)
     fresh = []
+    # the leads the new messages name, each first seen at its first message's own time: the
+    # clock MQLs are dated by
+    first: dict[str, int] = {}
     for m, r in zip(msgs, rows, strict=True):
         if m.message_id in inserted:  # new, and the first copy within this request
             inserted.discard(m.message_id)
-            fresh.append((m, r["lead_id"]))
+            lead = r["lead_id"]
+            fresh.append((m, lead))
+            ts = m.ts_us
+            if lead is not None and (lead not in first or ts < first[lead]):
+                first[lead] = ts
+            user = m.user_id
+            if user is not None and user != lead and (user not in first or ts < first[user]):
+                first[user] = ts
     touched = b.touched
     arrived: dict[str, list[Message]] = {}  # lead -> its new scored events
-    needed = {lead for _, lead in fresh if lead} | {m.user_id for m, _ in fresh if m.user_id}
-    # a lead is first seen at its first message's own time: the clock MQLs are dated by
-    first: dict[str, int] = {}
-    for m, lead in fresh:
-        ts = m.ts_us
-        for x in (lead, m.user_id):
-            if x is not None and (x not in first or ts < first[x]):
-                first[x] = ts
-    leads = _load_leads(b, needed, first, group)
+    leads = _load_leads(b, set(first), first, group)
     b.qualifier.traits = {k: v[0] for k, v in leads.items()}
     b.qualifier.stages = {k: v[1] for k, v in leads.items()}
     ids = Identities(links)
+    changed = b.changed
     for m, lead in sorted(fresh, key=lambda x: x[0].ts_us):
-        pair = m.link
-        if pair is not None:
-            _link(b, pair[0], pair[1], m.ts_us)
-        lead = ids.take(m)  # the Segment rules: first link wins
-        if lead is None:
-            continue
-        if merge_traits(leads[lead][0], m):
-            b.changed.add(lead)
+        if m.type in _UNLINKED:  # no link, no traits: its lead is its userId if it has one
+            lead = m.user_id
+            if lead is None:
+                lead = ids.take(m)
+                if lead is None:
+                    continue
+        else:
+            pair = m.link
+            if pair is not None:
+                _link(b, pair[0], pair[1], m.ts_us)
+            lead = ids.take(m)  # the Segment rules: first link wins
+            if lead is None:
+                continue
+            if merge_traits(leads[lead][0], m):
+                changed.add(lead)
         touched.setdefault(lead, []).append(m.ts_us)
         if m.event is not None:
             arrived.setdefault(lead, []).append(m)
@@ -225,12 +236,22 @@ def ingest(
         b.qualifier.stages.update({k: v[1] for k, v in more.items()})
     # leads whose stored parts can simply be carried forward; the rest are re-scored
     # from all their events
-    quick = {
-        lead
-        for lead in touched
-        if lead not in b.relinked
-        and scoring.can_advance(active, b.parts.get(lead), arrived.get(lead, []), at)
-    }
+    # (``scoring.can_advance``, written out: it runs for every lead of every request)
+    version = active.version
+    stored_parts = b.parts
+    quick = set()
+    for lead in touched:
+        kept = stored_parts.get(lead)
+        if kept is None or lead in b.relinked or kept[0].get("v") != version:
+            continue
+        due = kept[2]
+        if due is not None and at >= due:
+            continue
+        for m in arrived.get(lead, ()):
+            if m.ts_us > at:  # an event in the future
+                break
+        else:
+            quick.add(lead)
     # the quick ones first, without writing: a late event may send one to its history too
     steps: dict[str, Any] = {}
     for lead in sorted(quick):
@@ -260,8 +281,23 @@ def ingest(
         if step is not None:
             values, qualified = scoring.apply(b.qualifier, active, lead, step, at)
         else:
+            # the fit of a lead whose traits did not change: its stored parts' (as ``carry``)
+            kept = stored_parts.get(lead)
+            held = (
+                kept[0]["h"]
+                if kept is not None and lead not in b.changed and kept[0].get("v") == version
+                else None
+            )
             values, qualified = scoring.rescore(
-                b.qualifier, active, lead, traits, stage, events.get(lead, []), touched[lead], at
+                b.qualifier,
+                active,
+                lead,
+                traits,
+                stage,
+                events.get(lead, []),
+                touched[lead],
+                at,
+                held,
             )
         values["b_id"] = lead
         updates.append(values)
@@ -504,10 +540,13 @@ def _load_leads(
         found = _SELECT_LEADS_SQLITE.fetch(b.conn, {"ids": dumps(sorted(ids))})
     else:
         found = ingest_pg.lead_state(b.conn, sorted(ids))
+    stored_parts = b.parts
     for lead, traits, stage, parts, scored_at, rescore_at in found:
-        out[lead] = (dict(loads(traits) or {}), stage)
+        # the text of a JSON object parses to a new dict of its own (``loads``; copied else)
+        got = orjson.loads(traits) if type(traits) is str else None
+        out[lead] = (got if type(got) is dict else dict(loads(traits) or {}), stage)
         if parts is not None and scored_at is not None:
-            b.parts[lead] = (loads(parts), scored_at, rescore_at)
+            stored_parts[lead] = (loads(parts), scored_at, rescore_at)
     new = [x for x in ids if x not in out]
     if new:
         _INSERT_LEADS.run(
@@ -553,19 +592,15 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     return ingest_pg.insert_events(conn, unique)
 
 
-def _same(x: Any) -> Any:
-    return x
-
-
 def _event_rows(
     msgs: list[Message], links: dict[str, str], at: int, dialect: str
 ) -> list[dict[str, Any]]:
     """The events table's rows of these messages, each with its lead (its userId, else the
     lead its anonymous id is linked to)."""
-    text: Callable[[str | None], Any] = ingest_pg.fragment if dialect == "postgresql" else _same
     rows: list[dict[str, Any]] = []
     for m in msgs:
         lead = m.user_id or (links.get(m.anonymous_id) if m.anonymous_id else None)
+        props = m.properties
         rows.append(
             {
                 "message_id": m.message_id,
@@ -575,11 +610,16 @@ def _event_rows(
                 "event": m.event,
                 "ts_us": m.ts_us,
                 "received_at_us": at,
-                # JSON text (on PostgreSQL to go into the batch's JSON as it is)
-                "properties": text(None if m.properties is None else dumps(m.properties)),
-                "message": text(m.encoded if m.encoded is not None else dumps(m.raw)),
+                # JSON text (on PostgreSQL to go into the batch's JSON as it is: below)
+                "properties": None if props is None else dumps(props),
+                "message": m.encoded if m.encoded is not None else dumps(m.raw),
             }
         )
+    if dialect == "postgresql":
+        fragment = ingest_pg.fragment
+        for r in rows:
+            r["properties"] = fragment(r["properties"])
+            r["message"] = fragment(r["message"])
     return rows
 
 
@@ -618,6 +658,10 @@ def _identities(conn: Connection, anon_ids: set[str | None]) -> dict[str, str]:
     ).all()
     return {a: lead for a, lead in rows}
 
+
+#: the message types that link no anonymous id and merge no traits (``Identities.take``,
+#: ``merge_traits``): their lead is their userId, else their anonymous id's
+_UNLINKED = frozenset(("track", "page", "screen"))
 
 # statements built once: the ingest path runs them for every request
 _LEAD_STATE = sa.select(

@@ -114,10 +114,6 @@ def _depth(v: Any, limit: int) -> int:
     return deepest
 
 
-def _message_id(msg: dict[str, Any]) -> str | None:
-    return _id_field(msg, "messageId")
-
-
 def check_message(
     msg: Any, received_us: int, size: int | None = None, *, strict_json: bool = False
 ) -> Message:
@@ -158,7 +154,7 @@ def check_message(
     if walk and _depth(msg, MAX_DEPTH) > MAX_DEPTH:
         raise MessageError(f"the message is nested deeper than {MAX_DEPTH} levels")
     try:
-        message_id = _message_id(msg) or f"leadscore-{uuid.uuid4()}"
+        message_id = _id_field(msg, "messageId") or f"leadscore-{uuid.uuid4()}"
     except SegmentError as e:
         raise MessageError(str(e)) from None
     if fields["ts_us"] > received_us + DAY_US:

@@ -78,13 +78,9 @@ class ModelVersions(StoredVersions[ActiveModel]):
 
     def activate(self, version: int, by: str) -> dict[str, Any]:
         """Make a version active and re-score every lead with the SQL engine, in one transaction."""
-        with self.engine.connect() as conn:
-            source = conn.execute(
-                sa.select(t.models.c.source).where(t.models.c.version == version)
-            ).scalar_one_or_none()
-        if source is None:
+        active = self.find(version)
+        if active is None:
             raise NotFoundError(f"there is no model version {version}")
-        active = self.make(version, source)
         n, new_mqls = self.switch(active, lambda conn: self._switch(conn, active, by))
         metrics.mqls(len(new_mqls), via="activation")
         return {"version": version, "active": True, "leads_rescored": n, "new_mqls": len(new_mqls)}

@@ -50,7 +50,7 @@ class RoutingVersions(StoredVersions[ActiveRouting]):
         return self.current if versions is None else self.of(versions[1])
 
     def version(self, version: int) -> Routing | None:
-        """A stored version (parsed once per process), or None."""
+        """A stored version (kept parsed while recently used), or None."""
         got = self.find(version)
         return None if got is None else got.routing
 

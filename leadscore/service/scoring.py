@@ -170,10 +170,8 @@ class Qualifier:
         )
         self.stages[lead] = "mql"
         if self.hooks is None:
-            hooks = conn.execute(
-                sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active)
-            ).all()
-            self.hooks = [h.id for h in hooks if "lead.mql" in h.events.split(",")]
+            hooks = _ACTIVE_HOOKS.fetch(conn, {})
+            self.hooks = [h_id for h_id, events in hooks if "lead.mql" in events.split(",")]
         if self.hooks:
             self._notify(lead, at_us, reason, version, score, handed)
         return True
@@ -222,6 +220,8 @@ _INSERT_HISTORY = Prepared(
     ("lead_id", "stage", "at_us", "reason", "model_version", "by", "received_at_us"),
 )
 _STAGE_UPDATES: dict[tuple[str, ...], Prepared] = {}
+#: the active webhooks, read by the first new MQL of a transaction
+_ACTIVE_HOOKS = Prepared(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active))
 
 
 def _stage_update(columns: tuple[str, ...]) -> Prepared:
@@ -359,18 +359,23 @@ def carry(
     None when only the lead's whole history can tell (a late event may have qualified it
     earlier): the caller re-scores it. Writes nothing: ``apply`` does."""
     scorer = active.scorer
-    held = stored_parts[0]["h"] if not fit_changed else scorer.fit_held(traits)
+    stored, scored_at, due = stored_parts
+    held = stored["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
+    # (``_parts``; ``advance`` reads the fit from ``held``, not from the parts)
+    parts = inc.make_parts(
+        tuple(held), tuple(map(float, stored["s"])), tuple(map(bool, stored["c"])), scored_at
+    )
     # the row stores the score's numbers only: no reasons built (an MQL's score has them)
     return inc.advance(
         scorer,
-        _parts(stored_parts),
+        parts,
         held,
         events,
         times,
         at,
-        stored_parts[2],
-        is_qualified(stage),
+        due,
+        stage not in QUALIFIABLE,  # ``is_qualified``
         reasons=False,
     )
 
@@ -384,10 +389,14 @@ def rescore(
     events: list[Event],
     times: list[int],
     at: int,
+    held: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """A lead's new score from its events (``engine.incremental.rescore``); qualify it if it
-    crossed. Returns the row values and whether it became an MQL."""
-    held = active.scorer.fit_held(traits)
+    crossed. Returns the row values and whether it became an MQL. ``held``: the fit rules that
+    hold for ``traits`` when the caller knows them (``fit_held``), as ``carry`` takes them
+    from the stored parts of a lead whose traits did not change."""
+    if held is None:
+        held = active.scorer.fit_held(traits)
     step = inc.rescore(active.scorer, held, events, times, at, is_qualified(stage), reasons=False)
     return apply(q, active, lead, step, at)
 

@@ -1,6 +1,6 @@
 """Stored versions of a file the service runs by (a scoring model, a routing file): the one
-active in this process, each version parsed once per process, and the store's active version
-followed as several processes on one database need.
+active in this process, the most recently used versions kept parsed, and the store's active
+version followed as several processes on one database need.
 
 The active version is the store's: on PostgreSQL, where several processes serve one database,
 every write transaction reads it under the writes lock (``Tx``) and uses that version, so a
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -35,13 +36,18 @@ class StoredVersions(Generic[A]):
     Subclasses say how a stored source becomes the thing that runs (``make``)."""
 
     table: sa.Table
+    #: parsed versions kept, the most recently used: what a write may read under the writes lock
+    #: (another process's activation), the routings the SLA watcher asks for. Keeping every one
+    #: kept every model a service ever activated (tens of kilobytes each) for the process's life;
+    #: an older version is parsed again from the store when asked for
+    KEEP = 8
 
     def __init__(self, engine: Engine, tx: Callable[..., Any], now: Callable[[], int]) -> None:
         self.engine = engine
         self._tx = tx
         self._now = now
         self.current: A | None = None
-        self._parsed: dict[int, A] = {}
+        self._parsed: OrderedDict[int, A] = OrderedDict()
         self._guard = threading.Lock()
         self._synced = 0.0
         self.load()
@@ -59,10 +65,12 @@ class StoredVersions(Generic[A]):
             self.sync(version, conn)
 
     def find(self, version: int, conn: Connection | None = None) -> A | None:
-        """A stored version (parsed once per process), or None when there is no such version;
-        read on ``conn`` when given."""
+        """A stored version (parsed once while it is among the ``KEEP`` most recently used), or
+        None when there is no such version; read on ``conn`` when given."""
         with self._guard:
             got = self._parsed.get(version)
+            if got is not None:
+                self._parsed.move_to_end(version)
         if got is not None:
             return got
         query = sa.select(self.table.c.source).where(self.table.c.version == version)
@@ -76,9 +84,13 @@ class StoredVersions(Generic[A]):
         return self.keep(self.make(version, source))
 
     def keep(self, got: A) -> A:
-        """Remember a parsed version (one just stored or activated)."""
+        """Remember a parsed version (one just stored or activated), forgetting the least
+        recently used beyond ``KEEP`` (the active one is ``current`` besides)."""
         with self._guard:
             self._parsed[got.version] = got
+            self._parsed.move_to_end(got.version)
+            while len(self._parsed) > self.KEEP:
+                self._parsed.popitem(last=False)
         return got
 
     def of(self, version: int | None, conn: Connection | None = None) -> A | None:

@@ -12,7 +12,8 @@ lead of a source at one instant ``as_of``:
     out  rounded numbers, grade, mql, fast_track, reasons
 
 Conditions follow leadscore/model/values.py: a field's text form is trimmed and lower-cased;
-a number is text that matches NUMBER_PATTERN; an absent value makes every leaf false except
+a number is text of at most NUMBER_MAX_TEXT characters that matches NUMBER_PATTERN and whose
+value is inside the range numbers have (NUMBER_MIN, NUMBER_MAX); an absent value makes every leaf false except
 ``exists: false``. Every leaf is wrapped so it is TRUE or FALSE, never NULL, so ``not`` works.
 """
 
@@ -27,7 +28,7 @@ from sqlglot import exp
 from ..engine.scorer import US_PER_DAY
 from ..engine.traits import DATE_PATTERN
 from ..model.schema import All, Any, Condition, EngagementRule, Leaf, Model, Not
-from ..model.values import NUMBER_PATTERN, WHITESPACE
+from ..model.values import NUMBER_MAX, NUMBER_MAX_TEXT, NUMBER_MIN, NUMBER_PATTERN, WHITESPACE
 from .dialects import DIALECTS, AsOf, Dialect, adapter
 from .sources import Source
 
@@ -85,8 +86,23 @@ class _Leafs:
 
     def number(self, x: exp.Expr) -> exp.Expr:
         t = self.trimmed(x)
+        # text this long or not a number is never cast (a cast of it could fail); the range is
+        # tested on the cast value, as leadscore/model/values.py does
+        readable = exp.and_(
+            exp.LTE(this=exp.Length(this=t.copy()), expression=_lit(NUMBER_MAX_TEXT)),
+            self.regex(t.copy(), NUMBER_PATTERN),
+        )
+        n = exp.cast(t, "double")
+        size = exp.Abs(this=n.copy())
+        in_range = exp.and_(
+            exp.LT(this=size, expression=_dbl(NUMBER_MAX)),
+            exp.or_(
+                exp.GTE(this=size.copy(), expression=_dbl(NUMBER_MIN)),
+                exp.EQ(this=n.copy(), expression=_dbl(0)),
+            ),
+        )
         return exp.Case(
-            ifs=[exp.If(this=self.regex(t.copy(), NUMBER_PATTERN), true=exp.cast(t, "double"))]
+            ifs=[exp.If(this=readable, true=exp.Case(ifs=[exp.If(this=in_range, true=n)]))]
         )
 
     def regex(self, x: exp.Expr, pattern: str) -> exp.Expr:
