@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import cProfile
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -104,6 +106,17 @@ async def post(app: Any, body: bytes, auth: bytes) -> int:
     return status
 
 
+def thread_times() -> dict[int, float]:
+    """CPU seconds (user + system) of each of this process's threads, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=10_000)
@@ -178,6 +191,8 @@ def main() -> int:
 
             api_ingest._ingest = profiled  # type: ignore[assignment]
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        main_tid = threading.get_native_id()
+        tt0 = thread_times()
         cpu0, t0 = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
@@ -202,13 +217,20 @@ def main() -> int:
                 worker_prof.dump_stats(f"{args.profile}.worker")
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        tt1 = thread_times()
         system_ms = (ru1.ru_stime - ru0.ru_stime) * 1000 / len(batches)
         groups = service._ingests.groups, service._ingests.calls  # group commit's counts
         engine.dispose()
     n = sum(len(b) for b in batches)
+    per = 1000 / len(batches)
+    main_ms = (tt1.get(main_tid, 0) - tt0.get(main_tid, 0)) * per
+    switches = (ru1.ru_nvcsw - ru0.ru_nvcsw) / len(batches)
+    forced = (ru1.ru_nivcsw - ru0.ru_nivcsw) / len(batches)
     print(
-        f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * 1000 / len(batches):.2f} ms/batch "
-        f"({system_ms:.2f} in the kernel), "
+        f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * per:.2f} ms/batch "
+        f"({system_ms:.2f} in the kernel; main thread {main_ms:.1f}, others "
+        f"{cpu * per - main_ms:.1f}), context switches per batch {switches:.1f} "
+        f"(+{forced:.1f} forced), "
         f"failures {failures}, {groups[1]} requests written in {groups[0]} commits"
     )
     return 0
