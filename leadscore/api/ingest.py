@@ -44,7 +44,7 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
     checked before the body is read; with none there, a body too long to read cannot show
     one either: 401."""
     service: Service = request.app.state.service
-    row = None
+    row: Any = None
     if key.secret:
         # a key the process remembers is checked here, on the event loop; one it must look up
         # (a database read) in the threadpool
