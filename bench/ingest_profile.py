@@ -10,7 +10,9 @@ scoring) replaced by a fixed answer: what the app alone costs per request (routi
 dependencies, middlewares, the key check, reading and parsing the body, the thread hand-offs).
 
 It sends the same traffic as ``bench/ingest.py`` (``make_batches``) and prints events/s, the
-CPU time per 100-message batch (``time.process_time``; the kernel's share apart) and how many
+CPU time per 100-message batch (``time.process_time``; the kernel's share apart, and the main
+thread's, the event loop's, apart from the other threads'), the context switches per batch
+(voluntary: a thread waiting, for the lock, the disk or work; forced: preempted) and how many
 commits group commit made of the requests. ``--profile out.prof`` writes a cProfile of the
 event loop's thread, and of the threadpool's part of each request to ``out.prof.worker`` (one
 sender): ``python -m pstats out.prof.worker``. It runs this checkout's ``leadscore``. A harness
