@@ -10,7 +10,10 @@ scoring) replaced by a fixed answer: what the app alone costs per request (routi
 dependencies, middlewares, the key check, reading and parsing the body, the thread hand-offs).
 
 It sends the same traffic as ``bench/ingest.py`` (``make_batches``) and prints events/s, the
-CPU time per 100-message batch (``time.process_time``; the kernel's share apart) and how many
+CPU time per 100-message batch (``time.process_time``; the kernel's share apart, and the main
+thread's, the event loop's, apart from the other threads'), the context switches per batch
+(voluntary: a thread waiting, for the lock, the disk or work; forced: preempted), the read
+system calls per batch (SQLite reading pages it does not hold in its cache) and how many
 commits group commit made of the requests. ``--profile out.prof`` writes a cProfile of the
 event loop's thread, and of the threadpool's part of each request to ``out.prof.worker`` (one
 sender): ``python -m pstats out.prof.worker``. It runs this checkout's ``leadscore``. A harness
@@ -23,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import cProfile
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -104,6 +109,26 @@ async def post(app: Any, body: bytes, auth: bytes) -> int:
     return status
 
 
+def thread_times() -> dict[int, float]:
+    """CPU seconds (user + system) of each of this process's threads, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def read_calls() -> int:
+    """Read system calls this process has made (``/proc/self/io``; 0 where there is none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("syscr:"):
+                return int(line.split()[1])
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=10_000)
@@ -178,6 +203,9 @@ def main() -> int:
 
             api_ingest._ingest = profiled  # type: ignore[assignment]
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        main_tid = threading.get_native_id()
+        tt0 = thread_times()
+        reads0 = read_calls()
         cpu0, t0 = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
@@ -202,13 +230,21 @@ def main() -> int:
                 worker_prof.dump_stats(f"{args.profile}.worker")
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        tt1 = thread_times()
+        reads = (read_calls() - reads0) / len(batches)
         system_ms = (ru1.ru_stime - ru0.ru_stime) * 1000 / len(batches)
         groups = service._ingests.groups, service._ingests.calls  # group commit's counts
         engine.dispose()
     n = sum(len(b) for b in batches)
+    per = 1000 / len(batches)
+    main_ms = (tt1.get(main_tid, 0) - tt0.get(main_tid, 0)) * per
+    switches = (ru1.ru_nvcsw - ru0.ru_nvcsw) / len(batches)
+    forced = (ru1.ru_nivcsw - ru0.ru_nivcsw) / len(batches)
     print(
-        f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * 1000 / len(batches):.2f} ms/batch "
-        f"({system_ms:.2f} in the kernel), "
+        f"{args.layer}: {n / wall:,.0f} events/s, CPU {cpu * per:.2f} ms/batch "
+        f"({system_ms:.2f} in the kernel; main thread {main_ms:.1f}, others "
+        f"{cpu * per - main_ms:.1f}), context switches per batch {switches:.1f} "
+        f"(+{forced:.1f} forced), read calls per batch {reads:.0f}, "
         f"failures {failures}, {groups[1]} requests written in {groups[0]} commits"
     )
     return 0

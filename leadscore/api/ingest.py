@@ -1,6 +1,7 @@
 """Segment-compatible ingest: ``/v1/batch`` and the single-call endpoints. A key in the headers
-is checked before the body is read; the body is read on the event loop (body.py); checking the
-messages and the database work run in the threadpool."""
+is checked before the body is read: on the event loop when the process remembers it, else in
+the threadpool; the body is read on the event loop (body.py); checking the messages and the
+database work run in the threadpool, in one hand-off."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
 from .errors import ApiError, IngestErrorBody, error_response, responses
 from .schemas import BATCH_BODY, IngestAnswer, single_body
-from .security import KeySecret, WriteSecret, check_write_key
+from .security import KeySecret, WriteSecret, check_write_key, remembered_write_key
 
 __all__ = ["router"]
 
@@ -43,9 +44,13 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
     checked before the body is read; with none there, a body too long to read cannot show
     one either: 401."""
     service: Service = request.app.state.service
-    row = None
+    row: Any = None
     if key.secret:
-        row = await run_in_threadpool(check_write_key, service, key.secret)
+        # a key the process remembers is checked here, on the event loop; one it must look up
+        # (a database read) in the threadpool
+        row = remembered_write_key(service, key.secret)
+        if row is None:
+            row = await run_in_threadpool(check_write_key, service, key.secret)
         request.app.state.limits.ingest_ready(row.id)  # a key over its limit: no body read
     try:
         return row, await read_body(request, MAX_BATCH_BYTES)

@@ -13,11 +13,11 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
-from ..service.auth import find_key
+from ..service.auth import find_key, remembered_key
 from ..service.facade import Service
 from .errors import ApiError
 
-__all__ = ["KeySecret", "check_write_key", "require"]
+__all__ = ["KeySecret", "check_write_key", "remembered_write_key", "require"]
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="ApiToken", description="An API token (scope read or admin)."
@@ -88,6 +88,18 @@ def check_write_key(service: Service, secret: Any) -> Any:
     row = find_key(service.engine, secret)
     if row is None:
         raise ApiError(401, "unauthorized", "the key is not valid or was revoked")
+    return _may_send(row)
+
+
+def remembered_write_key(service: Service, secret: str) -> Any:
+    """The key row for an ingest call when the process remembers the key (no database work:
+    the event loop calls it, saving the request a hand-off to the threadpool); None when the
+    key must be looked up, by ``check_write_key`` in the threadpool."""
+    row = remembered_key(service.engine, secret)
+    return None if row is None else _may_send(row)
+
+
+def _may_send(row: Any) -> Any:
     if row.scope not in ("ingest", "admin"):
         raise ApiError(
             403,
@@ -115,7 +127,11 @@ def require(*scopes: str) -> Callable[..., Any]:
             _charge_address(request)
             raise ApiError(401, "unauthorized", "send an API token: Authorization: Bearer <token>")
         service: Service = request.app.state.service
-        row = await run_in_threadpool(find_key, service.engine, bearer.credentials.strip())
+        token = bearer.credentials.strip()
+        # a token the process remembers is checked here, on the event loop (no database read)
+        row = remembered_key(service.engine, token)
+        if row is None:
+            row = await run_in_threadpool(find_key, service.engine, token)
         if row is None:
             _charge_address(request)
             raise ApiError(401, "unauthorized", "the token is not valid or was revoked")

@@ -27,10 +27,23 @@ from ..errors import ConfigError
 from ..store import schema as t
 from .common import POLL_S, iso, now_us
 
-__all__ = ["SCOPES", "KeyCache", "create_key", "find_key", "key_cache", "list_keys", "revoke_key"]
+__all__ = [
+    "REMEMBERED_LEN",
+    "SCOPES",
+    "KeyCache",
+    "create_key",
+    "find_key",
+    "key_cache",
+    "list_keys",
+    "remembered_key",
+    "revoke_key",
+]
 
 SCOPES = ("ingest", "read", "admin")
 _PREFIX = {"ingest": "lsw_", "read": "lsr_", "admin": "lsa_"}
+#: the longest secret ``remembered_key`` hashes (a key is 47 characters); a longer one cannot
+#: be a key and is left to ``find_key``, off the event loop
+REMEMBERED_LEN = 64
 
 
 def _hash(secret: str) -> str:
@@ -123,6 +136,20 @@ def key_cache(engine: Engine) -> KeyCache:
         if cache is None:
             cache = _CACHES[engine] = KeyCache()
         return cache
+
+
+def remembered_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:
+    """The key row for a presented secret when this process remembers it as valid, else None
+    (a key not remembered, not valid, or anything but a string of at most ``REMEMBERED_LEN``
+    characters). No database read and at most one hash of a short string: the event loop may
+    call it, and hand only what it does not find to ``find_key``."""
+    if not secret or not isinstance(secret, str) or len(secret) > REMEMBERED_LEN:
+        return None
+    digest = _hash(secret)
+    row = (key_cache(engine) if cache is None else cache).get(digest)
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    return row
 
 
 def find_key(engine: Engine, secret: Any, cache: KeyCache | None = None) -> Any:

@@ -1,0 +1,60 @@
+"""On SQLite the pool hands out the connection returned last. A SQLite connection drops its
+whole page cache when another connection has written since its last transaction; the writes of
+ingest (one at a time) so stay on one connection, whose pages stay cached, even once a read that
+overlapped a write has made the pool hold a second connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from leadscore.store import open_engine
+from leadscore.store import schema as t
+from leadscore.store.db import WRITES
+from tests.service_helpers import Api, page
+
+
+def test_the_connection_returned_last_is_handed_out_next(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    try:
+        first, second = engine.connect(), engine.connect()
+        last = second.connection.dbapi_connection
+        first.close()
+        second.close()  # returned last
+        for n in range(3):
+            with engine.begin() as conn:
+                assert conn.connection.dbapi_connection is last
+                conn.execute(
+                    sa.insert(t.api_keys).values(
+                        name=f"k{n}",
+                        scope="ingest",
+                        prefix="lsw_x",
+                        secret_hash=f"h{n}",
+                        created_at_us=n,
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def test_ingests_after_an_overlapping_read_write_on_one_connection(tmp_path: Path) -> None:
+    api = Api(f"sqlite:///{tmp_path / 'ingest.db'}")
+    try:
+        writers: list[object] = []
+
+        def record(conn: sa.Connection) -> None:
+            if conn.get_execution_options().get(WRITES, False):
+                writers.append(conn.connection.dbapi_connection)
+
+        sa.event.listen(api.engine, "begin", record)
+        with api.engine.connect() as reader:  # a read in flight while a request is written
+            reader.execute(sa.select(sa.func.count()).select_from(t.leads)).scalar_one()
+            api.ok(page("u1", "/pricing"))
+        for n in range(4):
+            api.ok(page(f"u{n}", "/docs"))
+        assert len(writers) == 5
+        assert len(set(map(id, writers[1:]))) == 1, "the writes changed connection"
+        assert api.count(t.events) == 5
+    finally:
+        api.close()
