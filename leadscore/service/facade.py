@@ -24,7 +24,8 @@ from .group_commit import Call, GroupCommit
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
 from .imports import ImportResult, import_history
-from .ingest import CallFailed, IngestCall, IngestResult, ingest_group
+from .ingest import IngestCall, IngestResult
+from .ingest_groups import CallFailed, ingest_group
 from .locks import deadlocked
 from .messages import Message
 from .models import ModelVersions
@@ -137,7 +138,7 @@ class Service:
     def _write_ingests(self, calls: list[Call[IngestCall, IngestResult]]) -> None:
         """A group of requests in one transaction. On PostgreSQL the group is written again
         after a deadlock (every call of it; none was answered), and without a call that failed
-        on its own (``ingest.CallFailed``), which gets its error; after a statement of the whole
+        on its own (``ingest_groups.CallFailed``), which gets its error; after a statement of the whole
         group failed, with each call's statements apart, to find the call it was."""
         if self.dialect == "sqlite":
             self._write_group(calls)
