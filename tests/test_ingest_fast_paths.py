@@ -5,6 +5,7 @@ re-scored from its history taken from its stored parts when its traits did not c
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,3 +105,21 @@ def test_an_event_matches_the_rules_its_conditions_hold_for(model_text, evs):
         got = sc.matches(ev)
         got.append((-1, 0.0))  # the caller's own list: the next answer is unchanged
         assert sc.matches(ev) == want
+
+
+def test_traits_changed_by_an_import_decide_the_fit_of_the_next_ingest(
+    api: Api, tmp_path: Path
+) -> None:
+    """An import that changes a scored lead's traits leaves its stored parts' fit behind: the
+    next ingest, which changes no trait, scores the fit the imported traits make, on the quick
+    path (a page view) and on the path from its history (a late event) alike."""
+    api.ok(identify("quick", {"title": "Head of Growth"}), identify("late", {"title": "Head"}))
+    assert api.row("quick").fit == 20
+    leads = tmp_path / "leads.csv"
+    leads.write_text("lead_id,company.employees\nquick,300\nlate,300\n")
+    api.service.import_history(leads=leads, stages=None)
+    api.ok(page("quick", "/"), track("late", "Webinar Attended", timestamp=ago(3)))
+    for lead in ("quick", "late"):
+        stored, made = _held(api, lead)
+        assert stored == made
+    assert api.row("quick").fit == 35

@@ -221,6 +221,10 @@ class _Importer:
             ):
                 self.result.leads_unchanged += 1
             else:
+                if traits is not None:
+                    # the stored parts' fit is of the old traits: the next ingest scores the
+                    # lead from its history, its fit from these traits
+                    lead_row["rule_sums"] = None
                 upd_leads.append(lead_row)
                 self.result.leads_updated += 1
         c = self.conn
