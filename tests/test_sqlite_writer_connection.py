@@ -58,3 +58,20 @@ def test_ingests_after_an_overlapping_read_write_on_one_connection(tmp_path: Pat
         assert api.count(t.events) == 5
     finally:
         api.close()
+
+
+def test_an_in_memory_database_still_opens() -> None:
+    """The pool's order is for a database file: an in-memory one (a pool of one connection per
+    thread, which takes no order) opens and takes writes as before."""
+    engine = open_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(t.api_keys).values(
+                    name="k", scope="ingest", prefix="lsw_x", secret_hash="h", created_at_us=1
+                )
+            )
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.api_keys)).scalar() == 1
+    finally:
+        engine.dispose()

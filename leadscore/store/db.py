@@ -101,8 +101,12 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         # page cache when another connection has written since its last transaction, so the
         # writes (one at a time) stay on one connection whose pages stay cached; handed out
         # in turn, each write re-read about 180 pages of a 100-event ingest from the files
+        # (an in-memory database has a pool of one connection per thread, with no such order)
+        memory = make_url(url).database in (None, "", ":memory:")
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 10}, pool_use_lifo=True
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            **({} if memory else {"pool_use_lifo": True}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLAlchemy's pysqlite driver: let BEGIN be explicit so transactions are real
