@@ -1,0 +1,201 @@
+"""A PostgreSQL group stores what its calls store one after the other: the same leads (scores,
+parts, stages), the same events, the same answers, whatever the calls share (a lead created by
+one and touched by a later one, an anonymous id linked by one and used by a later one, a
+messageId given twice)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.service.group_commit import Call
+from leadscore.service.ingest import IngestCall
+from leadscore.service.messages import check_message
+from leadscore.store import schema as t
+from tests.service_helpers import Api, ago, api_on, identify, page, track
+
+
+@pytest.fixture
+def pg_api(pg_url: str) -> Iterator[Api]:
+    with api_on(pg_url) as a:
+        yield a
+
+
+def _calls(p: str) -> list[list[dict[str, Any]]]:
+    """Requests whose ids all start with ``p``."""
+    return [
+        [identify(f"{p}u1", {"title": "VP Sales"}, messageId=f"{p}m1"), page(f"{p}u1", "/")],
+        [page(None, "/pricing", anonymousId=f"{p}a1", timestamp=ago(0.3))],
+        [
+            identify(f"{p}u2", {"email": "x@acme.io"}, anonymousId=f"{p}a1", timestamp=ago(0.2)),
+            track(f"{p}u1", "Webinar Attended", timestamp=ago(0.1)),
+        ],
+        [track(None, "Demo Requested", anonymousId=f"{p}a1", timestamp=ago(0.05))],
+        [
+            track(f"{p}u1", "Demo Requested", timestamp=ago(2)),
+            identify(f"{p}u1", {"company": {"employees": 300}}, messageId=f"{p}m1"),
+            track(f"{p}u3", "Webinar Attended", timestamp=ago(0.01)),
+        ],
+        [page(f"{p}u3", "/docs"), track(f"{p}u2", "Webinar Attended", timestamp=ago(1))],
+    ]
+
+
+def _write(api: Api, requests: list[list[dict[str, Any]]], at: int, together: bool) -> list[Any]:
+    svc = api.service
+    calls = [Call(IngestCall([check_message(m, at) for m in msgs], at)) for msgs in requests]
+    if together:
+        svc._write_ingests(calls)
+    else:
+        for c in calls:
+            svc._write_ingests([c])
+    out = []
+    for c in calls:
+        assert c.error is None, c.error
+        r = c.result
+        out.append((r.accepted, r.duplicates, len(r.leads), len(r.new_mqls)))
+    return out
+
+
+_COLUMNS = ("fit", "engagement", "score", "grade", "mql", "stage", "mql_at_us", "rescore_at_us")
+
+
+def _leads(api: Api, p: str) -> dict[str, Any]:
+    with api.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.leads).where(t.leads.c.lead_id.like(f"{p}%"))).all()
+        events = conn.execute(
+            sa.select(t.events.c.lead_id, sa.func.count())
+            .where(t.events.c.message_id.like(f"{p}%") | t.events.c.anonymous_id.like(f"{p}%"))
+            .group_by(t.events.c.lead_id)
+        ).all()
+    got: dict[str, Any] = {
+        r.lead_id.removeprefix(p): (
+            tuple(getattr(r, c) for c in _COLUMNS),
+            r.rule_sums,
+            r.traits,
+        )
+        for r in rows
+    }
+    got["events"] = sorted(((x or "").removeprefix(p), n) for x, n in events)
+    return got
+
+
+def _named(template: list[list[dict[str, Any]]], p: str) -> list[list[dict[str, Any]]]:
+    """The requests with every id prefixed ``p`` (messageIds too: the same times in both)."""
+    text = json.dumps(template).replace("~", p)
+    requests = json.loads(text)
+    n = 0
+    for msgs in requests:
+        for m in msgs:
+            if not m["messageId"].startswith(p):
+                n += 1
+                m["messageId"] = f"{p}x{n}"
+    return requests
+
+
+def test_a_group_stores_what_its_calls_store_one_after_the_other(pg_api: Api) -> None:
+    at = pg_api.service.now_us()
+    template = _calls("~")
+    alone = _write(pg_api, _named(template, "s-"), at, together=False)
+    together = _write(pg_api, _named(template, "g-"), at, together=True)
+    assert together == alone
+    assert _leads(pg_api, "g-") == _leads(pg_api, "s-")
+
+
+def test_a_routed_group_hands_off_as_its_calls_do_one_after_the_other(
+    postgres_server: Any,
+) -> None:
+    """With a routing active, the group's new MQLs get the owners, episodes, assignments and
+    notifications they get one call after the other (round robin, an account's owner)."""
+    from datetime import timedelta
+
+    from tests.handoff_service_helpers import handoff_api
+    from tests.handoff_service_helpers import iso as iso_of
+
+    results = []
+    for together in (False, True):
+        with handoff_api(postgres_server.create_database()) as api:
+            now = api.clock.now()
+
+            def at(hours: float, now: Any = now) -> str:
+                return iso_of(now - timedelta(hours=hours))
+
+            big = {"company": {"employees": 2000}, "country": "US", "title": "VP Sales"}
+            requests = [
+                [
+                    identify("a1", {**big, "email": "a1@big.com"}, timestamp=at(3)),
+                    track("a1", "Demo Requested", timestamp=at(2)),
+                ],
+                [
+                    identify("b1", {**big, "email": "b1@other.com"}, timestamp=at(3)),
+                    track("b1", "Demo Requested", timestamp=at(1)),
+                ],
+                [
+                    identify("a2", {**big, "email": "a2@big.com"}, timestamp=at(3)),
+                    track("a2", "Demo Requested", timestamp=at(1)),
+                    track("a1", "Webinar Attended", timestamp=at(0.5)),
+                ],
+                [page(None, "/", anonymousId="v", timestamp=at(4))],
+                [
+                    identify(
+                        "c1", {**big, "email": "c1@third.com"}, anonymousId="v", timestamp=at(1)
+                    ),
+                    track("c1", "Demo Requested", timestamp=at(0.5)),
+                ],
+                [track("b1", "Webinar Attended", timestamp=at(0.2))],
+            ]
+            t_us = api.service.now_us()
+            calls = [
+                Call(IngestCall([check_message(m, t_us) for m in msgs], t_us)) for msgs in requests
+            ]
+            if together:
+                api.service._write_ingests(calls)
+            else:
+                for c in calls:
+                    api.service._write_ingests([c])
+            answers = []
+            for c in calls:
+                assert c.error is None, c.error
+                r = c.result
+                answers.append((r.accepted, r.duplicates, r.leads, r.new_mqls, r.notified))
+            with api.engine.connect() as conn:
+                leads = conn.execute(
+                    sa.select(
+                        t.leads.c.lead_id,
+                        t.leads.c.stage,
+                        t.leads.c.owner,
+                        t.leads.c.team,
+                        t.leads.c.mql_at_us,
+                        t.leads.c.score,
+                        t.leads.c.rule_sums,
+                    ).order_by(t.leads.c.lead_id)
+                ).all()
+                episodes = conn.execute(
+                    sa.select(
+                        t.mql_episodes.c.lead_id,
+                        t.mql_episodes.c.owner,
+                        t.mql_episodes.c.sla_name,
+                        t.mql_episodes.c.sla_due_at_us,
+                        t.mql_episodes.c.score,
+                    ).order_by(t.mql_episodes.c.lead_id)
+                ).all()
+                outbox = conn.execute(
+                    sa.select(t.outbox.c.event, t.outbox.c.payload).order_by(t.outbox.c.id)
+                ).all()
+            results.append(
+                (
+                    answers,
+                    [tuple(r) for r in leads],
+                    [tuple(r) for r in episodes],
+                    [(e, json.loads(p).get("lead_id")) for e, p in outbox],
+                )
+            )
+    alone, together_ = results
+    assert together_[0] == alone[0]
+    assert together_[1] == alone[1]
+    assert together_[2] == alone[2]
+    assert sorted(together_[3]) == sorted(alone[3])
+    assert any(r[3] for r in alone[0])
