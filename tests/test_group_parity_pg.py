@@ -199,3 +199,43 @@ def test_a_routed_group_hands_off_as_its_calls_do_one_after_the_other(
     assert together_[2] == alone[2]
     assert sorted(together_[3]) == sorted(alone[3])
     assert any(r[3] for r in alone[0])
+
+
+def test_a_call_refused_inside_its_last_round_trip_fails_alone_and_writes_go_on(
+    pg_api: Api,
+) -> None:
+    """A new MQL's stage refused by the database (in the round trip that sends the call's last
+    statements together): that call gets the error, the others of its group are written, and
+    the connection goes on writing groups and lone requests (its prepared statements too)."""
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_mql() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'mql refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_mql BEFORE UPDATE ON leads FOR EACH ROW "
+            "WHEN (NEW.stage = 'mql' AND starts_with(NEW.lead_id, 'bad')) EXECUTE FUNCTION refuse_mql()"
+        )
+    svc = pg_api.service
+    for n in range(8):
+        at = svc.now_us()
+        requests = [
+            [page(f"ok{n}", "/")],
+            [
+                identify(f"bad{n}", {"title": "VP Sales"}),
+                track(f"bad{n}", "Demo Requested", timestamp=ago(0.01)),
+            ],
+            [track(f"ok{n}", "Webinar Attended", timestamp=ago(0.01))],
+        ]
+        calls = [Call(IngestCall([check_message(m, at) for m in msgs], at)) for msgs in requests]
+        svc._write_ingests(calls if n % 2 == 0 else calls[1:2])
+        assert "mql refused by the test" in str(calls[1].error)
+        if n % 2 == 0:
+            assert calls[0].error is None and calls[2].error is None
+            assert calls[2].result is not None and calls[2].result.accepted == 1
+        lone = Call(IngestCall([check_message(page(f"lone{n}", "/"), at)], at))
+        svc._write_ingests([lone])
+        assert lone.error is None
+    with pg_api.engine.connect() as conn:
+        kept = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+    assert not any(x.startswith("bad") for x in kept)
+    assert {f"lone{n}" for n in range(8)} <= kept
+    assert {f"ok{n}" for n in range(0, 8, 2)} <= kept
