@@ -239,3 +239,18 @@ def test_a_call_refused_inside_its_last_round_trip_fails_alone_and_writes_go_on(
     assert not any(x.startswith("bad") for x in kept)
     assert {f"lone{n}" for n in range(8)} <= kept
     assert {f"ok{n}" for n in range(0, 8, 2)} <= kept
+
+
+def test_a_huge_number_in_traits_or_properties_does_not_block_the_lead(pg_api: Api) -> None:
+    """A number at the edge of a double (1e308: 309 digits as PostgreSQL's jsonb writes it)
+    in a trait or an event's property is stored, and the lead is written again after it, from
+    its stored traits and from its stored events (a late event re-scores it from its history)."""
+    pg_api.ok(
+        page(None, "/pricing", anonymousId="a-big", properties={"path": "/pricing", "n": 1e308})
+    )
+    pg_api.ok(identify("big", {"title": "VP Sales", "revenue": 1e308}, anonymousId="a-big"))
+    pg_api.ok(page("big", "/pricing", timestamp=ago(2)))
+    pg_api.ok(identify("big", {"title": "VP Sales"}))
+    row = pg_api.row("big")
+    assert row.fit == 20
+    assert row.engagement > 0
