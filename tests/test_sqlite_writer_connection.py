@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from leadscore.store import open_engine
@@ -60,10 +61,11 @@ def test_ingests_after_an_overlapping_read_write_on_one_connection(tmp_path: Pat
         api.close()
 
 
-def test_an_in_memory_database_still_opens() -> None:
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///file:shared?mode=memory&uri=true"])
+def test_an_in_memory_database_still_opens(url: str) -> None:
     """The pool's order is for a database file: an in-memory one (a pool of one connection per
     thread, which takes no order) opens and takes writes as before."""
-    engine = open_engine("sqlite://")
+    engine = open_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(

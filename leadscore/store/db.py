@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
 
 from ..errors import ConfigError, MissingExtraError
 
@@ -101,12 +103,12 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         # page cache when another connection has written since its last transaction, so the
         # writes (one at a time) stay on one connection whose pages stay cached; handed out
         # in turn, each write re-read about 180 pages of a 100-event ingest from the files
-        # (an in-memory database has a pool of one connection per thread, with no such order)
-        memory = make_url(url).database in (None, "", ":memory:")
+        # (an in-memory database has a pool of one connection per thread, which takes no order)
+        queued = SQLiteDialect_pysqlite.get_pool_class(make_url(url)) is QueuePool
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},
-            **({} if memory else {"pool_use_lifo": True}),
+            **({"pool_use_lifo": True} if queued else {}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLAlchemy's pysqlite driver: let BEGIN be explicit so transactions are real
