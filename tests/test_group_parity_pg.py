@@ -254,3 +254,33 @@ def test_a_huge_number_in_traits_or_properties_does_not_block_the_lead(pg_api: A
     row = pg_api.row("big")
     assert row.fit == 20
     assert row.engagement > 0
+
+
+def test_a_score_refused_in_the_groups_last_update_fails_its_call_alone(pg_api: Api) -> None:
+    """The group's scores go in one UPDATE after its last call: when the database refuses it,
+    the group is written again with each call's statements apart, which finds the call whose
+    lead it was; that call gets the error, the others are written."""
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_score() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'score refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_score BEFORE UPDATE ON leads FOR EACH ROW "
+            "WHEN (NEW.score IS NOT NULL AND starts_with(NEW.lead_id, 'bad')) "
+            "EXECUTE FUNCTION refuse_score()"
+        )
+    svc = pg_api.service
+    at = svc.now_us()
+    requests = [[page("ok1", "/")], [page("bad1", "/")], [page("ok1", "/docs"), page("ok2", "/")]]
+    calls = [Call(IngestCall([check_message(m, at) for m in msgs], at)) for msgs in requests]
+    svc._write_ingests(calls)
+    assert "score refused by the test" in str(calls[1].error)
+    assert calls[0].error is None and calls[2].error is None
+    assert calls[0].result is not None and calls[2].result is not None
+    assert (calls[0].result.accepted, calls[2].result.accepted) == (1, 2)
+    with pg_api.engine.connect() as conn:
+        kept = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        pages = conn.execute(
+            sa.select(sa.func.count()).select_from(t.events).where(t.events.c.lead_id == "ok1")
+        ).scalar()
+    assert kept == {"ok1", "ok2"} and pages == 2
+    assert pg_api.row("ok1").engagement == pg_api.reference("ok1").engagement
