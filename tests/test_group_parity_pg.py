@@ -284,3 +284,53 @@ def test_a_score_refused_in_the_groups_last_update_fails_its_call_alone(pg_api: 
         ).scalar()
     assert kept == {"ok1", "ok2"} and pages == 2
     assert pg_api.row("ok1").engagement == pg_api.reference("ok1").engagement
+
+
+def test_a_message_id_belongs_to_the_first_call_that_gives_it_even_an_anonymous_one(
+    pg_api: Api,
+) -> None:
+    """A messageId given by an anonymous visitor's call and again by a later call naming its
+    lead: as one after the other, the first call stores it and the later one counts it as a
+    duplicate, though the group stores the named calls' events before the anonymous ones'."""
+    template = [
+        [page(None, "/pricing", anonymousId="~a", messageId="~m")],
+        [page("~u", "/pricing", messageId="~m"), page("~u", "/")],
+    ]
+    at = pg_api.service.now_us()
+    alone = _write(pg_api, _named(template, "s-"), at, together=False)
+    together = _write(pg_api, _named(template, "g-"), at, together=True)
+    assert alone == [(1, 0, 0, 0), (1, 1, 1, 0)]
+    assert together == alone
+    assert _leads(pg_api, "g-") == _leads(pg_api, "s-")
+
+
+def test_written_apart_a_message_id_still_belongs_to_the_anonymous_call_before(
+    pg_api: Api,
+) -> None:
+    """The same, when the group's events INSERT is refused (a message of a third call) and the
+    group is written again with each call's statements apart."""
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by the test'; END $$; "
+            "CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW "
+            "WHEN (NEW.message_id = 'refused') EXECUTE FUNCTION refuse()"
+        )
+    template = [
+        [page(None, "/pricing", anonymousId="~a", messageId="~m")],
+        [page("~u", "/pricing", messageId="~m"), page("~u", "/")],
+    ]
+    at = pg_api.service.now_us()
+    alone = _write(pg_api, _named(template, "s-"), at, together=False)
+    svc = pg_api.service
+    requests = [*_named(template, "g-"), [page("g-v", "/", messageId="refused")]]
+    calls = [Call(IngestCall([check_message(m, at) for m in msgs], at)) for msgs in requests]
+    svc._write_ingests(calls)
+    assert "refused by the test" in str(calls[2].error)
+    got = []
+    for c in calls[:2]:
+        assert c.error is None and c.result is not None
+        r = c.result
+        got.append((r.accepted, r.duplicates, len(r.leads), len(r.new_mqls)))
+    assert got == alone == [(1, 0, 0, 0), (1, 1, 1, 0)]
+    assert _leads(pg_api, "g-") == _leads(pg_api, "s-")

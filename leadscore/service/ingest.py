@@ -325,12 +325,14 @@ def ingest(
 
 
 def store_named(
-    conn: Connection, messages: list[Message], at: int
+    conn: Connection, messages: list[Message], at: int, skip: frozenset[str] = frozenset()
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """The events of messages that all name their lead (a userId), stored: their rows, and the
-    messageIds that were new."""
+    messageIds that were new. ``skip``: messageIds left to others (not stored, not new)."""
     rows = event_rows(messages, {}, at, conn.dialect.name)
-    return rows, _insert_events(conn, rows)
+    if not skip:
+        return rows, _insert_events(conn, rows)
+    return rows, _insert_events(conn, [r for r in rows if r["message_id"] not in skip])
 
 
 # ---------------------------------------------------------------------- storing

@@ -116,14 +116,15 @@ def _postgres_group(
     anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
     group = None
+    claimed = _claimed(calls)
     if apart:
         for c in named:
             with _failing(c):
-                stored[id(c)] = store_named(conn, c.work.messages, c.work.at)
+                stored[id(c)] = store_named(conn, c.work.messages, c.work.at, claimed[id(c)])
         locks.lock_ingest(conn, users, anonymous)
     else:
         # steps 1 and 2 and the read of the leads in one round trip, run in that order
-        rows, unique, owner = _group_rows(conn, named)
+        rows, unique, owner = _group_rows(conn, named, claimed)
         with _failing(calls[0] if len(calls) == 1 else None):
             new, locked, found = ingest_pg.store_lock_read(
                 conn, unique, locks.ingest_locks(users, anonymous), sorted(users)
@@ -176,12 +177,27 @@ def _failing(call: Call[IngestCall, IngestResult] | None) -> Iterator[None]:
         raise CallFailed(call, e) from e
 
 
+def _claimed(calls: list[Call[IngestCall, IngestResult]]) -> dict[int, frozenset[str]]:
+    """By call (its ``id``): the messageIds of the calls with an anonymous id before it. Those
+    calls store their events in step 3, after the named calls': a named call leaves such a
+    messageId to them, as it would find it stored one call after the other (a duplicate)."""
+    out: dict[int, frozenset[str]] = {}
+    before: frozenset[str] = frozenset()
+    for c in calls:
+        out[id(c)] = before
+        if any(m.anonymous_id for m in c.work.messages):
+            before = before | {m.message_id for m in c.work.messages}
+    return out
+
+
 def _group_rows(
-    conn: Connection, calls: list[Call[IngestCall, IngestResult]]
+    conn: Connection,
+    calls: list[Call[IngestCall, IngestResult]],
+    claimed: dict[int, frozenset[str]],
 ) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]], dict[str, int]]:
     """The events rows of these calls (``store_named``'s), by call (its ``id``); the rows to
     store, each messageId once; and which call each messageId belongs to (the first that
-    gives it)."""
+    gives it; none for one ``claimed`` by an earlier anonymous call)."""
     dialect = conn.dialect.name
     rows: dict[int, list[dict[str, Any]]] = {}
     owner: dict[str, int] = {}
@@ -189,8 +205,9 @@ def _group_rows(
     for c in calls:
         key = id(c)
         rows[key] = got = event_rows(c.work.messages, {}, c.work.at, dialect)
+        skip = claimed[key]
         for r in got:
-            if r["message_id"] not in owner:
+            if r["message_id"] not in owner and r["message_id"] not in skip:
                 owner[r["message_id"]] = key
                 unique.append(r)
     return rows, unique, owner
