@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -37,6 +38,35 @@ def pg_api(pg_url: str) -> Iterator[Api]:
 def _stored(api: Api, ids: list[str]) -> int:
     """Committed rows only: read on a connection of its own."""
     return api.count(t.events, t.events.c.message_id.in_(ids))
+
+
+@contextmanager
+def _queued_behind(
+    api: Api, lead: str, send: Callable[[str], None], names: tuple[str, ...]
+) -> Iterator[None]:
+    """Another transaction holds ``lead``'s lock: request ``first`` (sent by ``send``) is written
+    alone and waits for it, and ``names`` queue behind this process's writer meanwhile, in that
+    order. Inside: the lock is still held; on leaving, it is released and every request answered."""
+    svc = api.service
+    threads: dict[str, threading.Thread] = {}
+
+    def start(name: str) -> None:
+        threads[name] = threading.Thread(target=send, args=(name,))
+        threads[name].start()
+
+    try:
+        with api.engine.begin() as holder:
+            locks.lock_leads(holder, [lead])
+            before = svc._ingests.groups
+            start("first")
+            wait_for(lambda: svc._ingests.groups == before + 1, "the first writer")
+            for n, name in enumerate(names, 1):
+                start(name)
+                wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+            yield
+    finally:
+        for th in threads.values():
+            th.join(60)
 
 
 def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
@@ -71,21 +101,10 @@ def test_requests_waiting_for_the_writer_are_one_group_each_with_its_own_result(
             answers[name] = e
         seen_on_answer[name] = _stored(pg_api, ids[name])
 
-    threads: dict[str, threading.Thread] = {}
     # another transaction holds u1's lock: the first request's group waits for it, and the
     # others queue behind this process's writer meanwhile
-    with pg_api.engine.begin() as holder:
-        locks.lock_leads(holder, ["u1"])
-        threads["first"] = threading.Thread(target=send, args=("first",))
-        threads["first"].start()
-        wait_for(lambda: svc._ingests.groups == 1, "the first writer")
-        for n, name in enumerate(("anon", "bad", "b", "c", "d"), 1):
-            threads[name] = threading.Thread(target=send, args=(name,))
-            threads[name].start()
-            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
+    with _queued_behind(pg_api, "u1", send, ("anon", "bad", "b", "c", "d")):
         assert answers == {}  # nothing is answered before its commit
-    for th in threads.values():
-        th.join(60)
 
     # the five that waited: one group, written in one transaction
     assert (svc._ingests.groups, svc._ingests.calls) == (2, 6)
@@ -228,18 +247,9 @@ def test_a_call_failing_after_its_events_were_stored_leaves_none_of_them(pg_api:
         except Exception as e:  # the test looks at which error
             answers[name] = e
 
-    threads: dict[str, threading.Thread] = {}
-    with engine.begin() as holder:
-        locks.lock_leads(holder, ["w"])  # the first writer waits; the others queue behind it
-        threads["first"] = threading.Thread(target=send, args=("first",))
-        threads["first"].start()
-        wait_for(lambda: svc._ingests.groups == 1, "the first writer")
-        for n, name in enumerate(("a", "doomed", "c"), 1):
-            threads[name] = threading.Thread(target=send, args=(name,))
-            threads[name].start()
-            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
-    for th in threads.values():
-        th.join(60)
+    # the first writer waits for w's lock; the others queue behind it
+    with _queued_behind(pg_api, "w", send, ("a", "doomed", "c")):
+        pass
 
     assert (svc._ingests.groups, svc._ingests.calls) == (2, 4)  # a, doomed and c: one group
     assert isinstance(answers["doomed"], sa.exc.DBAPIError)
@@ -292,18 +302,9 @@ def test_a_lead_touched_by_several_requests_of_a_group_is_written_once(pg_api: A
             [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
         )
 
-    threads: dict[str, threading.Thread] = {}
-    with engine.begin() as holder:
-        locks.lock_leads(holder, ["w"])  # the first writer waits; the others queue behind it
-        threads["first"] = threading.Thread(target=send, args=("first",))
-        threads["first"].start()
-        wait_for(lambda: svc._ingests.groups == 2, "the first writer")
-        for n, name in enumerate(("a", "b", "c"), 1):
-            threads[name] = threading.Thread(target=send, args=(name,))
-            threads[name].start()
-            wait_for(lambda n=n: svc._ingests.pending() == n, f"{n} queued requests")
-    for th in threads.values():
-        th.join(60)
+    # the first writer waits for w's lock; the others queue behind it
+    with _queued_behind(pg_api, "w", send, ("a", "b", "c")):
+        pass
 
     assert (svc._ingests.groups, svc._ingests.calls) == (3, 5)  # a, b and c: one group
     assert [answers[x].leads for x in "abc"] == [["u1", "u2"], ["u1"], ["u1", "u3"]]
