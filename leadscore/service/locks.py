@@ -75,16 +75,46 @@ def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, 
     mode = "" if exclusive else "_shared"
     # two statements in one simple query: the second one's snapshot is taken after the lock
     # is granted, so it sees what an activation committed before it
-    ((model, routing),) = _run(
-        conn,
+    sql = (
         f"SELECT pg_advisory_xact_lock{mode}(hashtextextended('{_WRITES}', 0)); "
         "SELECT (SELECT MAX(version) FROM models WHERE active), "
-        "(SELECT MAX(version) FROM routing_versions WHERE active)",
-        None,
-        second=True,
+        "(SELECT MAX(version) FROM routing_versions WHERE active)"
     )
+    from psycopg.pq import TransactionStatus  # PostgreSQL's driver: an optional dependency
+
+    driver: Any = conn.connection.driver_connection
+    if driver.pgconn.transaction_status == TransactionStatus.IDLE and not driver.autocommit:
+        model, routing = _begin_with(conn, sql)
+    else:
+        ((model, routing),) = _run(conn, sql, None, second=True)
     _held(conn).add(_WRITES)
     return model, routing
+
+
+def _begin_with(conn: Connection, sql: str) -> tuple[int | None, int | None]:
+    """``BEGIN`` and ``sql`` (statements whose last returns one row of two integers) in one
+    simple query, on a connection with no transaction open: one round trip where psycopg
+    would send its BEGIN first and wait for it. The transaction stays open after it, as any
+    other the driver began (its commit and rollback do not ask who began it)."""
+    from psycopg import errors, generators
+    from psycopg.pq import ExecStatus
+
+    driver: Any = conn.connection.driver_connection
+    pgconn = driver.pgconn
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.lock:
+            pgconn.send_query(f"BEGIN; {sql}".encode())
+            results = driver.wait(generators.execute(pgconn))
+        for res in results:
+            if res.status == ExecStatus.FATAL_ERROR:
+                raise errors.error_from_result(res, encoding=pgconn._encoding)
+    except dbapi_error as e:
+        raise sa.exc.DBAPIError.instance(sql, None, e, dbapi_error) from e
+    last = results[-1]
+    return tuple(  # type: ignore[return-value]
+        None if (v := last.get_value(0, i)) is None else int(v) for i in range(2)
+    )
 
 
 def lock_ingest(
