@@ -61,11 +61,18 @@ def _names(columns: tuple[str, ...]) -> str:
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """On PostgreSQL, the statements sent inside go to the server in one round trip (psycopg's
-    pipeline mode); on SQLite, which has no round trips, nothing changes."""
+    pipeline mode); on SQLite, which has no round trips, nothing changes. Inside a pipeline
+    opened already (an ingest's last writes, ``prepared.sent_together``) they join it: a
+    pipeline opened inside another waits for what was sent before it as it begins, and for its
+    own statements as it ends, two round trips more."""
     if conn.dialect.name != "postgresql":
         yield
         return
-    with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+    driver: Any = conn.connection.driver_connection
+    if driver.pgconn.pipeline_status:  # on (1) or aborted (2): one is open
+        yield
+        return
+    with driver.pipeline():
         yield
 
 

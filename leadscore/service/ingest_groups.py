@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from . import ingest_pg, locks
 from .group_commit import Call
 from .ingest import GroupLeads, IngestCall, IngestResult, event_rows, ingest, store_named
-from .scoring import ActiveModel, MqlHandler
+from .scoring import ActiveModel, MqlHandler, mql_hooks
 
 __all__ = ["CallFailed", "ingest_group"]
 
@@ -126,7 +126,7 @@ def _postgres_group(
         # steps 1 and 2 and the read of the leads in one round trip, run in that order
         rows, unique, owner = _group_rows(conn, named, claimed)
         with _failing(calls[0] if len(calls) == 1 else None):
-            new, locked, found = ingest_pg.store_lock_read(
+            new, locked, found, hooks = ingest_pg.store_lock_read(
                 conn, unique, locks.ingest_locks(users, anonymous), sorted(users)
             )
         locks.taken(conn, locked)
@@ -134,7 +134,7 @@ def _postgres_group(
         for x in new:
             mine[owner[x]].add(x)
         stored = {key: (rows[key], mine[key]) for key in rows}
-        group = GroupLeads()
+        group = GroupLeads(hooks=mql_hooks(hooks))
         group.keep(found, users)
     # what each call must not count: the events stored in step 1 by the calls after it
     hide: list[frozenset[str]] = []

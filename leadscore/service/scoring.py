@@ -8,7 +8,7 @@ instant a lead qualified, queueing its notification) is here, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from ..model import Model
 from ..store import schema as t
 from .common import US, dumps, iso, json_param, loads
 from .events import event_from_row
+from .handoff_writes import insert_outbox
 from .messages import Message
 from .prepared import Prepared
 
@@ -39,6 +40,7 @@ __all__ = [
     "current_score",
     "is_qualified",
     "make_active",
+    "mql_hooks",
     "rescore",
     "rescore_all",
 ]
@@ -111,22 +113,26 @@ class Qualifier:
     #: stages of the leads the transaction holds already (read from the store otherwise)
     stages: dict[str, str] = field(default_factory=dict)
     _prepared: bool = False
-    #: the new MQLs' stage columns and history rows, written together by ``finish``
+    #: the new MQLs' stage columns, history rows and ``lead.mql`` outbox rows, written
+    #: together by ``finish``
     _stages: list[dict[str, Any]] = field(default_factory=list)
     _history: list[dict[str, Any]] = field(default_factory=list)
+    _outbox: list[dict[str, Any]] = field(default_factory=list)
     #: ``lead.mql`` notifications queued
     notified: int = 0
 
     def finish(self) -> None:
-        """Before the transaction commits: the new MQLs' stages and history, then what the
-        handoff decided."""
+        """Before the transaction commits: the new MQLs' stages, history and notifications,
+        then what the handoff decided."""
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in self._stages:  # routed leads set their owner too, the others do not
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
         for columns, rows in by_columns.items():
             _stage_update(columns).run(self.conn, rows)
         _INSERT_HISTORY.run(self.conn, self._history)
-        self._stages, self._history = [], []
+        if self._outbox:  # before the handoff's own (``lead.assigned``), as they were queued
+            insert_outbox(self.conn, self._outbox)
+        self._stages, self._history, self._outbox = [], [], []
         if self.handoff is not None:
             self.handoff.flush()
 
@@ -170,8 +176,7 @@ class Qualifier:
         )
         self.stages[lead] = "mql"
         if self.hooks is None:
-            hooks = _ACTIVE_HOOKS.fetch(conn, {})
-            self.hooks = [h_id for h_id, events in hooks if "lead.mql" in events.split(",")]
+            self.hooks = mql_hooks(_ACTIVE_HOOKS.fetch(conn, {}))
         if self.hooks:
             self._notify(lead, at_us, reason, version, score, handed)
         return True
@@ -199,19 +204,16 @@ class Qualifier:
             }
         )
         created = self.now_us
-        self.conn.execute(
-            sa.insert(t.outbox),
-            [
-                {
-                    "webhook_id": h,
-                    "event": "lead.mql",
-                    "payload": payload,
-                    "created_at_us": created,
-                    "next_attempt_us": created,
-                }
-                for h in self.hooks
-            ],
-        )
+        self._outbox += [
+            {
+                "webhook_id": h,
+                "event": "lead.mql",
+                "payload": payload,
+                "created_at_us": created,
+                "next_attempt_us": created,
+            }
+            for h in self.hooks
+        ]
         self.notified += len(self.hooks)
 
 
@@ -220,6 +222,13 @@ _INSERT_HISTORY = Prepared(
     ("lead_id", "stage", "at_us", "reason", "model_version", "by", "received_at_us"),
 )
 _STAGE_UPDATES: dict[tuple[str, ...], Prepared] = {}
+
+
+def mql_hooks(active: Iterable[tuple[int, str]]) -> list[int]:
+    """Of the active webhooks (id, events), those subscribed to ``lead.mql``."""
+    return [h_id for h_id, events in active if "lead.mql" in events.split(",")]
+
+
 #: the active webhooks, read by the first new MQL of a transaction
 _ACTIVE_HOOKS = Prepared(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(t.webhooks.c.active))
 
