@@ -335,3 +335,105 @@ def test_a_lone_request_refused_by_the_database_gets_its_error_and_stores_nothin
     got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
     assert (got.accepted, got.leads) == (2, ["u7"])
     assert_matches(pg_api.row("u7"), pg_api.reference("u7"), tol=0.01)
+
+
+def _flights(text: str) -> list[list[str]]:
+    """The statements a client sent (libpq's trace), by round trip: what it sent before it next
+    read."""
+    flights: list[list[str]] = []
+    current: list[str] = []
+    last = None
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) < 4:
+            continue
+        if fields[1] == "F":
+            if last == "B" and current:
+                flights.append(current)
+                current = []
+            if fields[3] in ("Query", "Parse"):
+                current.append(" ".join(fields[4:]))
+        last = fields[1]
+    if current:
+        flights.append(current)
+    return flights
+
+
+def test_a_groups_scores_and_its_commit_go_in_one_round_trip(pg_api: Api, tmp_path: Any) -> None:
+    """The group's last statement, the UPDATE of all its leads' scores, is sent with the
+    COMMIT; a lone request's last writes are too. Each request is answered once committed."""
+    svc, engine = pg_api.service, pg_api.engine
+    traces: list[Any] = []
+
+    def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
+        dbapi.prepare_threshold = None  # every statement sent with its text
+        traces.append((tmp_path / f"t{len(traces)}.txt").open("w"))
+        dbapi.pgconn.trace(traces[-1].fileno())
+
+    def checkin(dbapi: Any, _record: Any) -> None:
+        dbapi.pgconn.untrace()
+
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [page("w", "/")],
+        "a": [page("u1", "/pricing"), page("u2", "/")],
+        "b": [track("u1", "Webinar Attended"), page("u3", "/docs")],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        answers[name] = svc.ingest(
+            [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        )
+
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
+    try:
+        with _queued_behind(pg_api, "w", send, ("a", "b")):
+            pass
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
+        sa.event.remove(engine, "checkin", checkin)
+        for f in traces:
+            f.close()
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)  # a and b: one group
+    assert [answers[x].accepted for x in ("first", "a", "b")] == [1, 2, 2]
+    writes = [
+        flights
+        for flights in (_flights(f_.read_text(errors="replace")) for f_ in tmp_path.iterdir())
+        if any("INSERT INTO events" in s for f in flights for s in f)
+    ]
+    assert len(writes) == 2  # the first request's transaction, and the group's
+    for flights in writes:
+        last = flights[-1]
+        assert any("UPDATE leads SET fit" in s for s in last), last
+        assert "COMMIT" in last[-1], last
+    for lead in ("w", "u1", "u2", "u3"):
+        assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
+
+
+def test_a_lone_request_whose_last_writes_are_refused_stores_nothing(pg_api: Api) -> None:
+    """The COMMIT goes with a request's last writes; when the database refuses one of them it
+    skips the COMMIT: the request gets the error, nothing of it is kept, and the connection
+    serves the next request."""
+    svc, engine = pg_api.service, pg_api.engine
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_score() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'score refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_score BEFORE UPDATE ON leads FOR EACH ROW "
+            "WHEN (NEW.lead_id = 'u9' AND NEW.score IS DISTINCT FROM OLD.score) "
+            "EXECUTE FUNCTION refuse_score()"
+        )
+    bad = [page("u9", "/pricing"), track("u9", "Webinar Attended")]
+    for _ in range(3):  # on whichever pooled connection
+        at = svc.now_us()
+        with pytest.raises(sa.exc.DBAPIError, match="score refused by the test"):
+            svc.ingest([(i, check_message(m, at)) for i, m in enumerate(bad)])
+        assert _stored(pg_api, [m["messageId"] for m in bad]) == 0
+        assert pg_api.count(t.leads, t.leads.c.lead_id == "u9") == 0
+        good = [page("u8", "/pricing")]
+        got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
+        assert (got.accepted, got.leads) == (1, ["u8"])
+    assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3
+    assert_matches(pg_api.row("u8"), pg_api.reference("u8"), tol=0.01)

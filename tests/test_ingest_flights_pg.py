@@ -1,8 +1,9 @@
 """What an ingest sends PostgreSQL together, while it holds its leads: the subscribed webhooks
 are read with the leads (no round trip of their own when a lead becomes an MQL), and the last
 writes — scores, the new MQL's stage and history, the handoff's episode, assignment and
-notifications — go in one round trip, with no pipeline opened inside another (which waits for
-what was sent before it as it begins, and for its own statements as it ends)."""
+notifications — go in one round trip with the COMMIT, with no pipeline opened inside another
+(which waits for what was sent before it as it begins, and for its own statements as it
+ends)."""
 
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ def test_a_new_mql_reads_its_webhooks_with_its_leads_and_writes_its_handoff_at_o
         last.index(s) for s in last if "INSERT INTO outbox" in s
     ]
     assert len([s for s in last if "INSERT INTO outbox" in s]) == 2
-    # the commit follows them
-    assert any("COMMIT" in s for s in flights[flights.index(last) + 1])
+    # and the COMMIT, last, in the same round trip: the transaction ends with them
+    assert "COMMIT" in last[-1] and flights[-1] is last
     # in the order they were queued
     with api.engine.connect() as conn:
         events = conn.execute(sa.select(t.outbox.c.event).order_by(t.outbox.c.id)).scalars()

@@ -140,8 +140,8 @@ def ingest(
     messageIds of events stored already by requests written after this one, which it must not
     count; ``group``: the state of the leads of the group this call belongs to, which it reads
     and keeps current instead of reading and writing them itself (its scores are written with
-    the group's; ``write_group``: by this call, with its last statements, as the group's last
-    call)."""
+    the group's; ``write_group``: by this call, with its last statements and the COMMIT, as
+    the group's one call)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -313,7 +313,9 @@ def ingest(
                 values["rescore_at_us"],
             )
         group.hooks = b.qualifier.hooks
-    with sent_together(conn):  # the scores, the new MQLs' stages and handoff: one round trip
+    # the scores, the new MQLs' stages and handoff: one round trip, with the COMMIT when this
+    # call writes its group's scores (a lone call: nothing follows in its transaction)
+    with sent_together(conn, commit=group is not None and write_group):
         if group is None:
             _UPDATE_SCORES.run(conn, updates)
         b.qualifier.finish()

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from . import ingest_pg, locks
 from .group_commit import Call
 from .ingest import GroupLeads, IngestCall, IngestResult, event_rows, ingest, store_named
+from .prepared import sent_together
 from .scoring import ActiveModel, MqlHandler, mql_hooks
 
 __all__ = ["CallFailed", "ingest_group"]
@@ -161,7 +162,8 @@ def _postgres_group(
                 write_group=len(calls) == 1,
             )
     if group is not None and len(calls) > 1:
-        with _failing(None):
+        # the group's last statement, with its COMMIT in the same round trip
+        with _failing(None), sent_together(conn, commit=True):
             group.write(conn)
 
 

@@ -183,21 +183,30 @@ def run_sql(conn: Connection, sql: str, params: Any = None, *, fetch: bool = Tru
 
 
 @contextmanager
-def sent_together(conn: Connection) -> Iterator[None]:
+def sent_together(conn: Connection, *, commit: bool = False) -> Iterator[None]:
     """The statements run inside on the driver's cursor (``Prepared``, ``run_sql``) go to
     PostgreSQL together, in one round trip (psycopg's pipeline mode), and are waited for at the
     end, where a driver's error comes out as SQLAlchemy's. For writes whose answer no one reads
     (a statement run inside returns -1 as the number of rows it changed); a read on the driver's
     cursor inside waits for what was sent before it, but no statement through SQLAlchemy's
     ``Connection.execute`` may run inside (it would not wait for its rows). On SQLite, which
-    has no round trips, nothing changes."""
+    has no round trips, nothing changes.
+
+    ``commit``: they are the transaction's last statements, and its COMMIT goes with them, in
+    the same round trip; the end of the caller's transaction then finds nothing left to commit.
+    When one of them fails, PostgreSQL skips the COMMIT, and the error comes out here, with the
+    transaction still to be rolled back as usual."""
     if conn.dialect.name != "postgresql":
         yield
         return
     dbapi_error = conn.dialect.loaded_dbapi.Error
+    driver: Any = conn.connection.driver_connection
     try:
-        with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+        with driver.pipeline():
             yield
+            if commit:
+                with driver.cursor() as cur:
+                    cur.execute("COMMIT", prepare=False)
     except dbapi_error as e:
         raise DBAPIError.instance(None, None, e, dbapi_error) from e
 
