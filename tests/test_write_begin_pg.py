@@ -130,3 +130,15 @@ def test_a_failing_first_query_is_the_databases_error_and_the_connection_serves_
         holder.__exit__(None, None, None)
     with Tx(engine, None) as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+
+
+def test_a_connection_with_an_isolation_level_of_its_own_begins_as_the_driver_would(
+    engine: Engine,
+) -> None:
+    """BEGIN goes with the writes lock only where the driver's BEGIN would be the plain one: a
+    connection set to another isolation level begins with the driver's own BEGIN."""
+    conn = engine.connect().execution_options(isolation_level="SERIALIZABLE")
+    with conn, conn.begin():
+        assert locks.begin_write(conn) == (None, None)
+        level = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+    assert level == "serializable"

@@ -83,7 +83,14 @@ def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, 
     from psycopg.pq import TransactionStatus  # PostgreSQL's driver: an optional dependency
 
     driver: Any = conn.connection.driver_connection
-    if driver.pgconn.transaction_status == TransactionStatus.IDLE and not driver.autocommit:
+    if (
+        driver.pgconn.transaction_status == TransactionStatus.IDLE
+        and not driver.autocommit
+        # the plain BEGIN psycopg would send: no isolation level or access mode of its own
+        and driver.isolation_level is None
+        and driver.read_only is None
+        and driver.deferrable is None
+    ):
         model, routing = _begin_with(conn, sql)
     else:
         ((model, routing),) = _run(conn, sql, None, second=True)
