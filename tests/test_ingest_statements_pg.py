@@ -261,3 +261,30 @@ def test_awkward_ids_and_values_are_stored_as_sqlite_stores_them(
     for bad in ({"n": "a\x00b"}, {"a\x00": 1}):
         with pytest.raises(MessageError, match="NUL"):
             check_message(track("u", "x", bad), at, strict_json=True)
+
+
+def test_a_prepared_batch_takes_its_keys_from_each_row_and_no_more(pg_url: str) -> None:
+    """Rows of exactly the statement's keys go as they are, rows with more keys are cut to
+    them (whatever the others hold), and a row without one of them is an error, never a NULL."""
+    engine = open_engine(pg_url)
+    update = Prepared.update(t.leads, "lead_id", ("rule_sums", "mql"))
+    insert = Prepared(sa.insert(t.leads), ("lead_id", "traits", "created_at_us", "updated_at_us"))
+    try:
+        with engine.begin() as conn:
+            new = [{"traits": {}, "created_at_us": 1, "updated_at_us": 1, "extra": object()}]
+            insert.run(conn, [{**new[0], "lead_id": x} for x in ("a", "b")])
+            update.run(
+                conn,
+                [
+                    {"b_id": "a", "rule_sums": {"v": 2}, "mql": True},
+                    {"b_id": "b", "rule_sums": {"v": 3}, "mql": True, "stage": "x", "o": object()},
+                ],
+            )
+            got = conn.execute(
+                sa.text("SELECT lead_id, rule_sums, mql, stage FROM leads ORDER BY lead_id")
+            ).all()
+            assert got == [("a", {"v": 2}, True, "lead"), ("b", {"v": 3}, True, "lead")]
+            with pytest.raises(KeyError):
+                update.run(conn, [{"b_id": "a", "rule_sums": {"v": 4}, "stage": "x"}])
+    finally:
+        engine.dispose()

@@ -127,7 +127,15 @@ class Prepared:
                 last = {r[by]: r for r in rows}
                 rows = list(last.values())
                 params["keys"] = dumps(list(last))
-            params["rows"] = dumps([{n: r[n] for n in names} for r in rows])
+            # a row of exactly the statement's keys goes as it is (no copy: the scores' rows,
+            # a hundred a request); any other is cut to them, and a missing key is a KeyError
+            wanted, n = frozenset(names), len(names)
+            params["rows"] = dumps(
+                [
+                    r if len(r) == n and r.keys() >= wanted else {k: r[k] for k in names}
+                    for r in rows
+                ]
+            )
             return int(run_sql(conn, sql, params, fetch=False))
         return int(self._cursor(conn, rows, many=True))
 
