@@ -197,12 +197,20 @@ class Assigner:
     together by ``flush``, which the transaction calls before it commits."""
 
     def __init__(
-        self, conn: Connection, routing: ActiveRouting | None, now_us: int, notifier: Notifier
+        self,
+        conn: Connection,
+        routing: ActiveRouting | None,
+        now_us: int,
+        notifier: Notifier,
+        *,
+        sla: bool = True,
     ) -> None:
         self.conn = conn
         self.active = routing
         self.now_us = now_us
         self.notifier = notifier
+        #: whether new MQLs get the routing's SLA deadline (an import's quiet MQLs do not)
+        self.sla = sla
         self._state: HandoffState | None = None
         self._rr_stored: set[str] = set()
         self._rr_changed: set[str] = set()
@@ -258,6 +266,8 @@ class Assigner:
             facts = lead_facts(traits, score)
             decision, sla = self.decide(lead, at_us, facts, email_domain(traits))
             episode.update(owner=decision.owner, team=decision.team, assigned_at_us=self.now_us)
+            if not self.sla:
+                sla = None
             if sla is not None:
                 episode.update(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
             routed = self._assignment(lead, decision, sla)
