@@ -11,7 +11,9 @@ function of the row number, so every run and both databases hold the same rows).
 it — for the whole cohort and grouped by source and by owner, and checks that both databases
 gave the same report. The goal: under 3 s on each. Results go to stdout and bench/results/.
 With ``--import N`` it times ``leadscore import`` instead: N leads and their stage history
-(about 2.4 rows a lead) from CSV files into an empty database, then the same files again.
+(about 2.4 rows a lead) from CSV files into an empty database, then the same files again; then,
+with 5 events stored for each lead, a file changing every lead's traits with no model active
+and again with the starter model active, which re-scores every lead (their ratio is printed).
 
 On SQLite the query runs in this process, so its CPU time is printed beside the wall time: on
 a machine shared with other work the wall time says more about the neighbours than the query.
