@@ -190,6 +190,32 @@ def test_a_lead_the_import_rescores_past_the_threshold_becomes_an_mql(
         assert (again.leads_unchanged, again.leads_rescored, again.new_mqls) == (1, 0, 0)
 
 
+@pytest.mark.parametrize("notify", [False, True], ids=["quiet", "notify"])
+def test_a_lead_with_an_owner_in_the_file_keeps_it_when_it_becomes_an_mql(
+    service_db_url: str, tmp_path: Path, notify: bool
+) -> None:
+    """The CRM says who owns the lead: the import's MQL is not routed away from them."""
+    with handoff_api(service_db_url) as api:
+        _near_mql(api)
+        leads = "lead_id,company.employees,owner,team\nnear,2000,Lee@Acme.io,smb\n"
+        r = api.service.import_history(
+            leads=write(tmp_path, "leads.csv", leads), stages=None, notify=notify
+        )
+        assert r.new_mqls == 1
+        lead = api.lead("near")
+        assert (lead["stage"], lead["owner"], lead["team"]) == ("mql", "lee@acme.io", "smb")
+        (episode,) = api.rows(t.mql_episodes, t.mql_episodes.c.lead_id == "near")
+        assert (episode.owner, episode.team, episode.assigned_at_us) == ("lee@acme.io", "smb", None)
+        assert api.count(t.assignments) == 0  # nobody was assigned: the lead was owned
+        assert api.outbox("lead.assigned") == []
+        if notify:
+            (note,) = api.outbox("lead.mql")
+            assert (note["owner"], note["team"]) == ("lee@acme.io", "smb")
+            assert episode.sla_name == "Other MQLs within a business day"
+        else:
+            assert api.count(t.outbox) == 0 and episode.sla_due_at_us is None
+
+
 def test_a_lead_already_past_mql_in_its_history_is_rescored_but_not_qualified_again(
     service_db_url: str, tmp_path: Path
 ) -> None:

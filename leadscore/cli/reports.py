@@ -57,7 +57,8 @@ def import_(
     """Load existing leads and their stage history into the service's database, with their MQL
     episodes. Importing the same rows again adds nothing. With a model active, every lead whose
     traits the import changes (and a new lead with events) is re-scored as of now; a lead that
-    crosses the threshold becomes an MQL and is routed, but is notified only with --notify."""
+    crosses the threshold becomes an MQL (keeping its owner, else routed), but is notified only
+    with --notify."""
     _need_service("import")
     from ..service.facade import Service
     from ..store import open_engine

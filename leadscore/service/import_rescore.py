@@ -19,13 +19,16 @@ from sqlalchemy import Connection
 from ..engine.scorer import window_us
 from . import scoring
 from .events import events_for
+from .handoff import Assigner
 from .ingest import write_scores
 from .scoring import ActiveModel, MqlHandler, Qualifier
 
-__all__ = ["ImportScoring", "Rescorer"]
+__all__ = ["ImportScoring", "Lead", "Rescorer"]
 
 #: the (model, routing) versions a write transaction read (``Tx.versions``; None on SQLite)
 Versions = tuple[int | None, int | None] | None
+#: a lead to re-score: its traits, stage, whether it has a stored score, its owner and team
+Lead = tuple[dict[str, Any], str, bool, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,16 @@ class Rescorer:
             q.hooks = []  # no ``lead.mql`` queued
         return cls(conn, active, now_us, q)
 
-    def batch(self, leads: dict[str, tuple[dict[str, Any], str, bool]]) -> None:
-        """Re-score these leads (lead -> (traits, stage, whether it has a stored score)) as of
-        the import: those with a stored score or with events; a lead with neither stays
-        unscored, as it was. Their events in one read, their scores in one write."""
+    def batch(self, leads: dict[str, Lead]) -> None:
+        """Re-score these leads as of the import: those with a stored score or with events; a
+        lead with neither stays unscored, as it was. Their events in one read, their scores in
+        one write. One that becomes an MQL with an owner keeps it (the CRM's) instead of being
+        routed."""
         if not leads:
             return
+        handoff = self.qualifier.handoff
+        if isinstance(handoff, Assigner):
+            handoff.owners = {x: (v[3], v[4]) for x, v in leads.items() if v[3]}
         active, at = self.active, self.now_us
         ids = sorted(leads)
         events = events_for(self.conn, window_us(active.model), ids, at)
@@ -81,7 +88,7 @@ class Rescorer:
         q.stages = {x: leads[x][1] for x in ids}
         updates = []
         for lead in ids:  # in lead order, as ingest routes its MQLs
-            traits, stage, scored = leads[lead]
+            traits, stage, scored = leads[lead][:3]
             evs = events.get(lead, [])
             if not scored and not evs:
                 continue

@@ -37,7 +37,7 @@ from ..sql.duckdb import TRAITS_COLUMN
 from ..store import schema as t
 from .accounts import email_domain
 from .common import Tx, dumps, json_param, loads
-from .import_rescore import ImportScoring, Rescorer
+from .import_rescore import ImportScoring, Lead, Rescorer
 from .prepared import Prepared
 
 __all__ = ["ImportResult", "ImportScoring", "import_history"]
@@ -161,8 +161,7 @@ class _Importer:
         history: list[dict[str, Any]] = []
         episodes: list[dict[str, Any]] = []
         rebuilt: list[str] = []
-        #: leads whose traits change, to re-score: lead -> (traits, stage, has a stored score)
-        rescore: dict[str, tuple[dict[str, Any], str, bool]] = {}
+        rescore: dict[str, Lead] = {}  # leads whose traits change
         for lead_id, traits, fields, raw_moves in items:
             old = stored_leads.get(lead_id)
             before_traits = (loads(old.traits) or {}) if old is not None else {}
@@ -236,7 +235,8 @@ class _Importer:
                 self.result.episodes += len(eps)
             if traits is not None and merged != before_traits and (old is not None or self.events):
                 stage = lead_row.get("stage") or (old.stage if old is not None else "lead")
-                rescore[lead_id] = (merged, stage, bool(old is not None and old.scored))
+                scored = bool(old is not None and old.scored)
+                rescore[lead_id] = (merged, stage, scored, owner, team)
             if old is None:
                 lead_row.setdefault("stage", "lead")
                 lead_row.setdefault("owner", owner)
