@@ -3,9 +3,10 @@ transaction, as the live service scores a lead whose traits an identify changed:
 model's engine on the lead's whole history (``scoring.rescore``), decayed to the import's time,
 with the same qualification (``scoring.Qualifier``) and handoff.
 
-What the import decides and ingest does not: a lead that crosses the threshold becomes an MQL
-with its episode and its routing, but queues no notification (``lead.mql``, ``lead.assigned``)
-and gets no SLA deadline unless the import was asked to notify (docs/funnel.md#rescore).
+What the import decides otherwise than ingest: a lead that crosses the threshold becomes an
+MQL with its episode, keeping the owner it has (the CRM's) or else routed, but queues no
+notification (``lead.mql``, ``lead.assigned``) and gets no SLA deadline unless the import was
+asked to notify (docs/funnel.md#rescore).
 """
 
 from __future__ import annotations
