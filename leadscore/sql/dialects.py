@@ -457,20 +457,24 @@ class SQLite(Dialect):
             ],
             default=exp.Anonymous(this="printf", expressions=[_str("%!.17g"), value.copy()]),
         )
+        # one json_extract for text (and NULL, objects, lists: their JSON text), tested first:
+        # CASE x WHEN … reads x once
         return exp.Case(
+            this=exp.Anonymous(this="typeof", expressions=[value.copy()]),
             ifs=[
+                # (an integer past 64 bits is a REAL there too, though its json_type is 'integer')
+                exp.If(this=_str("real"), true=number),
                 # json_extract gives 1/0 for true/false; the text form is 'true'/'false'
-                exp.If(this=exp.EQ(this=jtype, expression=_str("true")), true=_str("true")),
                 exp.If(
-                    this=exp.EQ(this=jtype.copy(), expression=_str("false")), true=_str("false")
-                ),
-                # (an integer past 64 bits too: its json_type is 'integer')
-                exp.If(
-                    this=exp.EQ(
-                        this=exp.Anonymous(this="typeof", expressions=[value.copy()]),
-                        expression=_str("real"),
+                    this=_str("integer"),
+                    true=exp.Case(
+                        this=jtype,
+                        ifs=[
+                            exp.If(this=_str("true"), true=_str("true")),
+                            exp.If(this=_str("false"), true=_str("false")),
+                        ],
+                        default=text.copy(),
                     ),
-                    true=number,
                 ),
             ],
             default=text,
@@ -556,7 +560,10 @@ def _seventeen_digits(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Literal) and not node.is_string:
         text = node.this
         if any(c in text for c in ".eE"):
-            return exp.Literal.number(format(float(text), ".17g"))
+            digits = format(float(text), ".17g")
+            if not any(c in digits for c in ".e"):  # still a REAL to SQLite: 2.0, not 2
+                digits += ".0"
+            return exp.Literal.number(digits)
     return node
 
 
