@@ -135,3 +135,22 @@ def test_the_rendering_takes_the_json_spelling_only_of_numbers() -> None:
         "a": {"x": [0.30000000000000004]},
     }
     assert _python(MODEL, traits) == _sqlite(MODEL, traits, _dumps)
+
+
+@pytest.mark.parametrize(
+    ("literal", "written"),
+    [
+        ("-6.793921531704187", "-6.7939215317041866"),  # SQLite reads it ...874 as it is
+        ("0.1", "0.10000000000000001"),
+        ("2.0", "2.0"),  # still a REAL: 2 would make SQLite's division an integer one
+        ("2592000000000.0", "2592000000000.0"),
+        ("1e+20", "1e+20"),
+        ("250", "250"),  # an integer stays as it is
+    ],
+)
+def test_sqlite_decimals_are_written_with_17_digits(literal: str, written: str) -> None:
+    from sqlglot import exp
+
+    assert adapter("sqlite").render(exp.Literal.number(literal)) == written
+    con = sqlite3.connect(":memory:")
+    assert con.execute(f"SELECT {written}").fetchone()[0] == float(literal)
