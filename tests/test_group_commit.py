@@ -1,5 +1,6 @@
-"""Group commit: requests that wait for SQLite's one writer are written in one transaction, and
-each is answered only once that transaction has committed; one bad request fails alone."""
+"""Group commit: requests that wait for SQLite's one writer are written in one transaction (those
+queued while a transaction is written join it before its commit), and each is answered only
+once that transaction has committed; one bad request fails alone."""
 
 from __future__ import annotations
 
@@ -71,6 +72,52 @@ def test_calls_queued_behind_the_writer_are_written_as_one_group() -> None:
     assert (out["first"], out["a"], out["b"]) == ("FIRST", "A", "B")
     assert isinstance(out["bad"], ValueError)  # its own error, and only its own
     assert (gc.groups, gc.calls) == (2, 4)
+
+
+def test_a_writer_takes_the_calls_queued_while_it_wrote_before_its_commit() -> None:
+    gate = threading.Event()
+    writes: list[list[str]] = []
+    gc: GroupCommit[str, str]
+
+    def write(calls: list[Call[str, str]]) -> None:
+        writes.append([c.work for c in calls])
+        if calls[0].work == "first":
+            gate.wait(10)
+        for c in calls:
+            c.result = c.work.upper()
+        while more := gc.join(calls):  # what queued meanwhile: into this transaction
+            writes.append([c.work for c in more])
+            for c in more:
+                if c.work == "bad":
+                    c.error = ValueError("bad call")
+                else:
+                    c.result = c.work.upper()
+
+    gc = GroupCommit(write, max_calls=3)
+    out: dict[str, Any] = {}
+
+    def submit(work: str) -> None:
+        try:
+            out[work] = gc.submit(work)
+        except ValueError as e:
+            out[work] = e
+
+    first = threading.Thread(target=submit, args=("first",))
+    first.start()
+    _wait(lambda: writes, "the first writer")
+    others = [threading.Thread(target=submit, args=(w,)) for w in ("a", "bad", "b")]
+    for n, th in enumerate(others, 1):  # queued in this order
+        th.start()
+        _wait(lambda: gc.pending() == n, f"{n} queued")  # noqa: B023 - waited for at once
+    gate.set()
+    for th in [first, *others]:
+        th.join(10)
+    # the first transaction took two more (three calls at most); the last one its own
+    assert writes == [["first"], ["a", "bad"], ["b"]]
+    assert (out["first"], out["a"], out["b"]) == ("FIRST", "A", "B")
+    assert isinstance(out["bad"], ValueError)
+    assert (gc.groups, gc.calls) == (2, 4)
+    assert gc.join([]) == []  # nothing waiting: nothing to take
 
 
 def test_a_writer_that_fails_fails_every_call_of_its_group() -> None:
@@ -156,7 +203,8 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
     for th in threads.values():
         th.join(30)
 
-    assert (svc._ingests.groups, svc._ingests.calls) == (2, 4)  # the three waiting: one group
+    # the three that queued while the first was written joined its transaction: one commit
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)
     for name in ("first", "a", "b"):
         assert answers[name].accepted == 2, answers[name]
         assert seen_on_answer[name] == 2  # committed when answered
