@@ -18,7 +18,7 @@ from leadscore.service.group_commit import Call, GroupCommit
 from leadscore.service.messages import check_message
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from tests.service_helpers import MODEL, identify, page, track
+from tests.service_helpers import MODEL, from_us, identify, iso, page, track
 
 
 def _wait(check: Any, what: str) -> None:
@@ -216,3 +216,80 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
         u4 = conn.execute(sa.select(t.leads.c.stage).where(t.leads.c.lead_id == "u4")).scalar()
     assert leads == {"u1", "u2", "u4"}  # the bad request's lead was rolled back with it
     assert u4 == "mql"  # the demo request after it in the group was scored and qualified
+
+
+class _Fixed:
+    """A clock that stands still: two services given the same requests see the same times."""
+
+    def __init__(self, us: int) -> None:
+        self.us = us
+
+    def now_us(self) -> int:
+        return self.us
+
+
+_LEADS = (
+    "SELECT lead_id, traits, stage, fit, engagement, score, grade, mql, fast_track, rule_sums, "
+    "scored_at_us, rescore_at_us, model_version, mql_at_us, mql_reason, owner "
+    "FROM leads ORDER BY lead_id"
+)
+_HISTORY = "SELECT lead_id, stage, at_us, reason FROM stage_history ORDER BY lead_id, at_us, id"
+_EVENTS = "SELECT message_id, lead_id, type, event, ts_us FROM events ORDER BY id"
+
+
+def _state(svc: Service) -> tuple[list[Any], ...]:
+    with svc.engine.connect() as conn:
+        return tuple(conn.exec_driver_sql(q).all() for q in (_LEADS, _HISTORY, _EVENTS))
+
+
+def test_requests_that_joined_a_transaction_store_what_they_store_one_after_the_other(
+    tmp_path: Path,
+) -> None:
+    """The same requests, written one transaction each, and all but the first joining the
+    first's transaction (queued while it was written): the same leads, scores to the last bit,
+    stage history and events."""
+    now = time.time_ns() // 1000
+    at = [iso(from_us(now - k * 3_600_000_000)) for k in range(6)]
+    requests = [
+        [identify("u1", {"email": "ann@acme.io", "title": "VP Marketing"}, timestamp=at[5])],
+        [page("u1", "/pricing", timestamp=at[4]), track("u2", "Webinar Attended")],
+        [track("u1", "Demo Requested", timestamp=at[3]), identify("u2", {"title": "CTO"})],
+        [page("u2", "/docs"), page("u3", "/", timestamp=at[2]), page("u1", "/docs")],
+        [track("u3", "Email Opened", timestamp=at[1]), track("u2", "Demo Requested")],
+    ]
+    services = []
+    for name in ("apart", "joined"):
+        engine = open_engine(f"sqlite:///{tmp_path / name}.db")
+        svc = Service(engine, clock=_Fixed(now))
+        svc.add_model(MODEL, "test")
+        services.append(svc)
+    apart, joined = services
+    try:
+        for msgs in requests:
+            apart.ingest(_checked(apart, *msgs))
+        assert (apart._ingests.groups, apart._ingests.calls) == (5, 5)
+
+        # the first request's writer waits at BEGIN while the others queue behind it, in order
+        blocker = sqlite3.connect(tmp_path / "joined.db", isolation_level=None, timeout=10)
+        blocker.execute("BEGIN IMMEDIATE")
+        threads = [
+            threading.Thread(target=joined.ingest, args=(_checked(joined, *msgs),))
+            for msgs in requests
+        ]
+        threads[0].start()
+        _wait(lambda: joined._ingests.groups == 1, "the first writer")
+        for n, th in enumerate(threads[1:], 1):
+            th.start()
+            _wait(lambda: joined._ingests.pending() == n, f"{n} queued")  # noqa: B023
+        blocker.rollback()
+        blocker.close()
+        for th in threads:
+            th.join(30)
+        assert (joined._ingests.groups, joined._ingests.calls) == (1, 5)
+
+        got, want = _state(joined), _state(apart)
+        assert got == want
+        assert any(row.stage == "mql" for row in want[0])  # the scores did something
+    finally:
+        for svc in services:
+            svc.engine.dispose()
