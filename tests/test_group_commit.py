@@ -5,6 +5,7 @@ once that transaction has committed; one bad request fails alone."""
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leadscore.service.facade import Service
 from leadscore.service.group_commit import Call, GroupCommit
@@ -242,12 +245,59 @@ def _state(svc: Service) -> tuple[list[Any], ...]:
         return tuple(conn.exec_driver_sql(q).all() for q in (_LEADS, _HISTORY, _EVENTS))
 
 
+def _apart_and_joined(
+    folder: Path, now: int, requests: list[list[dict[str, Any]]]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The same requests written by two services at the same (standing) time: one transaction
+    each, and all but the first joining the first's transaction (queued, in order, while it
+    waited for SQLite's write lock). Each one's answers and stored state."""
+    services = []
+    for name in ("apart", "joined"):
+        engine = open_engine(f"sqlite:///{folder / name}.db")
+        svc = Service(engine, clock=_Fixed(now))
+        svc.add_model(MODEL, "test")
+        services.append(svc)
+    apart, joined = services
+    n = len(requests)
+    answers: dict[str, list[Any]] = {"apart": [None] * n, "joined": [None] * n}
+
+    def send(svc: Service, side: str, k: int) -> None:
+        try:
+            r = svc.ingest(_checked(svc, *requests[k]))
+            answers[side][k] = (r.accepted, r.duplicates, r.leads, r.new_mqls)
+        except Exception as e:  # compared as the error it was
+            answers[side][k] = repr(e)
+
+    try:
+        for k in range(n):
+            send(apart, "apart", k)
+        assert (apart._ingests.groups, apart._ingests.calls) == (n, n)
+
+        blocker = sqlite3.connect(folder / "joined.db", isolation_level=None, timeout=10)
+        blocker.execute("BEGIN IMMEDIATE")
+        threads = [threading.Thread(target=send, args=(joined, "joined", k)) for k in range(n)]
+        threads[0].start()
+        _wait(lambda: joined._ingests.groups == 1, "the first writer")
+        for queued, th in enumerate(threads[1:], 1):
+            th.start()
+            _wait(lambda: joined._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
+        blocker.rollback()
+        blocker.close()
+        for th in threads:
+            th.join(30)
+        assert (joined._ingests.groups, joined._ingests.calls) == (1, n)
+        return (answers["apart"], *_state(apart)), (answers["joined"], *_state(joined))
+    finally:
+        for svc in services:
+            svc.engine.dispose()
+
+
 def test_requests_that_joined_a_transaction_store_what_they_store_one_after_the_other(
     tmp_path: Path,
 ) -> None:
     """The same requests, written one transaction each, and all but the first joining the
-    first's transaction (queued while it was written): the same leads, scores to the last bit,
-    stage history and events."""
+    first's transaction: the same answers, leads, scores to the last bit, stage history and
+    events."""
     now = time.time_ns() // 1000
     at = [iso(from_us(now - k * 3_600_000_000)) for k in range(6)]
     requests = [
@@ -257,39 +307,47 @@ def test_requests_that_joined_a_transaction_store_what_they_store_one_after_the_
         [page("u2", "/docs"), page("u3", "/", timestamp=at[2]), page("u1", "/docs")],
         [track("u3", "Email Opened", timestamp=at[1]), track("u2", "Demo Requested")],
     ]
-    services = []
-    for name in ("apart", "joined"):
-        engine = open_engine(f"sqlite:///{tmp_path / name}.db")
-        svc = Service(engine, clock=_Fixed(now))
-        svc.add_model(MODEL, "test")
-        services.append(svc)
-    apart, joined = services
-    try:
-        for msgs in requests:
-            apart.ingest(_checked(apart, *msgs))
-        assert (apart._ingests.groups, apart._ingests.calls) == (5, 5)
+    want, got = _apart_and_joined(tmp_path, now, requests)
+    assert got == want
+    assert any(row.stage == "mql" for row in want[1])  # the scores did something
 
-        # the first request's writer waits at BEGIN while the others queue behind it, in order
-        blocker = sqlite3.connect(tmp_path / "joined.db", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN IMMEDIATE")
-        threads = [
-            threading.Thread(target=joined.ingest, args=(_checked(joined, *msgs),))
-            for msgs in requests
-        ]
-        threads[0].start()
-        _wait(lambda: joined._ingests.groups == 1, "the first writer")
-        for n, th in enumerate(threads[1:], 1):
-            th.start()
-            _wait(lambda: joined._ingests.pending() == n, f"{n} queued")  # noqa: B023
-        blocker.rollback()
-        blocker.close()
-        for th in threads:
-            th.join(30)
-        assert (joined._ingests.groups, joined._ingests.calls) == (1, 5)
 
-        got, want = _state(joined), _state(apart)
-        assert got == want
-        assert any(row.stage == "mql" for row in want[0])  # the scores did something
-    finally:
-        for svc in services:
-            svc.engine.dispose()
+_MESSAGE = st.tuples(
+    st.sampled_from(["identify", "track", "page", "again"]),
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.sampled_from(["Demo Requested", "Webinar Attended", "Email Opened", "Pricing Viewed"]),
+    st.sampled_from(["/pricing", "/docs", "/"]),
+    st.sampled_from(
+        [{}, {"email": "ann@acme.io"}, {"title": "VP Marketing"}, {"email": "bo@gmail.com"}]
+    ),
+    st.none() | st.integers(0, 200 * 24),  # hours before now, or no time (stamped on receipt)
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_MESSAGE, min_size=1, max_size=4), min_size=2, max_size=5))
+def test_any_requests_joined_store_what_they_store_apart(drawn: list[list[Any]]) -> None:
+    """Random requests of identifies, tracks, pages and messages sent again (a duplicate of an
+    earlier one, counted once), some stamped up to 200 days back: joined or apart, the same
+    answers and stored state to the last bit."""
+    now = time.time_ns() // 1000
+    sent: list[dict[str, Any]] = []
+    requests = []
+    for request in drawn:
+        msgs = []
+        for kind, user, event, path, traits, hours in request:
+            when = {} if hours is None else {"timestamp": iso(from_us(now - hours * 3_600_000_000))}
+            if kind == "again" and sent:
+                m = sent[len(sent) // 2]
+            elif kind == "identify":
+                m = identify(user, traits, **when)
+            elif kind == "track":
+                m = track(user, event, **when)
+            else:
+                m = page(user, path, **when)
+            sent.append(m)
+            msgs.append(m)
+        requests.append(msgs)
+    with tempfile.TemporaryDirectory() as folder:
+        want, got = _apart_and_joined(Path(folder), now, requests)
+    assert got == want
