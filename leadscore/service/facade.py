@@ -174,14 +174,20 @@ class Service:
             active = self._models.in_tx(tx.versions)
             now = self.now_us()
             routing = self._routing.in_tx(tx.versions)
-            ingest_group(
-                conn,
-                active,
-                calls,
-                now,
-                lambda: Assigner(conn, routing, now, Notifier(conn, now)),
-                apart=apart,
-            )
+
+            def handoff(now: int) -> Callable[[], Assigner]:
+                return lambda: Assigner(conn, routing, now, Notifier(conn, now))
+
+            ingest_group(conn, active, calls, now, handoff(now), apart=apart)
+            if self.dialect != "sqlite":
+                return
+            # SQLite: the requests that queued while these were written join them before the
+            # commit, each in a savepoint of its own, and share its flush instead of waiting for
+            # it and paying for their own (a PostgreSQL group holds its leads' locks, taken
+            # for its requests at once: nothing joins it)
+            while joined := self._ingests.join(calls):
+                now = self.now_us()
+                ingest_group(conn, active, joined, now, handoff(now), joined=True)
 
     # ------------------------------------------------------------------ reads
 
