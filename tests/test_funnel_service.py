@@ -74,6 +74,10 @@ def test_import_stores_leads_history_and_episodes(service: Service, tmp_path: Pa
         "episodes": 4,
         "outside_episodes": 0,
         "skipped_rows": 0,
+        "model_version": None,  # no model active: nothing re-scored
+        "leads_rescored": 0,
+        "new_mqls": 0,
+        "notified": False,
     }
     stored = {row["lead_id"]: row for row in table(service.engine, t.leads, "lead_id")}
     a = stored["a"]

@@ -1,9 +1,11 @@
-"""Group commit: requests that wait for SQLite's one writer are written in one transaction, and
-each is answered only once that transaction has committed; one bad request fails alone."""
+"""Group commit: requests that wait for SQLite's one writer are written in one transaction (those
+queued while a transaction is written join it before its commit), and each is answered only
+once that transaction has committed; one bad request fails alone."""
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -11,13 +13,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leadscore.service.facade import Service
 from leadscore.service.group_commit import Call, GroupCommit
 from leadscore.service.messages import check_message
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from tests.service_helpers import MODEL, identify, page, track
+from tests.service_helpers import MODEL, from_us, identify, iso, page, track
 
 
 def _wait(check: Any, what: str) -> None:
@@ -71,6 +75,52 @@ def test_calls_queued_behind_the_writer_are_written_as_one_group() -> None:
     assert (out["first"], out["a"], out["b"]) == ("FIRST", "A", "B")
     assert isinstance(out["bad"], ValueError)  # its own error, and only its own
     assert (gc.groups, gc.calls) == (2, 4)
+
+
+def test_a_writer_takes_the_calls_queued_while_it_wrote_before_its_commit() -> None:
+    gate = threading.Event()
+    writes: list[list[str]] = []
+    gc: GroupCommit[str, str]
+
+    def write(calls: list[Call[str, str]]) -> None:
+        writes.append([c.work for c in calls])
+        if calls[0].work == "first":
+            gate.wait(10)
+        for c in calls:
+            c.result = c.work.upper()
+        while more := gc.join(calls):  # what queued meanwhile: into this transaction
+            writes.append([c.work for c in more])
+            for c in more:
+                if c.work == "bad":
+                    c.error = ValueError("bad call")
+                else:
+                    c.result = c.work.upper()
+
+    gc = GroupCommit(write, max_calls=3)
+    out: dict[str, Any] = {}
+
+    def submit(work: str) -> None:
+        try:
+            out[work] = gc.submit(work)
+        except ValueError as e:
+            out[work] = e
+
+    first = threading.Thread(target=submit, args=("first",))
+    first.start()
+    _wait(lambda: writes, "the first writer")
+    others = [threading.Thread(target=submit, args=(w,)) for w in ("a", "bad", "b")]
+    for n, th in enumerate(others, 1):  # queued in this order
+        th.start()
+        _wait(lambda: gc.pending() == n, f"{n} queued")  # noqa: B023 - waited for at once
+    gate.set()
+    for th in [first, *others]:
+        th.join(10)
+    # the first transaction took two more (three calls at most); the last one its own
+    assert writes == [["first"], ["a", "bad"], ["b"]]
+    assert (out["first"], out["a"], out["b"]) == ("FIRST", "A", "B")
+    assert isinstance(out["bad"], ValueError)
+    assert (gc.groups, gc.calls) == (2, 4)
+    assert gc.join([]) == []  # nothing waiting: nothing to take
 
 
 def test_a_writer_that_fails_fails_every_call_of_its_group() -> None:
@@ -156,7 +206,8 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
     for th in threads.values():
         th.join(30)
 
-    assert (svc._ingests.groups, svc._ingests.calls) == (2, 4)  # the three waiting: one group
+    # the three that queued while the first was written joined its transaction: one commit
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)
     for name in ("first", "a", "b"):
         assert answers[name].accepted == 2, answers[name]
         assert seen_on_answer[name] == 2  # committed when answered
@@ -168,3 +219,135 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
         u4 = conn.execute(sa.select(t.leads.c.stage).where(t.leads.c.lead_id == "u4")).scalar()
     assert leads == {"u1", "u2", "u4"}  # the bad request's lead was rolled back with it
     assert u4 == "mql"  # the demo request after it in the group was scored and qualified
+
+
+class _Fixed:
+    """A clock that stands still: two services given the same requests see the same times."""
+
+    def __init__(self, us: int) -> None:
+        self.us = us
+
+    def now_us(self) -> int:
+        return self.us
+
+
+_LEADS = (
+    "SELECT lead_id, traits, stage, fit, engagement, score, grade, mql, fast_track, rule_sums, "
+    "scored_at_us, rescore_at_us, model_version, mql_at_us, mql_reason, owner "
+    "FROM leads ORDER BY lead_id"
+)
+_HISTORY = "SELECT lead_id, stage, at_us, reason FROM stage_history ORDER BY lead_id, at_us, id"
+_EVENTS = "SELECT message_id, lead_id, type, event, ts_us FROM events ORDER BY id"
+
+
+def _state(svc: Service) -> tuple[list[Any], ...]:
+    with svc.engine.connect() as conn:
+        return tuple(conn.exec_driver_sql(q).all() for q in (_LEADS, _HISTORY, _EVENTS))
+
+
+def _apart_and_joined(
+    folder: Path, now: int, requests: list[list[dict[str, Any]]]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The same requests written by two services at the same (standing) time: one transaction
+    each, and all but the first joining the first's transaction (queued, in order, while it
+    waited for SQLite's write lock). Each one's answers and stored state."""
+    services = []
+    for name in ("apart", "joined"):
+        engine = open_engine(f"sqlite:///{folder / name}.db")
+        svc = Service(engine, clock=_Fixed(now))
+        svc.add_model(MODEL, "test")
+        services.append(svc)
+    apart, joined = services
+    n = len(requests)
+    answers: dict[str, list[Any]] = {"apart": [None] * n, "joined": [None] * n}
+
+    def send(svc: Service, side: str, k: int) -> None:
+        try:
+            r = svc.ingest(_checked(svc, *requests[k]))
+            answers[side][k] = (r.accepted, r.duplicates, r.leads, r.new_mqls)
+        except Exception as e:  # compared as the error it was
+            answers[side][k] = repr(e)
+
+    try:
+        for k in range(n):
+            send(apart, "apart", k)
+        assert (apart._ingests.groups, apart._ingests.calls) == (n, n)
+
+        blocker = sqlite3.connect(folder / "joined.db", isolation_level=None, timeout=10)
+        blocker.execute("BEGIN IMMEDIATE")
+        threads = [threading.Thread(target=send, args=(joined, "joined", k)) for k in range(n)]
+        threads[0].start()
+        _wait(lambda: joined._ingests.groups == 1, "the first writer")
+        for queued, th in enumerate(threads[1:], 1):
+            th.start()
+            _wait(lambda: joined._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
+        blocker.rollback()
+        blocker.close()
+        for th in threads:
+            th.join(30)
+        assert (joined._ingests.groups, joined._ingests.calls) == (1, n)
+        return (answers["apart"], *_state(apart)), (answers["joined"], *_state(joined))
+    finally:
+        for svc in services:
+            svc.engine.dispose()
+
+
+def test_requests_that_joined_a_transaction_store_what_they_store_one_after_the_other(
+    tmp_path: Path,
+) -> None:
+    """The same requests, written one transaction each, and all but the first joining the
+    first's transaction: the same answers, leads, scores to the last bit, stage history and
+    events."""
+    now = time.time_ns() // 1000
+    at = [iso(from_us(now - k * 3_600_000_000)) for k in range(6)]
+    requests = [
+        [identify("u1", {"email": "ann@acme.io", "title": "VP Marketing"}, timestamp=at[5])],
+        [page("u1", "/pricing", timestamp=at[4]), track("u2", "Webinar Attended")],
+        [track("u1", "Demo Requested", timestamp=at[3]), identify("u2", {"title": "CTO"})],
+        [page("u2", "/docs"), page("u3", "/", timestamp=at[2]), page("u1", "/docs")],
+        [track("u3", "Email Opened", timestamp=at[1]), track("u2", "Demo Requested")],
+    ]
+    want, got = _apart_and_joined(tmp_path, now, requests)
+    assert got == want
+    assert any(row.stage == "mql" for row in want[1])  # the scores did something
+
+
+_MESSAGE = st.tuples(
+    st.sampled_from(["identify", "track", "page", "again"]),
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.sampled_from(["Demo Requested", "Webinar Attended", "Email Opened", "Pricing Viewed"]),
+    st.sampled_from(["/pricing", "/docs", "/"]),
+    st.sampled_from(
+        [{}, {"email": "ann@acme.io"}, {"title": "VP Marketing"}, {"email": "bo@gmail.com"}]
+    ),
+    st.none() | st.integers(0, 200 * 24),  # hours before now, or no time (stamped on receipt)
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_MESSAGE, min_size=1, max_size=4), min_size=2, max_size=5))
+def test_any_requests_joined_store_what_they_store_apart(drawn: list[list[Any]]) -> None:
+    """Random requests of identifies, tracks, pages and messages sent again (a duplicate of an
+    earlier one, counted once), some stamped up to 200 days back: joined or apart, the same
+    answers and stored state to the last bit."""
+    now = time.time_ns() // 1000
+    sent: list[dict[str, Any]] = []
+    requests = []
+    for request in drawn:
+        msgs = []
+        for kind, user, event, path, traits, hours in request:
+            when = {} if hours is None else {"timestamp": iso(from_us(now - hours * 3_600_000_000))}
+            if kind == "again" and sent:
+                m = sent[len(sent) // 2]
+            elif kind == "identify":
+                m = identify(user, traits, **when)
+            elif kind == "track":
+                m = track(user, event, **when)
+            else:
+                m = page(user, path, **when)
+            sent.append(m)
+            msgs.append(m)
+        requests.append(msgs)
+    with tempfile.TemporaryDirectory() as folder:
+        want, got = _apart_and_joined(Path(folder), now, requests)
+    assert got == want

@@ -18,6 +18,9 @@ fit:
     - name: A number
       when: {{field: x, gte: -10}}
       points: 10
+    - name: Over 0.3
+      when: {{field: x, gt: 0.3}}
+      points: 1
 engagement:
   rules:
     - name: Any page
@@ -33,9 +36,12 @@ _VALUES: list[Any] = [
     5e-100,
     "5e-100",
     1.5e-99,
-    # (not 9.999999999999999e99 as a JSON number: SQLite's SQL reads a stored number through
-    # json_extract, whose text keeps 15 digits, 1.0e+100, out of the range)
+    # a double SQLite's 15-digit text of a REAL does not give back (1.0e+100, out of the
+    # range; 0.3, not over 0.3): its SQL reads the number's JSON spelling instead
+    9.999999999999999e99,
     9.99999999999999e99,
+    0.30000000000000004,
+    0.3,
     "9.999999999999999e99",
     1e100,
     "1e100",

@@ -44,15 +44,27 @@ def import_(
     ] = None,
     database: DatabaseOpt = None,
     skip_bad_rows: SkipOpt = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Leads the re-score makes MQLs are notified (lead.mql, lead.assigned) and get "
+            "SLA deadlines, as live MQLs are. Without it they become MQLs and are routed "
+            "quietly: no webhook, no SLA clock.",
+        ),
+    ] = False,
 ) -> None:
     """Load existing leads and their stage history into the service's database, with their MQL
-    episodes. Importing the same rows again adds nothing."""
+    episodes. Importing the same rows again adds nothing. With a model active, every lead whose
+    traits the import changes (and a new lead with events) is re-scored as of now; a lead that
+    crosses the threshold becomes an MQL (keeping its owner, else routed), but is notified only
+    with --notify."""
     _need_service("import")
     from ..service.facade import Service
     from ..store import open_engine
 
     r = Service(open_engine(database)).import_history(
-        leads=leads, stages=stages, skip_bad_rows=skip_bad_rows
+        leads=leads, stages=stages, skip_bad_rows=skip_bad_rows, notify=notify
     )
     parts = [
         f"{r.leads_added} leads added, {r.leads_updated} updated, {r.leads_unchanged} unchanged",
@@ -64,6 +76,16 @@ def import_(
     if r.skipped_rows:
         parts.append(f"{r.skipped_rows} bad rows skipped")
     err.print("Imported: " + "; ".join(parts) + ".")
+    if r.model_version is not None:
+        told = (
+            "notified" if r.notified else "not notified: --notify sends lead.mql and lead.assigned"
+        )
+        err.print(
+            f"Re-scored {r.leads_rescored} leads with model v{r.model_version}; "
+            f"{r.new_mqls} became MQLs" + (f" ({told})." if r.new_mqls else ".")
+        )
+    elif leads is not None:
+        err.print("No model is active: no lead was re-scored.")
 
 
 report_app = typer.Typer(help="Reports over the service's database.", no_args_is_help=True)

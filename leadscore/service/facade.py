@@ -23,7 +23,7 @@ from .erasure import erase_lead
 from .group_commit import Call, GroupCommit
 from .handoff import Assigner, crm_stage_for, route_unowned
 from .health import WriteHealth
-from .imports import ImportResult, import_history
+from .imports import ImportResult, ImportScoring, import_history
 from .ingest import IngestCall, IngestResult
 from .ingest_groups import CallFailed, ingest_group
 from .locks import deadlocked
@@ -174,14 +174,20 @@ class Service:
             active = self._models.in_tx(tx.versions)
             now = self.now_us()
             routing = self._routing.in_tx(tx.versions)
-            ingest_group(
-                conn,
-                active,
-                calls,
-                now,
-                lambda: Assigner(conn, routing, now, Notifier(conn, now)),
-                apart=apart,
-            )
+
+            def handoff(now: int) -> Callable[[], Assigner]:
+                return lambda: Assigner(conn, routing, now, Notifier(conn, now))
+
+            ingest_group(conn, active, calls, now, handoff(now), apart=apart)
+            if self.dialect != "sqlite":
+                return
+            # SQLite: the requests that queued while these were written join them before the
+            # commit, each in a savepoint of its own, and share its flush instead of waiting for
+            # it and paying for their own (a PostgreSQL group holds its leads' locks, taken
+            # for its requests at once: nothing joins it)
+            while joined := self._ingests.join(calls):
+                now = self.now_us()
+                ingest_group(conn, active, joined, now, handoff(now), joined=True)
 
     # ------------------------------------------------------------------ reads
 
@@ -387,9 +393,16 @@ class Service:
     # ------------------------------------------------------------------ the funnel
 
     def import_history(
-        self, *, leads: Path | None, stages: Path | None, skip_bad_rows: bool = False
+        self,
+        *,
+        leads: Path | None,
+        stages: Path | None,
+        skip_bad_rows: bool = False,
+        notify: bool = False,
     ) -> ImportResult:
-        """Existing leads and their stage history, with their MQL episodes (``leadscore import``)."""
+        """Existing leads and their stage history, with their MQL episodes (``leadscore import``);
+        the leads whose traits change re-scored by the active model (``notify``: the ones that
+        become MQLs are notified and get SLA deadlines, as live MQLs are)."""
         return import_history(
             self.engine,
             lambda: self._tx(exclusive=True),  # it writes many leads: no ingest meanwhile
@@ -397,7 +410,23 @@ class Service:
             leads=leads,
             stages=stages,
             skip_bad_rows=skip_bad_rows,
+            scoring=ImportScoring(self._import_model, self._import_handoff, notify),
         )
+
+    def _import_model(self, versions: tuple[int | None, int | None] | None) -> ActiveModel | None:
+        return self._models.current if versions is None else self._models.of(versions[0])
+
+    def _import_handoff(
+        self,
+        conn: Connection,
+        versions: tuple[int | None, int | None] | None,
+        now: int,
+        notify: bool,
+    ) -> Assigner:
+        notifier = Notifier(conn, now)
+        if not notify:
+            notifier.preload({})  # as if nobody subscribed: nothing queued
+        return Assigner(conn, self._routing.in_tx(versions), now, notifier, sla=notify)
 
     def funnel(
         self, *, by: str | None = None, start_us: int | None = None, end_us: int | None = None

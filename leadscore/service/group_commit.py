@@ -5,7 +5,9 @@ SQLite takes one writer at a time, and each commit waits for the disk (``synchro
 the WAL is flushed before the commit returns). Calls that queue behind a writer would each pay
 for their own commit; here the first waiting call becomes the next writer and takes every call
 queued by then (up to ``max_calls``), so one flush covers them all. No call waits for others to
-arrive: a call that finds the writer idle is written at once, alone.
+arrive: a call that finds the writer idle is written at once, alone. A writer may also take the
+calls that queued while it wrote, before it commits (``join``): they then share its commit
+instead of waiting for it and paying for one of their own.
 
 The writing itself is the caller's (``write``): it gets the group and must give every call its
 outcome, a result or an exception (``Call.result`` / ``Call.error``); one call's failure need not
@@ -83,9 +85,24 @@ class GroupCommit(Generic[T, R]):
             raise call.error
         return call.result  # type: ignore[return-value]
 
+    def join(self, group: list[Call[T, R]]) -> list[Call[T, R]]:
+        """For a writer that has written ``group`` and not yet committed: the calls queued
+        meanwhile, taken into ``group`` (up to ``max_calls`` in all) to be written in the same
+        transaction. Their outcome is the writer's to give, as for the rest of ``group``; an
+        exception out of ``write`` becomes theirs too. Empty when none is waiting."""
+        with self._cond:
+            room = self.max_calls - len(group)
+            if room <= 0 or not self._queue:
+                return []
+            more = self._queue[:room]
+            del self._queue[:room]
+            group.extend(more)
+            self.calls += len(more)
+        return more
+
     def _run(self, group: list[Call[T, R]]) -> None:
         self.groups += 1
-        self.calls += len(group)
+        self.calls += len(group)  # (and ``join`` counts the calls it adds)
         try:
             self._write(group)
         except BaseException as e:  # nothing of the group was committed

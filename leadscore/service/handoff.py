@@ -197,12 +197,23 @@ class Assigner:
     together by ``flush``, which the transaction calls before it commits."""
 
     def __init__(
-        self, conn: Connection, routing: ActiveRouting | None, now_us: int, notifier: Notifier
+        self,
+        conn: Connection,
+        routing: ActiveRouting | None,
+        now_us: int,
+        notifier: Notifier,
+        *,
+        sla: bool = True,
     ) -> None:
         self.conn = conn
         self.active = routing
         self.now_us = now_us
         self.notifier = notifier
+        #: whether new MQLs get the routing's SLA deadline (an import's quiet MQLs do not)
+        self.sla = sla
+        #: leads that keep the owner (and team) they have instead of being routed: an
+        #: import's, whose owner is the CRM's
+        self.owners: dict[str, tuple[str, str | None]] = {}
         self._state: HandoffState | None = None
         self._rr_stored: set[str] = set()
         self._rr_changed: set[str] = set()
@@ -254,10 +265,15 @@ class Assigner:
             "sla_due_at_us": None,
         }
         routed = None
+        kept = self.owners.get(lead)
+        if kept is not None:
+            return self._kept(episode, kept, score, traits)
         if self.active is not None:
             facts = lead_facts(traits, score)
             decision, sla = self.decide(lead, at_us, facts, email_domain(traits))
             episode.update(owner=decision.owner, team=decision.team, assigned_at_us=self.now_us)
+            if not self.sla:
+                sla = None
             if sla is not None:
                 episode.update(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
             routed = self._assignment(lead, decision, sla)
@@ -270,6 +286,30 @@ class Assigner:
             "team": episode["team"],
             "assigned_at_us": episode["assigned_at_us"],
         }
+
+    def _kept(
+        self,
+        episode: dict[str, Any],
+        kept: tuple[str, str | None],
+        score: LeadScore,
+        traits: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The episode of an MQL that keeps its owner: no routing, no assignment; the SLA of
+        its team, when deadlines are set."""
+        owner, team = kept
+        episode.update(owner=owner, team=team)
+        if self.active is not None:
+            opened = self.state().open_mqls  # the owner's cap counts it from now on
+            opened[owner] = opened.get(owner, 0) + 1
+            if self.sla:
+                sla = sla_for(
+                    self.active.routing, lead_facts(traits, score), episode["mql_at_us"], team
+                )
+                if sla is not None:
+                    episode.update(sla_name=sla.name, sla_due_at_us=sla.due_at_us)
+        self._episodes.append(episode)
+        self._routed.append(None)
+        return {"owner": owner, "team": team}
 
     def flush(self) -> None:
         """Write what the transaction's MQLs produced (on PostgreSQL in one round trip)."""

@@ -5,6 +5,9 @@ Files are read and checked by DuckDB (leadscore.io) before anything is written; 
 write transaction, leads are inserted (or their traits merged), stage rows added, and each
 lead's MQL episodes rebuilt by the pure fold (``reports.episodes.fold``), in batches.
 
+A lead whose traits the import changes is re-scored by the active model in the same transaction,
+as of the import (``import_rescore``), and may become an MQL.
+
 Importing is idempotent by ``(lead_id, stage, at)``: a stage row already stored is not stored
 again, and a lead none of whose rows is new keeps its episodes as they are. A lead with new rows
 has its episodes rebuilt from its whole stored history; what the history does not decide (owner,
@@ -34,8 +37,10 @@ from ..sql.duckdb import TRAITS_COLUMN
 from ..store import schema as t
 from .accounts import email_domain
 from .common import Tx, dumps, json_param, loads
+from .import_rescore import ImportScoring, Lead, Rescorer
+from .prepared import Prepared
 
-__all__ = ["ImportResult", "import_history"]
+__all__ = ["ImportResult", "ImportScoring", "import_history"]
 
 BATCH = 5_000
 #: leads-file columns that are the lead's own fields, not traits
@@ -65,8 +70,13 @@ class ImportResult:
     episodes: int = 0  # episodes written (new or rebuilt)
     outside_episodes: int = 0  # stage rows (new ones' leads) that belong to no MQL episode
     skipped_rows: int = 0  # bad rows skipped with skip_bad_rows
+    #: the active model's version, when one is active (leads are re-scored only then)
+    model_version: int | None = None
+    leads_rescored: int = 0  # leads whose traits changed, re-scored by the active model
+    new_mqls: int = 0  # of those, the ones that became MQLs
+    notified: bool = False  # whether the new MQLs' notifications were queued (``--notify``)
 
-    def record(self) -> dict[str, int]:
+    def record(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -97,12 +107,21 @@ _Item = tuple[str, dict[str, Any] | None, dict[str, Any], list[tuple[Any, Any, A
 
 
 class _Importer:
-    def __init__(self, conn: Connection, now_us: int, fresh: bool) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        now_us: int,
+        fresh: bool,
+        rescorer: Rescorer | None = None,
+        events: bool = True,
+    ) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.now_us = now_us
         self.fresh = fresh  # nothing stored yet: no look-ups needed
         self.result = ImportResult()
+        self.rescorer = rescorer
+        self.events = events  # whether any lead has events (a new lead may have some)
 
     def batch(self, items: list[_Item]) -> None:
         """Store one batch of leads with their moves and episodes."""
@@ -115,7 +134,12 @@ class _Importer:
             for part in _chunks(ids):
                 for r in c.execute(
                     sa.select(
-                        t.leads.c.lead_id, t.leads.c.traits, t.leads.c.owner, t.leads.c.team
+                        t.leads.c.lead_id,
+                        t.leads.c.traits,
+                        t.leads.c.owner,
+                        t.leads.c.team,
+                        t.leads.c.stage,
+                        t.leads.c.rule_sums.is_not(None).label("scored"),
                     ).where(t.leads.c.lead_id.in_(part))
                 ):
                     stored_leads[r.lead_id] = r
@@ -137,9 +161,11 @@ class _Importer:
         history: list[dict[str, Any]] = []
         episodes: list[dict[str, Any]] = []
         rebuilt: list[str] = []
+        rescore: dict[str, Lead] = {}  # leads whose traits change
         for lead_id, traits, fields, raw_moves in items:
             old = stored_leads.get(lead_id)
-            merged = dict(loads(old.traits) or {}) if old is not None else {}
+            before_traits = (loads(old.traits) or {}) if old is not None else {}
+            merged = dict(before_traits)
             if traits is not None:
                 merged.update(traits)
             owner = fields.get("owner") or (old.owner if old is not None else None)
@@ -207,6 +233,10 @@ class _Importer:
                                 row[k] = v
                     episodes.append(row)
                 self.result.episodes += len(eps)
+            if traits is not None and merged != before_traits and (old is not None or self.events):
+                stage = lead_row.get("stage") or (old.stage if old is not None else "lead")
+                scored = bool(old is not None and old.scored)
+                rescore[lead_id] = (merged, stage, scored, owner, team)
             if old is None:
                 lead_row.setdefault("stage", "lead")
                 lead_row.setdefault("owner", owner)
@@ -217,13 +247,14 @@ class _Importer:
             elif (
                 not new
                 and (owner, team) == (old.owner, old.team)
-                and (traits is None or merged == (loads(old.traits) or {}))
+                and (traits is None or merged == before_traits)
             ):
                 self.result.leads_unchanged += 1
             else:
-                if traits is not None:
+                if traits is not None and self.rescorer is None:
                     # the stored parts' fit is of the old traits: the next ingest scores the
-                    # lead from its history, its fit from these traits
+                    # lead from its history, its fit from these traits (with a model active,
+                    # the lead is re-scored below)
                     lead_row["rule_sums"] = None
                 upd_leads.append(lead_row)
                 self.result.leads_updated += 1
@@ -231,16 +262,31 @@ class _Importer:
         if new_leads:
             keys = ("stage", "mql_at_us", "owner", "team", "traits", "email_domain")
             _insert(c, t.leads, [{**dict.fromkeys(keys), **r} for r in new_leads])
-        for u in upd_leads:  # re-imports only: each sets its own columns
-            c.execute(
-                sa.update(t.leads)
-                .where(t.leads.c.lead_id == u["lead_id"])
-                .values({k: v for k, v in u.items() if k != "lead_id"})
-            )
+        # re-imports only: each lead sets its own columns, the leads setting the same ones at once
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for u in upd_leads:
+            row = {k: v for k, v in u.items() if k != "lead_id"}
+            row["b_id"] = u["lead_id"]
+            by_columns.setdefault(tuple(sorted(k for k in row if k != "b_id")), []).append(row)
+        for columns, rows in by_columns.items():
+            _lead_update(columns).run(c, rows)
         for part in _chunks(rebuilt):
             c.execute(sa.delete(t.mql_episodes).where(t.mql_episodes.c.lead_id.in_(part)))
         _insert(c, t.stage_history, history)
         _insert(c, t.mql_episodes, episodes)
+        if self.rescorer is not None:  # after the history: the handoff reads a recycled one's
+            self.rescorer.batch(rescore)
+
+
+_LEAD_UPDATES: dict[tuple[str, ...], Prepared] = {}
+
+
+def _lead_update(columns: tuple[str, ...]) -> Prepared:
+    """UPDATE leads SET these columns for one lead (its id as ``b_id``), built once per set."""
+    got = _LEAD_UPDATES.get(columns)
+    if got is None:
+        got = _LEAD_UPDATES[columns] = Prepared.update(t.leads, "lead_id", columns)
+    return got
 
 
 def _copy_value(v: Any) -> Any:
@@ -322,8 +368,10 @@ def import_history(
     leads: Path | None,
     stages: Path | None,
     skip_bad_rows: bool = False,
+    scoring: ImportScoring | None = None,
 ) -> ImportResult:
-    """Check both files whole, then store leads, stage rows and MQL episodes in one transaction."""
+    """Check both files whole, then store leads, stage rows and MQL episodes in one transaction;
+    with ``scoring``, re-score the leads whose traits changed with the active model, if any."""
     if leads is None and stages is None:
         raise ConfigError(
             "give the leads with --leads FILE, their stage history with --stages FILE, or both"
@@ -344,14 +392,26 @@ def import_history(
             "CAST(NULL AS VARCHAR) AS lead_id, '' AS stage, 0::BIGINT AS at_us, "
             "CAST(NULL AS VARCHAR) AS \"by\", '' AS reason WHERE false"
         )
-    with tx() as conn:
+    txn = tx()
+    with txn as conn:
         fresh = not any(
             conn.execute(sa.select(sa.literal(1)).select_from(tbl).limit(1)).first()
             for tbl in (t.leads, t.stage_history, t.mql_episodes)
         )
         if stages is not None:
             _unknown_leads(con, conn, leads is not None, stages)
-        imp = _Importer(conn, now_us, fresh)
+        rescorer = None
+        if scoring is not None and leads is not None:
+            rescorer = Rescorer.start(conn, scoring, txn.versions, now_us)
+        any_events = rescorer is not None and bool(
+            conn.execute(
+                sa.select(sa.literal(1))
+                .select_from(t.events)
+                .where(t.events.c.lead_id.is_not(None))
+                .limit(1)
+            ).first()
+        )
+        imp = _Importer(conn, now_us, fresh, rescorer, any_events)
 
         def moves(where: str = "") -> str:
             return (
@@ -400,4 +460,9 @@ def import_history(
                         items.append((lead_id, None, {}, moves_))
                 imp.batch(items)
         imp.result.skipped_rows = skipped
+        if rescorer is not None:
+            imp.result.model_version = rescorer.active.version
+            imp.result.leads_rescored = rescorer.rescored
+            imp.result.new_mqls = len(rescorer.new_mqls)
+            imp.result.notified = scoring is not None and scoring.notify
         return imp.result

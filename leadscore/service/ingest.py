@@ -37,6 +37,7 @@ __all__ = [
     "event_rows",
     "ingest",
     "store_named",
+    "write_scores",
 ]
 
 
@@ -338,6 +339,12 @@ def store_named(
 
 
 # ---------------------------------------------------------------------- storing
+
+
+def write_scores(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Leads' score columns (``scoring.apply``'s values, each with its lead as ``b_id``), in one
+    statement on PostgreSQL and one prepared statement run over every row on SQLite."""
+    _UPDATE_SCORES.run(conn, rows)
 
 
 def _load_leads(

@@ -29,6 +29,7 @@ def ingest_group(
     handoff: Callable[[], MqlHandler | None],
     *,
     apart: bool = False,
+    joined: bool = False,
 ) -> None:
     """Several requests' messages, stored one request after the other in the caller's
     transaction (``group_commit``), each as ``ingest`` stores it, with a handoff of its own.
@@ -36,6 +37,8 @@ def ingest_group(
     SQLite: a request whose work fails is rolled back to where it began (a savepoint) and given
     its error; the others stand. A database error (``OperationalError``: a full disk, an I/O
     error) is raised instead, and fails the whole group: the database itself is refusing.
+    A lone request needs no savepoint (its failure is the transaction's), unless ``joined``:
+    calls that joined a transaction holding others' work already (``GroupCommit.join``).
 
     PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``, which
     writes a lone call too; ``apart``: each call with statements of its own (the group written
@@ -43,7 +46,7 @@ def ingest_group(
     if conn.dialect.name == "postgresql":
         _postgres_group(conn, active, calls, now, handoff, apart)
         return
-    if len(calls) == 1:  # no savepoint needed: its failure is the transaction's
+    if len(calls) == 1 and not joined:  # no savepoint needed: its failure is the transaction's
         c = calls[0]
         c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
         return

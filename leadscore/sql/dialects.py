@@ -13,6 +13,7 @@ parameter the caller binds.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -425,20 +426,69 @@ class Postgres(Dialect):
 class SQLite(Dialect):
     name = "sqlite"
     reasons_shape = "subquery"
+    #: the ``->`` operator (SQLite 3.38 and later) gives a value's JSON text; before it, the
+    #: JSON array ``json_extract`` makes of two paths spells the number the same way
+    arrows = sqlite3.sqlite_version_info >= (3, 38, 0)
+
+    def render(self, tree: exp.Expr, *, pretty: bool = False) -> str:
+        # SQLite's reading of a decimal reads some shortest spellings of a double a bit off
+        # (-6.793921531704187 as -6.7939215317041874); 17 significant digits it reads exactly
+        return tree.transform(_seventeen_digits).sql(dialect=self.name, pretty=pretty)
 
     def json_text(self, column: exp.Expr, path: Path, jsonb: bool) -> exp.Expr:
-        # json_extract gives 1/0 for true/false; the text form is 'true'/'false'
         p = _str(json_path(path))
         jtype = exp.Anonymous(this="json_type", expressions=[column, p])
-        raw = exp.cast(exp.Anonymous(this="json_extract", expressions=[column.copy(), p]), "text")
-        return exp.Case(
+        value = exp.Anonymous(this="json_extract", expressions=[column.copy(), p.copy()])
+        text = exp.cast(value.copy(), "text")
+
+        def exact(t: exp.Expr) -> exp.Expr:  # SQLite reads the text back as the double
+            return exp.EQ(this=exp.cast(t, "double"), expression=value.copy())
+
+        # json_extract reads a JSON number exactly, but SQLite's text of a REAL keeps 15
+        # significant digits (0.30000000000000004 -> 0.3, 9.999999999999999e99 -> 1.0e+100;
+        # an integer past 64 bits is a REAL there too). Where that text does not give the
+        # double back: the number's JSON spelling, what the Python engine parses; where
+        # SQLite's reading of that spelling is a bit off too, 17 significant digits
+        spelt = self._spelling(column, p)
+        number = exp.Case(
             ifs=[
-                exp.If(this=exp.EQ(this=jtype, expression=_str("true")), true=_str("true")),
+                exp.If(this=exact(text.copy()), true=text.copy()),
+                exp.If(this=exact(spelt.copy()), true=spelt),
+            ],
+            default=exp.Anonymous(this="printf", expressions=[_str("%!.17g"), value.copy()]),
+        )
+        # one json_extract for text (and NULL, objects, lists: their JSON text), tested first:
+        # CASE x WHEN … reads x once
+        return exp.Case(
+            this=exp.Anonymous(this="typeof", expressions=[value.copy()]),
+            ifs=[
+                # (an integer past 64 bits is a REAL there too, though its json_type is 'integer')
+                exp.If(this=_str("real"), true=number),
+                # json_extract gives 1/0 for true/false; the text form is 'true'/'false'
                 exp.If(
-                    this=exp.EQ(this=jtype.copy(), expression=_str("false")), true=_str("false")
+                    this=_str("integer"),
+                    true=exp.Case(
+                        this=jtype,
+                        ifs=[
+                            exp.If(this=_str("true"), true=_str("true")),
+                            exp.If(this=_str("false"), true=_str("false")),
+                        ],
+                        default=text.copy(),
+                    ),
                 ),
             ],
-            default=raw,
+            default=text,
+        )
+
+    def _spelling(self, column: exp.Expr, p: exp.Expr) -> exp.Expr:
+        """The JSON text of the (number) value at path ``p``, as stored."""
+        if self.arrows:
+            return exp.JSONExtract(this=column.copy(), expression=p.copy())
+        # '[v,v]': a number has no comma, so v is what lies between '[' and the first ','
+        pair = exp.Anonymous(this="json_extract", expressions=[column.copy(), p.copy(), p.copy()])
+        comma = exp.Anonymous(this="instr", expressions=[pair.copy(), _str(",")])
+        return exp.Substring(
+            this=pair, start=_num(2), length=exp.Sub(this=comma, expression=_num(2))
         )
 
     def epoch_us(self, ts: exp.Expr) -> exp.Expr:
@@ -503,6 +553,18 @@ class SQLite(Dialect):
 
     def empty_reasons(self) -> exp.Expr:
         return _str("[]")
+
+
+def _seventeen_digits(node: exp.Expr) -> exp.Expr:
+    """A number literal with a fraction or an exponent, written with 17 significant digits."""
+    if isinstance(node, exp.Literal) and not node.is_string:
+        text = node.this
+        if any(c in text for c in ".eE"):
+            digits = format(float(text), ".17g")
+            if not any(c in digits for c in ".e"):  # still a REAL to SQLite: 2.0, not 2
+                digits += ".0"
+            return exp.Literal.number(digits)
+    return node
 
 
 class Snowflake(Dialect):
