@@ -248,3 +248,25 @@ def test_the_command_says_how_many_leads_were_rescored(tmp_path: Path) -> None:
     assert "Re-scored 2 leads with model v1; 1 became MQLs (not notified: --notify" in said
     with api_on(url, model="") as api:
         assert api.row("near").stage == "mql" and api.row("far").stage == "lead"
+
+
+def test_a_company_column_merges_into_the_stored_company_as_an_identify_does(
+    api: Api, tmp_path: Path
+) -> None:
+    """``company.name`` in the file sets the company's name and keeps its other fields (its size
+    here), as an identify with ``{"company": {"name": ...}}`` does: the re-score's fit is the
+    one the live service would give the lead."""
+    api.ok(
+        identify("acme", {"title": "VP Sales", "company": {"employees": 300, "name": "Acme"}}),
+        page("acme", "/pricing", timestamp=ago(1)),
+        identify("live", {"title": "VP Sales", "company": {"employees": 300, "name": "Acme"}}),
+        page("live", "/pricing", timestamp=ago(1)),
+    )
+    leads = write(tmp_path, "leads.csv", "lead_id,company.name\nacme,Acme Inc\n")
+    r = api.service.import_history(leads=leads, stages=None)
+    assert r.leads_rescored == 1
+    api.ok(identify("live", {"company": {"name": "Acme Inc"}}))
+    imported, live = api.row("acme"), api.row("live")
+    assert loads(imported.traits) == loads(live.traits)
+    assert loads(imported.traits)["company"] == {"employees": 300, "name": "Acme Inc"}
+    assert imported.fit == live.fit == 35
