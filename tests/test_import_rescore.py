@@ -270,3 +270,59 @@ def test_a_company_column_merges_into_the_stored_company_as_an_identify_does(
     assert loads(imported.traits) == loads(live.traits)
     assert loads(imported.traits)["company"] == {"employees": 300, "name": "Acme Inc"}
     assert imported.fit == live.fit == 35
+
+
+def test_a_large_import_binds_few_values_per_statement_on_sqlite(tmp_path: Path) -> None:
+    """SQLite before 3.32 binds at most 999 values in a statement: an import re-scoring (and
+    routing) more leads than that at once reads their events and their companies' owners
+    within it. The limit is set on this SQLite to what those versions have."""
+    import sqlite3
+
+    n = 1200
+    with handoff_api(f"sqlite:///{tmp_path / 'limit.db'}") as api:
+        now = api.clock.us
+        with api.engine.begin() as conn:  # leads 15 points short of the threshold
+            conn.execute(
+                sa.insert(t.leads),
+                [
+                    {
+                        "lead_id": f"l{i}",
+                        "traits": json_param(
+                            {"title": "VP Sales", "email": f"a@d{i}.example", "country": "US"},
+                            "sqlite",
+                        ),
+                        "email_domain": f"d{i}.example",
+                        "created_at_us": now,
+                        "updated_at_us": now,
+                    }
+                    for i in range(n)
+                ],
+            )
+            conn.execute(
+                sa.insert(t.events),
+                [
+                    {
+                        "message_id": f"m{i}-{k}",
+                        "type": "page",
+                        "lead_id": f"l{i}",
+                        "event": "page",
+                        "ts_us": now,
+                        "received_at_us": now,
+                        "properties": json_param({"path": "/pricing"}, "sqlite"),
+                        "message": json_param({}, "sqlite"),
+                    }
+                    for i in range(n)
+                    for k in range(2)
+                ],
+            )
+        api.engine.dispose()
+        sa.event.listen(
+            api.engine,
+            "connect",
+            lambda c, _: c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999),
+        )
+        lines = "lead_id,company.employees\n" + "".join(f"l{i},2000\n" for i in range(n))
+        r = api.service.import_history(leads=write(tmp_path, "leads.csv", lines), stages=None)
+        assert (r.leads_rescored, r.new_mqls) == (n, n)
+        assert api.count(t.assignments) == n
+        assert api.lead("l7")["stage"] == "mql"
