@@ -326,3 +326,30 @@ def test_a_large_import_binds_few_values_per_statement_on_sqlite(tmp_path: Path)
         assert (r.leads_rescored, r.new_mqls) == (n, n)
         assert api.count(t.assignments) == n
         assert api.lead("l7")["stage"] == "mql"
+
+
+def test_each_batch_reads_its_companies_owners_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import of many batches routes each batch's new MQLs with its companies' account
+    owners read in one statement, as the first batch does, not one look-up per lead."""
+    from leadscore.service import imports
+
+    monkeypatch.setattr(imports, "BATCH", 3)
+    n = 9
+    with handoff_api(f"sqlite:///{tmp_path / 'accounts.db'}") as api:
+        now = iso(api.clock.now())
+        for i in range(n):
+            api.send(
+                identify(f"l{i}", {"title": "VP Sales", "email": f"a@d{i}.example"}),
+                page(f"l{i}", "/pricing", timestamp=now),
+                page(f"l{i}", "/pricing", timestamp=now),
+            )
+        api.engine.dispose()
+        seen: list[str] = []
+        sa.event.listen(api.engine, "connect", lambda c, _: c.set_trace_callback(seen.append))
+        lines = "lead_id,company.employees\n" + "".join(f"l{i},2000\n" for i in range(n))
+        r = api.service.import_history(leads=write(tmp_path, "leads.csv", lines), stages=None)
+        assert r.new_mqls == n
+        lookups = [s for s in seen if "email_domain IN" in s or "email_domain =" in s]
+        assert len(lookups) == n // 3  # one per batch

@@ -90,6 +90,7 @@ class Rescorer:
             events.update(events_for(self.conn, window_us(active.model), ids[i : i + CHUNK], at))
         q = self.qualifier
         q.traits = {x: leads[x][0] for x in ids}
+        q.prepared = False  # the handoff reads this batch's companies' owners at once
         q.stages = {x: leads[x][1] for x in ids}
         updates = []
         for lead in ids:  # in lead order, as ingest routes its MQLs
