@@ -75,9 +75,9 @@ class Rescorer:
 
     def batch(self, leads: dict[str, Lead]) -> None:
         """Re-score these leads as of the import: those with a stored score or with events; a
-        lead with neither stays unscored, as it was. Their events in one read per 500 leads, their scores in
-        one write. One that becomes an MQL with an owner keeps it (the CRM's) instead of being
-        routed."""
+        lead with neither stays unscored, as it was. Their events in one read per 500 leads,
+        their scores in one write. One that becomes an MQL with an owner keeps it (the CRM's)
+        instead of being routed."""
         if not leads:
             return
         handoff = self.qualifier.handoff
