@@ -8,6 +8,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from hypothesis import strategies as st
 from leadscore.service.facade import Service
 from leadscore.service.group_commit import Call, GroupCommit
 from leadscore.service.messages import check_message
+from leadscore.service.webhooks import add_webhook
 from leadscore.store import open_engine
 from leadscore.store import schema as t
+from tests.handoff_helpers import ISSUE_EXAMPLE
+from tests.handoff_service_helpers import TUESDAY_10_NY, to_us
 from tests.service_helpers import MODEL, from_us, identify, iso, page, track
 
 
@@ -240,22 +244,29 @@ _HISTORY = "SELECT lead_id, stage, at_us, reason FROM stage_history ORDER BY lea
 _EVENTS = "SELECT message_id, lead_id, type, event, ts_us FROM events ORDER BY id"
 
 
-def _state(svc: Service) -> tuple[list[Any], ...]:
+def _state(svc: Service, queries: tuple[str, ...]) -> tuple[list[Any], ...]:
     with svc.engine.connect() as conn:
-        return tuple(conn.exec_driver_sql(q).all() for q in (_LEADS, _HISTORY, _EVENTS))
+        return tuple(conn.exec_driver_sql(q).all() for q in queries)
 
 
 def _apart_and_joined(
-    folder: Path, now: int, requests: list[list[dict[str, Any]]]
+    folder: Path,
+    now: int,
+    requests: list[list[dict[str, Any]]],
+    setup: Callable[[Service], None] | None = None,
+    queries: tuple[str, ...] = (_LEADS, _HISTORY, _EVENTS),
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """The same requests written by two services at the same (standing) time: one transaction
     each, and all but the first joining the first's transaction (queued, in order, while it
-    waited for SQLite's write lock). Each one's answers and stored state."""
+    waited for SQLite's write lock). Each one's answers and stored state (``queries``);
+    ``setup``: what each service has before the requests (routing, webhooks)."""
     services = []
     for name in ("apart", "joined"):
         engine = open_engine(f"sqlite:///{folder / name}.db")
         svc = Service(engine, clock=_Fixed(now))
         svc.add_model(MODEL, "test")
+        if setup is not None:
+            setup(svc)
         services.append(svc)
     apart, joined = services
     n = len(requests)
@@ -286,7 +297,10 @@ def _apart_and_joined(
         for th in threads:
             th.join(30)
         assert (joined._ingests.groups, joined._ingests.calls) == (1, n)
-        return (answers["apart"], *_state(apart)), (answers["joined"], *_state(joined))
+        return (
+            (answers["apart"], *_state(apart, queries)),
+            (answers["joined"], *_state(joined, queries)),
+        )
     finally:
         for svc in services:
             svc.engine.dispose()
@@ -351,3 +365,128 @@ def test_any_requests_joined_store_what_they_store_apart(drawn: list[list[Any]])
     with tempfile.TemporaryDirectory() as folder:
         want, got = _apart_and_joined(Path(folder), now, requests)
     assert got == want
+
+
+# ---------------------------------------------------------------------- the handoff, joined
+
+_HANDOFF = (
+    "SELECT lead_id, owner, team, assigned_at_us FROM leads ORDER BY lead_id",
+    "SELECT lead_id, owner, team, rule, kind, at_us FROM assignments ORDER BY id",
+    "SELECT * FROM round_robin ORDER BY team",
+    "SELECT lead_id, owner, team, sla_name, sla_due_at_us FROM mql_episodes ORDER BY id",
+    "SELECT webhook_id, event, payload FROM outbox ORDER BY id",
+    "SELECT anonymous_id, lead_id FROM identities ORDER BY anonymous_id",
+    _HISTORY,
+    _EVENTS,
+)
+
+
+def _routed(svc: Service) -> None:
+    """The issue's routing (round robin over two reps), both webhooks' events subscribed, and
+    a refusal from the database for the MQL episode of one lead (its request's handoff fails)."""
+    svc.add_routing(ISSUE_EXAMPLE, "test", "routing.yaml")
+    add_webhook(svc.engine, "http://127.0.0.1:9/hooks", ["lead.mql", "lead.assigned"])
+    with svc.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON mql_episodes WHEN NEW.lead_id = 'u5' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+
+
+def test_joined_requests_route_link_and_notify_as_apart_and_one_failing_in_its_handoff(
+    tmp_path: Path,
+) -> None:
+    """Joined requests making MQLs routed round robin, with webhooks, an anonymous id linked to
+    a lead, and one request whose handoff the database refuses (rolled back alone: the round
+    robin goes on from where the request before it left it, and a messageId it gave is new to
+    a later request): the same answers, owners, assignments, round robin, episodes, outbox
+    rows, links, history and events as the same requests written one transaction each."""
+    big = {"company": {"employees": 5000}, "country": "US", "title": "VP Marketing"}
+
+    def named(user: str) -> dict[str, Any]:
+        return identify(user, {**big, "email": f"{user}@{user}corp.com"})
+
+    visit = page(None, "/pricing", anonymousId="a1")
+    again = track("u3", "Webinar Attended")
+    requests = [
+        [named("u1"), track("u1", "Demo Requested")],
+        [visit, named("u2"), track("u2", "Demo Requested")],
+        [named("u5"), track("u5", "Demo Requested"), again],  # its handoff fails
+        [{**named("u4"), "anonymousId": "a1"}, track("u4", "Demo Requested")],
+        [named("u3"), again, track("u3", "Demo Requested"), track("u1", "Demo Requested")],
+        [named("u6"), track("u6", "Demo Requested")],
+    ]
+    want, got = _apart_and_joined(
+        tmp_path, to_us(TUESDAY_10_NY), requests, setup=_routed, queries=_HANDOFF
+    )
+    assert got == want
+    answers, owners, assignments, round_robin = want[:4]
+    assert "refused by the test" in answers[2]  # the failing request, told its own error
+    assert answers[4][:2] == (4, 0)  # the failed request's messageId was new to this one
+    assert [a[0] for a in assignments] == ["u1", "u2", "u4", "u3", "u6"]
+    assert [a[1] for a in assignments] == ["ann@acme.io", "raj@acme.io"] * 2 + ["ann@acme.io"]
+    assert round_robin and owners  # the handoff did something
+    assert want[6] == [("a1", "u4")]
+
+
+# ---------------------------------------------------------------------- a commit that fails
+
+
+def test_a_commit_that_fails_fails_the_requests_that_joined_it_too(tmp_path: Path) -> None:
+    """The database refuses the commit itself (a foreign key checked at commit, broken by one
+    joined request): the request that began the transaction and every one that joined it are
+    told, none is stored, and the next request is written as usual."""
+    db = tmp_path / "leadscore.db"
+    engine = open_engine(f"sqlite:///{db}")
+    try:
+        svc = Service(engine)
+        svc.add_model(MODEL, "test")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE trap (lead_id TEXT REFERENCES leads (lead_id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER at_commit AFTER INSERT ON events WHEN NEW.message_id = 'late' "
+                "BEGIN INSERT INTO trap VALUES ('nobody'); END"
+            )
+        requests = {
+            "first": [page("u1", "/pricing")],
+            "a": [page("u2", "/")],
+            "bad": [page("u3", "/", messageId="late")],
+            "b": [page("u4", "/docs")],
+        }
+        answers: dict[str, Any] = {}
+
+        def send(name: str) -> None:
+            try:
+                answers[name] = svc.ingest(_checked(svc, *requests[name]))
+            except Exception as e:  # the test looks at which error
+                answers[name] = e
+
+        blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
+        blocker.execute("BEGIN IMMEDIATE")
+        threads = {"first": threading.Thread(target=send, args=("first",))}
+        threads["first"].start()
+        _wait(lambda: svc._ingests.groups == 1, "the first writer")
+        for queued, name in enumerate(("a", "bad", "b"), 1):
+            threads[name] = threading.Thread(target=send, args=(name,))
+            threads[name].start()
+            _wait(lambda: svc._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
+        blocker.rollback()
+        blocker.close()
+        for th in threads.values():
+            th.join(30)
+
+        assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)  # all in one transaction
+        for name in requests:
+            assert isinstance(answers[name], sa.exc.IntegrityError), (name, answers[name])
+            assert "FOREIGN KEY" in str(answers[name])
+        every = [m["messageId"] for msgs in requests.values() for m in msgs]
+        assert _stored(db, every) == 0
+        after = svc.ingest(_checked(svc, page("u5", "/")))
+        assert after.accepted == 1
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("SELECT lead_id FROM leads").fetchall() == [("u5",)]
+    finally:
+        engine.dispose()

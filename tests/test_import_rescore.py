@@ -248,3 +248,108 @@ def test_the_command_says_how_many_leads_were_rescored(tmp_path: Path) -> None:
     assert "Re-scored 2 leads with model v1; 1 became MQLs (not notified: --notify" in said
     with api_on(url, model="") as api:
         assert api.row("near").stage == "mql" and api.row("far").stage == "lead"
+
+
+def test_a_company_column_merges_into_the_stored_company_as_an_identify_does(
+    api: Api, tmp_path: Path
+) -> None:
+    """``company.name`` in the file sets the company's name and keeps its other fields (its size
+    here), as an identify with ``{"company": {"name": ...}}`` does: the re-score's fit is the
+    one the live service would give the lead."""
+    api.ok(
+        identify("acme", {"title": "VP Sales", "company": {"employees": 300, "name": "Acme"}}),
+        page("acme", "/pricing", timestamp=ago(1)),
+        identify("live", {"title": "VP Sales", "company": {"employees": 300, "name": "Acme"}}),
+        page("live", "/pricing", timestamp=ago(1)),
+    )
+    leads = write(tmp_path, "leads.csv", "lead_id,company.name\nacme,Acme Inc\n")
+    r = api.service.import_history(leads=leads, stages=None)
+    assert r.leads_rescored == 1
+    api.ok(identify("live", {"company": {"name": "Acme Inc"}}))
+    imported, live = api.row("acme"), api.row("live")
+    assert loads(imported.traits) == loads(live.traits)
+    assert loads(imported.traits)["company"] == {"employees": 300, "name": "Acme Inc"}
+    assert imported.fit == live.fit == 35
+
+
+def test_a_large_import_binds_few_values_per_statement_on_sqlite(tmp_path: Path) -> None:
+    """SQLite before 3.32 binds at most 999 values in a statement: an import re-scoring (and
+    routing) more leads than that at once reads their events and their companies' owners
+    within it. The limit is set on this SQLite to what those versions have."""
+    import sqlite3
+
+    n = 1200
+    with handoff_api(f"sqlite:///{tmp_path / 'limit.db'}") as api:
+        now = api.clock.us
+        with api.engine.begin() as conn:  # leads 15 points short of the threshold
+            conn.execute(
+                sa.insert(t.leads),
+                [
+                    {
+                        "lead_id": f"l{i}",
+                        "traits": json_param(
+                            {"title": "VP Sales", "email": f"a@d{i}.example", "country": "US"},
+                            "sqlite",
+                        ),
+                        "email_domain": f"d{i}.example",
+                        "created_at_us": now,
+                        "updated_at_us": now,
+                    }
+                    for i in range(n)
+                ],
+            )
+            conn.execute(
+                sa.insert(t.events),
+                [
+                    {
+                        "message_id": f"m{i}-{k}",
+                        "type": "page",
+                        "lead_id": f"l{i}",
+                        "event": "page",
+                        "ts_us": now,
+                        "received_at_us": now,
+                        "properties": json_param({"path": "/pricing"}, "sqlite"),
+                        "message": json_param({}, "sqlite"),
+                    }
+                    for i in range(n)
+                    for k in range(2)
+                ],
+            )
+        api.engine.dispose()
+        sa.event.listen(
+            api.engine,
+            "connect",
+            lambda c, _: c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999),
+        )
+        lines = "lead_id,company.employees\n" + "".join(f"l{i},2000\n" for i in range(n))
+        r = api.service.import_history(leads=write(tmp_path, "leads.csv", lines), stages=None)
+        assert (r.leads_rescored, r.new_mqls) == (n, n)
+        assert api.count(t.assignments) == n
+        assert api.lead("l7")["stage"] == "mql"
+
+
+def test_each_batch_reads_its_companies_owners_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import of many batches routes each batch's new MQLs with its companies' account
+    owners read in one statement, as the first batch does, not one look-up per lead."""
+    from leadscore.service import imports
+
+    monkeypatch.setattr(imports, "BATCH", 3)
+    n = 9
+    with handoff_api(f"sqlite:///{tmp_path / 'accounts.db'}") as api:
+        now = iso(api.clock.now())
+        for i in range(n):
+            api.send(
+                identify(f"l{i}", {"title": "VP Sales", "email": f"a@d{i}.example"}),
+                page(f"l{i}", "/pricing", timestamp=now),
+                page(f"l{i}", "/pricing", timestamp=now),
+            )
+        api.engine.dispose()
+        seen: list[str] = []
+        sa.event.listen(api.engine, "connect", lambda c, _: c.set_trace_callback(seen.append))
+        lines = "lead_id,company.employees\n" + "".join(f"l{i},2000\n" for i in range(n))
+        r = api.service.import_history(leads=write(tmp_path, "leads.csv", lines), stages=None)
+        assert r.new_mqls == n
+        lookups = [s for s in seen if "email_domain IN" in s or "email_domain =" in s]
+        assert len(lookups) == n // 3  # one per batch

@@ -1,9 +1,9 @@
 """SQLite's SQL reads a stored JSON number as the Python engine does, to the last bit: a double
 that needs 16 or 17 significant digits (0.30000000000000004, 9.999999999999999e99) or an
 integer past 64 bits. SQLite's own text of a REAL keeps 15 digits, so its rendering takes the
-number's JSON spelling instead (``->`` from SQLite 3.38; before it, ``json_extract`` of two
-paths, whose JSON array spells the number as stored), or 17 digits where SQLite reads even
-that spelling a bit off."""
+number's JSON spelling instead (``json_extract`` of two paths, whose JSON array spells the
+number as stored, as ``->`` of SQLite 3.38 does), or 17 digits where SQLite reads even that
+spelling a bit off."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _dumps(v: Any) -> str:
 
 @pytest.fixture(params=["arrows", "json_extract"])
 def rendering(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both renderings: ``->`` (SQLite 3.38 and later) and the one for older versions."""
+    """Both spellings: ``->`` (SQLite 3.38 and later) and the one every version has (used)."""
     monkeypatch.setattr(adapter("sqlite"), "arrows", request.param == "arrows")
     return str(request.param)
 
@@ -154,3 +154,15 @@ def test_sqlite_decimals_are_written_with_17_digits(literal: str, written: str) 
     assert adapter("sqlite").render(exp.Literal.number(literal)) == written
     con = sqlite3.connect(":memory:")
     assert con.execute(f"SELECT {written}").fetchone()[0] == float(literal)
+
+
+def test_the_sqlite_query_runs_on_sqlite_before_3_38() -> None:
+    """``leadscore sql --dialect sqlite`` prints a query for someone else's SQLite, whatever
+    version this one is: it reads numbers exactly without ``->``, which SQLite has only from
+    3.38 (and a query with it is a syntax error before), and it reads them as the Python
+    engine does."""
+    model = parse_model(MODEL, "numbers.yaml")
+    text = score_sql(model, JsonTables(ts_us="ts_us"), AS_OF, "sqlite", detail=True)
+    assert "->" not in text
+    traits = _traits()
+    assert _sqlite(MODEL, traits, _dumps) == _python(MODEL, traits)

@@ -42,6 +42,7 @@ __all__ = [
     "Identities",
     "SegmentError",
     "id_field",
+    "merge_identify",
     "merge_traits",
     "parse_timestamp",
     "read_call",
@@ -223,17 +224,25 @@ def read_fields(msg: Any, received_us: int | None = None) -> dict[str, Any]:
     }
 
 
+def merge_identify(traits: dict[str, Any], new: Mapping[str, Any]) -> None:
+    """Merge an identify's traits into a lead's, in place: each trait replaces the lead's, but
+    a ``company`` object is merged into the stored one (its other fields kept). The stored
+    ``company`` object is replaced, never changed, so a copy of ``traits`` made before stays
+    as it was."""
+    for k, v in new.items():
+        company = traits.get("company")
+        if k == "company" and isinstance(v, dict) and isinstance(company, dict):
+            traits[k] = {**company, **v}
+        elif k == "company" and isinstance(v, dict):
+            traits[k] = dict(v)
+        else:
+            traits[k] = v
+
+
 def merge_traits(traits: dict[str, Any], call: Call) -> bool:
     """Apply an identify or group call to a lead's traits, in place; whether it is one."""
     if call.type == "identify":
-        for k, v in (call.traits or {}).items():
-            company = traits.get("company")
-            if k == "company" and isinstance(v, dict) and isinstance(company, dict):
-                company.update(v)
-            elif k == "company" and isinstance(v, dict):
-                traits[k] = dict(v)
-            else:
-                traits[k] = v
+        merge_identify(traits, call.traits or {})
         return True
     if call.type == "group":
         company = traits.get("company")

@@ -427,10 +427,19 @@ class Assigner:
 
     def prepare(self, traits: Mapping[str, Mapping[str, Any]]) -> None:
         """Before the first MQL: read what routing needs, with the account owners of every
-        company domain among these leads, in one round trip."""
-        if self.active is not None and self._state is None:
-            domains = {email_domain(x) for x in traits.values()}
-            self._load([d for d in sorted(d for d in domains if d) if d not in FREE_MAIL])
+        company domain among these leads, in one round trip. Called again for a later batch
+        of the same transaction (an import's), it reads the owners of its new domains."""
+        if self.active is None:
+            return
+        domains = {email_domain(x) for x in traits.values()}
+        wanted = [d for d in sorted(d for d in domains if d) if d not in FREE_MAIL]
+        if self._state is None:
+            self._load(wanted)
+            return
+        new = [d for d in wanted if d not in self._prefetched and d not in self._accounts]
+        if new:
+            accounts = read_state(self.conn, [], new, OPEN_STAGES).accounts
+            self._prefetched.update({d: accounts.get(d, []) for d in new})
 
     def _load(self, domains: list[str]) -> HandoffState:
         assert self.active is not None

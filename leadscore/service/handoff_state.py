@@ -7,6 +7,7 @@ reads are one statement (a UNION ALL of small selects), sent straight to the dri
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -52,14 +53,17 @@ def read_state(
         )
         params += [*members, *open_stages]
     if domains:
+        # an import's batch may hold thousands of domains: on SQLite one JSON parameter, as
+        # SQLite before 3.32 binds at most 999 values
+        listed = marks(len(domains)) if mark == "%s" else "SELECT value FROM json_each(?)"
         parts.append(
             "SELECT 'acct', email_domain, CAST(n AS BIGINT), owner, lead_id FROM ("
             "SELECT email_domain, lead_id, owner, ROW_NUMBER() OVER ("
             "PARTITION BY email_domain ORDER BY assigned_at_us DESC, lead_id) AS n "
-            f"FROM leads WHERE owner IS NOT NULL AND email_domain IN ({marks(len(domains))})"
+            f"FROM leads WHERE owner IS NOT NULL AND email_domain IN ({listed})"
             ") ranked WHERE n <= 2"
         )
-        params += domains
+        params += domains if mark == "%s" else [json.dumps(domains)]
     state = HandoffState()
     accounts: list[tuple[str, int, str, str]] = []
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

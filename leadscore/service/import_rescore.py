@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..engine.scorer import window_us
+from ..engine.scorer import Event, window_us
 from . import scoring
 from .events import events_for
 from .handoff import Assigner
@@ -26,6 +26,8 @@ from .scoring import ActiveModel, MqlHandler, Qualifier
 
 __all__ = ["ImportScoring", "Lead", "Rescorer"]
 
+#: leads whose events one statement reads (SQLite before 3.32 binds at most 999 values)
+CHUNK = 500
 #: the (model, routing) versions a write transaction read (``Tx.versions``; None on SQLite)
 Versions = tuple[int | None, int | None] | None
 #: a lead to re-score: its traits, stage, whether it has a stored score, its owner and team
@@ -73,9 +75,9 @@ class Rescorer:
 
     def batch(self, leads: dict[str, Lead]) -> None:
         """Re-score these leads as of the import: those with a stored score or with events; a
-        lead with neither stays unscored, as it was. Their events in one read, their scores in
-        one write. One that becomes an MQL with an owner keeps it (the CRM's) instead of being
-        routed."""
+        lead with neither stays unscored, as it was. Their events in one read per 500 leads,
+        their scores in one write. One that becomes an MQL with an owner keeps it (the CRM's)
+        instead of being routed."""
         if not leads:
             return
         handoff = self.qualifier.handoff
@@ -83,9 +85,12 @@ class Rescorer:
             handoff.owners = {x: (v[3], v[4]) for x, v in leads.items() if v[3]}
         active, at = self.active, self.now_us
         ids = sorted(leads)
-        events = events_for(self.conn, window_us(active.model), ids, at)
+        events: dict[str, list[Event]] = {}
+        for i in range(0, len(ids), CHUNK):  # SQLite before 3.32 binds at most 999 values
+            events.update(events_for(self.conn, window_us(active.model), ids[i : i + CHUNK], at))
         q = self.qualifier
         q.traits = {x: leads[x][0] for x in ids}
+        q.prepared = False  # the handoff reads this batch's companies' owners at once
         q.stages = {x: leads[x][1] for x in ids}
         updates = []
         for lead in ids:  # in lead order, as ingest routes its MQLs

@@ -26,6 +26,7 @@ import duckdb
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from ..engine.segment import merge_identify
 from ..errors import BadRowsError, ConfigError, InputError
 from ..handoff import rep_key
 from ..io import connect
@@ -166,8 +167,8 @@ class _Importer:
             old = stored_leads.get(lead_id)
             before_traits = (loads(old.traits) or {}) if old is not None else {}
             merged = dict(before_traits)
-            if traits is not None:
-                merged.update(traits)
+            if traits is not None:  # as an identify merges them: a company's other fields kept
+                merge_identify(merged, traits)
             owner = fields.get("owner") or (old.owner if old is not None else None)
             team = fields.get("team") or (old.team if old is not None else None)
             before = stored_moves.get(lead_id, [])

@@ -112,7 +112,9 @@ class Qualifier:
     handoff: MqlHandler | None = None
     #: stages of the leads the transaction holds already (read from the store otherwise)
     stages: dict[str, str] = field(default_factory=dict)
-    _prepared: bool = False
+    #: whether the handoff was told the leads' traits (``MqlHandler.prepare``); an import
+    #: clears it for each batch
+    prepared: bool = False
     #: the new MQLs' stage columns, history rows and ``lead.mql`` outbox rows, written
     #: together by ``finish``
     _stages: list[dict[str, Any]] = field(default_factory=list)
@@ -156,9 +158,9 @@ class Qualifier:
             return False
         handed: dict[str, Any] = {}
         if self.handoff is not None:
-            if not self._prepared:
+            if not self.prepared:
                 self.handoff.prepare(self.traits)
-                self._prepared = True
+                self.prepared = True
             handed = self.handoff.opened(lead, at_us, score, self.lead_traits(lead), version)
         self._stages.append(
             {"b_id": lead, "stage": "mql", "mql_at_us": at_us, "mql_reason": reason, **handed}
