@@ -115,7 +115,7 @@ def _begin_with(conn: Connection, sql: str) -> tuple[int | None, int | None]:
             results = driver.wait(generators.execute(pgconn))
         for res in results:
             if res.status == ExecStatus.FATAL_ERROR:
-                raise errors.error_from_result(res, encoding=pgconn._encoding)
+                raise errors.error_from_result(res, encoding=driver.info.encoding)
     except dbapi_error as e:
         raise sa.exc.DBAPIError.instance(sql, None, e, dbapi_error) from e
     last = results[-1]
