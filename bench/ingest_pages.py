@@ -109,11 +109,15 @@ def main() -> int:
                 stretch = []
         engine.dispose()
     names = sorted({n for _, _, c in rows for n in c}, key=lambda n: -rows[-1][2][n])
-    print("batches".ljust(12) + "".join(n[:14].rjust(15) for n in [*names, "total"]))
-    for first, last, count in rows:
-        per = last - first + 1
-        cells = [f"{count[n] / per:.1f}" for n in names] + [f"{sum(count.values()) / per:.1f}"]
-        print(f"{first}-{last}".ljust(12) + "".join(c.rjust(15) for c in cells))
+    width = max(len(n) for n in names) + 2
+    print(
+        "pages per batch, batches:".ljust(width) + "".join(f"{f}-{x}".rjust(10) for f, x, _ in rows)
+    )
+    for name in [*names, "total"]:
+        cells = [
+            (sum(c.values()) if name == "total" else c[name]) / (x - f + 1) for f, x, c in rows
+        ]
+        print(name.ljust(width) + "".join(f"{v:.1f}".rjust(10) for v in cells))
     return 0
 
 
