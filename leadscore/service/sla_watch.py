@@ -32,7 +32,7 @@ from .common import US, iso
 from .handoff import assign
 from .notify import Notifier
 
-__all__ = ["SlaWatch", "breach_due", "next_due"]
+__all__ = ["SlaWatch", "breach_due", "due_query", "next_due"]
 
 log = logging.getLogger("leadscore.sla")
 
@@ -68,6 +68,20 @@ def next_due(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
+def due_query(dialect: str, now_us: int, limit: int) -> sa.Select[Any]:
+    """The episodes whose deadline has passed unmet and unmarked, the earliest first (read in
+    the order of ``ix_mql_episodes_sla_pending``); on PostgreSQL, those no other process holds."""
+    query = (
+        sa.select(t.mql_episodes)
+        .where(*_pending(), _E.sla_due_at_us <= now_us)
+        .order_by(_E.sla_due_at_us, _E.id)
+        .limit(limit)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
 def _escalate_to(
     conn: Connection, routing_of: Callable[[int], Routing | None], episode_id: int, sla: str
 ) -> tuple[str | None, int | None]:
@@ -97,15 +111,7 @@ def breach_due(
 ) -> list[dict[str, Any]]:
     """Mark the breaches due by ``now_us`` (at most ``limit``), in the caller's transaction:
     the mark, ``lead.sla_breached``, and the escalation. Returns what was marked."""
-    query = (
-        sa.select(t.mql_episodes)
-        .where(*_pending(), _E.sla_due_at_us <= now_us)
-        .order_by(_E.sla_due_at_us, _E.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = conn.execute(query).all()
+    rows = conn.execute(due_query(conn.dialect.name, now_us, limit)).all()
     free = locks.try_lock_leads(conn, {ep.lead_id for ep in rows})
     notifier = Notifier(conn, now_us)
     marked = []

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     false,
     true,
 )
@@ -212,11 +213,19 @@ mql_episodes = Table(
     Column("stage", String(16), nullable=False),  # the episode's latest stage
 )
 Index("ix_mql_episodes_mql_at", mql_episodes.c.mql_at_us)
+# the SLA deadlines not yet marked or sent, in the order they fall due: what the SLA watch reads
+# (service/sla_watch.py); an episode without an SLA is not in it (migration 0006)
+_SLA_PENDING = and_(
+    mql_episodes.c.sla_due_at_us.is_not(None),
+    mql_episodes.c.sla_breached_at_us.is_(None),
+    mql_episodes.c.sla_notified_at_us.is_(None),
+)
 Index(
-    "ix_mql_episodes_sla_due",
-    mql_episodes.c.first_touch_at_us,
-    mql_episodes.c.sla_breached_at_us,
+    "ix_mql_episodes_sla_pending",
     mql_episodes.c.sla_due_at_us,
+    mql_episodes.c.id,
+    postgresql_where=_SLA_PENDING,
+    sqlite_where=_SLA_PENDING,
 )
 
 models = Table(
