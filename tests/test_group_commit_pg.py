@@ -437,3 +437,31 @@ def test_a_lone_request_whose_last_writes_are_refused_stores_nothing(pg_api: Api
         assert (got.accepted, got.leads) == (1, ["u8"])
     assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3
     assert_matches(pg_api.row("u8"), pg_api.reference("u8"), tol=0.01)
+
+
+def test_a_lone_request_whose_commit_is_refused_gets_the_error_and_stores_nothing(
+    pg_api: Api,
+) -> None:
+    """The COMMIT sent with a request's last writes fails itself (a check the database runs at
+    COMMIT): the request is told it failed, nothing of it is kept, and the connection, back
+    in the pool, serves the next request."""
+    svc = pg_api.service
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'commit refused by the test'; END $$; "
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON events "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "WHEN (NEW.message_id LIKE 'late%%') EXECUTE FUNCTION refuse_commit()"
+        )
+    for n in range(3):  # on whichever pooled connection
+        bad = [page("u6", "/pricing"), {**page("u6", "/docs"), "messageId": f"late{n}"}]
+        at = svc.now_us()
+        with pytest.raises(sa.exc.DBAPIError, match="commit refused by the test"):
+            svc.ingest([(i, check_message(m, at)) for i, m in enumerate(bad)])
+        assert _stored(pg_api, [m["messageId"] for m in bad]) == 0
+        assert pg_api.count(t.leads, t.leads.c.lead_id == "u6") == 0
+        good = [page("u8", "/pricing")]
+        got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
+        assert (got.accepted, got.leads) == (1, ["u8"])
+    assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -142,3 +143,36 @@ def test_a_connection_with_an_isolation_level_of_its_own_begins_as_the_driver_wo
         assert locks.begin_write(conn) == (None, None)
         level = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
     assert level == "serializable"
+
+
+def test_a_connection_lost_before_the_first_query_is_an_operational_error_and_not_reused(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the connection between its checkout and the BEGIN sent with the writes
+    lock: the write fails as one on a lost server does (OperationalError), the connection is
+    dropped, not handed out again, and the next write gets a working one."""
+    killed: list[int] = []
+
+    def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
+        if killed:
+            return
+        pid = dbapi.info.backend_pid
+        killed.append(pid)
+        with engine.pool._creator() as other:  # type: ignore[attr-defined]
+            other.autocommit = True
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    with engine.connect() as warm:  # a pooled connection, checked out again below
+        warm.exec_driver_sql("SELECT 1")
+    sa.event.listen(engine, "checkout", checkout)
+    try:
+        with pytest.raises(sa.exc.OperationalError), Tx(engine, None):
+            pytest.fail("the write must not begin")
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
+    assert killed
+    with Tx(engine, None) as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert pid != killed[0]
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")], caplog.text
