@@ -176,3 +176,42 @@ def test_a_connection_lost_before_the_first_query_is_an_operational_error_and_no
         assert pid != killed[0]
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")], caplog.text
+
+
+def test_a_connection_lost_while_its_first_query_waits_for_the_writes_lock(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the connection while BEGIN and the writes lock wait for an activation:
+    the write fails with an OperationalError (not a hang), and, the activation over, the next
+    write gets a working connection."""
+    got: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with Tx(engine, None):
+                pass
+        except BaseException as e:  # the test looks at which error
+            got.append(e)
+
+    holder = Tx(engine, None, exclusive=True)
+    holder.__enter__()
+    waiter = threading.Thread(target=write)
+    try:
+        waiter.start()
+        with engine.connect() as other:
+            _wait_for_lock_wait(other)
+            ended = other.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND NOT granted"
+            ).scalars()
+            assert list(ended) == [True]
+            other.commit()
+        waiter.join(30)
+    finally:
+        holder.__exit__(None, None, None)
+    assert not waiter.is_alive()
+    assert len(got) == 1 and isinstance(got[0], sa.exc.OperationalError), got
+    for _ in range(3):  # whichever pooled connection
+        with Tx(engine, None) as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")], caplog.text
