@@ -465,3 +465,43 @@ def test_a_lone_request_whose_commit_is_refused_gets_the_error_and_stores_nothin
         got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
         assert (got.accepted, got.leads) == (1, ["u8"])
     assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3
+
+
+def test_requests_refused_midway_through_their_last_writes_leave_the_connection_working(
+    pg_api: Api,
+) -> None:
+    """Again and again on one pooled connection, a new MQL's history row is refused: the
+    statements after it in the same round trip (its notification, scores, COMMIT) are skipped,
+    whichever of them the driver was preparing then; each such request gets its error and
+    keeps nothing, and each next request's MQL is written whole and notified."""
+    svc, engine = pg_api.service, pg_api.engine
+    add_webhook(engine, "https://example.com/hook", ["lead.mql"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_mql() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'history refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_mql BEFORE INSERT ON stage_history FOR EACH ROW "
+            "WHEN (NEW.lead_id LIKE 'doomed%%') EXECUTE FUNCTION refuse_mql()"
+        )
+
+    def mql(lead: str) -> list[dict[str, Any]]:
+        return [
+            identify(lead, {"title": "VP Marketing"}, timestamp=ago(0.2)),
+            track(lead, "Demo Requested", timestamp=ago(0.1)),
+        ]
+
+    for n in range(12):
+        at = svc.now_us()
+        with pytest.raises(sa.exc.DBAPIError, match="history refused by the test"):
+            svc.ingest([(i, check_message(m, at)) for i, m in enumerate(mql(f"doomed{n}"))])
+        got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(mql(f"ok{n}"))])
+        assert (got.new_mqls, got.notified) == ([f"ok{n}"], 1)
+    with engine.connect() as conn:
+        leads = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        notes = conn.execute(sa.select(t.outbox.c.payload).where(t.outbox.c.event == "lead.mql"))
+        notified = sorted(json.loads(p)["lead_id"] for p in notes.scalars())
+    assert leads == {f"ok{n}" for n in range(12)}
+    assert notified == sorted(f"ok{n}" for n in range(12))
+    assert pg_api.count(t.events, t.events.c.lead_id.like("doomed%")) == 0
+    for n in (0, 11):
+        assert pg_api.row(f"ok{n}").stage == "mql"
