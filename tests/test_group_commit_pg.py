@@ -505,3 +505,45 @@ def test_requests_refused_midway_through_their_last_writes_leave_the_connection_
     assert pg_api.count(t.events, t.events.c.lead_id.like("doomed%")) == 0
     for n in (0, 11):
         assert pg_api.row(f"ok{n}").stage == "mql"
+
+
+def test_a_group_whose_commit_is_refused_answers_no_request_as_stored(pg_api: Api) -> None:
+    """The COMMIT sent with a group's scores fails itself (a check the database runs at
+    COMMIT): no request of the group is answered as stored, none of their events is kept, and
+    the next request is written."""
+    svc = pg_api.service
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'commit refused by the test'; END $$; "
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON events "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "WHEN (NEW.message_id = 'late') EXECUTE FUNCTION refuse_commit()"
+        )
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [page("w", "/")],
+        "a": [page("u1", "/pricing"), page("u2", "/")],
+        "b": [track("u1", "Webinar Attended"), {**page("u3", "/docs"), "messageId": "late"}],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        msgs = [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        try:
+            answers[name] = svc.ingest(msgs)
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+
+    with _queued_behind(pg_api, "w", send, ("a", "b")):
+        pass
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)  # a and b: one group
+    assert answers["first"].accepted == 1
+    for name in ("a", "b"):
+        assert isinstance(answers[name], sa.exc.DBAPIError), answers[name]
+        assert "commit refused by the test" in str(answers[name])
+        assert _stored(pg_api, [m["messageId"] for m in requests[name]]) == 0
+    assert pg_api.count(t.leads, t.leads.c.lead_id.in_(["u1", "u2", "u3"])) == 0
+    got = svc.ingest([(0, check_message(page("u1", "/docs"), svc.now_us()))])
+    assert (got.accepted, got.leads) == (1, ["u1"])
+    assert_matches(pg_api.row("u1"), pg_api.reference("u1"), tol=0.01)
