@@ -547,3 +547,44 @@ def test_a_group_whose_commit_is_refused_answers_no_request_as_stored(pg_api: Ap
     got = svc.ingest([(0, check_message(page("u1", "/docs"), svc.now_us()))])
     assert (got.accepted, got.leads) == (1, ["u1"])
     assert_matches(pg_api.row("u1"), pg_api.reference("u1"), tol=0.01)
+
+
+def test_a_webhook_added_while_a_request_waits_for_its_lead_is_notified_of_its_mql(
+    pg_api: Api,
+) -> None:
+    """The webhooks a new MQL notifies are read with the leads, once their locks are granted:
+    a webhook added while the request waits for its lead is notified."""
+    svc, engine = pg_api.service, pg_api.engine
+    msgs = [
+        identify("u4", {"title": "VP Marketing"}, timestamp=ago(0.2)),
+        track("u4", "Demo Requested", timestamp=ago(0.1)),
+    ]
+    answers: list[Any] = []
+
+    def send() -> None:
+        at = svc.now_us()
+        answers.append(svc.ingest([(i, check_message(m, at)) for i, m in enumerate(msgs)]))
+
+    writer = threading.Thread(target=send)
+    with engine.connect() as holder, engine.connect() as look:
+        holder.begin()
+        locks.lock_leads(holder, ["u4"])
+        writer.start()
+
+        def waits() -> bool:
+            n = look.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).scalar()
+            look.rollback()
+            return n == 1
+
+        wait_for(waits, "the request to wait for its lead")
+        hook = add_webhook(engine, "https://example.com/hook", ["lead.mql"])
+        holder.commit()
+    writer.join(60)
+    assert (answers[0].new_mqls, answers[0].notified) == (["u4"], 1)
+    with engine.connect() as conn:
+        queued = conn.execute(
+            sa.select(t.outbox.c.webhook_id).where(t.outbox.c.event == "lead.mql")
+        ).scalars()
+        assert list(queued) == [hook["id"]]
