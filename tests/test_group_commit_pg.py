@@ -437,3 +437,154 @@ def test_a_lone_request_whose_last_writes_are_refused_stores_nothing(pg_api: Api
         assert (got.accepted, got.leads) == (1, ["u8"])
     assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3
     assert_matches(pg_api.row("u8"), pg_api.reference("u8"), tol=0.01)
+
+
+def test_a_lone_request_whose_commit_is_refused_gets_the_error_and_stores_nothing(
+    pg_api: Api,
+) -> None:
+    """The COMMIT sent with a request's last writes fails itself (a check the database runs at
+    COMMIT): the request is told it failed, nothing of it is kept, and the connection, back
+    in the pool, serves the next request."""
+    svc = pg_api.service
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'commit refused by the test'; END $$; "
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON events "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "WHEN (NEW.message_id LIKE 'late%%') EXECUTE FUNCTION refuse_commit()"
+        )
+    for n in range(3):  # on whichever pooled connection
+        bad = [page("u6", "/pricing"), {**page("u6", "/docs"), "messageId": f"late{n}"}]
+        at = svc.now_us()
+        with pytest.raises(sa.exc.DBAPIError, match="commit refused by the test"):
+            svc.ingest([(i, check_message(m, at)) for i, m in enumerate(bad)])
+        assert _stored(pg_api, [m["messageId"] for m in bad]) == 0
+        assert pg_api.count(t.leads, t.leads.c.lead_id == "u6") == 0
+        good = [page("u8", "/pricing")]
+        got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(good)])
+        assert (got.accepted, got.leads) == (1, ["u8"])
+    assert pg_api.count(t.events, t.events.c.lead_id == "u8") == 3
+
+
+def test_requests_refused_midway_through_their_last_writes_leave_the_connection_working(
+    pg_api: Api,
+) -> None:
+    """Again and again on one pooled connection, a new MQL's history row is refused: the
+    statements after it in the same round trip (its notification, scores, COMMIT) are skipped,
+    whichever of them the driver was preparing then; each such request gets its error and
+    keeps nothing, and each next request's MQL is written whole and notified."""
+    svc, engine = pg_api.service, pg_api.engine
+    add_webhook(engine, "https://example.com/hook", ["lead.mql"])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_mql() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'history refused by the test'; END $$; "
+            "CREATE TRIGGER refuse_mql BEFORE INSERT ON stage_history FOR EACH ROW "
+            "WHEN (NEW.lead_id LIKE 'doomed%%') EXECUTE FUNCTION refuse_mql()"
+        )
+
+    def mql(lead: str) -> list[dict[str, Any]]:
+        return [
+            identify(lead, {"title": "VP Marketing"}, timestamp=ago(0.2)),
+            track(lead, "Demo Requested", timestamp=ago(0.1)),
+        ]
+
+    for n in range(12):
+        at = svc.now_us()
+        with pytest.raises(sa.exc.DBAPIError, match="history refused by the test"):
+            svc.ingest([(i, check_message(m, at)) for i, m in enumerate(mql(f"doomed{n}"))])
+        got = svc.ingest([(i, check_message(m, svc.now_us())) for i, m in enumerate(mql(f"ok{n}"))])
+        assert (got.new_mqls, got.notified) == ([f"ok{n}"], 1)
+    with engine.connect() as conn:
+        leads = set(conn.execute(sa.select(t.leads.c.lead_id)).scalars())
+        notes = conn.execute(sa.select(t.outbox.c.payload).where(t.outbox.c.event == "lead.mql"))
+        notified = sorted(json.loads(p)["lead_id"] for p in notes.scalars())
+    assert leads == {f"ok{n}" for n in range(12)}
+    assert notified == sorted(f"ok{n}" for n in range(12))
+    assert pg_api.count(t.events, t.events.c.lead_id.like("doomed%")) == 0
+    for n in (0, 11):
+        assert pg_api.row(f"ok{n}").stage == "mql"
+
+
+def test_a_group_whose_commit_is_refused_answers_no_request_as_stored(pg_api: Api) -> None:
+    """The COMMIT sent with a group's scores fails itself (a check the database runs at
+    COMMIT): no request of the group is answered as stored, none of their events is kept, and
+    the next request is written."""
+    svc = pg_api.service
+    with pg_api.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'commit refused by the test'; END $$; "
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON events "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "WHEN (NEW.message_id = 'late') EXECUTE FUNCTION refuse_commit()"
+        )
+    requests: dict[str, list[dict[str, Any]]] = {
+        "first": [page("w", "/")],
+        "a": [page("u1", "/pricing"), page("u2", "/")],
+        "b": [track("u1", "Webinar Attended"), {**page("u3", "/docs"), "messageId": "late"}],
+    }
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        at = svc.now_us()
+        msgs = [(i, check_message(m, at)) for i, m in enumerate(requests[name])]
+        try:
+            answers[name] = svc.ingest(msgs)
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+
+    with _queued_behind(pg_api, "w", send, ("a", "b")):
+        pass
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)  # a and b: one group
+    assert answers["first"].accepted == 1
+    for name in ("a", "b"):
+        assert isinstance(answers[name], sa.exc.DBAPIError), answers[name]
+        assert "commit refused by the test" in str(answers[name])
+        assert _stored(pg_api, [m["messageId"] for m in requests[name]]) == 0
+    assert pg_api.count(t.leads, t.leads.c.lead_id.in_(["u1", "u2", "u3"])) == 0
+    got = svc.ingest([(0, check_message(page("u1", "/docs"), svc.now_us()))])
+    assert (got.accepted, got.leads) == (1, ["u1"])
+    assert_matches(pg_api.row("u1"), pg_api.reference("u1"), tol=0.01)
+
+
+def test_a_webhook_added_while_a_request_waits_for_its_lead_is_notified_of_its_mql(
+    pg_api: Api,
+) -> None:
+    """The webhooks a new MQL notifies are read with the leads, once their locks are granted:
+    a webhook added while the request waits for its lead is notified."""
+    svc, engine = pg_api.service, pg_api.engine
+    msgs = [
+        identify("u4", {"title": "VP Marketing"}, timestamp=ago(0.2)),
+        track("u4", "Demo Requested", timestamp=ago(0.1)),
+    ]
+    answers: list[Any] = []
+
+    def send() -> None:
+        at = svc.now_us()
+        answers.append(svc.ingest([(i, check_message(m, at)) for i, m in enumerate(msgs)]))
+
+    writer = threading.Thread(target=send)
+    with engine.connect() as holder, engine.connect() as look:
+        holder.begin()
+        locks.lock_leads(holder, ["u4"])
+        writer.start()
+
+        def waits() -> bool:
+            n = look.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).scalar()
+            look.rollback()
+            return n == 1
+
+        wait_for(waits, "the request to wait for its lead")
+        hook = add_webhook(engine, "https://example.com/hook", ["lead.mql"])
+        holder.commit()
+    writer.join(60)
+    assert (answers[0].new_mqls, answers[0].notified) == (["u4"], 1)
+    with engine.connect() as conn:
+        queued = conn.execute(
+            sa.select(t.outbox.c.webhook_id).where(t.outbox.c.event == "lead.mql")
+        ).scalars()
+        assert list(queued) == [hook["id"]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -142,3 +143,75 @@ def test_a_connection_with_an_isolation_level_of_its_own_begins_as_the_driver_wo
         assert locks.begin_write(conn) == (None, None)
         level = conn.exec_driver_sql("SHOW transaction_isolation").scalar_one()
     assert level == "serializable"
+
+
+def test_a_connection_lost_before_the_first_query_is_an_operational_error_and_not_reused(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the connection between its checkout and the BEGIN sent with the writes
+    lock: the write fails as one on a lost server does (OperationalError), the connection is
+    dropped, not handed out again, and the next write gets a working one."""
+    killed: list[int] = []
+
+    def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
+        if killed:
+            return
+        pid = dbapi.info.backend_pid
+        killed.append(pid)
+        with engine.pool._creator() as other:  # type: ignore[attr-defined]
+            other.autocommit = True
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    with engine.connect() as warm:  # a pooled connection, checked out again below
+        warm.exec_driver_sql("SELECT 1")
+    sa.event.listen(engine, "checkout", checkout)
+    try:
+        with pytest.raises(sa.exc.OperationalError), Tx(engine, None):
+            pytest.fail("the write must not begin")
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
+    assert killed
+    with Tx(engine, None) as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert pid != killed[0]
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")], caplog.text
+
+
+def test_a_connection_lost_while_its_first_query_waits_for_the_writes_lock(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the connection while BEGIN and the writes lock wait for an activation:
+    the write fails with an OperationalError (not a hang), and, the activation over, the next
+    write gets a working connection."""
+    got: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with Tx(engine, None):
+                pass
+        except BaseException as e:  # the test looks at which error
+            got.append(e)
+
+    holder = Tx(engine, None, exclusive=True)
+    holder.__enter__()
+    waiter = threading.Thread(target=write)
+    try:
+        waiter.start()
+        with engine.connect() as other:
+            _wait_for_lock_wait(other)
+            ended = other.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND NOT granted"
+            ).scalars()
+            assert list(ended) == [True]
+            other.commit()
+        waiter.join(30)
+    finally:
+        holder.__exit__(None, None, None)
+    assert not waiter.is_alive()
+    assert len(got) == 1 and isinstance(got[0], sa.exc.OperationalError), got
+    for _ in range(3):  # whichever pooled connection
+        with Tx(engine, None) as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")], caplog.text
