@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -30,8 +30,16 @@ __all__ = ["ImportScoring", "Lead", "Rescorer"]
 CHUNK = 500
 #: the (model, routing) versions a write transaction read (``Tx.versions``; None on SQLite)
 Versions = tuple[int | None, int | None] | None
-#: a lead to re-score: its traits, stage, whether it has a stored score, its owner and team
-Lead = tuple[dict[str, Any], str, bool, str | None, str | None]
+
+
+class Lead(NamedTuple):
+    """A lead to re-score, as the import leaves it."""
+
+    traits: dict[str, Any]
+    stage: str
+    scored: bool  # it has a stored score
+    owner: str | None
+    team: str | None
 
 
 @dataclass(frozen=True)
@@ -82,23 +90,25 @@ class Rescorer:
             return
         handoff = self.qualifier.handoff
         if isinstance(handoff, Assigner):
-            handoff.owners = {x: (v[3], v[4]) for x, v in leads.items() if v[3]}
+            handoff.owners = {x: (v.owner, v.team) for x, v in leads.items() if v.owner}
         active, at = self.active, self.now_us
         ids = sorted(leads)
         events: dict[str, list[Event]] = {}
         for i in range(0, len(ids), CHUNK):  # SQLite before 3.32 binds at most 999 values
             events.update(events_for(self.conn, window_us(active.model), ids[i : i + CHUNK], at))
         q = self.qualifier
-        q.traits = {x: leads[x][0] for x in ids}
+        q.traits = {x: leads[x].traits for x in ids}
         q.prepared = False  # the handoff reads this batch's companies' owners at once
-        q.stages = {x: leads[x][1] for x in ids}
+        q.stages = {x: leads[x].stage for x in ids}
         updates = []
         for lead in ids:  # in lead order, as ingest routes its MQLs
-            traits, stage, scored = leads[lead][:3]
+            one = leads[lead]
             evs = events.get(lead, [])
-            if not scored and not evs:
+            if not one.scored and not evs:
                 continue
-            values, qualified = scoring.rescore(q, active, lead, traits, stage, evs, [at], at)
+            values, qualified = scoring.rescore(
+                q, active, lead, one.traits, one.stage, evs, [at], at
+            )
             values["b_id"] = lead
             updates.append(values)
             if qualified:

@@ -237,7 +237,7 @@ class _Importer:
             if traits is not None and merged != before_traits and (old is not None or self.events):
                 stage = lead_row.get("stage") or (old.stage if old is not None else "lead")
                 scored = bool(old is not None and old.scored)
-                rescore[lead_id] = (merged, stage, scored, owner, team)
+                rescore[lead_id] = Lead(merged, stage, scored, owner, team)
             if old is None:
                 lead_row.setdefault("stage", "lead")
                 lead_row.setdefault("owner", owner)
