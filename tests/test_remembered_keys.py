@@ -1,5 +1,5 @@
 """A key the process remembers (``find_key``'s cache) is checked on the event loop, with no
-database read and no hand-off to the threadpool; any other is looked up in the threadpool as
+database read and no thread hand-off; any other is looked up on a thread (``threads.hand_off``) as
 before. The answers are the same either way."""
 
 from __future__ import annotations
@@ -93,15 +93,15 @@ def test_a_remembered_key_takes_one_hand_off_per_request(
     sqlite_api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handed: list[str] = []
-    plain = api_ingest.run_in_threadpool
+    plain = api_ingest.hand_off
 
     async def counted(func: Any, *args: Any) -> Any:
         handed.append(func.__name__)
         return await plain(func, *args)
 
-    monkeypatch.setattr(api_ingest, "run_in_threadpool", counted)
+    monkeypatch.setattr(api_ingest, "hand_off", counted)
     reads = _key_reads(sqlite_api.engine)
-    sqlite_api.ok(page("u1", "/pricing"))  # the key is looked up, in the threadpool
+    sqlite_api.ok(page("u1", "/pricing"))  # the key is looked up, on a thread
     assert handed == ["check_write_key", "_ingest"] and len(reads) == 1
     handed.clear()
     for n in range(3):

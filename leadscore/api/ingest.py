@@ -1,16 +1,21 @@
 """Segment-compatible ingest: ``/v1/batch`` and the single-call endpoints. A key in the headers
-is checked before the body is read: on the event loop when the process remembers it, else in
-the threadpool; the body is read on the event loop (body.py); checking the messages and the
-database work run in the threadpool, in one hand-off."""
+is checked before the body is read: on the event loop when the process remembers it, else on a
+thread (``threads.hand_off``); the body is read on the event loop (body.py); checking the
+messages and the database work run on a thread, in one hand-off.
+
+The routes are ``IngestRoute``s: their one dependency, the key in the headers, is read
+directly rather than by FastAPI's dependency solving, which cost more on the event loop than
+the rest of routing (docs/benchmarks.md, 7 December 2026)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from ..service import metrics
 from ..service.facade import Service
@@ -18,11 +23,46 @@ from ..service.messages import MAX_BATCH_BYTES, MessageError, check_message
 from .body import read_body
 from .errors import ApiError, IngestErrorBody, error_response, responses
 from .schemas import BATCH_BODY, IngestAnswer, single_body
-from .security import KeySecret, WriteSecret, check_write_key, remembered_write_key
+from .security import (
+    KeySecret,
+    WriteSecret,
+    check_write_key,
+    remembered_write_key,
+    write_secret,
+)
+from .threads import hand_off
 
-__all__ = ["router"]
+__all__ = ["IngestRoute", "router"]
 
-router = APIRouter(tags=["ingest"])
+
+class IngestRoute(APIRoute):
+    """A route whose endpoint is ``async def endpoint(request, key: WriteSecret)``: the key is
+    read by ``security.write_secret``, the same reading as the ``WriteSecret`` dependency's,
+    without FastAPI's dependency solving. The endpoint's signature still declares the
+    dependency, so the OpenAPI schema shows the write key's security schemes as before."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        d = self.dependant
+        params = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params)
+        calls = [sub.call for sub in d.dependencies]
+        if any(params) or d.request_param_name is None or calls != [_WRITE_SECRET]:
+            raise TypeError(f"{path}: an ingest endpoint takes (request, key: WriteSecret) alone")
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response: Response = await endpoint(request, write_secret(request))
+            return response
+
+        return handler
+
+
+#: the dependency ``WriteSecret`` declares (what ``IngestRoute`` reads without solving it)
+_WRITE_SECRET = get_args(WriteSecret)[1].dependency
+
+router = APIRouter(tags=["ingest"], route_class=IngestRoute)
 
 # every error the app answers on /v1/* carries code and message at the top (client_errors.py);
 # a 408 comes from the HTTP layer, before the app, in the plain shape (COMMON)
@@ -47,10 +87,10 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
     row: Any = None
     if key.secret:
         # a key the process remembers is checked here, on the event loop; one it must look up
-        # (a database read) in the threadpool
+        # (a database read) on a thread
         row = remembered_write_key(service, key.secret)
         if row is None:
-            row = await run_in_threadpool(check_write_key, service, key.secret)
+            row = await hand_off(check_write_key, service, key.secret)
         request.app.state.limits.ingest_ready(row.id)  # a key over its limit: no body read
     try:
         return row, await read_body(request, MAX_BATCH_BYTES)
@@ -68,7 +108,7 @@ async def _body(request: Request, key: KeySecret) -> tuple[Any, Any]:
 def _ingest(
     request: Request, row: Any, body: Any, batch: list[Any], default_type: str | None
 ) -> JSONResponse:
-    """Runs in the threadpool: key check, message checks, storing and scoring."""
+    """Runs on a thread (``hand_off``): key check, message checks, storing and scoring."""
     service: Service = request.app.state.service
     if row is None:
         row = check_write_key(service, body.get("writeKey") if isinstance(body, dict) else None)
@@ -131,7 +171,7 @@ async def batch(request: Request, key: WriteSecret) -> JSONResponse:
     row, body = await _body(request, key)
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
         raise ApiError(400, "invalid_batch", "the body must be a JSON object with a 'batch' list")
-    return await run_in_threadpool(_ingest, request, row, body, body["batch"], None)
+    return await hand_off(_ingest, request, row, body, body["batch"], None)
 
 
 def _single(kind: str) -> Any:
@@ -142,7 +182,7 @@ def _single(kind: str) -> Any:
         given = body.get("type")
         if given is not None and (not isinstance(given, str) or given.strip().lower() != kind):
             raise ApiError(400, "invalid_message", f"type {body.get('type')!r} sent to /v1/{kind}")
-        return await run_in_threadpool(_ingest, request, row, body, [{**body, "type": kind}], None)
+        return await hand_off(_ingest, request, row, body, [{**body, "type": kind}], None)
 
     endpoint.__name__ = f"ingest_{kind}"
     return endpoint

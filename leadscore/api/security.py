@@ -12,32 +12,53 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from ..service.auth import find_key, remembered_key
 from ..service.facade import Service
 from .errors import ApiError
 
-__all__ = ["KeySecret", "check_write_key", "remembered_write_key", "require"]
+__all__ = [
+    "KeySecret",
+    "WriteSecret",
+    "check_write_key",
+    "remembered_write_key",
+    "require",
+    "write_secret",
+]
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="ApiToken", description="An API token (scope read or admin)."
 )
 
 
+def _basic_user(auth: str) -> str | None:
+    """The user name of a Basic ``Authorization`` header's value; None for another scheme."""
+    if not auth.lower().startswith("basic "):
+        return None
+    try:
+        user, _, _pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
+    except Exception:
+        raise ApiError(
+            401, "unauthorized", "the Authorization header is not valid Basic auth"
+        ) from None
+    return user or None
+
+
+def _bearer_token(auth: str) -> str | None:
+    """The token of a Bearer ``Authorization`` header's value, as ``HTTPBearer`` reads it
+    (``auto_error=False``); None for another scheme or none."""
+    scheme, credentials = get_authorization_scheme_param(auth)
+    if not (auth and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
 class _WriteKeyBasic(HTTPBasic):
     """The write key as the Basic auth user name, the password empty, as Segment's clients send."""
 
     async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
-        auth = request.headers.get("authorization", "")
-        if not auth.lower().startswith("basic "):
-            return None
-        try:
-            user, _, _pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
-        except Exception:
-            raise ApiError(
-                401, "unauthorized", "the Authorization header is not valid Basic auth"
-            ) from None
-        return user or None
+        return _basic_user(request.headers.get("authorization", ""))
 
 
 _basic = _WriteKeyBasic(
@@ -62,6 +83,16 @@ async def _write_secret(
     # async: no work to wait for, and FastAPI runs a plain function in the threadpool, a
     # thread hand-off for every ingest request
     return KeySecret(basic or (bearer.credentials.strip() if bearer else None))
+
+
+def write_secret(request: Request) -> KeySecret:
+    """What the ``WriteSecret`` dependency gives, read from the headers directly (the ingest
+    routes call this instead of FastAPI's dependency solving: ``ingest.IngestRoute``): the
+    Basic user name, else the Bearer token; a Basic header that is not valid is a 401."""
+    auth = request.headers.get("authorization", "")
+    basic = _basic_user(auth)
+    bearer = _bearer_token(auth)
+    return KeySecret(basic or (bearer.strip() if bearer else None))
 
 
 _JSON_KINDS = {dict: "an object", list: "a list", bool: "true or false", int: "a number"}
