@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
+from starlette.types import ASGIApp
 
 from .. import __version__
 from ..service.clock import Clock
@@ -19,19 +19,28 @@ from ..service.facade import Service
 from ..service.retention import Retention
 from ..service.sla_watch import SlaWatch
 from ..service.webhooks import Deliverer
-from . import client_errors, erasure, errors, handoff, ingest, leads, models, reports
+from . import erasure, errors, handoff, ingest, leads, models, reports
 from . import health as workers
 from . import metrics as metrics_api
+from .client_errors import ClientErrors
+from .docs_pages import DOCS_ASSETS, add_docs
 from .limits import Limits, Shed
-from .observe import observe
+from .observe import Observe, Templates
 from .schemas import Health
 
-__all__ = ["DOCS_ASSETS", "create_app"]
+__all__ = ["DOCS_ASSETS", "App", "create_app"]
 
-#: Where ``/docs`` (Swagger UI 5) loads its script, style sheet and icon from: files shipped in
-#: the fastapi-offline package, not a CDN, so the docs work offline. There is no ``/redoc``: ReDoc
-#: always loads its logo from its maker's CDN (docs/service.md).
-DOCS_ASSETS = "/docs/assets"
+
+class App(FastAPI):
+    """The app, with two pure-ASGI middlewares outside Starlette's error handling, where
+    ``add_middleware`` cannot put them (Starlette's ``ServerErrorMiddleware`` is always the
+    outermost of those it adds, and answers a 500 itself): ``ClientErrors`` outermost (every
+    ingest error, a 500 included, carries ``code`` and ``message`` at the top), then
+    ``Observe`` (every answer, a 500 included, carries the request id and is logged and
+    counted). Starlette builds the stack on the first request, with this method."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ClientErrors(Observe(super().build_middleware_stack(), Templates(self)))
 
 
 def create_app(
@@ -77,8 +86,8 @@ def create_app(
         if deliverer is not None:
             deliverer.stop()
 
-    app = FastAPIOffline(
-        static_url=DOCS_ASSETS,
+    app = App(
+        docs_url=None,
         redoc_url=None,
         title="leadscore",
         version=__version__,
@@ -86,8 +95,7 @@ def create_app(
         lifespan=lifespan,
         responses=errors.COMMON,
     )
-    observe(app)  # every request with an id, logged and counted
-    client_errors.install(app)  # ingest errors the RudderStack client can read
+    add_docs(app)  # /docs, its assets served offline
     app.state.service = service
     app.state.deliverer = deliverer
     app.state.sla_watch = watch

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI
-
-__all__ = ["ClientErrors", "install", "with_top_level"]
+__all__ = ["ClientErrors", "with_top_level"]
 
 #: the paths the tracking clients send to
 INGEST_PREFIX = "/v1/"
@@ -40,7 +38,9 @@ def with_top_level(body: bytes) -> bytes | None:
 
 class ClientErrors:
     """ASGI middleware: an error answer (4xx, 5xx) on ``/v1/*`` with ``code`` and ``message``
-    at the top too. Error bodies are small; they are held whole to be rewritten."""
+    at the top too. Error bodies are small; they are held whole to be rewritten. The app puts
+    it outside every other middleware, Starlette's error handling included (``api.App``), so
+    every ingest error carries the two keys."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -78,15 +78,3 @@ class ClientErrors:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, send_flat)
-
-
-def install(app: FastAPI) -> FastAPI:
-    """``app`` with ``ClientErrors`` outside every other middleware (the request ids' and
-    Starlette's error handling included), so every ingest error carries the two keys."""
-    build = app.build_middleware_stack
-
-    def build_flat() -> Any:
-        return ClientErrors(build())
-
-    app.build_middleware_stack = build_flat  # type: ignore[method-assign]
-    return app

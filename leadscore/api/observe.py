@@ -5,7 +5,7 @@ digits and ``._:+=/-``; a load balancer's or a client library's id passes), else
 hex digits); a header that is not safe is not used and not logged. It is set for the request's
 whole life (``logs.REQUEST_ID``), so every line logged while it is answered carries it, and it
 is echoed in the answer's ``X-Request-Id`` header — on every answer, errors and 500s included:
-this middleware wraps the whole app, outside Starlette's error handling (``observe``).
+this middleware wraps the whole app, outside Starlette's error handling (``api.App``).
 
 The access line (logger ``leadscore.access``, INFO) names the method, the route template
 (``/api/leads/{lead_id}``: not the path, whose lead id is personal data that an erasure could
@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from ..service import metrics
 from .logs import REQUEST_ID
 
-__all__ = ["HEADER", "Observe", "observe", "request_id_from"]
+__all__ = ["HEADER", "Observe", "Templates", "request_id_from"]
 
 HEADER = "X-Request-Id"
 _HEADER = HEADER.lower().encode()
@@ -97,7 +97,9 @@ class Templates:
 
 
 class Observe:
-    """ASGI middleware: the request id, the access line and the HTTP metrics."""
+    """ASGI middleware: the request id, the access line and the HTTP metrics. The app puts it
+    outside every middleware that ``add_middleware`` adds, Starlette's error handling included,
+    so 500 answers carry the request id and are counted (``api.App``)."""
 
     def __init__(self, app: Any, templates: Templates | None = None) -> None:
         """``templates``: the app's, to name the route of a request answered before routing."""
@@ -148,17 +150,3 @@ class Observe:
             # request's own task, and that line carries it too
             if not failed:
                 REQUEST_ID.reset(token)
-
-
-def observe(app: FastAPI) -> FastAPI:
-    """``app`` with ``Observe`` outside every other middleware, Starlette's error handling
-    included, so 500 answers carry the request id and are counted. (Starlette puts its error
-    middleware outermost of all that ``add_middleware`` adds; the stack is built on the first
-    request, by this method.)"""
-    build = app.build_middleware_stack
-
-    def build_observed() -> Any:
-        return Observe(build(), Templates(app))
-
-    app.build_middleware_stack = build_observed  # type: ignore[method-assign]
-    return app
