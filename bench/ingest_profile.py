@@ -5,7 +5,7 @@ runs on, or the service alone.
     python bench/ingest_profile.py [--events 10000] [--leads 2000] [--layer app|service|api]
                                    [--profile out.prof] [--senders 1]
 
-``--layer api`` is the app with the threadpool's part of each request (checking, storing,
+``--layer api`` is the app with the ingest thread's part of each request (checking, storing,
 scoring) replaced by a fixed answer: what the app alone costs per request (routing,
 dependencies, middlewares, the key check, reading and parsing the body, the thread hand-offs).
 
@@ -15,7 +15,7 @@ thread's, the event loop's, apart from the other threads'), the context switches
 (voluntary: a thread waiting, for the lock, the disk or work; forced: preempted), the read
 system calls per batch (SQLite reading pages it does not hold in its cache) and how many
 commits group commit made of the requests. ``--profile out.prof`` writes a cProfile of the
-event loop's thread, and of the threadpool's part of each request to ``out.prof.worker`` (one
+event loop's thread, and of the ingest thread's part of each request to ``out.prof.worker`` (one
 sender): ``python -m pstats out.prof.worker``. It runs this checkout's ``leadscore``. A harness
 for finding what to speed up, not a figure for the docs: those come from ``bench/ingest.py``,
 which measures the real server over TCP against the storage floor.
@@ -189,7 +189,7 @@ def main() -> int:
             api_ingest._ingest = answered  # type: ignore[assignment]
         worker_prof = cProfile.Profile() if args.profile and args.layer == "app" else None
         if worker_prof is not None:
-            # the threadpool's part of each request, profiled where it runs (one sender)
+            # the ingest thread's part of each request, profiled where it runs (one sender)
             import leadscore.api.ingest as api_ingest
 
             plain = api_ingest._ingest
