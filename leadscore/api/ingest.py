@@ -16,6 +16,7 @@ from typing import Any, get_args
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.telemetry import get_telemetry_data
 
 from ..service import metrics
 from ..service.facade import Service
@@ -53,7 +54,12 @@ class IngestRoute(APIRoute):
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
-            response: Response = await endpoint(request, write_secret(request))
+            key = write_secret(request)
+            # what FastAPI's own handler gives OpenTelemetry hooks (None when tracing is off)
+            telemetry = get_telemetry_data()
+            if telemetry is not None:
+                telemetry.request, telemetry.values = request, {"key": key}
+            response: Response = await endpoint(request, key)
             return response
 
         return handler
