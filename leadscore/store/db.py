@@ -73,6 +73,11 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: each connection's page cache, in KiB (SQLite's default is 2,000): an ingest touches pages
 #: all over the events' indexes and the leads, and read a hundred of them again per batch
 CACHE_KIB = 32 * 1024
+#: what all the process's SQLite connections together may keep in memory (bytes) before their
+#: page caches reuse their own pages instead of growing: a pool of up to 15 connections with
+#: 32 MiB caches could otherwise hold 480 MiB of a large database's pages (SQLite's soft heap
+#: limit, process-wide; it never makes a statement fail)
+HEAP_LIMIT = 128 * 1024 * 1024
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -84,6 +89,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    cur.execute(f"PRAGMA soft_heap_limit={HEAP_LIMIT}")
     cur.close()
     from ..sql.sqlite import connect_functions
 
