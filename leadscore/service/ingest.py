@@ -133,6 +133,7 @@ def ingest(
     hide: frozenset[str] = frozenset(),
     group: GroupLeads | None = None,
     write_group: bool = False,
+    carried: dict[str, Any] | None = None,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
@@ -142,7 +143,8 @@ def ingest(
     count; ``group``: the state of the leads of the group this call belongs to, which it reads
     and keeps current instead of reading and writing them itself (its scores are written with
     the group's; ``write_group``: by this call, with its last statements and the COMMIT, as
-    the group's one call)."""
+    the group's one call); ``carried``: steps worked out before the locks were held, by lead,
+    each what ``scoring.carry`` gives for the lead's state as read (``ingest_ahead``)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -253,6 +255,11 @@ def ingest(
     # the quick ones first, without writing: a late event may send one to its history too
     steps: dict[str, Any] = {}
     for lead in sorted(quick):
+        if carried is not None and lead in carried:
+            step = carried[lead]
+            if step is not None:
+                steps[lead] = step
+            continue
         traits, stage = leads[lead]
         step = scoring.carry(
             active,

@@ -128,14 +128,16 @@ def store_lock_read(
     rows: Sequence[dict[str, Any]],
     lock: tuple[str, dict[str, object]] | None,
     ids: Sequence[str],
+    *,
+    hooks: bool = True,
 ) -> tuple[set[str], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Four statements in one round trip (psycopg's pipeline mode), run one after the other:
     store the events ``rows`` (``insert_events``), take the locks (``lock``: a statement and its
     parameters, ``locks.ingest_locks``), read the state of the leads ``ids`` (``lead_state``,
     its snapshot taken once the locks are held) and the active webhooks (id, events), which a
     new MQL notifies: read here, they cost no round trip of their own while the leads are held.
-    Returns the new messageIds, the lock statement's rows, the leads' rows and the webhooks'.
-    A driver's error comes out as SQLAlchemy's."""
+    Returns the new messageIds, the lock statement's rows, the leads' rows and the webhooks'
+    (none read unless ``hooks``). A driver's error comes out as SQLAlchemy's."""
     driver = conn.connection.driver_connection
     dbapi_error = conn.dialect.loaded_dbapi.Error
     sent: list[Any] = []
@@ -145,7 +147,7 @@ def store_lock_read(
                 (_INSERT_EVENTS.sql, {"rows": orjson.dumps(rows).decode()} if rows else None),
                 lock or (None, None),
                 (_LEAD_STATE, {"ids": dumps(list(ids))} if ids else None),
-                (_ACTIVE_HOOKS, {}),
+                (_ACTIVE_HOOKS, {} if hooks else None),
             ):
                 if params is None:
                     sent.append(None)
@@ -153,14 +155,16 @@ def store_lock_read(
                 cur = driver.cursor()  # type: ignore[union-attr]
                 sent.append(cur)
                 cur.execute(sql, params)
-        stored, locked, leads, hooks = (cur.fetchall() if cur is not None else [] for cur in sent)
+        stored, locked, leads, webhooks = (
+            cur.fetchall() if cur is not None else [] for cur in sent
+        )
     except dbapi_error as e:
         raise DBAPIError.instance(None, None, e, dbapi_error) from e
     finally:
         for cur in sent:
             if cur is not None:
                 cur.close()
-    return {x for (x,) in stored}, locked, leads, hooks
+    return {x for (x,) in stored}, locked, leads, webhooks
 
 
 _ACTIVE_HOOKS = "SELECT id, events FROM webhooks WHERE active"
