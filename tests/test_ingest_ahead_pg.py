@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.service import ingest_ahead, locks
+from leadscore.service.events import events_for, events_query
 from tests.service_helpers import Api, ago, api_on, assert_matches, identify, page, track, wait_for
 
 
@@ -25,14 +26,20 @@ def pg_api(pg_url: str) -> Iterator[Api]:
 
 @pytest.fixture
 def ahead(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[set[str]]]:
-    """What the requests worked out ahead (by lead) and what they kept of it, request by
-    request."""
-    seen: dict[str, list[set[str]]] = {"worked": [], "kept": []}
+    """What the requests worked out ahead (by lead), what they kept of it, and the leads whose
+    events they took from what they read with their last locks, request by request."""
+    seen: dict[str, list[set[str]]] = {"worked": [], "kept": [], "read": []}
     carry_ahead, kept = ingest_ahead.carry_ahead, ingest_ahead.kept
+    events = ingest_ahead.ReadAhead.events
+
+    def events_spy(self: ingest_ahead.ReadAhead, *a: Any, **k: Any) -> Any:
+        got = events(self, *a, **k)
+        seen["read"].append(set(got or ()))
+        return got
 
     def carry_spy(*a: Any, **k: Any) -> Any:
         got = carry_ahead(*a, **k)
-        seen["worked"].append(set(got))
+        seen["worked"].append(set(got.steps))
         return got
 
     def kept_spy(*a: Any, **k: Any) -> Any:
@@ -42,6 +49,7 @@ def ahead(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[set[str]]]:
 
     monkeypatch.setattr(ingest_ahead, "carry_ahead", carry_spy)
     monkeypatch.setattr(ingest_ahead, "kept", kept_spy)
+    monkeypatch.setattr(ingest_ahead.ReadAhead, "events", events_spy)
     return seen
 
 
@@ -86,12 +94,16 @@ def test_a_lead_unchanged_while_the_request_waited_keeps_what_was_worked_out(
     msgs = [
         page("lead-x", "/pricing", timestamp=ago(0.5)),
         page("lead-y", "/pricing", timestamp=ago(0.5)),
+        # a lead not seen before: scored from its events, read with the last lock
+        page("lead-new", "/pricing", timestamp=ago(0.5)),
+        page("lead-new", "/pricing/plans", timestamp=ago(0.4)),
     ]
     body = _send_while_held(pg_api, "lead-x", msgs)
-    assert body["accepted"] == 2
+    assert body["accepted"] == 4
     assert ahead["worked"] == [{"lead-x", "lead-y"}]
     assert ahead["kept"] == [{"lead-x", "lead-y"}]
-    for lead in ("lead-x", "lead-y"):
+    assert ahead["read"] == [{"lead-new"}]
+    for lead in ("lead-x", "lead-y", "lead-new"):
         assert_matches(pg_api.row(lead), pg_api.reference(lead), tol=0.01)
 
 
@@ -173,3 +185,33 @@ def test_trying_the_locks_takes_them_in_key_order_up_to_the_first_held_elsewhere
         assert {k & 0xFFFFFFFFFFFFFFFF for k in held} == {
             keys[x] & 0xFFFFFFFFFFFFFFFF for x in order[:5]
         }
+
+
+def test_events_read_ahead_are_what_the_request_would_read_under_its_locks(pg_api: Api) -> None:
+    leads = ["lead-a", "lead-b", "lead-c"]
+    for x in leads:
+        pg_api.ok(
+            *(page(x, f"/p{d}", timestamp=ago(d)) for d in (3, 2, 1, 0.5)),
+            track(x, "Webinar Attended", {"n": 1}, timestamp=ago(1.5)),
+        )
+    day = 86_400_000_000
+    at = pg_api.service.now_us()
+    with pg_api.engine.connect() as conn:
+        rows = conn.exec_driver_sql(*events_query(2 * day, leads, at - day)).all()
+        read = ingest_ahead.ReadAhead(leads, at - day, rows)
+
+        def shown(events: dict[str, list[Any]] | None) -> dict[str, list[Any]]:
+            assert events is not None
+            return {k: [(e.key, e.ts_us, dict(e.properties)) for e in v] for k, v in events.items()}
+
+        for window, ids, when in [
+            (2 * day, ["lead-a", "lead-b"], at - day),
+            (2 * day, ["lead-c"], at),  # later: fewer of the events read count
+            (day, leads, at),
+        ]:
+            got = shown(read.events(window, ids, when))
+            assert got == shown(events_for(conn, window, ids, when))
+            assert sum(map(len, got.values())) > 0
+        # what it did not read: read as usual
+        assert read.events(2 * day, ["lead-a", "lead-d"], at) is None
+        assert read.events(2 * day, ["lead-a"], at - 2 * day) is None

@@ -134,6 +134,7 @@ def ingest(
     group: GroupLeads | None = None,
     write_group: bool = False,
     carried: dict[str, Any] | None = None,
+    read_ahead: Any = None,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
@@ -144,7 +145,9 @@ def ingest(
     and keeps current instead of reading and writing them itself (its scores are written with
     the group's; ``write_group``: by this call, with its last statements and the COMMIT, as
     the group's one call); ``carried``: steps worked out before the locks were held, by lead,
-    each what ``scoring.carry`` gives for the lead's state as read (``ingest_ahead``)."""
+    each what ``scoring.carry`` gives for the lead's state as read (``ingest_ahead``);
+    ``read_ahead``: the events of the leads re-scored from history, read with the last locks
+    (``ingest_ahead.ReadAhead``), when they hold them."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -278,7 +281,11 @@ def ingest(
     events: dict[str, list[Event]] = {}
     if full:
         earliest = min(min(touched[x]) for x in full)
-        events = events_for(conn, window_us(active.model), full, min(earliest, at), hide)
+        window = window_us(active.model)
+        got = None
+        if read_ahead is not None and not hide:
+            got = read_ahead.events(window, full, min(earliest, at))
+        events = got if got is not None else events_for(conn, window, full, min(earliest, at), hide)
     updates = []
     for lead in sorted(touched):  # in lead order, as MQLs are routed
         traits, stage = leads[lead]

@@ -9,22 +9,29 @@ unchanged once it holds the lead (``kept``), and ``ingest.ingest`` works out the
 usual. Scoring the leads meanwhile takes that Python out of the time the request holds its
 leads, during which another process waits for them (``locks.try_ingest_locks``).
 
+The leads it would re-score from their history (``rescored``) have their events read in the
+round trip that takes the last locks, after them (``ReadAhead``): under the locks, they are what
+``ingest.ingest`` would read, a round trip later.
+
 Only the steps are worked out here: everything that writes or decides something (an MQL, the
 handoff, the rows) is done under the locks, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..engine import Event
 from ..engine.incremental import Step
 from . import scoring
 from .common import loads
+from .events import event_from_row
 from .messages import Message
 from .scoring import ActiveModel
 
-__all__ = ["carry_ahead", "kept"]
+__all__ = ["Ahead", "ReadAhead", "carry_ahead", "kept"]
 
 #: the message types that change no lead's traits and link nothing (``ingest._UNLINKED``)
 _UNLINKED = frozenset(("track", "page", "screen"))
@@ -33,20 +40,33 @@ _UNLINKED = frozenset(("track", "page", "screen"))
 Row = tuple[Any, ...]
 
 
+@dataclass
+class Ahead:
+    """What ``carry_ahead`` worked out."""
+
+    #: by lead: the row its step was worked out from, and the step
+    steps: dict[str, tuple[Row, Step | None]]
+    #: the other leads the request touches, which it would re-score from their history
+    rescored: list[str]
+    #: the instant their events would be read from (``events_for``'s ``at``)
+    since: int
+
+
 def carry_ahead(
     active: ActiveModel,
     messages: list[Message],
     new: Iterable[str],
     found: Iterable[Row],
     at: int,
-) -> dict[str, tuple[Row, Step | None]]:
+) -> Ahead:
     """By lead: the row it was worked out from, and its step carried forward with this request's
     new messages (``new``: their messageIds), as ``ingest.ingest`` would carry it on that row
     (None: it would re-score the lead from its history). Only for messages that all name their
     lead (a userId, no anonymous id), and only leads whose traits none of them changes (a
-    track, page or screen only) and that ``ingest`` would carry (``quick``)."""
+    track, page or screen only) and that ``ingest`` would carry (``quick``). The other leads
+    the messages touch, or those with no step, are ``rescored``."""
     if any(m.user_id is None or m.anonymous_id for m in messages):
-        return {}
+        return Ahead({}, [], at)
     state = {row[0]: row for row in found}
     skip = {m.user_id for m in messages if m.type not in _UNLINKED}
     left = set(new)
@@ -90,7 +110,9 @@ def carry_ahead(
             at,
         )
         out[lead] = (row, step)
-    return out
+    rescored = sorted(x for x in touched if x not in out or out[x][1] is None)
+    since = min([at, *(min(touched[x]) for x in rescored)])
+    return Ahead(out, rescored, since)
 
 
 def kept(
@@ -100,3 +122,28 @@ def kept(
     is the one they were worked out from."""
     rows = {row[0]: row for row in found}
     return {lead: step for lead, (row, step) in ahead.items() if rows.get(lead) == row}
+
+
+class ReadAhead:
+    """The events of the leads ``ids`` that can count at ``at`` or later (``events_query``'s
+    rows), read once the request held every lock."""
+
+    def __init__(self, ids: Iterable[str], at: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.ids = frozenset(ids)
+        self.at = at
+        self.rows = rows
+
+    def events(
+        self, window: int | None, ids: Iterable[str], at: int
+    ) -> dict[str, list[Event]] | None:
+        """``events_for(conn, window, ids, at)`` (no messageId hidden) out of the rows read,
+        the same lists in the same order; None when they do not hold all of it."""
+        want = set(ids)
+        if at < self.at or not want <= self.ids:
+            return None
+        since = None if window is None else at - window
+        out: dict[str, list[Event]] = {}
+        for lead, name, ts_us, props in self.rows:
+            if lead in want and (since is None or ts_us >= since):
+                out.setdefault(lead, []).append(event_from_row(name, ts_us, props))
+        return out

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
+from ..engine.scorer import window_us
 from . import ingest_ahead, ingest_pg, locks
+from .events import events_query
 from .group_commit import Call
 from .ingest import GroupLeads, IngestCall, IngestResult, event_rows, ingest, store_named
 from .prepared import sent_together
@@ -121,6 +123,7 @@ def _postgres_group(
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
     group = None
     carried = None
+    read = None
     claimed = _claimed(calls)
     if apart:
         for c in named:
@@ -136,7 +139,9 @@ def _postgres_group(
         with _failing(calls[0] if len(calls) == 1 else None):
             new, locked, found, hooks = ingest_pg.store_lock_read(conn, unique, lock, sorted(users))
         if lone:
-            found, hooks, carried = _ahead(conn, active, calls[0], new, locked, found, hooks, users)
+            found, hooks, carried, read = _ahead(
+                conn, active, calls[0], new, locked, found, hooks, users
+            )
         else:
             locks.taken(conn, locked)
         mine: dict[int, set[str]] = {key: set() for key in rows}
@@ -169,6 +174,7 @@ def _postgres_group(
                 # a lone call writes the scores itself, with its last statements
                 write_group=len(calls) == 1,
                 carried=carried,
+                read_ahead=read,
             )
     if group is not None and len(calls) > 1:
         # the group's last statement, with its COMMIT in the same round trip
@@ -185,26 +191,36 @@ def _ahead(
     found: list[tuple[Any, ...]],
     hooks: list[tuple[Any, ...]],
     users: set[str],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, Any] | None]:
+) -> tuple[
+    list[tuple[Any, ...]],
+    list[tuple[Any, ...]],
+    dict[str, Any] | None,
+    ingest_ahead.ReadAhead | None,
+]:
     """A lone call naming its leads, after ``locks.try_ingest_locks`` took their locks as far
     as they were free and ``found`` read their rows: when some are held elsewhere, its leads'
     steps worked out from those rows (``ingest_ahead``) while it has not waited yet, then the
     rest of the locks taken, in key order, and their leads and the active webhooks (``hooks``)
-    read again, in one round trip. The leads' rows and the webhooks as of the last lock, and
-    the steps still good for the leads (None: nothing worked out ahead: every lock was free)."""
+    read again, with the events of the leads it would re-score (``ingest_ahead.ReadAhead``), in
+    one round trip. The leads' rows and the webhooks as of the last lock, the steps still good
+    for the leads and those events (None: nothing worked out ahead: every lock was free)."""
     waiting = locks.taken_ahead(conn, tried, users)
     if not waiting:
-        return found, hooks, None
+        return found, hooks, None, None
     work = call.work
     ahead = ingest_ahead.carry_ahead(active, work.messages, new, found, work.at)
+    query = None
+    if ahead.rescored:
+        query = events_query(window_us(active.model), ahead.rescored, ahead.since)
     with _failing(call):
-        _, relocked, again, hooks = ingest_pg.store_lock_read(
-            conn, [], locks.lead_locks(conn, waiting), sorted(waiting)
+        relocked, again, hooks, events = ingest_pg.lock_read(
+            conn, locks.lead_locks(conn, waiting), sorted(waiting), query
         )
     locks.taken(conn, relocked)
     later = set(waiting)
     found = [row for row in found if row[0] not in later] + list(again)
-    return found, hooks, ingest_ahead.kept(ahead, found)
+    read = ingest_ahead.ReadAhead(ahead.rescored, ahead.since, events) if query else None
+    return found, hooks, ingest_ahead.kept(ahead.steps, found), read
 
 
 @contextmanager
