@@ -211,16 +211,18 @@ def try_ingest_locks(leads: Iterable[str | None]) -> tuple[str, dict[str, object
     return _TRY_LEADS, {"leads": _json(ids)}
 
 
-# one lock after the other in key order, each tried only while all before it were taken
+# one lock after the other in key order, each tried only while all before it were taken (the
+# names and keys in that order in two arrays, read by position: a join of each step against
+# a table of the names would read the whole table at every step)
 _TRY_LEADS = (
-    "WITH RECURSIVE keyed AS MATERIALIZED ("
-    "SELECT x, k, row_number() OVER (ORDER BY k, x) AS n FROM ("
+    "WITH RECURSIVE ordered AS MATERIALIZED ("
+    "SELECT array_agg(x ORDER BY k, x) AS xs, array_agg(k ORDER BY k, x) AS ks FROM ("
     f"SELECT x, {_KEY} AS k FROM (SELECT 'lead:' || v AS x FROM {_IDS % 'leads'} AS v) AS named"
     ") AS hashed), "
-    "tried(n, x, ok) AS (SELECT 0::bigint, NULL::text, true UNION ALL "
-    "SELECT keyed.n, keyed.x, pg_try_advisory_xact_lock(keyed.k) "
-    "FROM tried JOIN keyed ON keyed.n = tried.n + 1 WHERE tried.ok) "
-    "SELECT x, ok FROM tried WHERE n > 0"
+    "tried(i, x, ok) AS (SELECT 0, NULL::text, true UNION ALL "
+    "SELECT tried.i + 1, ordered.xs[tried.i + 1], pg_try_advisory_xact_lock(ordered.ks[tried.i + 1]) "
+    "FROM tried, ordered WHERE tried.ok AND tried.i < cardinality(ordered.ks)) "
+    "SELECT x, ok FROM tried WHERE i > 0"
 )
 
 
