@@ -88,8 +88,7 @@ def test_a_new_mql_reads_its_webhooks_with_its_leads_and_writes_its_handoff_at_o
     assert len(writes) == 1
     flights = writes[0]
     first = _with(flights, "INSERT INTO events")
-    # the leads' locks (a lone request naming its leads tries them, none held elsewhere here)
-    assert any("advisory_xact_lock(" in s for s in first)
+    assert any("pg_advisory_xact_lock(" in s for s in first)
     assert any("FROM leads" in s for s in first)
     assert any("FROM webhooks" in s for s in first)
     last = _with(flights, "INSERT INTO mql_episodes")

@@ -12,7 +12,7 @@ from .common import dumps, loads
 from .ingest_pg import IDS, id_array
 from .prepared import run_sql
 
-__all__ = ["event_from_row", "events_for", "events_of", "events_query"]
+__all__ = ["event_from_row", "events_for", "events_of"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -82,13 +82,6 @@ def events_for(
     for lead, name, ts_us, props in rows:
         out.setdefault(lead, []).append(event_from_row(name, ts_us, props))
     return out
-
-
-def events_query(window: int | None, ids: list[str], at: int) -> tuple[str, dict[str, object]]:
-    """``events_for``'s statement on PostgreSQL and its parameters, for a caller that sends it
-    with others; its rows are (lead, event, ts_us, properties), in the order stored."""
-    since = -(2**62) if window is None else at - window
-    return _EVENTS_PG, {"ids": dumps(ids), "since": since}
 
 
 _EVENTS_PG_WHERE = (

@@ -133,8 +133,6 @@ def ingest(
     hide: frozenset[str] = frozenset(),
     group: GroupLeads | None = None,
     write_group: bool = False,
-    carried: dict[str, Any] | None = None,
-    read_ahead: Any = None,
 ) -> IngestResult:
     """Store valid messages and update every lead they touch, in the caller's transaction;
     ``handoff`` routes the leads that become MQLs. ``stored``: the events of messages that all
@@ -144,10 +142,7 @@ def ingest(
     count; ``group``: the state of the leads of the group this call belongs to, which it reads
     and keeps current instead of reading and writing them itself (its scores are written with
     the group's; ``write_group``: by this call, with its last statements and the COMMIT, as
-    the group's one call); ``carried``: steps worked out before the locks were held, by lead,
-    each what ``scoring.carry`` gives for the lead's state as read (``ingest_ahead``);
-    ``read_ahead``: the events of the leads re-scored from history, read with the last locks
-    (``ingest_ahead.ReadAhead``), when they hold them."""
+    the group's one call)."""
     dialect = conn.dialect.name
     res = IngestResult()
     b = Batch(conn, active, at, dialect, Qualifier(conn, dialect, now, handoff=handoff))
@@ -258,11 +253,6 @@ def ingest(
     # the quick ones first, without writing: a late event may send one to its history too
     steps: dict[str, Any] = {}
     for lead in sorted(quick):
-        if carried is not None and lead in carried:
-            step = carried[lead]
-            if step is not None:
-                steps[lead] = step
-            continue
         traits, stage = leads[lead]
         step = scoring.carry(
             active,
@@ -281,11 +271,7 @@ def ingest(
     events: dict[str, list[Event]] = {}
     if full:
         earliest = min(min(touched[x]) for x in full)
-        window = window_us(active.model)
-        got = None
-        if read_ahead is not None and not hide:
-            got = read_ahead.events(window, full, min(earliest, at))
-        events = got if got is not None else events_for(conn, window, full, min(earliest, at), hide)
+        events = events_for(conn, window_us(active.model), full, min(earliest, at), hide)
     updates = []
     for lead in sorted(touched):  # in lead order, as MQLs are routed
         traits, stage = leads[lead]

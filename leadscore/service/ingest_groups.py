@@ -12,9 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from ..engine.scorer import window_us
-from . import ingest_ahead, ingest_pg, locks
-from .events import events_query
+from . import ingest_pg, locks
 from .group_commit import Call
 from .ingest import GroupLeads, IngestCall, IngestResult, event_rows, ingest, store_named
 from .prepared import sent_together
@@ -122,8 +120,6 @@ def _postgres_group(
     anonymous = {m.anonymous_id for c in calls for m in c.work.messages if m.anonymous_id}
     stored: dict[int, tuple[list[dict[str, Any]], set[str]]] = {}
     group = None
-    carried = None
-    read = None
     claimed = _claimed(calls)
     if apart:
         for c in named:
@@ -133,17 +129,11 @@ def _postgres_group(
     else:
         # steps 1 and 2 and the read of the leads in one round trip, run in that order
         rows, unique, owner = _group_rows(conn, named, claimed)
-        # a lone call naming its leads: their locks as far as they are free (``_ahead``)
-        lone = len(calls) == 1 and not anonymous
-        lock = locks.try_ingest_locks(users) if lone else locks.ingest_locks(users, anonymous)
         with _failing(calls[0] if len(calls) == 1 else None):
-            new, locked, found, hooks = ingest_pg.store_lock_read(conn, unique, lock, sorted(users))
-        if lone:
-            found, hooks, carried, read = _ahead(
-                conn, active, calls[0], new, locked, found, hooks, users
+            new, locked, found, hooks = ingest_pg.store_lock_read(
+                conn, unique, locks.ingest_locks(users, anonymous), sorted(users)
             )
-        else:
-            locks.taken(conn, locked)
+        locks.taken(conn, locked)
         mine: dict[int, set[str]] = {key: set() for key in rows}
         for x in new:
             mine[owner[x]].add(x)
@@ -173,54 +163,11 @@ def _postgres_group(
                 group=group,
                 # a lone call writes the scores itself, with its last statements
                 write_group=len(calls) == 1,
-                carried=carried,
-                read_ahead=read,
             )
     if group is not None and len(calls) > 1:
         # the group's last statement, with its COMMIT in the same round trip
         with _failing(None), sent_together(conn, commit=True):
             group.write(conn)
-
-
-def _ahead(
-    conn: Connection,
-    active: ActiveModel,
-    call: Call[IngestCall, IngestResult],
-    new: set[str],
-    tried: list[tuple[Any, ...]],
-    found: list[tuple[Any, ...]],
-    hooks: list[tuple[Any, ...]],
-    users: set[str],
-) -> tuple[
-    list[tuple[Any, ...]],
-    list[tuple[Any, ...]],
-    dict[str, Any] | None,
-    ingest_ahead.ReadAhead | None,
-]:
-    """A lone call naming its leads, after ``locks.try_ingest_locks`` took their locks as far
-    as they were free and ``found`` read their rows: when some are held elsewhere, its leads'
-    steps worked out from those rows (``ingest_ahead``) while it has not waited yet, then the
-    rest of the locks taken, in key order, and their leads and the active webhooks (``hooks``)
-    read again, with the events of the leads it would re-score (``ingest_ahead.ReadAhead``), in
-    one round trip. The leads' rows and the webhooks as of the last lock, the steps still good
-    for the leads and those events (None: nothing worked out ahead: every lock was free)."""
-    waiting = locks.taken_ahead(conn, tried, users)
-    if not waiting:
-        return found, hooks, None, None
-    work = call.work
-    ahead = ingest_ahead.carry_ahead(active, work.messages, new, found, work.at)
-    query = None
-    if ahead.rescored:
-        query = events_query(window_us(active.model), ahead.rescored, ahead.since)
-    with _failing(call):
-        relocked, again, hooks, events = ingest_pg.lock_read(
-            conn, locks.lead_locks(conn, waiting), sorted(waiting), query
-        )
-    locks.taken(conn, relocked)
-    later = set(waiting)
-    found = [row for row in found if row[0] not in later] + list(again)
-    read = ingest_ahead.ReadAhead(ahead.rescored, ahead.since, events) if query else None
-    return found, hooks, ingest_ahead.kept(ahead.steps, found), read
 
 
 @contextmanager

@@ -36,7 +36,6 @@ __all__ = [
     "identities",
     "insert_events",
     "lead_state",
-    "lock_read",
     "store_lock_read",
 ]
 
@@ -129,75 +128,39 @@ def store_lock_read(
     rows: Sequence[dict[str, Any]],
     lock: tuple[str, dict[str, object]] | None,
     ids: Sequence[str],
-    *,
-    hooks: bool = True,
 ) -> tuple[set[str], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Four statements in one round trip (psycopg's pipeline mode), run one after the other:
     store the events ``rows`` (``insert_events``), take the locks (``lock``: a statement and its
     parameters, ``locks.ingest_locks``), read the state of the leads ``ids`` (``lead_state``,
     its snapshot taken once the locks are held) and the active webhooks (id, events), which a
     new MQL notifies: read here, they cost no round trip of their own while the leads are held.
-    Returns the new messageIds, the lock statement's rows, the leads' rows and the webhooks'
-    (none read unless ``hooks``). A driver's error comes out as SQLAlchemy's."""
-    stored, locked, leads, webhooks = _pipelined(
-        conn,
-        [
-            (_INSERT_EVENTS.sql, {"rows": orjson.dumps(rows).decode()} if rows else None),
-            lock or (None, None),
-            (_LEAD_STATE, {"ids": dumps(list(ids))} if ids else None),
-            (_ACTIVE_HOOKS, {} if hooks else None),
-        ],
-    )
-    return {x for (x,) in stored}, locked, leads, webhooks
-
-
-def lock_read(
-    conn: Connection,
-    lock: tuple[str, dict[str, object]] | None,
-    ids: Sequence[str],
-    then: tuple[str, dict[str, object]] | None,
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[Any]]:
-    """``store_lock_read`` with no events to store, and one more read after the others
-    (``then``: a statement and its parameters, None: none): its snapshot, too, is taken once
-    the locks are held. Returns the lock statement's rows, the leads', the webhooks' and
-    ``then``'s."""
-    return tuple(  # type: ignore[return-value]
-        _pipelined(
-            conn,
-            [
-                lock or (None, None),
-                (_LEAD_STATE, {"ids": dumps(list(ids))} if ids else None),
-                (_ACTIVE_HOOKS, {}),
-                then or (None, None),
-            ],
-        )
-    )
-
-
-def _pipelined(
-    conn: Connection, statements: Sequence[tuple[str | None, dict[str, object] | None]]
-) -> list[list[Any]]:
-    """Statements (text, parameters; None parameters: not sent) in one round trip, run one
-    after the other; the rows of each (none for one not sent)."""
+    Returns the new messageIds, the lock statement's rows, the leads' rows and the webhooks'.
+    A driver's error comes out as SQLAlchemy's."""
     driver = conn.connection.driver_connection
     dbapi_error = conn.dialect.loaded_dbapi.Error
     sent: list[Any] = []
     try:
         with driver.pipeline():  # type: ignore[union-attr]
-            for sql, params in statements:
+            for sql, params in (
+                (_INSERT_EVENTS.sql, {"rows": orjson.dumps(rows).decode()} if rows else None),
+                lock or (None, None),
+                (_LEAD_STATE, {"ids": dumps(list(ids))} if ids else None),
+                (_ACTIVE_HOOKS, {}),
+            ):
                 if params is None:
                     sent.append(None)
                     continue
                 cur = driver.cursor()  # type: ignore[union-attr]
                 sent.append(cur)
                 cur.execute(sql, params)
-        return [cur.fetchall() if cur is not None else [] for cur in sent]
+        stored, locked, leads, hooks = (cur.fetchall() if cur is not None else [] for cur in sent)
     except dbapi_error as e:
         raise DBAPIError.instance(None, None, e, dbapi_error) from e
     finally:
         for cur in sent:
             if cur is not None:
                 cur.close()
+    return {x for (x,) in stored}, locked, leads, hooks
 
 
 _ACTIVE_HOOKS = "SELECT id, events FROM webhooks WHERE active"

@@ -14,11 +14,7 @@ connection's transaction). Nothing here waits on a lock that a dead process coul
   event of that anonymous id never pass each other. An ingest whose messages all carry a
   userId stores its events before it takes the leads' locks (``ingest.ingest``): it reads
   nothing of a lead before the lead's lock, and waits for another request's messageId only
-  while it holds no lead. A lone such request takes its leads' locks as far as they are free
-  without waiting (``try_ingest_locks``: in key order, up to the first one held elsewhere),
-  works out what it can from their state meanwhile (``ingest_ahead``), then waits for the rest
-  in the same order (``lead_locks``); what it worked out for a lead whose state changed while
-  it waited is worked out again.
+  while it holds no lead.
 - **The handoff** (``lock_handoff``): routing reads the round robin and the reps' open MQLs and
   then changes them; it holds one lock while it does, so two processes never give the same
   rep the same turn or go past a cap together.
@@ -40,13 +36,10 @@ __all__ = [
     "begin_write",
     "deadlocked",
     "ingest_locks",
-    "lead_locks",
     "lock_handoff",
     "lock_ingest",
     "lock_leads",
     "taken",
-    "taken_ahead",
-    "try_ingest_locks",
     "try_lock_leads",
 ]
 
@@ -176,64 +169,15 @@ def lock_leads(conn: Connection, leads: Iterable[str | None]) -> None:
     """Lock these leads (those this transaction does not hold yet), in key order."""
     if not _postgres(conn):
         return
-    statement = lead_locks(conn, leads)
-    if statement is not None:
-        _take(conn, *statement)
-
-
-def lead_locks(
-    conn: Connection, leads: Iterable[str | None]
-) -> tuple[str, dict[str, object]] | None:
-    """``lock_leads``'s statement and its parameters (None: the transaction holds them all),
-    for a caller that sends it together with others; its rows go to ``taken``."""
-    names = sorted({f"lead:{x}" for x in leads if x} - _held(conn))
+    held = _held(conn)
+    names = sorted({f"lead:{x}" for x in leads if x} - held)
     if not names:
-        return None
-    return _LOCK_NAMES, {"names": _json(names)}
-
-
-_LOCK_NAMES = (
-    f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
-    f"FROM {_IDS % 'names'} AS x) AS keyed ORDER BY k, x"
-)
-
-
-def try_ingest_locks(leads: Iterable[str | None]) -> tuple[str, dict[str, object]] | None:
-    """The locks of these leads (named by userId; no anonymous id), taken in key order as far
-    as they are free, without waiting: up to the first one another transaction holds. Held so,
-    they are a prefix of the order every writer takes its leads in, as the transaction would
-    hold waiting for that lead (``lock_ingest``), so no circle of waits can form; the rest are
-    taken later in the same order (``lead_locks``). The statement and its parameters (None:
-    no lead); its rows (name, whether taken) go to ``taken_ahead``."""
-    ids = sorted({x for x in leads if x})
-    if not ids:
-        return None
-    return _TRY_LEADS, {"leads": _json(ids)}
-
-
-# one lock after the other in key order, each tried only while all before it were taken (the
-# names and keys in that order in two arrays, read by position: a join of each step against
-# a table of the names would read the whole table at every step)
-_TRY_LEADS = (
-    "WITH RECURSIVE ordered AS MATERIALIZED ("
-    "SELECT array_agg(x ORDER BY k, x) AS xs, array_agg(k ORDER BY k, x) AS ks FROM ("
-    f"SELECT x, {_KEY} AS k FROM (SELECT 'lead:' || v AS x FROM {_IDS % 'leads'} AS v) AS named"
-    ") AS hashed), "
-    "tried(i, x, ok) AS (SELECT 0, NULL::text, true UNION ALL "
-    "SELECT tried.i + 1, ordered.xs[tried.i + 1], pg_try_advisory_xact_lock(ordered.ks[tried.i + 1]) "
-    "FROM tried, ordered WHERE tried.ok AND tried.i < cardinality(ordered.ks)) "
-    "SELECT x, ok FROM tried WHERE i > 0"
-)
-
-
-def taken_ahead(
-    conn: Connection, rows: Iterable[tuple[str, bool]], leads: Iterable[str]
-) -> list[str]:
-    """The rows of a ``try_ingest_locks`` statement sent by the caller for ``leads``: the locks
-    it holds now; returns the leads whose lock it did not take."""
-    got = {x for x, ok in rows if ok}
-    _held(conn).update(got)
-    return [x for x in leads if f"lead:{x}" not in got]
+        return
+    sql = (
+        f"SELECT x, pg_advisory_xact_lock(k) FROM (SELECT x, {_KEY} AS k "
+        f"FROM {_IDS % 'names'} AS x) AS keyed ORDER BY k, x"
+    )
+    _take(conn, sql, {"names": _json(names)})
 
 
 def try_lock_leads(conn: Connection, leads: Iterable[str]) -> set[str]:
