@@ -304,6 +304,8 @@ def advance(
     steps: list[tuple[int, list[float], list[bool]]] = []
     times = list(times)
     timeline: list[tuple[int, Event | None]]
+    # the steps, to find the instant it qualified at (unless it is qualified already)
+    keep_steps = not qualified
     if len(new) == 1:
         # one event (the usual call): the other messages' instants, each once, and not the
         # event's (a message after an event at its instant changes nothing: no decay between)
@@ -322,6 +324,9 @@ def advance(
             timeline.insert(at, (ev_ts, new[0]))
         else:
             timeline = [(ev_ts, new[0])]
+            # a lone late event: its step would be at its own instant, which is asked about
+            # (``_may_have_qualified`` since it) before the steps are, and never by them
+            keep_steps = keep_steps and ev_ts >= start
         times.append(ev_ts)
     else:
         at_events = {ev.ts_us for ev in new}
@@ -370,7 +375,7 @@ def advance(
                     expiry = ev_ts + window + 1
                     if due is None or expiry < due:
                         due = expiry
-        if not qualified and changed:
+        if keep_steps and changed:
             steps.append((ts, list(sums), list(counted)))
             changed = False
     if at_us > clock and half is not None:
