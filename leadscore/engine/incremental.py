@@ -20,6 +20,7 @@ __all__ = [
     "Parts",
     "Step",
     "advance",
+    "advance_from",
     "can_carry",
     "could_qualify",
     "make_parts",
@@ -287,6 +288,38 @@ def advance(
     future) or a late event may have made the lead an MQL at an earlier instant: only its whole
     history can tell when, so the caller re-scores it with :func:`rescore`. ``reasons=False``:
     the step's ``score`` holds the numbers alone, as in :func:`rescore`."""
+    return advance_from(
+        scorer,
+        parts.at_us,
+        list(parts.sums),
+        list(parts.counted),
+        held,
+        new,
+        times,
+        at_us,
+        due,
+        qualified,
+        reasons=reasons,
+    )
+
+
+def advance_from(
+    scorer: Scorer,
+    start: int,
+    sums: list[float],
+    counted: list[bool],
+    held: Sequence[int],
+    new: Sequence[Event],
+    times: Iterable[int],
+    at_us: int,
+    due: int | None,
+    qualified: bool,
+    *,
+    reasons: bool = True,
+) -> Step | None:
+    """:func:`advance` of the parts at ``start`` given as their sums and counted flags, lists
+    that become this call's (it changes them): for a caller that reads them from storage, without
+    making the ``Parts`` first (the live service, for every lead of every request)."""
     if due is not None and at_us >= due:
         return None
     for e in new:
@@ -295,9 +328,6 @@ def advance(
     window = scorer._window_us
     half = scorer._half_life_s
     matches = scorer.matches
-    start = parts.at_us
-    sums = list(parts.sums)
-    counted = list(parts.counted)
     clock = start
     became: tuple[int, LeadScore] | None = None
     late_events = False

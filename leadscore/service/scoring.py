@@ -390,14 +390,14 @@ def carry(
     stored, scored_at, due = stored_parts
     held = stored["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
-    # (``_parts``; ``advance`` reads the fit from ``held``, not from the parts)
-    parts = inc.make_parts(
-        tuple(held), tuple(map(float, stored["s"])), tuple(map(bool, stored["c"])), scored_at
-    )
-    # the row stores the score's numbers only: no reasons built (an MQL's score has them)
-    return inc.advance(
+    # the stored parts as ``_parts`` reads them, given as lists (``advance`` reads the fit from
+    # ``held``, not from the parts); the row stores the score's numbers only: no reasons built
+    # (an MQL's score has them)
+    return inc.advance_from(
         scorer,
-        parts,
+        scored_at,
+        list(map(float, stored["s"])),
+        list(map(bool, stored["c"])),
         held,
         events,
         times,
