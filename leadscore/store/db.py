@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 from ..errors import ConfigError, MissingExtraError
@@ -101,7 +103,13 @@ def _sqlite_begin(conn: Any) -> None:
     # a transaction that reads before it writes takes the write lock at once, as it could not
     # wait for it later. One that writes first waits for the lock at its first write.
     immediate = conn.get_execution_options().get(WRITES, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    # on the driver's connection (every write transaction begins here; SQLAlchemy's statement
+    # machinery cost more than the BEGIN), its error raised as SQLAlchemy's, as it would be
+    try:
+        conn.connection.driver_connection.execute(sql)
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(sql, None, e, sqlite3.Error) from e
 
 
 def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
