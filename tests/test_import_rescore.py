@@ -245,7 +245,10 @@ def test_the_command_says_how_many_leads_were_rescored(tmp_path: Path) -> None:
     leads = write(tmp_path, "leads.csv", "lead_id,company.employees\nnear,2000\nfar,2000\n")
     proc = ls("import", "--leads", str(leads), "--database", url)
     said = " ".join(proc.stderr.split())
-    assert "Re-scored 2 leads with model v1; 1 became MQLs (not notified: --notify" in said
+    assert "Re-scored 2 leads with model v1; 1 became an MQL (not notified: --notify" in said
+    again = write(tmp_path, "again.csv", "lead_id,company.employees\nfar,3000\n")
+    said = " ".join(ls("import", "--leads", str(again), "--database", url).stderr.split())
+    assert "Re-scored 1 lead with model v1; 0 became MQLs." in said
     with api_on(url, model="") as api:
         assert api.row("near").stage == "mql" and api.row("far").stage == "lead"
 

@@ -157,6 +157,72 @@ def test_compiled_conditions_decide_as_the_language_reads_them(model_text, leads
         ]
 
 
+@st.composite
+def _one_field_event_rules(draw: st.DrawFn) -> str:
+    """A model whose rules for one event all read one property (or none): the text of that
+    property read once for them all (``compile_text``), unless one of them reads a number."""
+    field = draw(st.sampled_from(["path", "utm.source", "plan"]))
+    conds = draw(st.lists(st.one_of(_affix_on(field), condition([field])), min_size=1, max_size=4))
+    rules: list[dict[str, Any]] = [
+        {"name": f"r{i}", "event": "page", "when": c, "points": 1 + i, "cap": 30}
+        for i, c in enumerate(conds)
+    ]
+    if draw(st.booleans()):  # a rule of the event with no condition, among them
+        rules.insert(
+            draw(st.integers(0, len(rules))), {"name": "any", "event": "page", "points": 2}
+        )
+    rules.append({"name": "other", "event": "Demo Requested", "points": 5})
+    doc: dict[str, Any] = {
+        "model": 1,
+        "name": "one-field",
+        "engagement": {"half_life_days": 7, "rules": rules},
+        "mql": {"threshold": 1},
+    }
+    if draw(st.booleans()):
+        doc["missing_values"] = draw(
+            st.lists(st.sampled_from(MISSING_VALUES), min_size=1, max_size=3, unique=True)
+        )
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _affix_on(field: str) -> st.SearchStrategy[dict[str, Any]]:
+    """``any`` of affixes on one field, as models write them (``_affixes_together``)."""
+    affix = st.builds(
+        lambda o, v: {"field": field, o: v},
+        st.sampled_from(["starts_with", "ends_with"]),
+        st.sampled_from([*TEXT_OPERANDS, "/pricing", "/p", "s", " a"]),
+    )
+    return st.builds(lambda c: {"any": c}, st.lists(affix, min_size=1, max_size=4))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text=_one_field_event_rules(), many=st.lists(properties(), min_size=1, max_size=4))
+def test_an_events_rules_on_one_field_match_as_the_language_reads_them(model_text, many):
+    """An event whose rules all read one field is matched from that field's text read once
+    (``Scorer.matches`` and ``engage``): the rules the plain reading of each condition counts,
+    and the same sums to the last bit as each rule's own predicate gives."""
+    model = parse_model(model_text, "generated.yaml")
+    sc = Scorer(model)
+    missing = frozenset(model.missing_values)
+    rules = model.engagement_rules
+    at = EPOCH + timedelta(microseconds=T0)
+    evs = [Event("page", at - timedelta(hours=k), props) for k, props in enumerate(many)]
+    sums = [0.0] * len(rules)
+    counted = [False] * len(rules)
+    for ev in evs:
+        want = [
+            (i, r.points)
+            for i, r in enumerate(rules)
+            if r.event_key == "page" and (r.when is None or _plain(r.when, ev.properties, missing))
+        ]
+        assert sc.matches(ev) == want
+        factor = 0.5 ** ((T0 - ev.ts_us) / 1e6 / (7 * 86400.0))
+        for i, pts in want:
+            sums[i] += pts * factor
+            counted[i] = True
+    assert sc.engage(evs, T0) == (sums, counted)
+
+
 def _rescore_each_prefix(
     scorer: Scorer,
     held: Sequence[int],

@@ -1,7 +1,7 @@
 """Every SQLite connection of the service runs with the same settings: WAL with
 ``synchronous=FULL`` (a commit is on disk when it returns), the WAL copied back into the
 database file every ``WAL_CHECKPOINT_PAGES`` pages and cut back to ``WAL_SIZE_LIMIT`` after, and
-a page cache of ``CACHE_KIB``. The checkpoint and cache settings change what a commit costs,
+a page cache of ``CACHE_KIB``, all connections' memory held to ``HEAP_LIMIT``. The checkpoint and cache settings change what a commit costs,
 never what it keeps."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from leadscore.store.db import CACHE_KIB, WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT
+from leadscore.store.db import CACHE_KIB, HEAP_LIMIT, WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT
 
 
 def _settings(conn: sa.Connection) -> dict[str, object]:
@@ -24,6 +24,7 @@ def _settings(conn: sa.Connection) -> dict[str, object]:
             "wal_autocheckpoint",
             "journal_size_limit",
             "cache_size",
+            "soft_heap_limit",
         )
     }
 
@@ -40,6 +41,7 @@ def test_every_connection_has_the_settings(tmp_path: Path) -> None:
                     "wal_autocheckpoint": WAL_CHECKPOINT_PAGES,
                     "journal_size_limit": WAL_SIZE_LIMIT,
                     "cache_size": -CACHE_KIB,
+                    "soft_heap_limit": HEAP_LIMIT,
                 }
     finally:
         engine.dispose()

@@ -77,3 +77,43 @@ def test_an_in_memory_database_still_opens(url: str) -> None:
             assert conn.execute(sa.select(sa.func.count()).select_from(t.api_keys)).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_a_write_that_cannot_take_the_lock_fails_as_sqlalchemys_operational_error(
+    tmp_path: Path,
+) -> None:
+    """The write transaction's BEGIN IMMEDIATE runs on the driver's connection: when another
+    connection holds SQLite's write lock past the busy timeout, it fails with the
+    ``OperationalError`` the service tells apart from its own errors, told to the outcome, and
+    the process's lock is given back; once the lock is free, the next write goes through."""
+    import sqlite3
+    import threading
+
+    from leadscore.service.common import Tx
+
+    db = tmp_path / "locked.db"
+    engine = open_engine(f"sqlite:///{db}")
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        with engine.connect() as conn:  # the connection the writes get (the pool's last)
+            conn.exec_driver_sql("PRAGMA busy_timeout=50")
+        blocker.execute("BEGIN IMMEDIATE")
+        told: list[BaseException | None] = []
+        lock = threading.Lock()
+        with pytest.raises(sa.exc.OperationalError, match="locked"), Tx(engine, lock, told.append):
+            pytest.fail("the transaction began without the lock")
+        assert len(told) == 1 and isinstance(told[0], sa.exc.OperationalError)
+        assert not lock.locked()
+        blocker.execute("COMMIT")
+        with Tx(engine, lock, told.append) as conn:
+            conn.execute(
+                sa.insert(t.api_keys).values(
+                    name="k", scope="ingest", prefix="lsw_x", secret_hash="h", created_at_us=1
+                )
+            )
+        assert told[1:] == [None]
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.api_keys)).scalar() == 1
+    finally:
+        blocker.close()
+        engine.dispose()

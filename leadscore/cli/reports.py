@@ -80,9 +80,13 @@ def import_(
         told = (
             "notified" if r.notified else "not notified: --notify sends lead.mql and lead.assigned"
         )
+        from ..render import plural
+
+        became = "1 became an MQL" if r.new_mqls == 1 else f"{r.new_mqls:,} became MQLs"
         err.print(
-            f"Re-scored {r.leads_rescored} leads with model v{r.model_version}; "
-            f"{r.new_mqls} became MQLs" + (f" ({told})." if r.new_mqls else ".")
+            f"Re-scored {plural(r.leads_rescored, 'lead')} with model v{r.model_version}; "
+            + became
+            + (f" ({told})." if r.new_mqls else ".")
         )
     elif leads is not None:
         err.print("No model is active: no lead was re-scored.")

@@ -9,9 +9,19 @@ from typing import Any as AnyT
 from ..model.schema import All, Any, Condition, Leaf, Not
 from ..model.values import WHITESPACE, lookup, norm_text, number_of, text_of
 
-__all__ = ["Predicate", "SharedPredicate", "compile_condition", "compile_shared"]
+__all__ = [
+    "Predicate",
+    "SharedPredicate",
+    "TextTest",
+    "compile_condition",
+    "compile_shared",
+    "compile_text",
+    "text_reader",
+]
 
 Predicate = Callable[[Mapping[str, AnyT]], bool]
+#: A condition on one field decided from that field's normalised text alone (None: absent)
+TextTest = Callable[[str | None], bool]
 #: A predicate that also takes a dict, fresh for each mapping tested, in which the conditions
 #: compiled with the same ``missing`` share the text of a field: several rules reading one
 #: field (a title matched three ways, an email against four domains) read and normalise it once.
@@ -68,6 +78,95 @@ def _affixes_together(conds: tuple[Condition, ...]) -> list[Condition]:
             continue
         out.append(c)
     return out
+
+
+def compile_text(
+    cond: Condition, missing: frozenset[str] = frozenset()
+) -> tuple[tuple[str, ...], TextTest] | None:
+    """A condition that reads one field, and only its text (no number: ``exists``,
+    ``contains``, ``starts_with``, ``ends_with``, ``matches``, ``equals``/``in``/``not_in`` of
+    texts, and ``all``/``any``/``not`` of such on that one field), as its field's path and a
+    test of the field's normalised text (``text_reader``'s): ``compile_shared``'s answers,
+    decided from the text read once. None for any other condition. ``missing`` is
+    ``text_reader``'s to apply: the test takes the text as read."""
+    if isinstance(cond, Leaf):
+        test = _text_leaf(cond)
+        return None if test is None else (cond.path, test)
+    if isinstance(cond, Not):
+        inner = compile_text(cond.condition, missing)
+        if inner is None:
+            return None
+        path, one = inner
+        return path, lambda t: not one(t)
+    if isinstance(cond, All | Any):
+        conds = cond.conditions if isinstance(cond, All) else _affixes_together(cond.conditions)
+        parts = [compile_text(c, missing) for c in conds]
+        if not parts or any(p is None for p in parts):
+            return None
+        paths = {p[0] for p in parts if p is not None}
+        if len(paths) != 1:
+            return None
+        tests = [p[1] for p in parts if p is not None]
+        if len(tests) == 1:
+            return paths.pop(), tests[0]
+        if isinstance(cond, All):
+            return paths.pop(), lambda t: all(x(t) for x in tests)
+        return paths.pop(), lambda t: any(x(t) for x in tests)
+    return None
+
+
+def _text_leaf(leaf: Leaf) -> TextTest | None:
+    """``_leaf``'s predicate as a test of the field's text, for the operators that read the text
+    alone; None for those that read a number."""
+    op, value = leaf.op, leaf.value
+    if op == "exists":
+        if value:
+            return lambda t: t is not None
+        return lambda t: t is None
+    if op in ("equals", "in", "not_in"):
+        items = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(i, float) for i in items):
+            return None  # a number is compared as a number
+        texts = frozenset(i for i in items if isinstance(i, str))
+        if op == "not_in":
+            return lambda t: t is not None and t not in texts
+        return lambda t: t is not None and t in texts
+    if op in ("gt", "gte", "lt", "lte", "between"):
+        return None
+    operand = tuple(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    if op == "contains":
+        part = str(value)
+        return lambda t: t is not None and part in t
+    if op == "starts_with":
+        return lambda t: t is not None and t.startswith(operand)
+    if op == "ends_with":
+        return lambda t: t is not None and t.endswith(operand)
+    if op == "matches":
+        rx = re.compile(str(value))
+        return lambda t: t is not None and rx.search(t) is not None
+    return None
+
+
+def text_reader(
+    path: tuple[str, ...], missing: frozenset[str]
+) -> Callable[[Mapping[str, AnyT]], str | None]:
+    """A field's normalised text in a mapping, as every condition reads it (None: absent, blank
+    or a placeholder in ``missing``): ``_reader``'s, for a caller that reads the field once."""
+    one = len(path) == 1
+    key = path[0]
+
+    def text(d: Mapping[str, AnyT]) -> str | None:
+        raw = d.get(key) if one and type(d) is dict else lookup(d, path)
+        if type(raw) is str:  # text_of and norm_text at once: empty when blank
+            got = raw.strip(WHITESPACE).lower() or None
+        else:
+            t = text_of(raw)
+            got = None if t is None else norm_text(t)
+        if got is not None and missing and got in missing:
+            return None
+        return got
+
+    return text
 
 
 #: a field's normalised text, read through the shared dict (None: absent)

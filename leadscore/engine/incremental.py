@@ -20,6 +20,7 @@ __all__ = [
     "Parts",
     "Step",
     "advance",
+    "advance_from",
     "can_carry",
     "could_qualify",
     "make_parts",
@@ -287,6 +288,38 @@ def advance(
     future) or a late event may have made the lead an MQL at an earlier instant: only its whole
     history can tell when, so the caller re-scores it with :func:`rescore`. ``reasons=False``:
     the step's ``score`` holds the numbers alone, as in :func:`rescore`."""
+    return advance_from(
+        scorer,
+        parts.at_us,
+        list(parts.sums),
+        list(parts.counted),
+        held,
+        new,
+        times,
+        at_us,
+        due,
+        qualified,
+        reasons=reasons,
+    )
+
+
+def advance_from(
+    scorer: Scorer,
+    start: int,
+    sums: list[float],
+    counted: list[bool],
+    held: Sequence[int],
+    new: Sequence[Event],
+    times: Iterable[int],
+    at_us: int,
+    due: int | None,
+    qualified: bool,
+    *,
+    reasons: bool = True,
+) -> Step | None:
+    """:func:`advance` of the parts at ``start`` given as their sums and counted flags, lists
+    that become this call's (it changes them): for a caller that reads them from storage, without
+    making the ``Parts`` first (the live service, for every lead of every request)."""
     if due is not None and at_us >= due:
         return None
     for e in new:
@@ -295,15 +328,14 @@ def advance(
     window = scorer._window_us
     half = scorer._half_life_s
     matches = scorer.matches
-    start = parts.at_us
-    sums = list(parts.sums)
-    counted = list(parts.counted)
     clock = start
     became: tuple[int, LeadScore] | None = None
     late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
     times = list(times)
     timeline: list[tuple[int, Event | None]]
+    # the steps, to find the instant it qualified at (unless it is qualified already)
+    keep_steps = not qualified
     if len(new) == 1:
         # one event (the usual call): the other messages' instants, each once, and not the
         # event's (a message after an event at its instant changes nothing: no decay between)
@@ -322,6 +354,9 @@ def advance(
             timeline.insert(at, (ev_ts, new[0]))
         else:
             timeline = [(ev_ts, new[0])]
+            # a lone late event: its step would be at its own instant, which is asked about
+            # (``_may_have_qualified`` since it) before the steps are, and never by them
+            keep_steps = keep_steps and ev_ts >= start
         times.append(ev_ts)
     else:
         at_events = {ev.ts_us for ev in new}
@@ -370,7 +405,7 @@ def advance(
                     expiry = ev_ts + window + 1
                     if due is None or expiry < due:
                         due = expiry
-        if not qualified and changed:
+        if keep_steps and changed:
             steps.append((ts, list(sums), list(counted)))
             changed = False
     if at_us > clock and half is not None:

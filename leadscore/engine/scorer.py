@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..model.schema import EngagementRule, FitRule, Model, leaves
 from ..model.values import lookup, norm_text
-from .conditions import SharedPredicate, compile_shared
+from .conditions import SharedPredicate, compile_shared, compile_text, text_reader
 from .traits import date_us, units_of
 
 __all__ = [
@@ -155,6 +155,37 @@ class Explanation:
     notes: tuple[str, ...] = field(default=())
 
 
+def _text_matcher(
+    rules_of_model: Sequence[EngagementRule],
+    rules: list[tuple[int, SharedPredicate | None, float]],
+    missing: frozenset[str],
+) -> Callable[[Mapping[str, Any]], list[tuple[int, float]]] | None:
+    """``Scorer.matches`` of an event's rules (index, predicate, points) when every condition
+    among them reads one field's text alone (``compile_text``): the text read once, then each
+    rule's test of it, in the rules' order. None otherwise."""
+    tests: list[tuple[int, Callable[[str | None], bool] | None, float]] = []
+    paths = set()
+    for i, pred, pts in rules:
+        when = rules_of_model[i].when
+        if pred is None or when is None:
+            tests.append((i, None, pts))
+            continue
+        got = compile_text(when, missing)
+        if got is None:
+            return None
+        paths.add(got[0])
+        tests.append((i, got[1], pts))
+    if len(paths) != 1:
+        return None
+    read = text_reader(paths.pop(), missing)
+
+    def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
+        t = read(props)
+        return [(i, pts) for i, test, pts in tests if test is None or test(t)]
+
+    return matches
+
+
 def half_life_s(model: Model) -> float | None:
     """The model's half-life in seconds (None: no decay)."""
     return model.half_life_days * 86400.0 if model.half_life_days is not None else None
@@ -232,6 +263,14 @@ class Scorer:
             for key, rules in self._by_event.items()
             if all(pred is None for _, pred, _ in rules)
         }
+        #: ``matches`` of the events whose rules' conditions all read one field's text: that
+        #: text read once, then each rule's test of it
+        self._by_text: dict[str, Callable[[Mapping[str, Any]], list[tuple[int, float]]]] = {}
+        for key, rules in self._by_event.items():
+            if key not in self._unconditional:
+                got = _text_matcher(model.engagement_rules, rules, missing)
+                if got is not None:
+                    self._by_text[key] = got
         #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
         self._fit_points = [r.points for r in model.fit_rules]
         self._fast_ix = [i for i, f in enumerate(self._fast) if f]
@@ -313,6 +352,9 @@ class Scorer:
         unconditional = self._unconditional.get(event.key)
         if unconditional is not None:  # every rule of this event counts: no property read
             return list(unconditional)
+        by_text = self._by_text.get(event.key)
+        if by_text is not None:  # every condition reads one field's text: read once
+            return by_text(event.properties)
         props = event.properties
         seen: dict[Any, Any] = {}
         return [(i, pts) for i, pred, pts in rules if pred is None or pred(props, seen)]
@@ -431,6 +473,8 @@ class Scorer:
         counted for, in the events' order: ``engage`` of a list equals ``engage`` of its first
         part followed by ``engage_into`` of the rest, to the last bit."""
         by_event = self._by_event
+        by_text = self._by_text
+        unconditional = self._unconditional
         window = self._window_us
         half = self._half_life_s
         for ev in events:
@@ -441,6 +485,11 @@ class Scorer:
             if not counts(age, window):
                 continue
             factor = decay(age, half)
+            if ev.key in by_text or ev.key in unconditional:  # ``matches``: the same rules
+                for i, pts in self.matches(ev):
+                    sums[i] += pts * factor
+                    counted[i] = True
+                continue
             props = ev.properties
             seen: dict[Any, Any] = {}
             for i, pred, pts in rules:

@@ -55,6 +55,19 @@ def json_param(v: Any, dialect: str) -> Any:
     return v if dialect == "postgresql" else dumps(v)
 
 
+def _writes(engine: Engine) -> Engine:
+    """The engine with the ``WRITES`` option, made once and kept on the engine (every write
+    transaction begins on it; making it cost as much as the BEGIN)."""
+    got: Engine | None = getattr(engine, _WRITING, None)
+    if got is None:
+        got = engine.execution_options(**{WRITES: True})
+        setattr(engine, _WRITING, got)
+    return got
+
+
+_WRITING = "_leadscore_writing"
+
+
 class Tx:
     """``with`` a write transaction.
 
@@ -91,7 +104,7 @@ class Tx:
             self.lock.acquire()
         try:
             # it reads before it writes: on SQLite it must take the write lock at BEGIN
-            self.ctx = self.engine.execution_options(**{WRITES: True}).begin()
+            self.ctx = _writes(self.engine).begin()
             conn: Connection = self.ctx.__enter__()
         except BaseException as e:
             if self.lock is not None:

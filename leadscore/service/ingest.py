@@ -297,8 +297,7 @@ def ingest(
                 at,
                 held,
             )
-        values["b_id"] = lead
-        updates.append(values)
+        updates.append(values)  # (its lead as ``b_id``: ``scoring.apply``)
         if qualified:
             res.new_mqls.append(lead)
     if group is not None:  # what the next call of the group reads back

@@ -341,15 +341,32 @@ def _parts(stored: Parts) -> inc.Parts:
 def apply(
     q: Qualifier, active: ActiveModel, lead: str, step: inc.Step, at: int
 ) -> tuple[dict[str, Any], bool]:
-    """The row values of an engine step (from ``carry`` or ``rescore``), and the lead qualified
+    """The row values of an engine step (from ``carry`` or ``rescore``), its lead as ``b_id``
+    (``write_scores``), and the lead qualified
     at the instant it crossed when the step says it did.
     ``step.score`` may hold the numbers alone (``reasons=False``); ``step.mql_score`` has its
     reasons, for the MQL's reason, the handoff and the ``lead.mql`` payload."""
     p = step.parts
     score = step.score
-    values = score_values(score, p.held, p.sums, p.counted, active.version, p.at_us, q.dialect)
-    values["rescore_at_us"] = step.rescore_at
-    values["updated_at_us"] = at
+    version = active.version
+    # ``score_values``, with the lead (``b_id``) and the times, written out as one dict: it
+    # runs for every lead of every request
+    values = {
+        "b_id": lead,
+        "fit": score.fit,
+        "engagement": score.engagement,
+        "score": score.score,
+        "grade": score.grade,
+        "mql": score.mql,
+        "fast_track": score.fast_track,
+        "rule_sums": json_param(
+            {"v": version, "h": p.held, "s": p.sums, "c": p.counted}, q.dialect
+        ),
+        "scored_at_us": p.at_us,
+        "model_version": version,
+        "rescore_at_us": step.rescore_at,
+        "updated_at_us": at,
+    }
     if step.mql_at is None or step.mql_score is None:
         return values, False
     reason = mql_reason(active.model, step.mql_score)
@@ -373,14 +390,14 @@ def carry(
     stored, scored_at, due = stored_parts
     held = stored["h"] if not fit_changed else scorer.fit_held(traits)
     events = [event_from_row(m.event, m.ts_us, m.properties or {}) for m in new if m.event]
-    # (``_parts``; ``advance`` reads the fit from ``held``, not from the parts)
-    parts = inc.make_parts(
-        tuple(held), tuple(map(float, stored["s"])), tuple(map(bool, stored["c"])), scored_at
-    )
-    # the row stores the score's numbers only: no reasons built (an MQL's score has them)
-    return inc.advance(
+    # the stored parts as ``_parts`` reads them, given as lists (``advance`` reads the fit from
+    # ``held``, not from the parts); the row stores the score's numbers only: no reasons built
+    # (an MQL's score has them)
+    return inc.advance_from(
         scorer,
-        parts,
+        scored_at,
+        list(map(float, stored["s"])),
+        list(map(bool, stored["c"])),
         held,
         events,
         times,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 from ..errors import ConfigError, MissingExtraError
@@ -73,6 +75,11 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: each connection's page cache, in KiB (SQLite's default is 2,000): an ingest touches pages
 #: all over the events' indexes and the leads, and read a hundred of them again per batch
 CACHE_KIB = 32 * 1024
+#: what all the process's SQLite connections together may keep in memory (bytes) before their
+#: page caches reuse their own pages instead of growing: a pool of up to 15 connections with
+#: 32 MiB caches could otherwise hold 480 MiB of a large database's pages (SQLite's soft heap
+#: limit, process-wide; it never makes a statement fail)
+HEAP_LIMIT = 128 * 1024 * 1024
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -84,6 +91,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    cur.execute(f"PRAGMA soft_heap_limit={HEAP_LIMIT}")
     cur.close()
     from ..sql.sqlite import connect_functions
 
@@ -95,7 +103,13 @@ def _sqlite_begin(conn: Any) -> None:
     # a transaction that reads before it writes takes the write lock at once, as it could not
     # wait for it later. One that writes first waits for the lock at its first write.
     immediate = conn.get_execution_options().get(WRITES, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    # on the driver's connection (every write transaction begins here; SQLAlchemy's statement
+    # machinery cost more than the BEGIN), its error raised as SQLAlchemy's, as it would be
+    try:
+        conn.connection.driver_connection.execute(sql)
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(sql, None, e, sqlite3.Error) from e
 
 
 def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
