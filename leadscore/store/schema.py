@@ -26,6 +26,10 @@ from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 metadata = MetaData()
 
+# On PostgreSQL every column that holds a lead's id, an anonymous id or a messageId compares
+# byte by byte (COLLATE "C", as SQLite's BINARY does), which migration 0008 sets: the types here
+# leave it out, as the service casts parameters to them (a CAST names no collation).
+
 #: JSON as jsonb on PostgreSQL and as text elsewhere; the service serialises it itself.
 JSONText = Text().with_variant(JSONB(none_as_null=True), "postgresql")
 #: JSON that only the service reads back, whole: json (its text, checked and kept as written) on
