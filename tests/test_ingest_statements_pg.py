@@ -109,11 +109,10 @@ def test_postgres_stores_what_sqlite_stores(pg_url: str, tmp_path: Path) -> None
         assert [x[0] for x in pg_leads] == ["u-1", "u-2"]
         assert [x[1] for x in pg_leads] == ["mql", "lead"]  # u-2 has a personal email
         with pg.connect() as conn:
-            # JSON went in as JSON values (the message as json, kept as written; the properties
-            # as jsonb), not as JSON strings holding them; none is SQL NULL
+            # JSON went in as jsonb values, not as JSON strings holding them; none is SQL NULL
             kinds = conn.execute(
                 sa.text(
-                    "SELECT DISTINCT json_typeof(message), jsonb_typeof(properties) FROM events"
+                    "SELECT DISTINCT jsonb_typeof(message), jsonb_typeof(properties) FROM events"
                 )
             ).all()
             assert set(kinds) == {("object", "object"), ("object", None)}

@@ -5,8 +5,8 @@ leads, links and events it touches.
 The events go as one JSON array (``json_to_recordset``): one statement, one parameter and one
 round trip per request, with SQL text that never changes, so that psycopg prepares it once per
 connection. orjson writes the array in one call, and JSON already written (a message's text)
-goes in as it is (``fragment``); PostgreSQL reads each column as the type the statement names:
-the properties as jsonb, the message as json. Lists of ids go as one JSON array too. The plain INSERTs and UPDATEs of
+goes in as it is (``fragment``); PostgreSQL reads each column as the type the statement names,
+the JSON ones as jsonb. Lists of ids go as one JSON array too. The plain INSERTs and UPDATEs of
 the path take the same form through ``Prepared`` (``prepared.py``). Errors come out as
 SQLAlchemy's (``prepared.run_sql``).
 
@@ -85,7 +85,7 @@ _EVENT_COLUMNS: list[Column] = [
     ("ts_us", "bigint"),
     ("received_at_us", "bigint"),
     ("properties", "jsonb"),
-    ("message", "json"),  # kept as written: nothing reads it in SQL (migration 0009)
+    ("message", "jsonb"),
 ]
 _INSERT_EVENTS = Recordset(
     "INSERT INTO events (" + ", ".join(n for n, _ in _EVENT_COLUMNS) + ") "

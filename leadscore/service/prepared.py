@@ -10,7 +10,7 @@ its rows go to the driver with as little done to them as the driver needs:
 - on SQLite, as they are (text, integers, floats, booleans; JSON is already text there);
 - on PostgreSQL, a plain INSERT of ``keys`` and an UPDATE made with ``Prepared.update`` run
   as one statement over all the rows, sent as one JSON array that orjson writes in one call
-  (``json_to_recordset``, each column read as its column's type: JSON as jsonb or json, a JSON
+  (``json_to_recordset``, each column read as its column's type: JSON as jsonb, a JSON
   ``null`` as SQL NULL, as the jsonb columns' ``none_as_null`` has it). An UPDATE given the
   same key twice keeps the last row, as running the rows one after the other would. An UPDATE
   names its keys once more, as a JSON array of their own that the planner looks up in the

@@ -1,8 +1,7 @@
 """The service's tables (SQLAlchemy Core). Times are integer microseconds since the epoch, UTC:
 exact, comparable and the same on SQLite and PostgreSQL. JSON is stored as text on SQLite and as
 jsonb on PostgreSQL (``JSONText``), so the SQL engine can read traits and properties in place;
-the service's own scoring state and the messages as received, which nothing reads in SQL, as json
-on PostgreSQL (``JSONState``).
+the service's own scoring state, which nothing reads in SQL, as json on PostgreSQL (``JSONState``).
 """
 
 from __future__ import annotations
@@ -33,9 +32,9 @@ metadata = MetaData()
 
 #: JSON as jsonb on PostgreSQL and as text elsewhere; the service serialises it itself.
 JSONText = Text().with_variant(JSONB(none_as_null=True), "postgresql")
-#: JSON that nothing reads in SQL, only whole: json (its text, checked and kept as written) on
-#: PostgreSQL, where jsonb would build its tree and turn every number into a decimal on the way
-#: in and back into text on the way out (migrations 0007 and 0009); text elsewhere.
+#: JSON that only the service reads back, whole: json (its text, checked and kept as written) on
+#: PostgreSQL, where jsonb would turn every number into a decimal on the way in and back into
+#: text on the way out (migration 0007); text elsewhere.
 JSONState = Text().with_variant(JSON(none_as_null=True), "postgresql")
 
 leads = Table(
@@ -87,7 +86,7 @@ events = Table(
     Column("ts_us", BigInteger, nullable=False),
     Column("received_at_us", BigInteger, nullable=False),
     Column("properties", JSONText),
-    Column("message", JSONState, nullable=False),  # the message as received (migration 0009)
+    Column("message", JSONText, nullable=False),  # the message as received
 )
 Index("ix_events_lead_ts", events.c.lead_id, events.c.ts_us)
 # on the events that have an anonymous id (most carry a userId alone): every read of it asks
