@@ -1,6 +1,7 @@
 """The service's tables (SQLAlchemy Core). Times are integer microseconds since the epoch, UTC:
 exact, comparable and the same on SQLite and PostgreSQL. JSON is stored as text on SQLite and as
-jsonb on PostgreSQL (``JSONText``), so the SQL engine can read traits and properties in place.
+jsonb on PostgreSQL (``JSONText``), so the SQL engine can read traits and properties in place;
+the service's own scoring state, which nothing reads in SQL, as json on PostgreSQL (``JSONState``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 metadata = MetaData()
 
+# On PostgreSQL every column that holds a lead's id, an anonymous id or a messageId compares
+# byte by byte (COLLATE "C", as SQLite's BINARY does), which migration 0008 sets: the types here
+# leave it out, as the service casts parameters to them (a CAST names no collation).
+
 #: JSON as jsonb on PostgreSQL and as text elsewhere; the service serialises it itself.
 JSONText = Text().with_variant(JSONB(none_as_null=True), "postgresql")
+#: JSON that only the service reads back, whole: json (its text, checked and kept as written) on
+#: PostgreSQL, where jsonb would turn every number into a decimal on the way in and back into
+#: text on the way out (migration 0007); text elsewhere.
+JSONState = Text().with_variant(JSON(none_as_null=True), "postgresql")
 
 leads = Table(
     "leads",
@@ -43,7 +52,7 @@ leads = Table(
     Column("grade", String(4), nullable=False, server_default=""),
     Column("mql", Boolean, nullable=False, server_default=false()),
     Column("fast_track", Boolean, nullable=False, server_default=false()),
-    Column("rule_sums", JSONText),  # engagement rules' decayed sums before caps, in model order
+    Column("rule_sums", JSONState),  # engagement rules' decayed sums before caps, in model order
     Column("scored_at_us", BigInteger),
     Column("rescore_at_us", BigInteger),  # when an event leaves the window or a future one lands
     Column("model_version", Integer),
