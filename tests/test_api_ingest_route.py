@@ -8,19 +8,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 
 from leadscore.api.ingest import IngestRoute
 from leadscore.api.security import WriteSecret
 from leadscore.api.threads import hand_off
+from leadscore.store import open_engine
 from leadscore.store import schema as t
-from tests.service_helpers import Api, assert_error, page
+from tests.service_helpers import (
+    MODEL,
+    Api,
+    Server,
+    assert_error,
+    basic,
+    cli,
+    page,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -98,3 +111,62 @@ def test_the_hand_off_runs_on_a_pool_thread_in_the_callers_context() -> None:
     tag, thread, value = asyncio.run(main())
     assert (tag, value) == ("request-1", 42)
     assert thread.startswith("leadscore-ingest") and thread != threading.current_thread().name
+
+
+def test_serve_stopped_under_ingest_load_exits_with_every_acknowledged_event_stored(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while ingest requests are on the ingest threads (no cap in flight, so more
+    requests than threads): the process exits (the pool's threads do not hold it), and every
+    message answered 200 is in the database."""
+    db_url = f"sqlite:///{tmp_path / 'leadscore.db'}"
+    model = tmp_path / "leadscore.yaml"
+    model.write_text(MODEL)
+    server = Server(db_url, model, tmp_path / "server.log", "--ingest-inflight", "0").start()
+    key = cli("keys", "create", "--name", "w", "--scope", "ingest", "--database-url", db_url)
+    headers = basic(key.strip())
+    acked: list[str] = []
+    refused: list[str] = []  # an answer other than 200 before the signal
+    signalled = threading.Event()
+
+    def send(n: int) -> None:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            for i in range(10_000):
+                ids = [f"stop-{n}-{i}-{j}" for j in range(20)]
+                batch = [{**page(f"u{n}", "/pricing"), "messageId": m} for m in ids]
+                try:
+                    resp = client.post("/v1/batch", json={"batch": batch}, headers=headers)
+                except httpx.TransportError:
+                    if not signalled.is_set():
+                        refused.append("connection failed before the signal")
+                    return
+                if resp.status_code == 200:
+                    acked.extend(ids)
+                elif signalled.is_set():
+                    return
+                else:
+                    refused.append(resp.text)
+                    return
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(48)]
+    try:
+        for s in senders:
+            s.start()
+        wait_for(lambda: len(acked) >= 48 * 20 * 3, "ingest under load", timeout=60)
+        assert server.proc is not None
+        signalled.set()
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(60)  # exits: no thread of the pool holds it
+        assert code in (0, -signal.SIGTERM), code
+        for s in senders:
+            s.join(60)
+    finally:
+        server.stop()
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            stored = set(conn.scalars(sa.select(t.events.c.message_id)))
+    finally:
+        engine.dispose()
+    assert refused == []
+    assert acked and set(acked) <= stored
