@@ -5,8 +5,9 @@ A pool of its own (``concurrent.futures``, threads named ``leadscore-ingest``), 
 with ``loop.run_in_executor``: one wake-up of a pool thread and one of the loop (the answer,
 with ``call_soon_threadsafe``) per request, and less bookkeeping around them than Starlette's
 ``run_in_threadpool`` (anyio's capacity limiter and cancel scope). The pool takes as many
-threads as anyio's default (40); the ingest requests in flight are capped well below that
-(``limits.Shed``). The reads and the admin API keep Starlette's threadpool, so ingest cannot
+threads as anyio's default (40); the ingest requests in flight are capped below that by
+default (``limits.Shed``, ``--ingest-inflight``); with no cap, or one above 40, the requests
+past 40 wait in the pool's queue, as they waited for Starlette's threads before. The reads and the admin API keep Starlette's threadpool, so ingest cannot
 take all its threads.
 
 The work runs in a copy of the request's context (its ``logs.REQUEST_ID`` included), as
