@@ -16,7 +16,11 @@ from typing import Any, get_args
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.telemetry import get_telemetry_data
+
+try:  # FastAPI's OpenTelemetry hooks, in FastAPI 0.160 and later; older ones have none
+    from fastapi import telemetry as _telemetry
+except ImportError:  # pragma: no cover - exercised by the lowest allowed versions' tests
+    _telemetry = None  # type: ignore[assignment]
 
 from ..service import metrics
 from ..service.facade import Service
@@ -56,7 +60,7 @@ class IngestRoute(APIRoute):
         async def handler(request: Request) -> Response:
             key = write_secret(request)
             # what FastAPI's own handler gives OpenTelemetry hooks (None when tracing is off)
-            telemetry = get_telemetry_data()
+            telemetry = _telemetry.get_telemetry_data() if _telemetry is not None else None
             if telemetry is not None:
                 telemetry.request, telemetry.values = request, {"key": key}
             response: Response = await endpoint(request, key)
