@@ -4,6 +4,7 @@ re-scored from its history taken from its stored parts when its traits did not c
 
 from __future__ import annotations
 
+import copy
 import struct
 from pathlib import Path
 
@@ -11,11 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.engine import Event, Scorer
+from leadscore.engine.incremental import advance
 from leadscore.engine.scorer import us_of
 from leadscore.model import parse_model
+from leadscore.service import scoring
+from leadscore.service.messages import Message
+from leadscore.service.scoring import make_active
 from tests.service_helpers import Api, ago, identify, page, track
 
 from .parity_strategies import AS_OF, events, models
+from .test_incremental_fast_paths import _carried
 
 T0 = us_of(AS_OF)
 HOUR = 3_600_000_000
@@ -123,3 +129,43 @@ def test_traits_changed_by_an_import_decide_the_fit_of_the_next_ingest(
         stored, made = _held(api, lead)
         assert stored == made
     assert api.row("quick").fit == 35
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_carried(), qualified=st.booleans(), as_tuples=st.booleans())
+def test_carrying_stored_parts_leaves_them_as_read(case, qualified, as_tuples):
+    """``scoring.carry`` hands the engine lists of its own (``advance_from`` changes the lists
+    it is given): the stored parts it was given are the same after it, whether read from the
+    database (lists) or kept by a PostgreSQL group for its next call (tuples), so a request
+    tried again, or the group's next call, carries the same parts to the same step; and that
+    step is ``advance``'s of those parts."""
+    sc, parts, held, due, new, times, at = case
+    kind = tuple if as_tuples else list
+    stored = {"v": 1, "h": kind(held), "s": kind(parts.sums), "c": kind(parts.counted)}
+    before = copy.deepcopy(stored)
+    active = make_active(1, sc.model)
+    messages = [
+        Message(
+            type="page" if ev.key == "page" else "track",
+            user_id="u1",
+            anonymous_id=None,
+            previous_id=None,
+            event=ev.name,
+            ts_us=ev.ts_us,
+            time_field="timestamp",
+            properties=dict(ev.properties),
+            traits=None,
+            group_id=None,
+            message_id=f"m{k}",
+        )
+        for k, ev in enumerate(new)
+    ]
+    stage = "mql" if qualified else "lead"
+    first = scoring.carry(active, {}, stage, (stored, parts.at_us, due), False, messages, times, at)
+    assert stored == before
+    assert _bits(list(stored["s"])) == _bits(list(before["s"]))
+    again = scoring.carry(active, {}, stage, (stored, parts.at_us, due), False, messages, times, at)
+    assert again == first
+    assert stored == before
+    want = advance(sc, parts, held, new, times, at, due, qualified, reasons=False)
+    assert first == want

@@ -223,6 +223,72 @@ def test_an_events_rules_on_one_field_match_as_the_language_reads_them(model_tex
     assert sc.engage(evs, T0) == (sums, counted)
 
 
+#: what a property holds besides the usual text: lists and objects (read as their compact
+#: JSON), numbers read as text, booleans, non-breaking spaces (not white space to trim)
+_ODD_VALUES: list[Any] = [
+    ["/pricing", 1],
+    {"source": "google"},
+    [],
+    {},
+    1e20,
+    250,
+    250.0,
+    -0.0,
+    False,
+    "1e3",
+    "\u00a0pro\u00a0",
+    "PRO\t",
+    "/PRICING/x",
+]
+
+
+@st.composite
+def _odd_properties(draw: st.DrawFn) -> dict[str, Any]:
+    """Properties whose field may hold any of ``_ODD_VALUES``, and whose ``utm`` (the parent
+    of ``utm.source``) may be an object, text, a list, or a flat key with a dot in its name."""
+    out: dict[str, Any] = {}
+    values = st.sampled_from([*_ODD_VALUES, "/pricing", "google", "", None, "n/a", "Select"])
+    for f in ("path", "plan"):
+        if draw(st.booleans()):
+            out[f] = draw(values)
+    utm = draw(st.integers(0, 4))
+    if utm == 1:
+        out["utm"] = {"source": draw(values)}
+    elif utm == 2:
+        out["utm"] = draw(values)
+    elif utm == 3:
+        out["utm.source"] = draw(values)
+    elif utm == 4:
+        out["utm"] = [{"source": draw(values)}]
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model_text=_one_field_event_rules(), many=st.lists(_odd_properties(), min_size=1, max_size=4)
+)
+def test_an_events_rules_on_one_field_match_any_value_as_the_language_reads_them(model_text, many):
+    """The one-field reading (``compile_text``, ``text_reader``) of values that are not plain
+    text: lists, objects, numbers, booleans, a nested field whose parent is not an object, a
+    flat key spelt like the nested path. The rules the plain reading of each condition counts."""
+    model = parse_model(model_text, "generated.yaml")
+    sc = Scorer(model)
+    missing = frozenset(model.missing_values)
+    rules = model.engagement_rules
+    at = EPOCH + timedelta(microseconds=T0)
+    evs = [Event("page", at - timedelta(hours=k), props) for k, props in enumerate(many)]
+    for ev in evs:
+        want = [
+            (i, r.points)
+            for i, r in enumerate(rules)
+            if r.event_key == "page" and (r.when is None or _plain(r.when, ev.properties, missing))
+        ]
+        assert sc.matches(ev) == want
+    plain = Scorer(model)
+    plain._by_text = {}  # every rule's own predicate: the reading before the one-field path
+    assert sc.engage(evs, T0) == plain.engage(evs, T0)
+
+
 def _rescore_each_prefix(
     scorer: Scorer,
     held: Sequence[int],

@@ -117,3 +117,50 @@ def test_a_write_that_cannot_take_the_lock_fails_as_sqlalchemys_operational_erro
     finally:
         blocker.close()
         engine.dispose()
+
+
+def test_a_write_on_a_closed_connection_fails_with_it_invalidated_and_the_next_goes_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pooled connection whose driver connection was closed under it: the write
+    transaction's BEGIN IMMEDIATE (run on the driver's connection) fails as SQLAlchemy tells a
+    lost connection, ``connection_invalidated``, the connection thrown away at once rather than
+    handed back to the pool to fail its reset there (an error in the log), and the next write
+    goes through on a new connection."""
+    import logging
+    import threading
+
+    from leadscore.service.common import Tx
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'closed.db'}")
+    closed: list[object] = []
+
+    def close_it(dbapi_conn: object, _record: object, _proxy: object) -> None:
+        dbapi_conn.close()  # type: ignore[attr-defined]
+        closed.append(dbapi_conn)
+
+    try:
+        sa.event.listen(engine, "checkout", close_it, once=True)
+        told: list[BaseException | None] = []
+        lock = threading.Lock()
+        with (
+            caplog.at_level(logging.ERROR, logger="sqlalchemy"),
+            pytest.raises(sa.exc.DBAPIError, match="closed database") as failed,
+            Tx(engine, lock, told.append),
+        ):
+            pytest.fail("the transaction began on a closed connection")
+        assert failed.value.connection_invalidated
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not lock.locked()
+        with Tx(engine, lock, told.append) as conn:
+            assert conn.connection.dbapi_connection is not closed[0]
+            conn.execute(
+                sa.insert(t.api_keys).values(
+                    name="k", scope="ingest", prefix="lsw_x", secret_hash="h", created_at_us=1
+                )
+            )
+        assert told[-1] is None
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.api_keys)).scalar() == 1
+    finally:
+        engine.dispose()

@@ -105,11 +105,18 @@ def _sqlite_begin(conn: Any) -> None:
     immediate = conn.get_execution_options().get(WRITES, False)
     sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
     # on the driver's connection (every write transaction begins here; SQLAlchemy's statement
-    # machinery cost more than the BEGIN), its error raised as SQLAlchemy's, as it would be
+    # machinery cost more than the BEGIN), its error raised as SQLAlchemy's, as it would be:
+    # a lost connection (closed under the pool) is thrown away at once, as SQLAlchemy does,
+    # not handed back to the pool, whose reset would fail on it again and log that as an error
     try:
         conn.connection.driver_connection.execute(sql)
     except sqlite3.Error as e:
-        raise DBAPIError.instance(sql, None, e, sqlite3.Error) from e
+        lost = conn.dialect.is_disconnect(e, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(e)
+        raise DBAPIError.instance(
+            sql, None, e, sqlite3.Error, connection_invalidated=lost, dialect=conn.dialect
+        ) from e
 
 
 def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
