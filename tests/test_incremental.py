@@ -167,6 +167,52 @@ def test_a_late_event_that_may_have_qualified_earlier_asks_for_the_history():
     )
 
 
+_FIT_ALONE = _scorer(
+    """
+    model: 1
+    name: m5
+    fit:
+      rules:
+        - {name: VP, when: {field: title, equals: VP}, points: 60}
+    engagement:
+      half_life_days: 7
+      window_days: 10
+      rules:
+        - {name: Pricing, event: page, points: 8}
+    mql: {threshold: 50}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("new", "times"),
+    [
+        # a late event that counts for no rule and has left the window, and a late message
+        # between it and the stored instant
+        ([("Other", -12 * DAY)], [-12 * DAY, -DAY]),
+        ([], [-2 * DAY, -DAY]),  # two late messages, no event (trait changes)
+        ([("Other", 1)], [1, -DAY]),  # an event after the stored instant, a message before it
+        ([("page", 1)], [1, -DAY]),  # the same, the event counting for a rule
+    ],
+)
+def test_a_late_message_keeps_the_first_mql_instant(new, times):
+    """A lead that may still qualify (stage ``lead`` or ``recycled``) whose stored parts already
+    qualify (on fit alone), touched by messages of which one is before the stored instant: it
+    becomes an MQL at the first message, in time order, at which it qualifies, as a full
+    re-score says, not at the latest message's (or the first one since the stored instant)."""
+    sc = _FIT_ALONE
+    stored = rescore(sc, [0], [], [], T0, True)
+    assert stored.score.mql and stored.rescore_at is None
+    evs = [_ev(name, T0 + dt) for name, dt in new]
+    instants = [T0 + dt for dt in times]
+    at = T0 + HOUR
+    want = rescore(sc, [0], evs, instants, at, False)
+    assert want.mql_at == min(instants)
+    got = advance(sc, stored.parts, [0], evs, instants, at, stored.rescore_at, False)
+    # carrying may ask for the history instead; if it answers, it answers as the history does
+    assert got is None or (got.mql_at, got.score) == (want.mql_at, want.score)
+
+
 # ---------------------------------------------------------------- any order == a full re-score
 
 

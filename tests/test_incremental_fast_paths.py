@@ -52,7 +52,6 @@ def _advance_as_before(
     counted = list(parts.counted)
     clock = parts.at_us
     became: tuple[int, LeadScore] | None = None
-    late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
     timeline: list[tuple[int, Event | None]] = [(ev.ts_us, ev) for ev in new]
     timeline += [(x, None) for x in times if x >= parts.at_us]
@@ -70,7 +69,6 @@ def _advance_as_before(
                 continue
             late = 1.0
             if ev.ts_us < clock:
-                late_events = True
                 late = decay(clock - ev.ts_us, half)
             for i, pts in hits:
                 sums[i] += pts * late
@@ -93,7 +91,7 @@ def _advance_as_before(
         undo = (1.0 + 1e-12) / decay(at_us - since, half) if at_us > since else 1.0
         return score.fit + score.engagement * undo >= model.threshold
 
-    if late_events and not qualified and (score.mql or may(min(ev.ts_us for ev in new))):
+    if not qualified and times and min(times) < parts.at_us and (score.mql or may(min(times))):
         return None
     if not qualified and steps and (score.mql or may(steps[0][0])):
         for ts, st_sums, st_counted in steps:

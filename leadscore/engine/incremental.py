@@ -330,7 +330,6 @@ def advance_from(
     matches = scorer.matches
     clock = start
     became: tuple[int, LeadScore] | None = None
-    late_events = False
     steps: list[tuple[int, list[float], list[bool]]] = []
     times = list(times)
     timeline: list[tuple[int, Event | None]]
@@ -390,7 +389,6 @@ def advance_from(
                     return None  # out of the window now, but it counted at its own time
                 continue
             if ev_ts < clock:
-                late_events = True
                 late = 1.0 if half is None else 0.5 ** ((clock - ev_ts) / 1e6 / half)
                 for i, pts in hits:
                     sums[i] += pts * late
@@ -416,9 +414,14 @@ def advance_from(
         model = scorer.model
         negative = scorer.negative_engagement
         late_since = None
-        if late_events:
-            late_since = new[0].ts_us if len(new) == 1 else min([ev.ts_us for ev in new])
-            if score.mql or _may_have_qualified(model, negative, half, score, late_since, at_us):
+        # a message before the stored instant (a late event, or any other message, such as a
+        # trait change, or an event since out of the window): the lead, which may qualify, may
+        # have qualified at it, and it becomes an MQL at the first message at which it does;
+        # the parts cannot tell that instant: only its whole history can
+        first = min(times) if times else start
+        if first < start:
+            late_since = first
+            if score.mql or _may_have_qualified(model, negative, half, score, first, at_us):
                 return None
         if steps and (
             score.mql
