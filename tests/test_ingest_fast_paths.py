@@ -18,7 +18,7 @@ from leadscore.model import parse_model
 from leadscore.service import scoring
 from leadscore.service.messages import Message
 from leadscore.service.scoring import make_active
-from tests.service_helpers import Api, ago, identify, page, track
+from tests.service_helpers import Api, ago, identify, page, parse_iso, track, us
 
 from .parity_strategies import AS_OF, events, models
 from .test_incremental_fast_paths import _carried
@@ -169,3 +169,28 @@ def test_carrying_stored_parts_leaves_them_as_read(case, qualified, as_tuples):
     assert stored == before
     want = advance(sc, parts, held, new, times, at, due, qualified, reasons=False)
     assert first == want
+
+
+def test_a_recycled_lead_touched_late_qualifies_at_its_first_late_message(api: Api) -> None:
+    """A lead recycled four days ago whose stored score still qualifies, sent two late messages
+    (trait changes after its recycling but timestamped before its last score): it becomes an
+    MQL again at the first of them, at which it qualifies, as a full re-score from its history
+    says, not at the latest one."""
+    api.ok(
+        identify("u", {"title": "VP Sales", "company": {"employees": 300}}, timestamp=ago(6)),
+        *(page("u", "/pricing", timestamp=ago(5)) for _ in range(3)),
+        *(page("u", f"/p{i}", timestamp=ago(5)) for i in range(5)),
+    )
+    assert api.row("u").stage == "mql"
+    api.service.move(
+        "u", "recycled", "ann@acme.io", reason="next budget year", at_us=us(parse_iso(ago(4)))
+    )
+    assert api.row("u").stage == "recycled"
+    first, second = ago(2), ago(1)
+    api.ok(
+        identify("u", {"plan": "a"}, timestamp=first),
+        identify("u", {"plan": "b"}, timestamp=second),
+    )
+    row = api.row("u")
+    assert row.stage == "mql"
+    assert row.mql_at_us == us(parse_iso(first))
