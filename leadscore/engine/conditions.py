@@ -177,22 +177,14 @@ def _reader(path: tuple[str, ...], missing: frozenset[str]) -> _Reader:
     """The field's normalised text (None: absent, or a placeholder in ``missing``), read once
     per mapping: the first condition that reads it stores it in the shared dict."""
 
+    read = text_reader(path, missing)
+
     def text(d: Mapping[str, AnyT], seen: dict[AnyT, AnyT]) -> str | None:
         got = seen.get(path, _UNSEEN)
         if got is _UNSEEN:
-            raw = d.get(key) if one and type(d) is dict else lookup(d, path)
-            if type(raw) is str:  # text_of and norm_text at once: empty when blank
-                got = raw.strip(WHITESPACE).lower() or None
-            else:
-                t = text_of(raw)
-                got = None if t is None else norm_text(t)
-            if got is not None and missing and got in missing:
-                got = None
-            seen[path] = got
+            got = seen[path] = read(d)
         return got  # type: ignore[no-any-return]
 
-    one = len(path) == 1
-    key = path[0]
     return text
 
 
