@@ -102,6 +102,22 @@ def make_batches(n_events: int, n_leads: int, seed: int = 1) -> list[list[dict]]
     return [msgs[i : i + 100] for i in range(0, len(msgs), 100)]
 
 
+def make_bodies(batches: list[list[dict]]) -> list[bytes]:
+    """The batches as the POST bodies a client sends. They are made before the clock starts, as
+    a client's queue holds them: each event stamped when it happened, the batch sent a moment
+    later."""
+    stamp = datetime.now(UTC).isoformat()
+    return [
+        json.dumps(
+            {
+                "batch": [m if m.get("timestamp") else {**m, "timestamp": stamp} for m in b],
+                "sentAt": stamp,
+            }
+        ).encode()
+        for b in batches
+    ]
+
+
 class Server(Serve):
     """`leadscore serve` of ``checkout`` on ``url`` with a write key of its own; the per-key
     rate limit is off, as it would refuse the load this measures."""
@@ -134,18 +150,7 @@ def run_threads(worker: Callable[[], None], n: int) -> float:
 def send_all(targets: list[tuple[int, str]], batches: list[list[dict]], senders: int) -> dict:
     """Send every batch; sender ``i`` posts to ``targets[i % len(targets)]`` (port, key)."""
     lock = threading.Lock()
-    # bodies are made before the clock starts, as a client's queue holds them: each event
-    # stamped when it happened, the batch sent a moment later
-    stamp = datetime.now(UTC).isoformat()
-    bodies = [
-        json.dumps(
-            {
-                "batch": [m if m.get("timestamp") else {**m, "timestamp": stamp} for m in b],
-                "sentAt": stamp,
-            }
-        ).encode()
-        for b in batches
-    ]
+    bodies = make_bodies(batches)
     todo = list(enumerate(bodies))
     latencies: list[float] = []
     failures = 0

@@ -17,17 +17,15 @@ versions; the storage floor and the targets are ``bench/ingest.py``'s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from ingest import Server, make_batches
+from ingest import Server, make_batches, make_bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,16 +45,7 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=20, help="batches per turn")
     ap.add_argument("--senders", type=int, default=1)
     args = ap.parse_args()
-    stamp = datetime.now(UTC).isoformat()
-    bodies = [
-        json.dumps(
-            {
-                "batch": [m if m.get("timestamp") else {**m, "timestamp": stamp} for m in b],
-                "sentAt": stamp,
-            }
-        ).encode()
-        for b in make_batches(args.events, args.leads)
-    ]
+    bodies = make_bodies(make_batches(args.events, args.leads))
     names = ("this", "baseline")
     lat: dict[str, list[float]] = {n: [] for n in names}
     wall = dict.fromkeys(names, 0.0)

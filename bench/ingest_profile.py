@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import make_batches  # noqa: E402
+from ingest import make_bodies as bodies  # noqa: E402
 from serving import MODEL  # noqa: E402
 
 from leadscore.api import create_app  # noqa: E402
@@ -53,19 +53,6 @@ from leadscore.service.auth import create_key  # noqa: E402
 from leadscore.service.messages import check_message  # noqa: E402
 from leadscore.service.ratelimit import Rate, Settings  # noqa: E402
 from leadscore.store import open_engine  # noqa: E402
-
-
-def bodies(batches: list[list[dict[str, Any]]]) -> list[bytes]:
-    stamp = datetime.now(UTC).isoformat()
-    return [
-        json.dumps(
-            {
-                "batch": [m if m.get("timestamp") else {**m, "timestamp": stamp} for m in b],
-                "sentAt": stamp,
-            }
-        ).encode()
-        for b in batches
-    ]
 
 
 async def post(app: Any, body: bytes, auth: bytes) -> int:
