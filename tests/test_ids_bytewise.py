@@ -6,14 +6,12 @@ lead orders them as SQLite does, and a database from before moves over with its 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from leadscore.service import ingest, ingest_pg
 from leadscore.service.common import dumps
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from leadscore.store.db import _MIGRATIONS
+from tests.migration_helpers import migrate as _migrate
 
 #: ids equal in a case-blind or accent-blind locale's first pass, and in byte order
 IDS = ["B-1", "a-1", "é-1", "e-1", "A-1"]
@@ -27,14 +25,6 @@ _COLUMNS = {
     "touches": ("lead_id",),
     "mql_episodes": ("lead_id",),
 }
-
-
-def _migrate(engine: sa.Engine, to: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, to)
 
 
 def _collations(conn: sa.Connection) -> set[str | None]:

@@ -8,24 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from leadscore.service import ingest
 from leadscore.service.common import dumps
 from leadscore.service.prepared import Prepared
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from leadscore.store.db import _MIGRATIONS
+from tests.migration_helpers import migrate as _migrate
 from tests.service_helpers import Api, ago, assert_matches, page, track
-
-
-def _migrate(engine: sa.Engine, to: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, to)
 
 
 def _lead(lead_id: str, **values: object) -> dict[str, object]:

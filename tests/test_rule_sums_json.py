@@ -5,25 +5,15 @@ its floats come back to the bit, and a database from before moves over with its 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from leadscore.service import ingest, ingest_pg
 from leadscore.service.common import loads
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from leadscore.store.db import _MIGRATIONS
+from tests.migration_helpers import migrate as _migrate
 
 #: floats whose shortest text has 17 digits, a negative zero's neighbour and a large one
 SUMS = [0.1 + 0.2, 4.999996310736189, -1e-300, 1.7976931348623157e308, 0.0]
-
-
-def _migrate(engine: sa.Engine, to: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, to)
 
 
 def _score(lead_id: str, sums: list[float]) -> dict[str, object]:

@@ -9,25 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from leadscore.service.sla_watch import _pending, due_query, next_due
 from leadscore.store import open_engine
 from leadscore.store import schema as t
-from leadscore.store.db import _MIGRATIONS
+from tests.migration_helpers import migrate as _migrate
 
 INDEX = "ix_mql_episodes_sla_pending"
 #: every episode row has them all, so that one INSERT takes every row
 SLA_COLUMNS = ("sla_due_at_us", "first_touch_at_us", "sla_breached_at_us", "sla_notified_at_us")
-
-
-def _migrate(engine: sa.Engine, to: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, to)
 
 
 def _episode(i: int, **values: object) -> dict[str, object]:
