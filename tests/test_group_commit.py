@@ -225,6 +225,88 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
     assert u4 == "mql"  # the demo request after it in the group was scored and qualified
 
 
+def _queued_behind_a_blocked_writer(
+    svc: Service, db: Path, requests: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """``requests`` sent one thread each while another connection holds SQLite's write lock:
+    the first becomes the writer and waits at BEGIN, the others queue behind it, in order.
+    Each one's answer, or its error."""
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        try:
+            answers[name] = svc.ingest(_checked(svc, *requests[name]))
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+
+    names = list(requests)
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")
+    threads = [threading.Thread(target=send, args=(name,)) for name in names]
+    threads[0].start()
+    _wait(lambda: svc._ingests.groups == 1, "the first writer")
+    for queued, th in enumerate(threads[1:], 1):
+        th.start()
+        _wait(lambda: svc._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
+    blocker.rollback()
+    blocker.close()
+    for th in threads:
+        th.join(30)
+    return answers
+
+
+def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savepoint(
+    service: Any,
+) -> None:
+    """SQLite keeps a copy of every page a request in a savepoint changes, so no request is put
+    in one: a request that fails on its own is answered with its error, the transaction rolled
+    back, and the group (the writer's own request and those that joined it) written again
+    without it, in a second transaction, which commits."""
+    svc, db = service
+    savepoints: list[str] = []
+    begins: list[int] = []
+    sa.event.listen(svc.engine, "savepoint", lambda conn, name: savepoints.append(name))
+    sa.event.listen(svc.engine, "begin", lambda conn: begins.append(1))
+    requests = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)  # one group, joined
+    assert savepoints == []
+    assert len(begins) == 2  # written, rolled back at the failure, written again
+    for name in ("first", "a", "b"):
+        assert answers[name].accepted == 2, answers[name]
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    every = [m["messageId"] for name in ("first", "a", "b") for m in requests[name]]
+    assert _stored(db, every) == 6
+    assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
+def test_a_writer_whose_own_request_fails_leaves_the_queued_ones_to_the_next_writer(
+    service: Any,
+) -> None:
+    """The writer's own request fails before any other joined it: it is answered with its
+    error, nothing is written again, and the requests queued behind it are written and
+    committed by the next writer, together."""
+    svc, db = service
+    requests = {
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+        "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    assert answers["a"].accepted == 2 and answers["b"].accepted == 2
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)
+    assert _stored(db, [m["messageId"] for m in requests["a"] + requests["b"]]) == 4
+    assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
 class _Fixed:
     """A clock that stands still: two services given the same requests see the same times."""
 
