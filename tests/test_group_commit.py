@@ -25,7 +25,17 @@ from leadscore.store import open_engine
 from leadscore.store import schema as t
 from tests.handoff_helpers import ISSUE_EXAMPLE
 from tests.handoff_service_helpers import TUESDAY_10_NY, to_us
-from tests.service_helpers import MODEL, from_us, identify, iso, page, track
+from tests.service_helpers import (
+    MODEL,
+    assert_matches,
+    from_us,
+    identify,
+    iso,
+    lead_row,
+    page,
+    python_score,
+    track,
+)
 
 
 def _wait(check: Any, what: str) -> None:
@@ -305,6 +315,60 @@ def test_a_writer_whose_own_request_fails_leaves_the_queued_ones_to_the_next_wri
     assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)
     assert _stored(db, [m["messageId"] for m in requests["a"] + requests["b"]]) == 4
     assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
+def test_several_senders_at_once_every_acknowledged_event_stored_once_and_scores_fresh(
+    service: Any,
+) -> None:
+    """Four senders, each posting requests one after the other, some of them refused by the
+    database (joined or not, whichever the moment gives): every acknowledged event is stored
+    once, none of a refused request, and every lead's stored score is what a fresh scoring of
+    its stored events gives."""
+    svc, db = service
+    senders, each = 4, 12
+    sent: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for k in range(senders):
+        for j in range(each):
+            lead = f"u{(k * each + j) % 10}"
+            msgs = [
+                identify(lead, {"title": "VP Marketing", "email": f"{lead}@acme.io"}),
+                page(lead, "/pricing"),
+                track(lead, ["Webinar Attended", "Email Opened", "Demo Requested"][j % 3]),
+            ]
+            if j % 5 == 4:
+                msgs.append({**page(lead, "/docs"), "messageId": "refused"})
+            sent[k, j] = msgs
+    answers: dict[tuple[int, int], Any] = {}
+
+    def sender(k: int) -> None:
+        for j in range(each):
+            try:
+                answers[k, j] = svc.ingest(_checked(svc, *sent[k, j]))
+            except Exception as e:  # the test looks at which error
+                answers[k, j] = e
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+
+    acknowledged = [m["messageId"] for key, msgs in sent.items() for m in msgs if key[1] % 5 != 4]
+    refused = [m["messageId"] for key, msgs in sent.items() for m in msgs if key[1] % 5 == 4]
+    for key, answer in answers.items():
+        if key[1] % 5 == 4:
+            assert isinstance(answer, sa.exc.IntegrityError), (key, answer)
+        else:
+            assert answer.accepted == 3, (key, answer)
+    assert len(answers) == senders * each
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT message_id, count(*) FROM events GROUP BY message_id").fetchall()
+    assert dict(rows) == dict.fromkeys(acknowledged, 1)
+    assert _stored(db, refused) == 0
+    model = svc.active.model
+    for lead in {f"u{i}" for i in range(10)}:
+        row = lead_row(svc.engine, lead)
+        assert_matches(row, python_score(svc.engine, model, lead, row.scored_at_us))
 
 
 class _Fixed:
