@@ -25,7 +25,17 @@ from leadscore.store import open_engine
 from leadscore.store import schema as t
 from tests.handoff_helpers import ISSUE_EXAMPLE
 from tests.handoff_service_helpers import TUESDAY_10_NY, to_us
-from tests.service_helpers import MODEL, from_us, identify, iso, page, track
+from tests.service_helpers import (
+    MODEL,
+    assert_matches,
+    from_us,
+    identify,
+    iso,
+    lead_row,
+    page,
+    python_score,
+    track,
+)
 
 
 def _wait(check: Any, what: str) -> None:
@@ -223,6 +233,142 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
         u4 = conn.execute(sa.select(t.leads.c.stage).where(t.leads.c.lead_id == "u4")).scalar()
     assert leads == {"u1", "u2", "u4"}  # the bad request's lead was rolled back with it
     assert u4 == "mql"  # the demo request after it in the group was scored and qualified
+
+
+def _queued_behind_a_blocked_writer(
+    svc: Service, db: Path, requests: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """``requests`` sent one thread each while another connection holds SQLite's write lock:
+    the first becomes the writer and waits at BEGIN, the others queue behind it, in order.
+    Each one's answer, or its error."""
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> None:
+        try:
+            answers[name] = svc.ingest(_checked(svc, *requests[name]))
+        except Exception as e:  # the test looks at which error
+            answers[name] = e
+
+    names = list(requests)
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")
+    threads = [threading.Thread(target=send, args=(name,)) for name in names]
+    threads[0].start()
+    _wait(lambda: svc._ingests.groups == 1, "the first writer")
+    for queued, th in enumerate(threads[1:], 1):
+        th.start()
+        _wait(lambda: svc._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
+    blocker.rollback()
+    blocker.close()
+    for th in threads:
+        th.join(30)
+    return answers
+
+
+def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savepoint(
+    service: Any,
+) -> None:
+    """SQLite keeps a copy of every page a request in a savepoint changes, so no request is put
+    in one: a request that fails on its own is answered with its error, the transaction rolled
+    back, and the group (the writer's own request and those that joined it) written again
+    without it, in a second transaction, which commits."""
+    svc, db = service
+    savepoints: list[str] = []
+    begins: list[int] = []
+    sa.event.listen(svc.engine, "savepoint", lambda conn, name: savepoints.append(name))
+    sa.event.listen(svc.engine, "begin", lambda conn: begins.append(1))
+    requests = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)  # one group, joined
+    assert savepoints == []
+    assert len(begins) == 2  # written, rolled back at the failure, written again
+    for name in ("first", "a", "b"):
+        assert answers[name].accepted == 2, answers[name]
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    every = [m["messageId"] for name in ("first", "a", "b") for m in requests[name]]
+    assert _stored(db, every) == 6
+    assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
+def test_a_writer_whose_own_request_fails_leaves_the_queued_ones_to_the_next_writer(
+    service: Any,
+) -> None:
+    """The writer's own request fails before any other joined it: it is answered with its
+    error, nothing is written again, and the requests queued behind it are written and
+    committed by the next writer, together."""
+    svc, db = service
+    requests = {
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+        "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    assert answers["a"].accepted == 2 and answers["b"].accepted == 2
+    assert (svc._ingests.groups, svc._ingests.calls) == (2, 3)
+    assert _stored(db, [m["messageId"] for m in requests["a"] + requests["b"]]) == 4
+    assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
+def test_several_senders_at_once_every_acknowledged_event_stored_once_and_scores_fresh(
+    service: Any,
+) -> None:
+    """Four senders, each posting requests one after the other, some of them refused by the
+    database (joined or not, whichever the moment gives): every acknowledged event is stored
+    once, none of a refused request, and every lead's stored score is what a fresh scoring of
+    its stored events gives."""
+    svc, db = service
+    senders, each = 4, 12
+    sent: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for k in range(senders):
+        for j in range(each):
+            lead = f"u{(k * each + j) % 10}"
+            msgs = [
+                identify(lead, {"title": "VP Marketing", "email": f"{lead}@acme.io"}),
+                page(lead, "/pricing"),
+                track(lead, ["Webinar Attended", "Email Opened", "Demo Requested"][j % 3]),
+            ]
+            if j % 5 == 4:
+                msgs.append({**page(lead, "/docs"), "messageId": "refused"})
+            sent[k, j] = msgs
+    answers: dict[tuple[int, int], Any] = {}
+
+    def sender(k: int) -> None:
+        for j in range(each):
+            try:
+                answers[k, j] = svc.ingest(_checked(svc, *sent[k, j]))
+            except Exception as e:  # the test looks at which error
+                answers[k, j] = e
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+
+    acknowledged = [m["messageId"] for key, msgs in sent.items() for m in msgs if key[1] % 5 != 4]
+    refused = [m["messageId"] for key, msgs in sent.items() for m in msgs if key[1] % 5 == 4]
+    for key, answer in answers.items():
+        if key[1] % 5 == 4:
+            assert isinstance(answer, sa.exc.IntegrityError), (key, answer)
+        else:
+            assert answer.accepted == 3, (key, answer)
+    assert len(answers) == senders * each
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT message_id, count(*) FROM events GROUP BY message_id").fetchall()
+    assert dict(rows) == dict.fromkeys(acknowledged, 1)
+    assert _stored(db, refused) == 0
+    model = svc.active.model
+    for lead in {f"u{i}" for i in range(10)}:
+        row = lead_row(svc.engine, lead)
+        assert_matches(row, python_score(svc.engine, model, lead, row.scored_at_us))
 
 
 class _Fixed:

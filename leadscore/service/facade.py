@@ -141,7 +141,7 @@ class Service:
         on its own (``ingest_groups.CallFailed``), which gets its error; after a statement of the whole
         group failed, with each call's statements apart, to find the call it was."""
         if self.dialect == "sqlite":
-            self._write_group(calls)
+            self._write_sqlite(calls)
             return
         todo, deadlocks, apart = list(calls), 0, False
         while todo:
@@ -165,9 +165,30 @@ class Service:
                 continue
             return
 
+    def _write_sqlite(self, group: list[Call[IngestCall, IngestResult]]) -> None:
+        """SQLite: ``group`` in one transaction, with the calls that join it before its commit
+        (added to ``group``). A call that fails on its own is given its error and the
+        transaction rolled back; the rest, joined ones included, are written again without it
+        (no savepoints: ``ingest_groups.ingest_group``)."""
+        while todo := [c for c in group if c.error is None]:
+            for c in todo:
+                c.result = None
+            try:
+                self._write_group(todo, group=group)
+                return
+            except CallFailed as e:
+                if e.call is None:  # (only a PostgreSQL group's own statements)
+                    raise e.error from e
+                e.call.error = e.error
+
     def _write_group(
-        self, calls: list[Call[IngestCall, IngestResult]], apart: bool = False
+        self,
+        calls: list[Call[IngestCall, IngestResult]],
+        apart: bool = False,
+        group: list[Call[IngestCall, IngestResult]] | None = None,
     ) -> None:
+        """``calls`` in one transaction; on SQLite the calls queued meanwhile join it before
+        its commit, added to ``group`` (the group commit's, which answers them)."""
         tx = self._tx()
         with tx as conn:
             # the versions read under the write lock: an activation may just have committed
@@ -182,12 +203,12 @@ class Service:
             if self.dialect != "sqlite":
                 return
             # SQLite: the requests that queued while these were written join them before the
-            # commit, each in a savepoint of its own, and share its flush instead of waiting for
-            # it and paying for their own (a PostgreSQL group holds its leads' locks, taken
-            # for its requests at once: nothing joins it)
-            while joined := self._ingests.join(calls):
+            # commit and share its flush instead of waiting for it and paying for their own
+            # (a PostgreSQL group holds its leads' locks, taken for its requests at once:
+            # nothing joins it)
+            while joined := self._ingests.join(calls if group is None else group):
                 now = self.now_us()
-                ingest_group(conn, active, joined, now, handoff(now), joined=True)
+                ingest_group(conn, active, joined, now, handoff(now))
 
     # ------------------------------------------------------------------ reads
 

@@ -1,5 +1,5 @@
-"""A group of ingest requests written in one transaction (``group_commit``): on SQLite each in a
-savepoint of its own, on PostgreSQL in three steps with the group's statements shared
+"""A group of ingest requests written in one transaction (``group_commit``): on SQLite one after
+the other, on PostgreSQL in three steps with the group's statements shared
 (``_postgres_group``). One request's work is ``ingest.ingest``.
 """
 
@@ -29,16 +29,19 @@ def ingest_group(
     handoff: Callable[[], MqlHandler | None],
     *,
     apart: bool = False,
-    joined: bool = False,
 ) -> None:
     """Several requests' messages, stored one request after the other in the caller's
     transaction (``group_commit``), each as ``ingest`` stores it, with a handoff of its own.
 
-    SQLite: a request whose work fails is rolled back to where it began (a savepoint) and given
-    its error; the others stand. A database error (``OperationalError``: a full disk, an I/O
-    error) is raised instead, and fails the whole group: the database itself is refusing.
-    A lone request needs no savepoint (its failure is the transaction's), unless ``joined``:
-    calls that joined a transaction holding others' work already (``GroupCommit.join``).
+    SQLite: one request after the other, none in a savepoint of its own. A request whose work
+    fails on its own raises ``CallFailed``: the caller rolls the transaction back and writes
+    the group again without it (``Service._write_sqlite``), as on PostgreSQL. A savepoint
+    would let the others stand without being written again, but SQLite keeps a copy of every
+    page a request in a savepoint changes (about 250 for 100 messages), in a temporary file
+    past 64 KiB: that cost every joined request more CPU than a failure, which is rare, costs
+    the group (docs/benchmarks.md, "Two senders without savepoints"). A database error
+    (``OperationalError``: a full disk, an I/O error) is raised as it is, and fails the whole
+    group: the database itself is refusing.
 
     PostgreSQL (several processes, each writing its own groups): see ``_postgres_group``, which
     writes a lone call too; ``apart``: each call with statements of its own (the group written
@@ -46,23 +49,14 @@ def ingest_group(
     if conn.dialect.name == "postgresql":
         _postgres_group(conn, active, calls, now, handoff, apart)
         return
-    if len(calls) == 1 and not joined:  # no savepoint needed: its failure is the transaction's
-        c = calls[0]
-        c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
-        return
     for c in calls:
-        try:
-            with conn.begin_nested():
-                c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
-        except OperationalError:
-            raise
-        except Exception as e:  # this request alone: its savepoint is rolled back
-            c.result, c.error = None, e
+        with _failing(c):
+            c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
 
 
 class CallFailed(Exception):
-    """One call of a PostgreSQL group failed on its own (``error``): the group's transaction is
-    rolled back, and the group written again without that call (``Service._write_ingests``).
+    """One call of a group failed on its own (``error``): the group's transaction is rolled
+    back, and the group written again without that call (``Service._write_ingests``).
     ``call`` None: a statement of the whole group failed (its events insert, its scores
     update), and which call's rows it was is not known: the group is written again with each
     call's statements apart (``ingest_group``'s ``apart``), which finds it."""
