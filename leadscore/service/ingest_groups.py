@@ -5,12 +5,13 @@ savepoint of its own, on PostgreSQL in three steps with the group's statements s
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import ingest_pg, locks
 from .group_commit import Call
@@ -52,12 +53,39 @@ def ingest_group(
         return
     for c in calls:
         try:
-            with conn.begin_nested():
+            with _savepoint(conn):
                 c.result = ingest(conn, active, c.work.messages, c.work.at, now, handoff())
         except OperationalError:
             raise
         except Exception as e:  # this request alone: its savepoint is rolled back
             c.result, c.error = None, e
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint around a joined request's work (SQLite), on the driver's connection: through
+    SQLAlchemy (``begin_nested``) one cost about 0.1 ms, as much as a tenth of the request's
+    own work, and about 2 µs here. Rolled back to, and released, when the work fails; a
+    driver's error comes out as SQLAlchemy's (an ``OperationalError`` fails the group)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        driver.execute("SAVEPOINT ingest_call")
+    except sqlite3.Error as e:
+        raise DBAPIError.instance("SAVEPOINT", None, e, sqlite3.Error) from e
+    try:
+        yield
+    except BaseException:
+        try:
+            driver.execute("ROLLBACK TO ingest_call")
+            driver.execute("RELEASE ingest_call")
+        except sqlite3.Error as e:
+            raise DBAPIError.instance("ROLLBACK TO", None, e, sqlite3.Error) from e
+        raise
+    try:
+        driver.execute("RELEASE ingest_call")
+    except sqlite3.Error as e:
+        raise DBAPIError.instance("RELEASE", None, e, sqlite3.Error) from e
 
 
 class CallFailed(Exception):
