@@ -188,12 +188,26 @@ def _text_matcher(
     if len(paths) != 1:
         return None
     read = text_reader(paths.pop(), missing)
+    # the rules by the field's text, each text tested once: a site's pages (the usual such
+    # field is a page's path) are few and seen again and again, by every lead and by every
+    # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts; those after it are tested
+    # each time. A list of its own for each caller, as the tests would give.
+    seen: dict[str | None, list[tuple[int, float]]] = {}
 
     def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
         t = read(props)
-        return [(i, pts) for i, test, pts in tests if test is None or test(t)]
+        got = seen.get(t)
+        if got is None:
+            got = [(i, pts) for i, test, pts in tests if test is None or test(t)]
+            if len(seen) < _TEXTS_KEPT:
+                seen[t] = got
+        return list(got)
 
     return matches
+
+
+#: how many texts of a field each event's rules remember what they match (``_text_matcher``)
+_TEXTS_KEPT = 4096
 
 
 def half_life_s(model: Model) -> float | None:
@@ -448,11 +462,14 @@ class Scorer:
 
     def mql_of(self, fit: float, sums: Sequence[float], counted: Sequence[bool]) -> bool:
         """``finish(held, sums, counted).mql`` for ``fit == fit_of(held)``, without building
-        the score: the same arithmetic, so the same decision."""
-        score = fit + self.engagement_of(sums)
+        the score: the same arithmetic, so the same decision. (The fit gate and a fast-track
+        rule first: either decides without the engagement.)"""
         if self._min_fit is not None and not fit >= self._min_fit:
             return False
-        return score >= self._threshold or any(counted[i] for i in self._fast_ix)
+        for i in self._fast_ix:
+            if counted[i]:
+                return True
+        return fit + self.engagement_of(sums) >= self._threshold
 
     def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
         """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
