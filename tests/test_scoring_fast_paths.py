@@ -230,15 +230,20 @@ def test_an_events_rules_on_one_field_match_as_the_language_reads_them(model_tex
     model_text=_one_field_event_rules(),
     many=st.lists(properties(), min_size=1, max_size=6),
     kept=st.sampled_from([0, 1, 2, 4096]),
+    length=st.sampled_from([0, 3, 512]),
 )
-def test_rules_remembered_by_a_fields_text_match_as_tested_afresh(model_text, many, kept):
+def test_rules_remembered_by_a_fields_text_match_as_tested_afresh(model_text, many, kept, length):
     """What an event's rules on one field match is remembered by that field's text: asked
-    again, in any order, past the number of texts kept or not, the same rules as a scorer that
-    never saw the text; and a caller that changes the list it got changes nothing after."""
+    again, in any order, past the number or the length of the texts kept or not, the same
+    rules as a scorer that never saw the text; and a caller that changes the list it got
+    changes nothing after."""
     model = parse_model(model_text, "generated.yaml")
     at = EPOCH + timedelta(microseconds=T0)
     evs = [Event("page", at, props) for props in many]
-    with mock.patch.object(scorer_module, "_TEXTS_KEPT", kept):
+    with (
+        mock.patch.object(scorer_module, "_TEXTS_KEPT", kept),
+        mock.patch.object(scorer_module, "_TEXT_LENGTH_KEPT", length),
+    ):
         sc = Scorer(model)
         for ev in [*evs, *reversed(evs), *evs]:
             got = sc.matches(ev)

@@ -190,8 +190,9 @@ def _text_matcher(
     read = text_reader(paths.pop(), missing)
     # the rules by the field's text, each text tested once: a site's pages (the usual such
     # field is a page's path) are few and seen again and again, by every lead and by every
-    # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts; those after it are tested
-    # each time. A list of its own for each caller, as the tests would give.
+    # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts of at most
+    # ``_TEXT_LENGTH_KEPT`` characters (a few MB at most, whatever clients send); the others
+    # are tested each time. A list of its own for each caller, as the tests would give.
     seen: dict[str | None, list[tuple[int, float]]] = {}
 
     def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
@@ -199,15 +200,17 @@ def _text_matcher(
         got = seen.get(t)
         if got is None:
             got = [(i, pts) for i, test, pts in tests if test is None or test(t)]
-            if len(seen) < _TEXTS_KEPT:
+            if len(seen) < _TEXTS_KEPT and (t is None or len(t) <= _TEXT_LENGTH_KEPT):
                 seen[t] = got
         return list(got)
 
     return matches
 
 
-#: how many texts of a field each event's rules remember what they match (``_text_matcher``)
+#: how many texts of a field each event's rules remember what they match (``_text_matcher``),
+#: and how long each may be
 _TEXTS_KEPT = 4096
+_TEXT_LENGTH_KEPT = 512
 
 
 def half_life_s(model: Model) -> float | None:
