@@ -306,6 +306,25 @@ def test_numbers_alone_equal_the_full_scores_numbers(model_text, lead, evs, late
     )
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text=models(), lead=traits(), evs=events(), later=st.integers(0, 60 * 24))
+def test_a_score_from_its_parts_ranks_its_reasons_as_scoring_does(model_text, lead, evs, later):
+    """``finish`` from the parts (the numbers of ``finish(reasons=False)``, the reasons ranked by
+    sorting tuples that carry their place) gives the score ``_finish`` gives, which ``score``
+    uses (a stable sort by points away from zero, then by the rules' order): numbers and
+    reasons to the last bit, for any model, ties included."""
+    sc = Scorer(parse_model(model_text, "generated.yaml"))
+    evs = [Event(n, ts, props) for n, ts, props in evs]
+    at = us_of(AS_OF)
+    held, sums, counted = sc.parts(lead, evs, at)
+    assert repr(sc.finish(held, sums, counted)) == repr(sc.score(lead, evs, AS_OF))
+    rules = sc.model.fit_rules
+    p = Parts(tuple(held), tuple(sums), tuple(counted), at).decayed_to(sc.model, at + later * HOUR)
+    got = sc.finish(p.held, list(p.sums), list(p.counted))
+    want = sc._finish([(rules[i], rules[i].points) for i in p.held], list(p.sums), list(p.counted))
+    assert repr(got) == repr(want)  # (repr tells -0.0 from 0.0)
+
+
 def _steps(sc: Scorer, batches, *, reasons: bool) -> list[tuple[str, object]]:
     """Every step the service would take for these batches, carried where it can."""
     lead = Lead()

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.engine import Event, LeadScore, Scorer, compile_condition
+from leadscore.engine import scorer as scorer_module
 from leadscore.engine.incremental import Parts, Step, could_qualify, rescore, rescore_at
 from leadscore.model import parse_model
 from leadscore.model.schema import All, Condition, Leaf, Not
@@ -221,6 +223,33 @@ def test_an_events_rules_on_one_field_match_as_the_language_reads_them(model_tex
             sums[i] += pts * factor
             counted[i] = True
     assert sc.engage(evs, T0) == (sums, counted)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model_text=_one_field_event_rules(),
+    many=st.lists(properties(), min_size=1, max_size=6),
+    kept=st.sampled_from([0, 1, 2, 4096]),
+    length=st.sampled_from([0, 3, 512]),
+)
+def test_rules_remembered_by_a_fields_text_match_as_tested_afresh(model_text, many, kept, length):
+    """What an event's rules on one field match is remembered by that field's text: asked
+    again, in any order, past the number or the length of the texts kept or not, the same
+    rules as a scorer that never saw the text; and a caller that changes the list it got
+    changes nothing after."""
+    model = parse_model(model_text, "generated.yaml")
+    at = EPOCH + timedelta(microseconds=T0)
+    evs = [Event("page", at, props) for props in many]
+    with (
+        mock.patch.object(scorer_module, "_TEXTS_KEPT", kept),
+        mock.patch.object(scorer_module, "_TEXT_LENGTH_KEPT", length),
+    ):
+        sc = Scorer(model)
+        for ev in [*evs, *reversed(evs), *evs]:
+            got = sc.matches(ev)
+            assert got == Scorer(model).matches(ev)
+            got.append((99, 1.0))  # the caller's own list
+            assert sc.matches(ev) == Scorer(model).matches(ev)
 
 
 #: what a property holds besides the usual text: lists and objects (read as their compact

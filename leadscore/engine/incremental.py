@@ -11,7 +11,7 @@ become due, is re-scored from its events at ``rescore_at``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..model.schema import Model
 from .scorer import Event, LeadScore, Scorer, decay, half_life_s, round2
@@ -204,20 +204,18 @@ def rescore(
                 < threshold
             ):
                 continue
-            fit = scorer.fit_of(held)
-            for p_sums, p_counted in _prefixes_at(scorer, timed, ts):
-                if scorer.mql_of(fit, p_sums, p_counted):
-                    # its reasons, for the MQL's reason
-                    return replace(
-                        step, mql_at=ts, mql_score=scorer.finish(held, p_sums, p_counted)
-                    )
+            crossed = _first_prefix_at(scorer, timed, ts, scorer.fit_of(held))
+            if crossed is not None:  # its reasons, for the MQL's reason
+                return _step(parts, step.score, step.rescore_at, ts, scorer.finish(held, *crossed))
             if final.mql:
                 if final is not score or not reasons:
                     final = scorer.finish(held, f_sums, f_counted)
-                return replace(step, mql_at=ts, mql_score=final)
+                return _step(parts, step.score, step.rescore_at, ts, final)
     if score.mql:
         full = score if reasons else scorer.finish(held, sums, counted)
-        return replace(step, mql_at=ts_sorted[-1] if ts_sorted else at_us, mql_score=full)
+        return _step(
+            parts, step.score, step.rescore_at, ts_sorted[-1] if ts_sorted else at_us, full
+        )
     return step
 
 
@@ -243,22 +241,34 @@ def _without_events(
     return _step(parts, score, None, min(times, default=at_us), full)
 
 
-def _prefixes_at(
-    scorer: Scorer, timed: Sequence[tuple[int, list[tuple[int, float]]]], ts: int
-) -> Iterable[tuple[list[float], list[bool]]]:
-    """The engagement parts at instant ``ts`` after each message at that instant but the last,
-    in their order: several messages can share a timestamp, and a lead qualifies at the first
-    one that makes it (its reason names that score, not the score after all of them; the
-    caller scores the last itself). ``timed``: each event's instant and the rules it counts
-    for (``Scorer.matches``). Each adds one event to the one before
-    (``Scorer.engage_matched_into``): the same sums as scoring each afresh, in linear time
-    however many share the instant."""
+def _first_prefix_at(
+    scorer: Scorer, timed: Sequence[tuple[int, list[tuple[int, float]]]], ts: int, fit: float
+) -> tuple[list[float], list[bool]] | None:
+    """The engagement parts at instant ``ts`` after the first message there that made the lead
+    an MQL, among all but the last message at that instant, in their order; None when none
+    did. Several messages can share a timestamp, and a lead qualifies at the first one that
+    makes it (its reason names that score, not the score after all of them; the caller scores
+    the last itself). ``timed``: each event's instant and the rules it counts for
+    (``Scorer.matches``); ``fit``: ``Scorer.fit_of`` the lead's fit rules. Each message adds
+    its event to the parts before it (``Scorer.engage_matched_into``): the same sums as
+    scoring each afresh, in linear time however many share the instant. An event that counts
+    for no rule leaves the parts as they were: asked about once."""
     same = [x for x in timed if x[0] == ts]
-    if len(same) > 1:
-        sums, counted = scorer.engage_matched([x for x in timed if x[0] < ts], ts)
-        for x in same[:-1]:
-            scorer.engage_matched_into((x,), ts, sums, counted)
-            yield list(sums), list(counted)
+    if len(same) < 2:
+        return None
+    sums, counted = scorer.engage_matched([x for x in timed if x[0] < ts], ts)
+    add = scorer.engage_matched_into
+    mql_of = scorer.mql_of
+    asked = False  # about the parts as they are
+    for x in same[:-1]:
+        if x[1]:
+            add((x,), ts, sums, counted)
+        elif asked:
+            continue
+        if mql_of(fit, sums, counted):
+            return sums, counted
+        asked = True
+    return None
 
 
 def can_carry(due: int | None, new_ts: Iterable[int], at_us: int) -> bool:
@@ -452,7 +462,12 @@ def make_parts(
     """``Parts(held, sums, counted, at)`` without the frozen dataclass's ``__init__`` (one
     ``object.__setattr__`` per field, for every lead of every batch): the same object."""
     got = object.__new__(Parts)
-    got.__dict__.update(held=held, sums=sums, counted=counted, at_us=at)
+    # item by item: ``update`` with keywords makes a dict of them first
+    d = got.__dict__
+    d["held"] = held
+    d["sums"] = sums
+    d["counted"] = counted
+    d["at_us"] = at
     return got
 
 
@@ -465,7 +480,10 @@ def _step(
 ) -> Step:
     """``Step(...)`` without the frozen dataclass's ``__init__``: the same object."""
     got = object.__new__(Step)
-    got.__dict__.update(
-        parts=parts, score=score, rescore_at=rescore_at, mql_at=mql_at, mql_score=mql_score
-    )
+    d = got.__dict__  # item by item, as ``make_parts``
+    d["parts"] = parts
+    d["score"] = score
+    d["rescore_at"] = rescore_at
+    d["mql_at"] = mql_at
+    d["mql_score"] = mql_score
     return got

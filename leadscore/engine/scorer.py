@@ -63,15 +63,25 @@ def _lead_score(
     """``LeadScore(...)`` made without the frozen dataclass's ``__init__`` (one
     ``object.__setattr__`` per field, for every score of every lead): the same object."""
     got = object.__new__(LeadScore)
-    got.__dict__.update(
-        fit=fit,
-        engagement=engagement,
-        score=score,
-        grade=grade,
-        mql=mql,
-        fast_track=fast_track,
-        reasons=reasons,
-    )
+    # item by item: ``update`` with keywords makes a dict of them first
+    d = got.__dict__
+    d["fit"] = fit
+    d["engagement"] = engagement
+    d["score"] = score
+    d["grade"] = grade
+    d["mql"] = mql
+    d["fast_track"] = fast_track
+    d["reasons"] = reasons
+    return got
+
+
+def _reason(rule: str, points: float) -> Reason:
+    """``Reason(rule, points)`` without the frozen dataclass's ``__init__``: the same object
+    (a score's reasons are made for every MQL, ``explain`` and every score read)."""
+    got = object.__new__(Reason)
+    d = got.__dict__
+    d["rule"] = rule
+    d["points"] = points
     return got
 
 
@@ -178,12 +188,29 @@ def _text_matcher(
     if len(paths) != 1:
         return None
     read = text_reader(paths.pop(), missing)
+    # the rules by the field's text, each text tested once: a site's pages (the usual such
+    # field is a page's path) are few and seen again and again, by every lead and by every
+    # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts of at most
+    # ``_TEXT_LENGTH_KEPT`` characters (a few MB at most, whatever clients send); the others
+    # are tested each time. A list of its own for each caller, as the tests would give.
+    seen: dict[str | None, list[tuple[int, float]]] = {}
 
     def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
         t = read(props)
-        return [(i, pts) for i, test, pts in tests if test is None or test(t)]
+        got = seen.get(t)
+        if got is None:
+            got = [(i, pts) for i, test, pts in tests if test is None or test(t)]
+            if len(seen) < _TEXTS_KEPT and (t is None or len(t) <= _TEXT_LENGTH_KEPT):
+                seen[t] = got
+        return list(got)
 
     return matches
+
+
+#: how many texts of a field each event's rules remember what they match (``_text_matcher``),
+#: and how long each may be
+_TEXTS_KEPT = 4096
+_TEXT_LENGTH_KEPT = 512
 
 
 def half_life_s(model: Model) -> float | None:
@@ -271,6 +298,10 @@ class Scorer:
                 got = _text_matcher(model.engagement_rules, rules, missing)
                 if got is not None:
                     self._by_text[key] = got
+        #: what a reason is made of, by index: each fit rule's order, name and points, each
+        #: engagement rule's order, name and cap (``finish``)
+        self._fit_ranks = [(r.order, r.name, r.points) for r in model.fit_rules]
+        self._engagement_ranks = [(r.order, r.name, r.cap) for r in model.engagement_rules]
         #: the fit rules' points, by index; the fast-track rules' indexes (for ``finish``)
         self._fit_points = [r.points for r in model.fit_rules]
         self._fast_ix = [i for i, f in enumerate(self._fast) if f]
@@ -375,10 +406,37 @@ class Scorer:
         ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
         computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
         the numbers alone, without building and sorting the ranked reasons on every score."""
+        numbers = self._numbers(held, sums, counted)
         if not reasons:
-            return self._numbers(held, sums, counted)
-        rules = self.model.fit_rules
-        return self._finish([(rules[i], rules[i].points) for i in held], sums, counted, reasons)
+            return numbers
+        # the reasons ranked by points away from zero, then by the rules' order in the file:
+        # each decorated with its place too, the tuples sort alone as ``_finish``'s stable sort
+        # by that key does (no key function called per reason; an MQL's score, ``explain``
+        # and every score read build them)
+        ranked: list[tuple[float, int, int, float, str]] = []
+        k = 0
+        fit_ranks = self._fit_ranks
+        for i in held:
+            order, name, p = fit_ranks[i]
+            if p != 0:
+                ranked.append((-abs(p), order, k, p, name))
+            k += 1
+        for (order, name, cap), s in zip(self._engagement_ranks, sums, strict=True):
+            if cap is not None and cap < s:  # ``min(s, cap)``
+                s = cap
+            if s != 0:
+                ranked.append((-abs(s), order, k, s, name))
+            k += 1
+        ranked.sort()
+        return _lead_score(
+            numbers.fit,
+            numbers.engagement,
+            numbers.score,
+            numbers.grade,
+            numbers.mql,
+            numbers.fast_track,
+            tuple([_reason(name, p) for _, _, _, p, name in ranked]),
+        )
 
     def fit_of(self, held: Iterable[int]) -> float:
         """Fit from the fit rules that hold (indexes, in ``held``'s order), lowered to
@@ -407,11 +465,14 @@ class Scorer:
 
     def mql_of(self, fit: float, sums: Sequence[float], counted: Sequence[bool]) -> bool:
         """``finish(held, sums, counted).mql`` for ``fit == fit_of(held)``, without building
-        the score: the same arithmetic, so the same decision."""
-        score = fit + self.engagement_of(sums)
+        the score: the same arithmetic, so the same decision. (The fit gate and a fast-track
+        rule first: either decides without the engagement.)"""
         if self._min_fit is not None and not fit >= self._min_fit:
             return False
-        return score >= self._threshold or any(counted[i] for i in self._fast_ix)
+        for i in self._fast_ix:
+            if counted[i]:
+                return True
+        return fit + self.engagement_of(sums) >= self._threshold
 
     def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
         """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
@@ -521,13 +582,20 @@ class Scorer:
         the rules' order)."""
         window = self._window_us
         half = self._half_life_s
+        # ``counts`` and ``decay`` written out, and the factor worked out once for events of
+        # one age in a row: this runs over a lead's whole history for every instant it is
+        # scored at, and the events of a client's queue sent at once share their instant
+        last_age = None
+        factor = 1.0
         for ts, hits in timed:
             if not hits:
                 continue
             age = asof_us - ts
-            if not counts(age, window):
+            if age < 0 or (window is not None and age > window):
                 continue
-            factor = decay(age, half)
+            if age != last_age:
+                factor = 1.0 if half is None else 0.5 ** ((age / 1e6) / half)
+                last_age = age
             for i, pts in hits:
                 sums[i] += pts * factor
                 counted[i] = True
@@ -554,7 +622,7 @@ class Scorer:
         mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
         grade = grade_of(m, fit, engagement)
         if not reasons:
-            return LeadScore(fit, engagement, score, grade, mql, fast, ())
+            return _lead_score(fit, engagement, score, grade, mql, fast, ())
         contributions: list[tuple[float, int, str]] = [
             (p, r.order, r.name) for r, p in fit_points if p != 0
         ]
@@ -564,14 +632,14 @@ class Scorer:
             if s != 0
         ]
         contributions.sort(key=lambda c: (-abs(c[0]), c[1]))
-        return LeadScore(
-            fit=fit,
-            engagement=engagement,
-            score=score,
-            grade=grade,
-            mql=mql,
-            fast_track=fast,
-            reasons=tuple(Reason(name, p) for p, _, name in contributions),
+        return _lead_score(
+            fit,
+            engagement,
+            score,
+            grade,
+            mql,
+            fast,
+            tuple([_reason(name, p) for p, _, name in contributions]),
         )
 
     def explain(
