@@ -228,7 +228,8 @@ def _run(
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(sql, params)
+        # a lock statement's text is fixed: prepared at its first run on the connection
+        cur.execute(sql, params, prepare=True if params is not None else None)
         if second:
             cur.nextset()
         return list(cur.fetchall())
