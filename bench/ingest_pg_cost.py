@@ -138,7 +138,7 @@ def main() -> int:
         f"{cpu * per:.2f} ms, PostgreSQL CPU {pg_cpu * per:.2f} ms"
     )
     total = sum(r[1] for r in stats)
-    wal = sum(r[5] for r in stats)
+    wal = sum(r[6] for r in stats)
     print(f"statements: {total / measured:.2f} ms and {wal / measured:,.0f} WAL bytes per batch")
     if args.planning:
         plans, plan_ms = sum(r[3] for r in stats), sum(r[4] for r in stats)
