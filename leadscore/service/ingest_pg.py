@@ -152,7 +152,7 @@ def store_lock_read(
                     continue
                 cur = driver.cursor()  # type: ignore[union-attr]
                 sent.append(cur)
-                cur.execute(sql, params, prepare=True)  # at its first run (``prepared``)
+                cur.execute(sql, params)
         stored, locked, leads, hooks = (cur.fetchall() if cur is not None else [] for cur in sent)
     except dbapi_error as e:
         raise DBAPIError.instance(None, None, e, dbapi_error) from e

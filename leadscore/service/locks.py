@@ -225,8 +225,7 @@ def _run(conn: Connection, sql: str, params: dict[str, object] | None) -> list[A
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        # a lock statement's text is fixed: prepared at its first run on the connection
-        cur.execute(sql, params, prepare=True if params is not None else None)
+        cur.execute(sql, params)
         return list(cur.fetchall())
     except dbapi_error as e:
         raise sa.exc.DBAPIError.instance(sql, params, e, dbapi_error) from e

@@ -18,11 +18,9 @@ its rows go to the driver with as little done to them as the driver needs:
   leads table of a few thousand rows whole for every request. Any
   other statement runs once per row (psycopg pipelines them: one round trip), JSON values
   serialised here and sent as text to the ``::JSONB`` cast SQLAlchemy writes into the
-  statement, every other value through the bind processor SQLAlchemy would apply.
-
-A statement with parameters run here on PostgreSQL is prepared on the server at its first run on
-a connection (psycopg's own rule waits for the fifth, and PostgreSQL parses and plans each of the
-four before anew); its text is fixed, so each connection prepares it once.
+  statement, every other value through the bind processor SQLAlchemy would apply. psycopg
+  prepares a statement it has seen five times on a connection (preparing it at its first run
+  was measured and dropped: docs/benchmarks.md, "statements prepared at once").
 
 ``run_sql`` runs a statement written for one database on the same cursor. Either way a driver's
 error comes out as the SQLAlchemy exception ``Connection.execute`` would raise (an
@@ -231,11 +229,7 @@ def _on_cursor(
         if many:
             cur.executemany(sql, params)
             return cur.rowcount
-        if params[0] is not None and conn.dialect.name == "postgresql":
-            # prepared at its first run on the connection (the module's docstring)
-            cur.execute(sql, params[0], prepare=True)
-        else:
-            cur.execute(sql, params[0])
+        cur.execute(sql, params[0])
         return cur.fetchall() if fetch else cur.rowcount
     except dbapi_error as e:
         # the error SQLAlchemy would raise (OperationalError for a full disk, …), which the
