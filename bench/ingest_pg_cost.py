@@ -6,7 +6,9 @@ throwaway PostgreSQL server with ``pg_stat_statements``, the same traffic as ``b
 It prints, per 100-message batch: the service's CPU (``time.process_time``), PostgreSQL's CPU
 (all its processes, from /proc), and each statement's execution time, rows, shared buffers
 dirtied and WAL bytes (``pg_stat_statements``, reset after the warm-up batches), and how many
-of the leads' updates were HOT (``pg_stat_user_tables``). It runs this checkout's
+of the leads' updates were HOT (``pg_stat_user_tables``). ``--planning`` adds how often each
+statement was planned and the planning's time (``pg_stat_statements.track_planning``; with
+``--warmup 0`` it counts the plans every new connection makes). It runs this checkout's
 ``leadscore``. A harness for finding what to cut, beside ``bench/ingest.py``'s figures.
 """
 
@@ -36,7 +38,7 @@ from leadscore.store import open_engine  # noqa: E402
 from leadscore.testing.postgres import PostgresServer  # noqa: E402
 
 _STATEMENTS = """
-SELECT calls, total_exec_time, rows, shared_blks_hit, shared_blks_dirtied, wal_bytes, query
+SELECT calls, total_exec_time, rows, plans, total_plan_time, shared_blks_dirtied, wal_bytes, query
 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)
 ORDER BY total_exec_time DESC
 """
@@ -59,10 +61,17 @@ def main() -> int:
         help="also print the plan of each write statement's last run (auto_explain: ANALYZE, "
         "BUFFERS, WAL; slows PostgreSQL down, so its CPU figure is not the normal one)",
     )
+    ap.add_argument(
+        "--planning",
+        action="store_true",
+        help="also count each statement's plans and their time (track_planning)",
+    )
     args = ap.parse_args()
     batches = make_batches(args.events, args.leads)
     data = bodies(batches)
     extra = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+    if args.planning:
+        extra += " -c pg_stat_statements.track_planning=on"
     if args.explain:
         extra = (
             "-c shared_preload_libraries=pg_stat_statements,auto_explain "
@@ -129,15 +138,22 @@ def main() -> int:
         f"{cpu * per:.2f} ms, PostgreSQL CPU {pg_cpu * per:.2f} ms"
     )
     total = sum(r[1] for r in stats)
-    wal = sum(r[5] for r in stats)
+    wal = sum(r[6] for r in stats)
     print(f"statements: {total / measured:.2f} ms and {wal / measured:,.0f} WAL bytes per batch")
-    print(f"{'ms/batch':>8} {'calls/b':>7} {'rows/b':>7} {'dirtied/b':>9} {'WAL B/b':>9}  query")
-    for calls, ms, rows, _hit, dirtied, wal_bytes, query in stats:
-        if ms / measured < 0.01:
+    if args.planning:
+        plans, plan_ms = sum(r[3] for r in stats), sum(r[4] for r in stats)
+        print(f"planning: {plans / measured:.2f} plans and {plan_ms / measured:.3f} ms per batch")
+    plan_head = f" {'plans/b':>7} {'plan ms/b':>9}" if args.planning else ""
+    print(
+        f"{'ms/batch':>8} {'calls/b':>7} {'rows/b':>7}{plan_head} {'dirtied/b':>9} {'WAL B/b':>9}  query"
+    )
+    for calls, ms, rows, plans, plan_ms, dirtied, wal_bytes, query in stats:
+        if ms / measured < 0.01 and plan_ms / measured < 0.01:
             continue
         text = " ".join(query.split())[: args.width]
+        planned = f" {plans / measured:7.2f} {plan_ms / measured:9.3f}" if args.planning else ""
         print(
-            f"{ms / measured:8.2f} {calls / measured:7.2f} {rows / measured:7.1f} "
+            f"{ms / measured:8.2f} {calls / measured:7.2f} {rows / measured:7.1f}{planned} "
             f"{dirtied / measured:9.2f} {wal_bytes / measured:9,.0f}  {text}"
         )
     for rel, ins, upd, hot in tables:

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
+
+from ..store import schema as t
+from .prepared import Prepared
 
 __all__ = [
     "EPISODE_COLUMNS",
@@ -77,16 +81,13 @@ def pipelined(conn: Connection) -> Iterator[None]:
 
 
 def insert_episodes(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert MQL episodes (a lead gets at most one in a transaction)."""
-    cur, mark = _cursor(conn)
-    try:
-        cur.executemany(
-            f"INSERT INTO mql_episodes ({_names(EPISODE_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(EPISODE_COLUMNS))})",
-            [tuple(row[c] for c in EPISODE_COLUMNS) for row in rows],
-        )
-    finally:
-        cur.close()
+    """Insert MQL episodes (a lead gets at most one in a transaction): on PostgreSQL one
+    statement over all the rows (``Prepared``: an ingest making seven MQLs sent seven INSERTs,
+    each a message of its own to the server)."""
+    _INSERT_EPISODES.run(conn, rows)
+
+
+_INSERT_EPISODES = Prepared(sa.insert(t.mql_episodes), EPISODE_COLUMNS)
 
 
 def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> None:

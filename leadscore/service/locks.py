@@ -71,15 +71,14 @@ def _held(conn: Connection) -> set[str]:
 
 def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, int | None]:
     """The writes lock (shared, or ``exclusive``); then, read after it is granted, the active
-    model version and the active routing version. PostgreSQL only; one round trip."""
-    mode = "" if exclusive else "_shared"
-    # two statements in one simple query: the second one's snapshot is taken after the lock
-    # is granted, so it sees what an activation committed before it
-    sql = (
-        f"SELECT pg_advisory_xact_lock{mode}(hashtextextended('{_WRITES}', 0)); "
-        "SELECT (SELECT MAX(version) FROM models WHERE active), "
-        "(SELECT MAX(version) FROM routing_versions WHERE active)"
-    )
+    model version and the active routing version. PostgreSQL only; one round trip.
+
+    Both are the function ``leadscore_begin_write`` (migration 0009): PostgreSQL keeps the plans
+    of its statements for the connection's life, where the same SQL sent as text was parsed and
+    planned anew by every transaction; each of its statements reads with a snapshot taken as it
+    starts, so the versions read after the lock is granted see what an activation committed
+    before it."""
+    sql = f"SELECT * FROM leadscore_begin_write({'true' if exclusive else 'false'})"
     from psycopg.pq import TransactionStatus  # PostgreSQL's driver: an optional dependency
 
     driver: Any = conn.connection.driver_connection
@@ -93,13 +92,13 @@ def begin_write(conn: Connection, exclusive: bool = False) -> tuple[int | None, 
     ):
         model, routing = _begin_with(conn, sql)
     else:
-        ((model, routing),) = _run(conn, sql, None, second=True)
+        ((model, routing),) = _run(conn, sql, None)
     _held(conn).add(_WRITES)
     return model, routing
 
 
 def _begin_with(conn: Connection, sql: str) -> tuple[int | None, int | None]:
-    """``BEGIN`` and ``sql`` (statements whose last returns one row of two integers) in one
+    """``BEGIN`` and ``sql`` (a statement that returns one row of two integers) in one
     simple query, on a connection with no transaction open: one round trip where psycopg
     would send its BEGIN first and wait for it. The transaction stays open after it, as any
     other the driver began (its commit and rollback do not ask who began it)."""
@@ -219,18 +218,14 @@ def _take(conn: Connection, sql: str, params: dict[str, object]) -> None:
     _held(conn).update(x for x, _ in _run(conn, sql, params))
 
 
-def _run(
-    conn: Connection, sql: str, params: dict[str, object] | None, *, second: bool = False
-) -> list[Any]:
-    """Straight to the driver (these run on every write); the rows of the (``second``)
-    statement. The driver's errors come out as SQLAlchemy's, as from ``conn.execute``: a lost
+def _run(conn: Connection, sql: str, params: dict[str, object] | None) -> list[Any]:
+    """Straight to the driver (these run on every write); the statement's rows. The driver's
+    errors come out as SQLAlchemy's, as from ``conn.execute``: a lost
     server is an OperationalError (503 unavailable), a deadlock one that ``deadlocked`` knows."""
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cur.execute(sql, params)
-        if second:
-            cur.nextset()
         return list(cur.fetchall())
     except dbapi_error as e:
         raise sa.exc.DBAPIError.instance(sql, params, e, dbapi_error) from e

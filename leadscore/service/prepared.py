@@ -19,7 +19,8 @@ its rows go to the driver with as little done to them as the driver needs:
   other statement runs once per row (psycopg pipelines them: one round trip), JSON values
   serialised here and sent as text to the ``::JSONB`` cast SQLAlchemy writes into the
   statement, every other value through the bind processor SQLAlchemy would apply. psycopg
-  prepares a statement it has seen five times on a connection.
+  prepares a statement it has seen five times on a connection (preparing it at its first run
+  was measured and dropped: docs/benchmarks.md, "the first query of a write as a function").
 
 ``run_sql`` runs a statement written for one database on the same cursor. Either way a driver's
 error comes out as the SQLAlchemy exception ``Connection.execute`` would raise (an

@@ -1,0 +1,138 @@
+"""The MQL episodes of one call go to PostgreSQL in one INSERT, whatever their number (one
+statement's overhead on both sides instead of one per MQL), with the rows the row-by-row INSERTs
+stored; the same rows on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadscore.store import schema as t
+from tests.handoff_service_helpers import HandoffApi, handoff_api, iso
+from tests.service_helpers import mid
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'leadscore.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def _qualifying(api: HandoffApi, leads: list[str]) -> list[dict[str, Any]]:
+    """An identify and a demo request per lead, at the API's clock: each lead an MQL."""
+    now = iso(api.clock.now())
+    msgs: list[dict[str, Any]] = []
+    for lead in leads:
+        msgs += [
+            {
+                "type": "identify",
+                "userId": lead,
+                "messageId": mid(),
+                "timestamp": now,
+                "traits": {
+                    "title": "VP Sales",
+                    "email": f"{lead}@{lead}.example",
+                    "country": "US",
+                    "company": {"employees": 2000},
+                },
+            },
+            {
+                "type": "track",
+                "userId": lead,
+                "messageId": mid(),
+                "event": "Demo Requested",
+                "timestamp": now,
+            },
+        ]
+    return msgs
+
+
+@pytest.fixture
+def traced(url: str, tmp_path: Path) -> Iterator[tuple[HandoffApi, list[Path]]]:
+    """The app with routing; on PostgreSQL every connection checked out traced to a file."""
+    with handoff_api(url) as api:
+        files: list[Path] = []
+        opened: list[Any] = []
+
+        def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
+            if hasattr(dbapi, "pgconn"):
+                files.append(tmp_path / f"trace{len(files)}.txt")
+                opened.append(files[-1].open("w"))
+                dbapi.pgconn.trace(opened[-1].fileno())
+
+        def checkin(dbapi: Any, _record: Any) -> None:
+            if hasattr(dbapi, "pgconn"):
+                dbapi.pgconn.untrace()
+
+        sa.event.listen(api.engine, "checkout", checkout)
+        sa.event.listen(api.engine, "checkin", checkin)
+        try:
+            yield api, files
+        finally:
+            sa.event.remove(api.engine, "checkout", checkout)
+            sa.event.remove(api.engine, "checkin", checkin)
+            for f in opened:
+                f.close()
+
+
+def test_the_mql_episodes_of_one_request_go_in_one_statement(
+    traced: tuple[HandoffApi, list[Path]],
+) -> None:
+    api, files = traced
+    leads = ["lead-a", "lead-b", "lead-c"]
+    api.send(*_qualifying(api, leads))
+    with api.engine.connect() as conn:
+        episodes = conn.execute(
+            sa.select(t.mql_episodes).order_by(t.mql_episodes.c.lead_id)
+        ).mappings()
+        got = [dict(r) for r in episodes]
+        stored = {
+            r.lead_id: r
+            for r in conn.execute(
+                sa.select(
+                    t.leads.c.lead_id,
+                    t.leads.c.mql_at_us,
+                    t.leads.c.owner,
+                    t.leads.c.team,
+                    t.leads.c.assigned_at_us,
+                )
+            )
+        }
+        assigned = conn.execute(
+            sa.select(t.assignments.c.lead_id, t.assignments.c.episode_id)
+        ).all()
+    # one episode per new MQL, with what the lead itself says of its qualification and owner
+    assert [e["lead_id"] for e in got] == leads
+    for e in got:
+        lead = stored[e["lead_id"]]
+        assert e["stage"] == "mql" and e["closed_at_us"] is None
+        assert e["mql_at_us"] == lead.mql_at_us
+        assert (e["owner"], e["team"], e["assigned_at_us"]) == (
+            lead.owner,
+            lead.team,
+            lead.assigned_at_us,
+        )
+        assert e["owner"] and e["grade"] and e["score"] > 0 and e["track"]
+    # each assignment found its own lead's episode
+    assert sorted(assigned) == sorted((e["lead_id"], e["id"]) for e in got)
+    if files:  # PostgreSQL: one INSERT of the three rows, not three
+        sent = "".join(f.read_text(errors="replace") for f in files).splitlines()
+        assert _runs(sent, "INSERT INTO mql_episodes") == 1
+
+
+def _runs(trace: list[str], text: str) -> int:
+    """How many times the client ran the statement whose text holds ``text`` (libpq's trace): an
+    unnamed statement is parsed at each run, a prepared one bound at each run by its name."""
+    fields = [line.split("\t") for line in trace]
+    parsed = [f[4].split() for f in fields if len(f) > 4 and f[3] == "Parse" and text in f[4]]
+    names = {p[0] for p in parsed}
+    assert len(names) == 1, names
+    (name,) = names
+    if name == '""':
+        return len(parsed)
+    return sum(1 for f in fields if len(f) > 4 and f[3] == "Bind" and f[4].split()[1] == name)
