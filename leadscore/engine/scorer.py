@@ -406,6 +406,8 @@ class Scorer:
         ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
         computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
         the numbers alone, without building and sorting the ranked reasons on every score."""
+        if type(held) is not list and type(held) is not tuple:
+            held = list(held)  # read twice below: a one-pass iterable once, first
         numbers = self._numbers(held, sums, counted)
         if not reasons:
             return numbers
