@@ -477,7 +477,7 @@ class Scorer:
         return fit + self.engagement_of(sums) >= self._threshold
 
     def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
-        """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
+        """``_finish``'s numbers without the rules: the same sums in the same order
         (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
         floating-point results."""
         # ``fit_of`` and ``engagement_of``, written out: this runs for every lead of every batch
@@ -607,8 +607,9 @@ class Scorer:
         fit_points: list[tuple[FitRule, float]],
         sums: list[float],
         counted: list[bool],
-        reasons: bool = True,
     ) -> LeadScore:
+        """The score, with its reasons, from the fit rules that hold with their points and the
+        engagement sums before caps (``score``; ``finish`` works from indexes)."""
         m = self.model
         fit = sum(p for _, p in fit_points)
         if m.fit_max is not None and fit > m.fit_max:
@@ -623,8 +624,6 @@ class Scorer:
         score = fit + engagement
         mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
         grade = grade_of(m, fit, engagement)
-        if not reasons:
-            return _lead_score(fit, engagement, score, grade, mql, fast, ())
         contributions: list[tuple[float, int, str]] = [
             (p, r.order, r.name) for r, p in fit_points if p != 0
         ]
