@@ -191,8 +191,9 @@ def _text_matcher(
     # the rules by the field's text, each text tested once: a site's pages (the usual such
     # field is a page's path) are few and seen again and again, by every lead and by every
     # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts of at most
-    # ``_TEXT_LENGTH_KEPT`` characters (a few MB at most, whatever clients send); the others
-    # are tested each time. A list of its own for each caller, as the tests would give.
+    # ``_TEXT_LENGTH_KEPT`` characters, whatever clients send: about 3 MB of ASCII texts, at
+    # most about 10 MB (texts with a character outside the BMP take 4 bytes a character), for
+    # each such event of each parsed model version kept; the others are tested each time. A list of its own for each caller, as the tests would give.
     seen: dict[str | None, list[tuple[int, float]]] = {}
 
     def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
