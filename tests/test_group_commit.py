@@ -249,10 +249,17 @@ def _queued_behind_a_blocked_writer(
         except Exception as e:  # the test looks at which error
             answers[name] = e
 
-    names = list(requests)
+    _one_group(svc, db, [lambda name=name: send(name) for name in requests])
+    return answers
+
+
+def _one_group(svc: Service, db: Path, sends: list[Callable[[], None]]) -> None:
+    """Each of ``sends`` on a thread of its own while another connection holds SQLite's write
+    lock: the first becomes the writer and waits at BEGIN, the others queue behind it, in
+    order, and the lock is let go. Returns once every thread is done."""
     blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
     blocker.execute("BEGIN IMMEDIATE")
-    threads = [threading.Thread(target=send, args=(name,)) for name in names]
+    threads = [threading.Thread(target=f) for f in sends]
     threads[0].start()
     _wait(lambda: svc._ingests.groups == 1, "the first writer")
     for queued, th in enumerate(threads[1:], 1):
@@ -262,7 +269,6 @@ def _queued_behind_a_blocked_writer(
     blocker.close()
     for th in threads:
         th.join(30)
-    return answers
 
 
 def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savepoint(
@@ -430,18 +436,9 @@ def _apart_and_joined(
             send(apart, "apart", k)
         assert (apart._ingests.groups, apart._ingests.calls) == (n, n)
 
-        blocker = sqlite3.connect(folder / "joined.db", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN IMMEDIATE")
-        threads = [threading.Thread(target=send, args=(joined, "joined", k)) for k in range(n)]
-        threads[0].start()
-        _wait(lambda: joined._ingests.groups == 1, "the first writer")
-        for queued, th in enumerate(threads[1:], 1):
-            th.start()
-            _wait(lambda: joined._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
-        blocker.rollback()
-        blocker.close()
-        for th in threads:
-            th.join(30)
+        _one_group(
+            joined, folder / "joined.db", [lambda k=k: send(joined, "joined", k) for k in range(n)]
+        )
         assert (joined._ingests.groups, joined._ingests.calls) == (1, n)
         return (
             (answers["apart"], *_state(apart, queries)),
