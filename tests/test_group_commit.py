@@ -302,6 +302,55 @@ def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savep
     assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
 
 
+def test_a_request_written_well_once_and_refused_when_written_again_gets_its_error(
+    service: Any,
+) -> None:
+    """A request that was written without error before another one failed, and fails when the
+    group is written again (the database refuses it the second time it is asked): it is
+    answered with that error, the group is written a third time without both, and only the
+    others' events are stored, once each."""
+    svc, db = service
+    inserts = [0]
+
+    def second_time(message_id: str) -> int:  # outside the transaction: not rolled back
+        inserts[0] += 1
+        return int(inserts[0] > 1)
+
+    sa.event.listen(
+        svc.engine,
+        "connect",
+        lambda dbapi, _record: dbapi.create_function("second_time", 1, second_time),
+    )
+    svc.engine.dispose()  # every connection from now on knows the function
+    with svc.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_again BEFORE INSERT ON events "
+            "WHEN NEW.message_id = 'again' AND second_time(NEW.message_id) "
+            "BEGIN SELECT RAISE(ABORT, 'refused the second time'); END"
+        )
+    begins: list[int] = []
+    sa.event.listen(svc.engine, "begin", lambda conn: begins.append(1))
+    requests = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        "again": [page("u5", "/"), {**page("u5", "/docs"), "messageId": "again"}],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert inserts == [2]  # written well once, refused once
+    assert len(begins) == 3  # refused "bad", then "again", then committed
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)
+    assert answers["first"].accepted == 2 and answers["a"].accepted == 2
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    assert "refused the second time" in str(answers["again"])
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT message_id, count(*) FROM events GROUP BY message_id").fetchall()
+    assert dict(rows) == dict.fromkeys(
+        [m["messageId"] for name in ("first", "a") for m in requests[name]], 1
+    )
+
+
 def test_a_writer_whose_own_request_fails_leaves_the_queued_ones_to_the_next_writer(
     service: Any,
 ) -> None:
