@@ -249,10 +249,17 @@ def _queued_behind_a_blocked_writer(
         except Exception as e:  # the test looks at which error
             answers[name] = e
 
-    names = list(requests)
+    _one_group(svc, db, [lambda name=name: send(name) for name in requests])
+    return answers
+
+
+def _one_group(svc: Service, db: Path, sends: list[Callable[[], None]]) -> None:
+    """Each of ``sends`` on a thread of its own while another connection holds SQLite's write
+    lock: the first becomes the writer and waits at BEGIN, the others queue behind it, in
+    order, and the lock is let go. Returns once every thread is done."""
     blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
     blocker.execute("BEGIN IMMEDIATE")
-    threads = [threading.Thread(target=send, args=(name,)) for name in names]
+    threads = [threading.Thread(target=f) for f in sends]
     threads[0].start()
     _wait(lambda: svc._ingests.groups == 1, "the first writer")
     for queued, th in enumerate(threads[1:], 1):
@@ -262,7 +269,6 @@ def _queued_behind_a_blocked_writer(
     blocker.close()
     for th in threads:
         th.join(30)
-    return answers
 
 
 def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savepoint(
@@ -294,6 +300,55 @@ def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savep
     every = [m["messageId"] for name in ("first", "a", "b") for m in requests[name]]
     assert _stored(db, every) == 6
     assert _stored(db, [m["messageId"] for m in requests["bad"]]) == 0
+
+
+def test_a_request_written_well_once_and_refused_when_written_again_gets_its_error(
+    service: Any,
+) -> None:
+    """A request that was written without error before another one failed, and fails when the
+    group is written again (the database refuses it the second time it is asked): it is
+    answered with that error, the group is written a third time without both, and only the
+    others' events are stored, once each."""
+    svc, db = service
+    inserts = [0]
+
+    def second_time(message_id: str) -> int:  # outside the transaction: not rolled back
+        inserts[0] += 1
+        return int(inserts[0] > 1)
+
+    sa.event.listen(
+        svc.engine,
+        "connect",
+        lambda dbapi, _record: dbapi.create_function("second_time", 1, second_time),
+    )
+    svc.engine.dispose()  # every connection from now on knows the function
+    with svc.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_again BEFORE INSERT ON events "
+            "WHEN NEW.message_id = 'again' AND second_time(NEW.message_id) "
+            "BEGIN SELECT RAISE(ABORT, 'refused the second time'); END"
+        )
+    begins: list[int] = []
+    sa.event.listen(svc.engine, "begin", lambda conn: begins.append(1))
+    requests = {
+        "first": [identify("u1", {"email": "ann@acme.io"}), page("u1", "/pricing")],
+        "again": [page("u5", "/"), {**page("u5", "/docs"), "messageId": "again"}],
+        "bad": [page("u3", "/"), {**page("u3", "/docs"), "messageId": "refused"}],
+        "a": [track("u2", "Webinar Attended"), page("u2", "/")],
+    }
+    answers = _queued_behind_a_blocked_writer(svc, db, requests)
+
+    assert inserts == [2]  # written well once, refused once
+    assert len(begins) == 3  # refused "bad", then "again", then committed
+    assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)
+    assert answers["first"].accepted == 2 and answers["a"].accepted == 2
+    assert isinstance(answers["bad"], sa.exc.IntegrityError)
+    assert "refused the second time" in str(answers["again"])
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT message_id, count(*) FROM events GROUP BY message_id").fetchall()
+    assert dict(rows) == dict.fromkeys(
+        [m["messageId"] for name in ("first", "a") for m in requests[name]], 1
+    )
 
 
 def test_a_writer_whose_own_request_fails_leaves_the_queued_ones_to_the_next_writer(
@@ -430,18 +485,9 @@ def _apart_and_joined(
             send(apart, "apart", k)
         assert (apart._ingests.groups, apart._ingests.calls) == (n, n)
 
-        blocker = sqlite3.connect(folder / "joined.db", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN IMMEDIATE")
-        threads = [threading.Thread(target=send, args=(joined, "joined", k)) for k in range(n)]
-        threads[0].start()
-        _wait(lambda: joined._ingests.groups == 1, "the first writer")
-        for queued, th in enumerate(threads[1:], 1):
-            th.start()
-            _wait(lambda: joined._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
-        blocker.rollback()
-        blocker.close()
-        for th in threads:
-            th.join(30)
+        _one_group(
+            joined, folder / "joined.db", [lambda k=k: send(joined, "joined", k) for k in range(n)]
+        )
         assert (joined._ingests.groups, joined._ingests.calls) == (1, n)
         return (
             (answers["apart"], *_state(apart, queries)),

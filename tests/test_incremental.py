@@ -325,6 +325,17 @@ def test_a_score_from_its_parts_ranks_its_reasons_as_scoring_does(model_text, le
     assert repr(got) == repr(want)  # (repr tells -0.0 from 0.0)
 
 
+def test_finish_reads_the_fit_rules_that_hold_from_any_iterable():
+    """``finish`` takes the fit rules that hold as any iterable of indexes, a one-pass one
+    (a generator) included: the numbers and the reasons are those of the same indexes in a
+    list, the fit rule's reason among them."""
+    sc = MODELS["decay+window"]
+    want = sc.finish([0], [16.0, 15.0], [True, True])
+    got = sc.finish((i for i in [0]), [16.0, 15.0], [True, True])
+    assert [r.rule for r in want.reasons] == ["VP", "Pricing", "Trial"]
+    assert repr(got) == repr(want)
+
+
 def _steps(sc: Scorer, batches, *, reasons: bool) -> list[tuple[str, object]]:
     """Every step the service would take for these batches, carried where it can."""
     lead = Lead()

@@ -191,8 +191,9 @@ def _text_matcher(
     # the rules by the field's text, each text tested once: a site's pages (the usual such
     # field is a page's path) are few and seen again and again, by every lead and by every
     # re-score of a lead's history. At most ``_TEXTS_KEPT`` texts of at most
-    # ``_TEXT_LENGTH_KEPT`` characters (a few MB at most, whatever clients send); the others
-    # are tested each time. A list of its own for each caller, as the tests would give.
+    # ``_TEXT_LENGTH_KEPT`` characters, whatever clients send: about 3 MB of ASCII texts, at
+    # most about 10 MB (texts with a character outside the BMP take 4 bytes a character), for
+    # each such event of each parsed model version kept; the others are tested each time. A list of its own for each caller, as the tests would give.
     seen: dict[str | None, list[tuple[int, float]]] = {}
 
     def matches(props: Mapping[str, Any]) -> list[tuple[int, float]]:
@@ -406,6 +407,8 @@ class Scorer:
         ``reasons=False`` only the numbers (fit, engagement, score, grade, MQL, fast track),
         computed by the same arithmetic, and ``reasons`` left empty: for a caller that stores
         the numbers alone, without building and sorting the ranked reasons on every score."""
+        if type(held) is not list and type(held) is not tuple:
+            held = list(held)  # read twice below: a one-pass iterable once, first
         numbers = self._numbers(held, sums, counted)
         if not reasons:
             return numbers
@@ -475,7 +478,7 @@ class Scorer:
         return fit + self.engagement_of(sums) >= self._threshold
 
     def _numbers(self, held: Iterable[int], sums: list[float], counted: list[bool]) -> LeadScore:
-        """``_finish(..., reasons=False)`` without the rules: the same sums in the same order
+        """``_finish``'s numbers without the rules: the same sums in the same order
         (fit points in ``held``'s order, engagement subtotals in the rules' order), so the same
         floating-point results."""
         # ``fit_of`` and ``engagement_of``, written out: this runs for every lead of every batch
@@ -605,8 +608,9 @@ class Scorer:
         fit_points: list[tuple[FitRule, float]],
         sums: list[float],
         counted: list[bool],
-        reasons: bool = True,
     ) -> LeadScore:
+        """The score, with its reasons, from the fit rules that hold with their points and the
+        engagement sums before caps (``score``; ``finish`` works from indexes)."""
         m = self.model
         fit = sum(p for _, p in fit_points)
         if m.fit_max is not None and fit > m.fit_max:
@@ -621,8 +625,6 @@ class Scorer:
         score = fit + engagement
         mql = (score >= m.threshold or fast) and (m.min_fit is None or fit >= m.min_fit)
         grade = grade_of(m, fit, engagement)
-        if not reasons:
-            return _lead_score(fit, engagement, score, grade, mql, fast, ())
         contributions: list[tuple[float, int, str]] = [
             (p, r.order, r.name) for r, p in fit_points if p != 0
         ]
