@@ -56,7 +56,8 @@ def ingest_group(
 
 class CallFailed(Exception):
     """One call of a group failed on its own (``error``): the group's transaction is rolled
-    back, and the group written again without that call (``Service._write_ingests``).
+    back, and the group written again without that call (``Service._write_ingests``; on
+    SQLite ``Service._write_sqlite``).
     ``call`` None: a statement of the whole group failed (its events insert, its scores
     update), and which call's rows it was is not known: the group is written again with each
     call's statements apart (``ingest_group``'s ``apart``), which finds it."""
