@@ -129,8 +129,26 @@ class HandoffApi:
         demo: bool = True,
         **traits: Any,
     ) -> dict[str, Any]:
-        """Make ``lead`` an MQL now: a senior title, a company, and a demo request (fast track)
-        or pricing visits (threshold); returns the lead as shown."""
+        """Make ``lead`` an MQL now (``mql_messages``); returns the lead as shown."""
+        self.send(
+            *self.mql_messages(
+                lead, employees=employees, country=country, email=email, demo=demo, **traits
+            )
+        )
+        return self.lead(lead)
+
+    def mql_messages(
+        self,
+        lead: str,
+        *,
+        employees: int = 2000,
+        country: str = "US",
+        email: str | None = None,
+        demo: bool = True,
+        **traits: Any,
+    ) -> list[dict[str, Any]]:
+        """The messages that make ``lead`` an MQL now: a senior title, a company, and a demo
+        request (fast track) or pricing visits (threshold)."""
         now = iso(self.clock.now())
         msgs: list[dict[str, Any]] = [
             {
@@ -168,8 +186,7 @@ class HandoffApi:
                 }
                 for _ in range(3)
             ]
-        self.send(*msgs)
-        return self.lead(lead)
+        return msgs
 
     # ------------------------------------------------------------------ the store
 

@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.store import schema as t
-from tests.handoff_service_helpers import HandoffApi, handoff_api, iso
-from tests.service_helpers import mid
+from tests.handoff_service_helpers import HandoffApi, handoff_api
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -21,35 +20,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'leadscore.db'}"
     return str(request.getfixturevalue("pg_url"))
-
-
-def _qualifying(api: HandoffApi, leads: list[str]) -> list[dict[str, Any]]:
-    """An identify and a demo request per lead, at the API's clock: each lead an MQL."""
-    now = iso(api.clock.now())
-    msgs: list[dict[str, Any]] = []
-    for lead in leads:
-        msgs += [
-            {
-                "type": "identify",
-                "userId": lead,
-                "messageId": mid(),
-                "timestamp": now,
-                "traits": {
-                    "title": "VP Sales",
-                    "email": f"{lead}@{lead}.example",
-                    "country": "US",
-                    "company": {"employees": 2000},
-                },
-            },
-            {
-                "type": "track",
-                "userId": lead,
-                "messageId": mid(),
-                "event": "Demo Requested",
-                "timestamp": now,
-            },
-        ]
-    return msgs
 
 
 @pytest.fixture
@@ -85,7 +55,7 @@ def test_the_mql_episodes_of_one_request_go_in_one_statement(
 ) -> None:
     api, files = traced
     leads = ["lead-a", "lead-b", "lead-c"]
-    api.send(*_qualifying(api, leads))
+    api.send(*[m for lead in leads for m in api.mql_messages(lead)])
     with api.engine.connect() as conn:
         episodes = conn.execute(
             sa.select(t.mql_episodes).order_by(t.mql_episodes.c.lead_id)

@@ -11,8 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.store import schema as t
-from tests.handoff_service_helpers import handoff_api, iso
-from tests.service_helpers import mid
+from tests.handoff_service_helpers import handoff_api
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,30 +23,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_two_new_mqls_of_one_request_are_notified_mql_first_then_assigned(url: str) -> None:
     with handoff_api(url) as api:
-        now = iso(api.clock.now())
-        msgs = []
-        for lead in ("lead-a", "lead-b"):
-            msgs += [
-                {
-                    "type": "identify",
-                    "userId": lead,
-                    "messageId": mid(),
-                    "timestamp": now,
-                    "traits": {
-                        "title": "VP Sales",
-                        "email": f"{lead}@{lead}.example",
-                        "country": "US",
-                        "company": {"employees": 2000},
-                    },
-                },
-                {
-                    "type": "track",
-                    "userId": lead,
-                    "messageId": mid(),
-                    "event": "Demo Requested",
-                    "timestamp": now,
-                },
-            ]
+        msgs = [m for lead in ("lead-a", "lead-b") for m in api.mql_messages(lead)]
         api.send(*msgs)
         with api.engine.connect() as conn:
             rows = conn.execute(
