@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -209,3 +210,37 @@ def handoff_api(url: str, routing: str | None = ROUTING, **kw: Any) -> Iterator[
         yield api
     finally:
         api.close()
+
+
+@contextmanager
+def libpq_traces(
+    engine: sa.Engine, folder: Path, *, unprepared: bool = False
+) -> Iterator[list[Path]]:
+    """Every PostgreSQL connection checked out of ``engine`` from now on traced to a file of its
+    own in ``folder`` (libpq's trace; the list fills as connections are checked out), until
+    the block ends; ``unprepared``: its statements sent with their text (none prepared).
+    SQLite connections are left as they are."""
+    files: list[Path] = []
+    opened: list[Any] = []
+
+    def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
+        if hasattr(dbapi, "pgconn"):
+            if unprepared:
+                dbapi.prepare_threshold = None
+            files.append(folder / f"trace{len(files)}.txt")
+            opened.append(files[-1].open("w"))
+            dbapi.pgconn.trace(opened[-1].fileno())
+
+    def checkin(dbapi: Any, _record: Any) -> None:
+        if hasattr(dbapi, "pgconn"):
+            dbapi.pgconn.untrace()
+
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
+    try:
+        yield files
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
+        sa.event.remove(engine, "checkin", checkin)
+        for f in opened:
+            f.close()

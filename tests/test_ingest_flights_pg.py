@@ -9,41 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from leadscore.store import schema as t
-from tests.handoff_service_helpers import HandoffApi, handoff_api
+from tests.handoff_service_helpers import HandoffApi, handoff_api, libpq_traces
 
 
 @pytest.fixture
 def traced(pg_url: str, tmp_path: Path) -> Iterator[tuple[HandoffApi, list[Path]]]:
     """The app with routing and webhooks; every connection checked out from now on traced to
     a file of its own (libpq's trace), its statements sent with their text (none prepared)."""
-    with handoff_api(pg_url) as api:
-        files: list[Path] = []
-        opened: list[Any] = []
-
-        def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
-            dbapi.prepare_threshold = None
-            files.append(tmp_path / f"trace{len(files)}.txt")
-            opened.append(files[-1].open("w"))
-            dbapi.pgconn.trace(opened[-1].fileno())
-
-        def checkin(dbapi: Any, _record: Any) -> None:
-            dbapi.pgconn.untrace()
-
-        sa.event.listen(api.engine, "checkout", checkout)
-        sa.event.listen(api.engine, "checkin", checkin)
-        try:
-            yield api, files
-        finally:
-            sa.event.remove(api.engine, "checkout", checkout)
-            sa.event.remove(api.engine, "checkin", checkin)
-            for f in opened:
-                f.close()
+    with handoff_api(pg_url) as api, libpq_traces(api.engine, tmp_path, unprepared=True) as files:
+        yield api, files
 
 
 def _flights(trace: Path) -> list[list[str]]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from leadscore.store import schema as t
-from tests.handoff_service_helpers import HandoffApi, handoff_api
+from tests.handoff_service_helpers import HandoffApi, handoff_api, libpq_traces
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,29 +24,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def traced(url: str, tmp_path: Path) -> Iterator[tuple[HandoffApi, list[Path]]]:
     """The app with routing; on PostgreSQL every connection checked out traced to a file."""
-    with handoff_api(url) as api:
-        files: list[Path] = []
-        opened: list[Any] = []
-
-        def checkout(dbapi: Any, _record: Any, _proxy: Any) -> None:
-            if hasattr(dbapi, "pgconn"):
-                files.append(tmp_path / f"trace{len(files)}.txt")
-                opened.append(files[-1].open("w"))
-                dbapi.pgconn.trace(opened[-1].fileno())
-
-        def checkin(dbapi: Any, _record: Any) -> None:
-            if hasattr(dbapi, "pgconn"):
-                dbapi.pgconn.untrace()
-
-        sa.event.listen(api.engine, "checkout", checkout)
-        sa.event.listen(api.engine, "checkin", checkin)
-        try:
-            yield api, files
-        finally:
-            sa.event.remove(api.engine, "checkout", checkout)
-            sa.event.remove(api.engine, "checkin", checkin)
-            for f in opened:
-                f.close()
+    with handoff_api(url) as api, libpq_traces(api.engine, tmp_path) as files:
+        yield api, files
 
 
 def test_the_mql_episodes_of_one_request_go_in_one_statement(
