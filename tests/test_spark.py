@@ -160,6 +160,24 @@ def test_missing_java_is_a_clear_error(project, tmp_path):
     assert "apt-get install openjdk-17-jre-headless" in proc.stderr
 
 
+def test_java_home_that_holds_no_java_is_named(project, tmp_path):
+    """Spark starts the JAVA_HOME it is given even when `java` is on PATH: say that one is wrong."""
+    import subprocess
+
+    env = dict(os.environ, JAVA_HOME=str(tmp_path / "no-jdk"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadscore", "score", "--leads", "leads.csv", "--engine", "spark"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"Error: JAVA_HOME is {tmp_path / 'no-jdk'}, which holds no bin/java" in proc.stderr
+    assert "spark-class" not in proc.stderr  # stopped before Spark's own launcher ran
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

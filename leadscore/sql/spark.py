@@ -64,8 +64,14 @@ def _pyspark() -> Any:
 
 def _check_java() -> None:
     home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return
+    if home:  # Spark's launcher runs $JAVA_HOME/bin/java whenever JAVA_HOME is set
+        if os.access(os.path.join(home, "bin", "java"), os.X_OK):
+            return
+        raise SparkUnavailable(
+            f"JAVA_HOME is {home}, which holds no bin/java, and Spark starts the Java it names; "
+            "point JAVA_HOME at a Java 17 or later install (on Debian/Ubuntu, for example "
+            "/usr/lib/jvm/java-17-openjdk-amd64) or unset it to use the `java` on PATH"
+        )
     if shutil.which("java"):
         return
     raise SparkUnavailable(
