@@ -179,6 +179,44 @@ def test_java_home_that_holds_no_java_is_named(project, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("printed", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('java version "1.8.0_381"\nJava(TM) SE Runtime Environment', 8),
+        ('openjdk version "11.0.2" 2019-01-15', 11),
+        ('Picked up JAVA_TOOL_OPTIONS: -Xmx1g\nopenjdk version "25.0.3" 2026-04-21 LTS', 25),
+        ("something else entirely", None),
+    ],
+)
+def test_java_major_version_from_what_java_version_prints(printed, major):
+    from leadscore.sql.spark import java_major
+
+    assert java_major(printed) == major
+
+
+def test_a_java_older_than_17_is_named_with_its_version(project, tmp_path):
+    """PySpark 4 runs on Java 17 or later; an older one fails deep in the JVM's start."""
+    import subprocess
+
+    home = tmp_path / "jdk-11"
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"  # prints what Java 11 prints for -version, as Java does: stderr
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
+    java.chmod(0o755)
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadscore", "score", "--leads", "leads.csv", "--engine", "spark"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=dict(os.environ, JAVA_HOME=str(home)),
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"Error: {java} is Java 11; Spark needs Java 17 or later" in proc.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--leads-table", "crm.leads"], "name Spark tables: add --engine spark"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import subprocess
 import warnings
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,6 +40,7 @@ __all__ = [
     "LEADS_VIEW",
     "SparkUnavailable",
     "inputs_to_spark",
+    "java_major",
     "score_on_spark",
     "session",
 ]
@@ -62,23 +65,62 @@ def _pyspark() -> Any:
     return pyspark.sql
 
 
+_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+_LEAST_JAVA = 17  # PySpark 4 (what the spark extra allows) runs on Java 17 and later
+
+
+def java_major(printed: str) -> int | None:
+    """The major version in what ``java -version`` prints ("1.8.0_381" is 8), if it says one."""
+    found = _JAVA_VERSION.search(printed)
+    if not found:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
 def _check_java() -> None:
     home = os.environ.get("JAVA_HOME")
+    java: str | None
     if home:  # Spark's launcher runs $JAVA_HOME/bin/java whenever JAVA_HOME is set
-        if os.access(os.path.join(home, "bin", "java"), os.X_OK):
-            return
+        java = os.path.join(home, "bin", "java")
+        if not os.access(java, os.X_OK):
+            raise SparkUnavailable(
+                f"JAVA_HOME is {home}, which holds no bin/java, and Spark starts the Java it "
+                "names; point JAVA_HOME at a Java 17 or later install (on Debian/Ubuntu, for "
+                "example /usr/lib/jvm/java-17-openjdk-amd64) or unset it to use the `java` on PATH"
+            )
+    else:
+        java = shutil.which("java")
+    if java is None:
         raise SparkUnavailable(
-            f"JAVA_HOME is {home}, which holds no bin/java, and Spark starts the Java it names; "
-            "point JAVA_HOME at a Java 17 or later install (on Debian/Ubuntu, for example "
-            "/usr/lib/jvm/java-17-openjdk-amd64) or unset it to use the `java` on PATH"
+            "a local Spark session needs Java 17 or later, and none was found (no `java` on "
+            "PATH, no JAVA_HOME); install it (Debian/Ubuntu: apt-get install "
+            "openjdk-17-jre-headless) or run on a cluster with --spark-remote sc://HOST:15002"
         )
-    if shutil.which("java"):
-        return
-    raise SparkUnavailable(
-        "a local Spark session needs Java 17 or later, and none was found (no `java` on PATH, "
-        "no JAVA_HOME); install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) "
-        "or run on a cluster with --spark-remote sc://HOST:15002"
-    )
+    major = _java_version(java)
+    if major is not None and major < _LEAST_JAVA:
+        raise SparkUnavailable(
+            f"{java} is Java {major}; Spark needs Java 17 or later: install it (Debian/Ubuntu: "
+            "apt-get install openjdk-17-jre-headless) and point JAVA_HOME at it, or run on a "
+            "cluster with --spark-remote sc://HOST:15002"
+        )
+
+
+def _java_version(java: str) -> int | None:
+    """What ``java -version`` says (about 0.1 s), or None where it says nothing readable:
+    Spark then finds out for itself, and reports what it finds."""
+    try:
+        done = subprocess.run(
+            [java, "-version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return java_major(done.stderr + done.stdout)
 
 
 def _check_remote(url: str, timeout: float = 5.0) -> None:
