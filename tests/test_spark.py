@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,11 +143,8 @@ def test_unreachable_spark_connect_is_a_clear_error(project):
     assert "is not a Spark Connect URL; write it like sc://HOST:15002" in bad.stderr
 
 
-def test_missing_java_is_a_clear_error(project, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
-    env["PATH"] = str(Path(sys.executable).parent)  # python, no java
-    import subprocess
-
+def _score_on_local_spark(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`leadscore score --engine spark` in its own process with ``env``; it must fail cleanly."""
     proc = subprocess.run(
         [sys.executable, "-m", "leadscore", "score", "--leads", "leads.csv", "--engine", "spark"],
         capture_output=True,
@@ -155,25 +153,21 @@ def test_missing_java_is_a_clear_error(project, tmp_path):
         env=env,
         timeout=120,
     )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_missing_java_is_a_clear_error(project, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(Path(sys.executable).parent)  # python, no java
+    proc = _score_on_local_spark(project, env)
     assert "Error: a local Spark session needs Java 17 or later" in proc.stderr
     assert "apt-get install openjdk-17-jre-headless" in proc.stderr
 
 
 def test_java_home_that_holds_no_java_is_named(project, tmp_path):
     """Spark starts the JAVA_HOME it is given even when `java` is on PATH: say that one is wrong."""
-    import subprocess
-
-    env = dict(os.environ, JAVA_HOME=str(tmp_path / "no-jdk"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", "score", "--leads", "leads.csv", "--engine", "spark"],
-        capture_output=True,
-        text=True,
-        cwd=project,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    proc = _score_on_local_spark(project, dict(os.environ, JAVA_HOME=str(tmp_path / "no-jdk")))
     assert f"Error: JAVA_HOME is {tmp_path / 'no-jdk'}, which holds no bin/java" in proc.stderr
     assert "spark-class" not in proc.stderr  # stopped before Spark's own launcher ran
 
@@ -197,22 +191,12 @@ def test_java_major_version_from_what_java_version_prints(printed, major):
 
 def test_a_java_older_than_17_is_named_with_its_version(project, tmp_path):
     """PySpark 4 runs on Java 17 or later; an older one fails deep in the JVM's start."""
-    import subprocess
-
     home = tmp_path / "jdk-11"
     (home / "bin").mkdir(parents=True)
     java = home / "bin" / "java"  # prints what Java 11 prints for -version, as Java does: stderr
     java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     java.chmod(0o755)
-    proc = subprocess.run(
-        [sys.executable, "-m", "leadscore", "score", "--leads", "leads.csv", "--engine", "spark"],
-        capture_output=True,
-        text=True,
-        cwd=project,
-        env=dict(os.environ, JAVA_HOME=str(home)),
-        timeout=120,
-    )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    proc = _score_on_local_spark(project, dict(os.environ, JAVA_HOME=str(home)))
     assert f"Error: {java} is Java 11; Spark needs Java 17 or later" in proc.stderr
 
 
@@ -234,7 +218,6 @@ def test_engine_options_that_cannot_work_together(project, args, message):
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory: pytest.TempPathFactory):
     """A real Spark Connect server (spark-submit of PySpark's SparkConnectServer) on a free port."""
-    import subprocess
     import time
 
     import pyspark
