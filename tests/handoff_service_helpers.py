@@ -120,22 +120,10 @@ class HandoffApi:
     def lead(self, lead_id: str) -> dict[str, Any]:
         return self.ok("GET", f"/api/leads/{lead_id}")
 
-    def mql(
-        self,
-        lead: str,
-        *,
-        employees: int = 2000,
-        country: str = "US",
-        email: str | None = None,
-        demo: bool = True,
-        **traits: Any,
-    ) -> dict[str, Any]:
-        """Make ``lead`` an MQL now (``mql_messages``); returns the lead as shown."""
-        self.send(
-            *self.mql_messages(
-                lead, employees=employees, country=country, email=email, demo=demo, **traits
-            )
-        )
+    def mql(self, lead: str, **options: Any) -> dict[str, Any]:
+        """Make ``lead`` an MQL now (``mql_messages``, with its options); returns the lead as
+        shown."""
+        self.send(*self.mql_messages(lead, **options))
         return self.lead(lead)
 
     def mql_messages(

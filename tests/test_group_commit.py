@@ -192,33 +192,17 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
         "b": [identify("u4", {"title": "VP Marketing"}), track("u4", "Demo Requested")],
     }
     ids = {name: [m["messageId"] for m in msgs] for name, msgs in requests.items()}
-    answers: dict[str, Any] = {}
     seen_on_answer: dict[str, int] = {}
 
-    def send(name: str) -> None:
-        try:
-            answers[name] = svc.ingest(_checked(svc, *requests[name]))
-        except Exception as e:  # the test looks at which error
-            answers[name] = e
+    def on_answer(name: str) -> None:
         # at the moment of the answer, another connection sees the request's rows
         seen_on_answer[name] = _stored(db, ids[name])
 
-    # another connection holds SQLite's write lock, so the first request's writer waits at BEGIN
-    blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
-    blocker.execute("BEGIN IMMEDIATE")
-    threads = {"first": threading.Thread(target=send, args=("first",))}
-    threads["first"].start()
-    _wait(lambda: svc._ingests.groups == 1, "the first writer")
-    for name in ("a", "bad", "b"):
-        threads[name] = threading.Thread(target=send, args=(name,))
-        threads[name].start()
-    _wait(lambda: svc._ingests.pending() == 3, "three queued requests")
-    time.sleep(0.1)
-    assert answers == {}  # nothing is answered before its commit
-    blocker.rollback()
-    blocker.close()
-    for th in threads.values():
-        th.join(30)
+    def before_release(answers: dict[str, Any]) -> None:
+        time.sleep(0.1)
+        assert answers == {}  # nothing is answered before its commit
+
+    answers = _queued_behind_a_blocked_writer(svc, db, requests, on_answer, before_release)
 
     # the three that queued while the first was written joined its transaction: one commit
     assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)
@@ -236,11 +220,16 @@ def test_each_request_is_answered_after_its_rows_are_committed_and_a_bad_one_fai
 
 
 def _queued_behind_a_blocked_writer(
-    svc: Service, db: Path, requests: dict[str, list[dict[str, Any]]]
+    svc: Service,
+    db: Path,
+    requests: dict[str, list[dict[str, Any]]],
+    on_answer: Callable[[str], None] = lambda name: None,
+    before_release: Callable[[dict[str, Any]], None] = lambda answers: None,
 ) -> dict[str, Any]:
     """``requests`` sent one thread each while another connection holds SQLite's write lock:
-    the first becomes the writer and waits at BEGIN, the others queue behind it, in order.
-    Each one's answer, or its error."""
+    the first becomes the writer and waits at BEGIN, the others queue behind it, in order
+    (``_one_group``), and ``before_release`` is given the answers so far. Each one's answer,
+    or its error; ``on_answer(name)`` runs on the request's thread as soon as it is answered."""
     answers: dict[str, Any] = {}
 
     def send(name: str) -> None:
@@ -248,15 +237,22 @@ def _queued_behind_a_blocked_writer(
             answers[name] = svc.ingest(_checked(svc, *requests[name]))
         except Exception as e:  # the test looks at which error
             answers[name] = e
+        on_answer(name)
 
-    _one_group(svc, db, [lambda name=name: send(name) for name in requests])
+    sends = [lambda name=name: send(name) for name in requests]
+    _one_group(svc, db, sends, lambda: before_release(answers))
     return answers
 
 
-def _one_group(svc: Service, db: Path, sends: list[Callable[[], None]]) -> None:
+def _one_group(
+    svc: Service,
+    db: Path,
+    sends: list[Callable[[], None]],
+    before_release: Callable[[], None] = lambda: None,
+) -> None:
     """Each of ``sends`` on a thread of its own while another connection holds SQLite's write
     lock: the first becomes the writer and waits at BEGIN, the others queue behind it, in
-    order, and the lock is let go. Returns once every thread is done."""
+    order, ``before_release`` runs, and the lock is let go. Returns once every thread is done."""
     blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
     blocker.execute("BEGIN IMMEDIATE")
     threads = [threading.Thread(target=f) for f in sends]
@@ -265,10 +261,13 @@ def _one_group(svc: Service, db: Path, sends: list[Callable[[], None]]) -> None:
     for queued, th in enumerate(threads[1:], 1):
         th.start()
         _wait(lambda: svc._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
-    blocker.rollback()
-    blocker.close()
-    for th in threads:
-        th.join(30)
+    try:
+        before_release()
+    finally:
+        blocker.rollback()
+        blocker.close()
+        for th in threads:
+            th.join(30)
 
 
 def test_a_group_with_a_failing_request_is_written_again_without_it_and_no_savepoint(

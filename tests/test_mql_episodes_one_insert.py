@@ -14,17 +14,11 @@ from leadscore.store import schema as t
 from tests.handoff_service_helpers import HandoffApi, handoff_api, libpq_traces
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'leadscore.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
-def traced(url: str, tmp_path: Path) -> Iterator[tuple[HandoffApi, list[Path]]]:
-    """The app with routing; on PostgreSQL every connection checked out traced to a file."""
-    with handoff_api(url) as api, libpq_traces(api.engine, tmp_path) as files:
+def traced(service_db_url: str, tmp_path: Path) -> Iterator[tuple[HandoffApi, list[Path]]]:
+    """The app with routing, on SQLite and on PostgreSQL; on PostgreSQL every connection
+    checked out traced to a file."""
+    with handoff_api(service_db_url) as api, libpq_traces(api.engine, tmp_path) as files:
         yield api, files
 
 
