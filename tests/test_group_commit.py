@@ -647,27 +647,7 @@ def test_a_commit_that_fails_fails_the_requests_that_joined_it_too(tmp_path: Pat
             "bad": [page("u3", "/", messageId="late")],
             "b": [page("u4", "/docs")],
         }
-        answers: dict[str, Any] = {}
-
-        def send(name: str) -> None:
-            try:
-                answers[name] = svc.ingest(_checked(svc, *requests[name]))
-            except Exception as e:  # the test looks at which error
-                answers[name] = e
-
-        blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
-        blocker.execute("BEGIN IMMEDIATE")
-        threads = {"first": threading.Thread(target=send, args=("first",))}
-        threads["first"].start()
-        _wait(lambda: svc._ingests.groups == 1, "the first writer")
-        for queued, name in enumerate(("a", "bad", "b"), 1):
-            threads[name] = threading.Thread(target=send, args=(name,))
-            threads[name].start()
-            _wait(lambda: svc._ingests.pending() == queued, f"{queued} queued")  # noqa: B023
-        blocker.rollback()
-        blocker.close()
-        for th in threads.values():
-            th.join(30)
+        answers = _queued_behind_a_blocked_writer(svc, db, requests)
 
         assert (svc._ingests.groups, svc._ingests.calls) == (1, 4)  # all in one transaction
         for name in requests:
